@@ -1,0 +1,29 @@
+# Two commands for a fresh machine:  make lab   (open the notebook series)   make test   (run every test)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.hmf_lab-installed
+
+.PHONY: lab test env bench clean
+
+env: $(STAMP)
+
+# CPU-only torch first (an unpinned torch pulls a multi-GB CUDA build), then the package and its tools.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/hmf-lab bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

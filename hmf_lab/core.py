@@ -1,0 +1,495 @@
+"""HMF, LMF and magnitude pruning as pure functions on 2-D float matrices.
+
+Symbols follow the paper (Thakker et al., SustaiNLP 2020): W is m x n (``nn.Linear.weight``
+layout, out x in), ``split`` = k dense rows, ``rank`` = r of the factorization of the other m-k rows.
+
+    W_hat = P [ D ; U V ]     D: (k, n)   U: (m-k, r)   V: (r, n)
+    params = k*n + r*(m-k) + r*n,  compression = m*n / params,  rank(W_hat) <= k + r
+
+Example
+-------
+>>> import torch, hmf_lab as hl
+>>> W = torch.randn(64, 48, generator=torch.Generator().manual_seed(0))
+>>> f = hl.hmf(W, split=8, rank=12)
+>>> f.n_params == 8*48 + 12*(64-8) + 12*48
+True
+>>> x = torch.randn(5, 48)
+>>> torch.allclose(f(x), x @ f.to_dense().T, atol=1e-5)
+True
+>>> hl.relative_error(W, hl.hmf(W, split=64, rank=0))
+0.0
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._validation import as_inputs, as_int, as_matrix, check_compression, check_rank, check_split
+from .heuristics import select_rows
+
+__all__ = [
+    "LMFResult", "HMFResult", "PruneResult", "HMFCache",
+    "lmf", "hmf", "prune", "relative_error", "budget", "sweep", "hmf_params", "lmf_params",
+]
+
+
+def hmf_params(m: int, n: int, split: int, rank: int) -> int:
+    """Stored values of HMF: ``k*n + r*(m-k) + r*n`` (LMF is ``split=0``)."""
+    return split * n + rank * (m - split) + rank * n
+
+
+def lmf_params(m: int, n: int, rank: int) -> int:
+    """Stored values of LMF: ``r*(m+n)``."""
+    return rank * (m + n)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, eq=False)
+class LMFResult:
+    """Rank-r factorization ``W_hat = U @ V`` (singular values folded into ``U``)."""
+
+    U: torch.Tensor  # (m, r)
+    V: torch.Tensor  # (r, n)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.U.shape[0], self.V.shape[1])
+
+    @property
+    def rank(self) -> int:
+        return self.V.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        m, n = self.shape
+        return lmf_params(m, n, self.rank)
+
+    @property
+    def compression(self) -> float:
+        m, n = self.shape
+        return m * n / self.n_params
+
+    @property
+    def rank_bound(self) -> int:
+        return min(self.rank, *self.shape)
+
+    def to_dense(self) -> torch.Tensor:
+        return self.U @ self.V  # (m, r) @ (r, n)
+
+    def __call__(self, x) -> torch.Tensor:
+        """``x @ W_hat.T`` without forming W_hat: two thin GEMMs. ``x``: (..., n) -> (..., m)."""
+        x = as_inputs(x, self.shape[1], like=self.V)
+        return (x @ self.V.T) @ self.U.T  # (..., r) -> (..., m)
+
+
+@dataclass(frozen=True, eq=False)
+class HMFResult:
+    """Hybrid factorization: dense rows ``rows`` kept exactly, the others as ``U @ V``."""
+
+    rows: torch.Tensor  # (k,) sorted dense-row indices
+    dense: torch.Tensor  # (k, n)
+    U: torch.Tensor  # (m-k, r)
+    V: torch.Tensor  # (r, n)
+    m: int
+    heuristic: str = "top"
+    lower_rows: torch.Tensor = field(init=False)  # (m-k,) the factorized rows, sorted
+
+    def __post_init__(self):
+        keep = torch.ones(self.m, dtype=torch.bool)
+        keep[self.rows] = False
+        object.__setattr__(self, "lower_rows", torch.nonzero(keep).reshape(-1))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.m, self.V.shape[1])
+
+    @property
+    def split(self) -> int:
+        return self.rows.numel()
+
+    @property
+    def rank(self) -> int:
+        return self.V.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        m, n = self.shape
+        return hmf_params(m, n, self.split, self.rank)
+
+    @property
+    def compression(self) -> float:
+        m, n = self.shape
+        return m * n / self.n_params
+
+    @property
+    def rank_bound(self) -> int:
+        return min(self.split + self.rank, *self.shape)
+
+    @property
+    def is_top(self) -> bool:
+        """True when the dense rows are exactly the first k (no permutation needed)."""
+        return bool(self.split == 0 or int(self.rows[-1]) == self.split - 1)
+
+    def to_dense(self) -> torch.Tensor:
+        out = self.dense.new_empty(self.shape)  # (m, n)
+        out[self.rows] = self.dense
+        out[self.lower_rows] = self.U @ self.V  # (m-k, r) @ (r, n)
+        return out
+
+    def __call__(self, x) -> torch.Tensor:
+        """``x @ W_hat.T`` without forming W_hat. ``x``: (..., n) -> (..., m)."""
+        x = as_inputs(x, self.shape[1], like=self.V)
+        y = x.new_empty(*x.shape[:-1], self.m)
+        y[..., self.rows] = x @ self.dense.T  # (..., k)
+        y[..., self.lower_rows] = (x @ self.V.T) @ self.U.T  # (..., r) -> (..., m-k)
+        return y
+
+
+@dataclass(frozen=True, eq=False)
+class PruneResult:
+    """Magnitude pruning: the ``nnz`` largest-magnitude entries of W, stored as CSR."""
+
+    weight: torch.Tensor  # (m, n) sparse CSR
+    mask: torch.Tensor  # (m, n) bool
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.weight.shape)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.weight.values().numel())
+
+    @property
+    def n_params(self) -> int:
+        """Stored values (not counting indices), comparable to HMF/LMF ``n_params``."""
+        return self.nnz
+
+    @property
+    def compression(self) -> float:
+        m, n = self.shape
+        return m * n / self.n_params
+
+    @property
+    def n_bytes(self) -> int:
+        """CSR storage in bytes: values + column indices + row pointers."""
+        m, _ = self.shape
+        vb = self.weight.values().element_size()
+        ib = self.weight.col_indices().element_size()
+        return self.nnz * (vb + ib) + (m + 1) * self.weight.crow_indices().element_size()
+
+    @property
+    def dense_bytes(self) -> int:
+        m, n = self.shape
+        return m * n * self.weight.values().element_size()
+
+    @property
+    def byte_compression(self) -> float:
+        """Dense bytes / CSR bytes, index overhead included (what memory traffic sees)."""
+        return self.dense_bytes / self.n_bytes
+
+    @property
+    def rank_bound(self) -> int:
+        return min(self.nnz, *self.shape)
+
+    def to_dense(self) -> torch.Tensor:
+        return self.weight.to_dense()
+
+    def __call__(self, x) -> torch.Tensor:
+        """``x @ W_hat.T`` with torch's sparse CSR kernel. ``x``: (..., n) -> (..., m)."""
+        x = as_inputs(x, self.shape[1], like=self.weight.values())
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.shape[1])  # (B, n)
+        y = (self.weight @ x2.T).T  # (m, n) @ (n, B) -> (B, m)
+        return y.reshape(*lead, self.shape[0])
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def _truncated(A: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eckart–Young: the best rank-r approximation of A as (U*S, Vh)."""
+    U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+    return U[:, :rank] * S[:rank], Vh[:rank].contiguous()
+
+
+def lmf(W, rank) -> LMFResult:
+    """Low-rank matrix factorization: truncated SVD, the Eckart–Young optimum at rank r.
+
+    >>> import torch, hmf_lab as hl
+    >>> f = hl.lmf(torch.eye(4), rank=2)
+    >>> f.n_params, f.compression
+    (16, 1.0)
+    """
+    W = as_matrix(W)
+    m, n = W.shape
+    r = check_rank(rank, m, n, 0)
+    U, V = _truncated(W, r)
+    return LMFResult(U=U, V=V)
+
+
+def hmf(W, split, rank, heuristic="top", X=None) -> HMFResult:
+    """Hybrid matrix factorization: ``split`` rows kept dense, the rest at rank ``rank``.
+
+    ``heuristic`` picks the dense rows: a name in ``hl.HEURISTICS`` ("top" is the paper's choice),
+    a callable ``fn(W, split, *, rank, X=None)``, or explicit row indices. ``X`` (N, n) are optional
+    calibration inputs handed to data-aware heuristics.
+
+    >>> import torch, hmf_lab as hl
+    >>> W = torch.randn(6, 5, dtype=torch.float64)
+    >>> f = hl.hmf(W, split=2, rank=1, heuristic=[0, 5])
+    >>> f.rows.tolist(), tuple(f.U.shape), tuple(f.V.shape), f.rank_bound
+    ([0, 5], (4, 1), (1, 5), 3)
+    """
+    W = as_matrix(W)
+    m, n = W.shape
+    k = check_split(split, m)
+    r = check_rank(rank, m, n, k)
+    if X is not None:
+        X = as_inputs(X, n, name="X", like=W)
+    rows = select_rows(W, k, r, heuristic, X)
+    keep = torch.ones(m, dtype=torch.bool)
+    keep[rows] = False
+    lower = W[keep]  # (m-k, n)
+    if r == 0:
+        U, V = W.new_zeros(m - k, 0), W.new_zeros(0, n)
+    else:
+        U, V = _truncated(lower, r)
+    name = heuristic if isinstance(heuristic, str) else getattr(heuristic, "__name__", "explicit")
+    return HMFResult(rows=rows, dense=W[rows].clone(), U=U, V=V, m=m, heuristic=name)
+
+
+def prune(W, compression) -> PruneResult:
+    """Magnitude pruning to ``floor(m*n / compression)`` stored values, kept as sparse CSR.
+
+    The mask comes from ``torch.nn.utils.prune.L1Unstructured``. ``n_params``/``compression``
+    count values only (as for HMF/LMF); ``n_bytes``/``byte_compression`` include CSR indices.
+
+    >>> import torch, hmf_lab as hl
+    >>> p = hl.prune(torch.arange(1., 9.).reshape(2, 4), compression=4)
+    >>> p.nnz, p.to_dense().tolist()
+    (2, [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 7.0, 8.0]])
+    """
+    from torch.nn.utils import prune as tprune
+
+    W = as_matrix(W)
+    c = check_compression(compression)
+    m, n = W.shape
+    nnz = int(math.floor(m * n / c))
+    if nnz < 1:
+        raise ValueError(
+            f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
+            f"it must be at most m*n = {m * n}"
+        )
+    method = tprune.L1Unstructured(amount=m * n - nnz)
+    mask = method.compute_mask(W, default_mask=torch.ones_like(W)).bool()
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+        csr = (W * mask).to_sparse_csr()
+    if csr.values().numel() != nnz:  # exact zeros in W among the kept entries: store them explicitly
+        idx = mask.nonzero()
+        csr = torch.sparse_coo_tensor(idx.T, W[mask], (m, n)).coalesce().to_sparse_csr()
+    return PruneResult(weight=csr, mask=mask)
+
+
+def relative_error(W, f) -> float:
+    """``||W - W_hat||_F / ||W||_F`` for a result (``.to_dense()``) or a matrix ``W_hat``.
+
+    Returns 0.0 when both are zero.
+    """
+    W = as_matrix(W)
+    if hasattr(f, "to_dense") and not isinstance(f, torch.Tensor):
+        W_hat = f.to_dense()
+    else:
+        W_hat = as_matrix(f, name="W_hat")
+    if tuple(W_hat.shape) != tuple(W.shape):
+        raise ValueError(f"W_hat must have the shape of W {tuple(W.shape)}, got {tuple(W_hat.shape)}")
+    W_hat = W_hat.to(W.dtype)
+    num = torch.linalg.matrix_norm(W - W_hat).item()
+    den = torch.linalg.matrix_norm(W).item()
+    if den == 0.0:
+        return 0.0 if num == 0.0 else math.inf
+    return num / den
+
+
+def budget(shape, compression, *, step: int = 1) -> pd.DataFrame:
+    """Feasible (split, rank) pairs at a compression: for each split, the largest rank that fits.
+
+    Returns a DataFrame with columns split, rank, params, compression, rank_bound (one row per
+    split in ``range(0, m+1, step)`` that can reach the budget ``m*n / compression``).
+
+    >>> import hmf_lab as hl
+    >>> b = hl.budget((512, 512), compression=4)
+    >>> b[["split", "rank"]].iloc[0].tolist(), int(b["rank_bound"].max())
+    ([0, 64], 127)
+    """
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
+        raise TypeError(f"shape must be a tuple (m, n), got {shape!r}")
+    m, n = as_int(shape[0], "shape[0]"), as_int(shape[1], "shape[1]")
+    if m < 1 or n < 1:
+        raise ValueError(f"shape must have positive sizes, got ({m}, {n})")
+    step = as_int(step, "step")
+    if step < 1:
+        raise ValueError(f"step must be an int >= 1, got {step}")
+    c = check_compression(compression)
+    B = m * n / c
+    rows = []
+    for k in range(0, m + 1, step):
+        if k == m:
+            if m * n <= B + 1e-9:
+                rows.append((m, 0))
+            continue
+        r = int(math.floor((B - k * n) / (m - k + n) + 1e-9))
+        r = min(r, m - k, n)
+        if r >= 1:
+            rows.append((k, r))
+    if not rows:
+        best = m * n / (m + n)
+        raise ValueError(
+            f"compression {compression!r} cannot be reached for shape ({m}, {n}): the smallest "
+            f"factorization (split 0, rank 1) stores m+n = {m + n} values, i.e. compression at most {best:.4g}"
+        )
+    df = pd.DataFrame(rows, columns=["split", "rank"]).astype("int64")
+    df["params"] = [hmf_params(m, n, k, r) for k, r in rows]
+    df["compression"] = m * n / df["params"]
+    df["rank_bound"] = [min(k + r, m, n) for k, r in rows]
+    return df
+
+
+class HMFCache:
+    """Caches the SVDs of the factorized block per dense-row set, so sliders and sweeps reuse them.
+
+    >>> import torch, hmf_lab as hl
+    >>> cache = hl.HMFCache(torch.randn(32, 16))
+    >>> e1 = cache.error(split=4, rank=3); e2 = cache.error(split=4, rank=8)
+    >>> e2 <= e1 and len(cache._spectra) == 1
+    True
+    """
+
+    def __init__(self, W, X=None, max_items: int = 256):
+        self.W = as_matrix(W)
+        self.X = None if X is None else as_inputs(X, self.W.shape[1], name="X", like=self.W)
+        self.norm2 = float(torch.linalg.matrix_norm(self.W.double()) ** 2)
+        self.max_items = max_items
+        self._spectra: dict[bytes, np.ndarray] = {}  # rows -> tail energies (float64)
+        self._svds: dict[bytes, tuple] = {}
+        self._rows: dict[tuple, torch.Tensor] = {}
+
+    @staticmethod
+    def _key(rows: torch.Tensor) -> bytes:
+        return rows.numpy().tobytes()
+
+    def _remember(self, store: dict, key, value):
+        if len(store) >= self.max_items:
+            store.pop(next(iter(store)))
+        store[key] = value
+        return value
+
+    def rows(self, split, rank, heuristic="top") -> torch.Tensor:
+        m, n = self.W.shape
+        k = check_split(split, m)
+        r = check_rank(rank, m, n, k)
+        hkey = (k, r, heuristic) if isinstance(heuristic, (str,)) or callable(heuristic) else None
+        if hkey is not None and hkey in self._rows:
+            return self._rows[hkey]
+        rows = select_rows(self.W, k, r, heuristic, self.X)
+        if hkey is not None:
+            self._remember(self._rows, hkey, rows)
+        return rows
+
+    def _lower(self, rows: torch.Tensor) -> torch.Tensor:
+        keep = torch.ones(self.W.shape[0], dtype=torch.bool)
+        keep[rows] = False
+        return self.W[keep]
+
+    def tail_energy(self, rows: torch.Tensor) -> np.ndarray:
+        """``t[r] = sum_{i >= r} s_i^2`` of the factorized block (t[0] = its whole energy)."""
+        key = self._key(rows)
+        if key not in self._spectra:
+            lower = self._lower(rows)
+            if lower.shape[0] == 0:
+                t = np.zeros(1)
+            else:
+                s = torch.linalg.svdvals(lower).double().numpy()
+                t = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
+                t = np.maximum(t, 0.0)
+            self._remember(self._spectra, key, t)
+        return self._spectra[key]
+
+    def error(self, split, rank, heuristic="top") -> float:
+        """Relative Frobenius error of ``hmf(W, split, rank, heuristic)`` from the cached spectrum."""
+        rows = self.rows(split, rank, heuristic)
+        t = self.tail_energy(rows)
+        if self.norm2 == 0.0:
+            return 0.0
+        return math.sqrt(t[as_int(rank, "rank")] / self.norm2)
+
+    def hmf(self, split, rank, heuristic="top") -> HMFResult:
+        """Same result as :func:`hmf`, reusing the cached SVD of the factorized block."""
+        rows = self.rows(split, rank, heuristic)
+        m, n = self.W.shape
+        r = as_int(rank, "rank")
+        key = self._key(rows)
+        if key not in self._svds:
+            lower = self._lower(rows)
+            if lower.shape[0] == 0:
+                svd = (lower.new_zeros(0, 0), lower.new_zeros(0), lower.new_zeros(0, n))
+            else:
+                svd = torch.linalg.svd(lower, full_matrices=False)
+            self._remember(self._svds, key, svd)
+        U, S, Vh = self._svds[key]
+        name = heuristic if isinstance(heuristic, str) else getattr(heuristic, "__name__", "explicit")
+        return HMFResult(
+            rows=rows, dense=self.W[rows].clone(), U=U[:, :r] * S[:r], V=Vh[:r].contiguous(), m=m, heuristic=name
+        )
+
+
+def sweep(W, splits=None, ranks=None, heuristic="top", X=None, *, cache: HMFCache | None = None,
+          progress: bool = False) -> pd.DataFrame:
+    """Error, parameters and compression over a grid of (split, rank): a tidy DataFrame.
+
+    For each split one SVD of the factorized block gives the error of every rank (tail sums of
+    squared singular values), cached in ``cache`` for later calls. Pairs outside the valid region
+    (rank > min(m-split, n)) are left out; split = m appears once with rank 0 (exact).
+    Defaults: splits ``range(0, m+1, max(1, m // 32))``, ranks all of ``1..min(m-split, n)``.
+
+    >>> import torch, hmf_lab as hl
+    >>> df = hl.sweep(torch.randn(16, 12), splits=[0, 8, 16], ranks=[1, 4])
+    >>> list(df.columns)
+    ['split', 'rank', 'params', 'compression', 'rank_bound', 'error', 'heuristic']
+    >>> len(df)  # split 16 = m needs rank 0, which ranks=[1, 4] leaves out
+    4
+    """
+    from tqdm.auto import tqdm
+
+    cache = cache if cache is not None else HMFCache(W, X=X)
+    W = cache.W
+    m, n = W.shape
+    if splits is None:
+        splits = range(0, m + 1, max(1, m // 32))
+    splits = [check_split(k, m) for k in splits]
+    if ranks is not None:
+        ranks = [as_int(r, "rank") for r in ranks]
+        bad = [r for r in ranks if not 0 <= r <= min(m, n)]
+        if bad:
+            raise ValueError(f"ranks must lie in [0, min(m, n)]=[0, {min(m, n)}], got {bad}")
+    hname = heuristic if isinstance(heuristic, str) else getattr(heuristic, "__name__", "explicit")
+    out = []
+    for k in tqdm(splits, desc="sweep", disable=not progress):
+        if k == m:
+            if ranks is None or 0 in ranks:
+                out.append((m, 0, m * n, 1.0, min(m, n), 0.0, hname))
+            continue
+        hi = min(m - k, n)
+        rs = range(1, hi + 1) if ranks is None else [r for r in ranks if 1 <= r <= hi]
+        for r in rs:
+            p = hmf_params(m, n, k, r)
+            out.append((k, r, p, m * n / p, min(k + r, m, n), cache.error(k, r, heuristic), hname))
+    return pd.DataFrame(out, columns=["split", "rank", "params", "compression", "rank_bound", "error", "heuristic"])

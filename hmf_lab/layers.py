@@ -1,0 +1,253 @@
+"""Drop-in ``nn.Linear`` replacements: :class:`HMFLinear`, :class:`LMFLinear`, :class:`SparseLinear`.
+
+Each is built from a trained ``nn.Linear`` with ``from_linear``; the bias is kept. ``state_dict``
+round-trips exactly and loads with ``torch.load(weights_only=True)``.
+
+Example
+-------
+>>> import torch, hmf_lab as hl
+>>> lin = torch.nn.Linear(32, 24)
+>>> h = hl.HMFLinear.from_linear(lin, split=4, rank=6)
+>>> x = torch.randn(3, 32)
+>>> torch.allclose(h(x), x @ h.to_dense().T + lin.bias, atol=1e-5)
+True
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._validation import as_int, check_rank, check_split
+from .core import hmf, lmf, prune
+
+__all__ = ["HMFLinear", "LMFLinear", "SparseLinear"]
+
+
+def _check_linear(linear) -> nn.Linear:
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+    return linear
+
+
+def _copy_bias(module: nn.Module, linear: nn.Linear) -> None:
+    if linear.bias is not None:
+        with torch.no_grad():
+            module.bias.copy_(linear.bias)
+
+
+class HMFLinear(nn.Module):
+    """``y = x @ W_hat.T + b`` with ``W_hat = P [D ; U V]``: D, U, V trainable ``nn.Parameter``s.
+
+    ``rows`` (buffer) are the dense rows of the output; the others are ``lower_rows``.
+
+    >>> import torch, hmf_lab as hl
+    >>> layer = hl.HMFLinear(in_features=16, out_features=8, split=2, rank=3)
+    >>> tuple(layer.D.shape), tuple(layer.U.shape), tuple(layer.V.shape), layer.n_params
+    ((2, 16), (6, 3), (3, 16), 98)
+    """
+
+    def __init__(self, in_features: int, out_features: int, split: int, rank: int, bias: bool = True,
+                 rows=None, dtype=None):
+        super().__init__()
+        n, m = as_int(in_features, "in_features"), as_int(out_features, "out_features")
+        if n < 1 or m < 1:
+            raise ValueError(f"in_features and out_features must be >= 1, got {n} and {m}")
+        k = check_split(split, m)
+        r = check_rank(rank, m, n, k)
+        self.in_features, self.out_features, self.split, self.rank = n, m, k, r
+        kw = {"dtype": dtype}
+        self.D = nn.Parameter(torch.empty(k, n, **kw))  # (k, n)
+        self.U = nn.Parameter(torch.empty(m - k, r, **kw))  # (m-k, r)
+        self.V = nn.Parameter(torch.empty(r, n, **kw))  # (r, n)
+        self.bias = nn.Parameter(torch.zeros(m, **kw)) if bias else None
+        rows = torch.arange(k) if rows is None else torch.as_tensor(rows, dtype=torch.int64)
+        if rows.shape != (k,):
+            raise ValueError(f"rows must have shape ({k},) for split {k}, got {tuple(rows.shape)}")
+        keep = torch.ones(m, dtype=torch.bool)
+        keep[rows] = False
+        # output position of each [D-rows ; UV-rows] entry; identity when the dense rows are the top k
+        order = torch.cat([rows, torch.nonzero(keep).reshape(-1)])
+        self.register_buffer("rows", rows)
+        self.register_buffer("inverse", torch.argsort(order))
+        self._refresh_order()
+        self.register_load_state_dict_post_hook(lambda module, keys: module._refresh_order())
+        self.reset_parameters()
+
+    def _refresh_order(self) -> None:
+        # cached Python bool so forward skips the output permutation when rows are the top k
+        self._is_top = bool(torch.equal(self.inverse, torch.arange(self.out_features, device=self.inverse.device)))
+
+    def reset_parameters(self) -> None:
+        for p in (self.D, self.U, self.V):
+            if p.numel():
+                nn.init.kaiming_uniform_(p, a=5 ** 0.5)
+
+    @property
+    def is_top(self) -> bool:
+        """True when the dense rows are the first k (no output permutation)."""
+        return self._is_top
+
+    @property
+    def n_params(self) -> int:
+        """Stored weight values ``k*n + r*(m-k) + r*n`` (bias not counted, as for the dense layer's m*n)."""
+        return self.D.numel() + self.U.numel() + self.V.numel()
+
+    @property
+    def compression(self) -> float:
+        return self.in_features * self.out_features / self.n_params
+
+    @classmethod
+    def from_result(cls, f, bias: torch.Tensor | None = None) -> "HMFLinear":
+        """Build the layer from an :class:`~hmf_lab.core.HMFResult` (and an optional bias (m,))."""
+        m, n = f.shape
+        layer = cls(n, m, f.split, f.rank, bias=bias is not None, rows=f.rows, dtype=f.V.dtype)
+        with torch.no_grad():
+            layer.D.copy_(f.dense)
+            layer.U.copy_(f.U)
+            layer.V.copy_(f.V)
+            if bias is not None:
+                layer.bias.copy_(bias)
+        return layer
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, split: int, rank: int, heuristic="top", X=None) -> "HMFLinear":
+        """Compress a trained ``nn.Linear``: ``hl.hmf(linear.weight, split, rank, heuristic, X)``."""
+        _check_linear(linear)
+        f = hmf(linear.weight.detach(), split, rank, heuristic=heuristic, X=X)
+        return cls.from_result(f, None if linear.bias is None else linear.bias.detach())
+
+    def to_dense(self) -> torch.Tensor:
+        """The (m, n) reconstruction ``W_hat``."""
+        W = torch.cat([self.D, self.U @ self.V], dim=0)  # (m, n) in [D ; UV] order
+        return W[self.inverse]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top = x @ self.D.T  # (..., k)
+        low = (x @ self.V.T) @ self.U.T  # (..., r) -> (..., m-k)
+        y = torch.cat([top, low], dim=-1)
+        if not self.is_top:
+            y = y[..., self.inverse]
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, split={self.split}, "
+                f"rank={self.rank}, bias={self.bias is not None}")
+
+
+class LMFLinear(nn.Module):
+    """``y = (x @ V.T) @ U.T + b``: rank-r factorization with trainable U (m, r) and V (r, n)."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True, dtype=None):
+        super().__init__()
+        n, m = as_int(in_features, "in_features"), as_int(out_features, "out_features")
+        if n < 1 or m < 1:
+            raise ValueError(f"in_features and out_features must be >= 1, got {n} and {m}")
+        r = check_rank(rank, m, n, 0)
+        self.in_features, self.out_features, self.rank = n, m, r
+        self.U = nn.Parameter(torch.empty(m, r, dtype=dtype))
+        self.V = nn.Parameter(torch.empty(r, n, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(m, dtype=dtype)) if bias else None
+        nn.init.kaiming_uniform_(self.U, a=5 ** 0.5)
+        nn.init.kaiming_uniform_(self.V, a=5 ** 0.5)
+
+    @property
+    def n_params(self) -> int:
+        return self.U.numel() + self.V.numel()
+
+    @property
+    def compression(self) -> float:
+        return self.in_features * self.out_features / self.n_params
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int) -> "LMFLinear":
+        _check_linear(linear)
+        f = lmf(linear.weight.detach(), rank)
+        layer = cls(linear.in_features, linear.out_features, f.rank, bias=linear.bias is not None,
+                    dtype=linear.weight.dtype)
+        with torch.no_grad():
+            layer.U.copy_(f.U)
+            layer.V.copy_(f.V)
+        _copy_bias(layer, linear)
+        return layer
+
+    def to_dense(self) -> torch.Tensor:
+        return self.U @ self.V
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x @ self.V.T) @ self.U.T  # (..., r) -> (..., m)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+class SparseLinear(nn.Module):
+    """Magnitude-pruned linear layer run with torch's sparse CSR kernel (inference).
+
+    The CSR arrays are buffers (``crow_indices``, ``col_indices``, ``values``) so ``state_dict`` holds
+    plain dense tensors and loads with ``weights_only=True``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, nnz: int, bias: bool = True, dtype=None):
+        super().__init__()
+        n, m = as_int(in_features, "in_features"), as_int(out_features, "out_features")
+        nnz = as_int(nnz, "nnz")
+        if n < 1 or m < 1:
+            raise ValueError(f"in_features and out_features must be >= 1, got {n} and {m}")
+        if not 1 <= nnz <= m * n:
+            raise ValueError(f"nnz must be an int in [1, m*n]=[1, {m * n}], got {nnz}")
+        self.in_features, self.out_features = n, m
+        self.register_buffer("crow_indices", torch.zeros(m + 1, dtype=torch.int64))
+        self.register_buffer("col_indices", torch.zeros(nnz, dtype=torch.int64))
+        self.register_buffer("values", torch.zeros(nnz, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(m, dtype=dtype)) if bias else None
+
+    @property
+    def nnz(self) -> int:
+        return self.values.numel()
+
+    @property
+    def n_params(self) -> int:
+        return self.nnz
+
+    @property
+    def compression(self) -> float:
+        return self.in_features * self.out_features / self.nnz
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, compression: float) -> "SparseLinear":
+        """Keep the ``floor(m*n / compression)`` largest-magnitude weights (``hl.prune``)."""
+        _check_linear(linear)
+        p = prune(linear.weight.detach(), compression)
+        return cls.from_csr(p.weight, None if linear.bias is None else linear.bias.detach())
+
+    @classmethod
+    def from_csr(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "SparseLinear":
+        m, n = weight.shape
+        layer = cls(n, m, weight.values().numel(), bias=bias is not None, dtype=weight.values().dtype)
+        with torch.no_grad():
+            layer.crow_indices.copy_(weight.crow_indices())
+            layer.col_indices.copy_(weight.col_indices())
+            layer.values.copy_(weight.values())
+            if bias is not None:
+                layer.bias.copy_(bias)
+        return layer
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The (m, n) sparse CSR weight (a view on the buffers, no copy)."""
+        return torch.sparse_csr_tensor(self.crow_indices, self.col_indices, self.values,
+                                       (self.out_features, self.in_features))
+
+    def to_dense(self) -> torch.Tensor:
+        return self.weight.to_dense()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)  # (B, n)
+        y = (self.weight @ x2.T).T  # (m, n) @ (n, B) -> (B, m)
+        y = y.reshape(*lead, self.out_features)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.nnz}"
