@@ -13,6 +13,8 @@ from .core import (HMFCache, HMFResult, LMFResult, PruneResult, budget, hmf, hmf
                    prune, relative_error, sweep)
 from .heuristics import HEURISTICS, register_heuristic, select_rows
 from .layers import HMFLinear, LMFLinear, SparseLinear
+from . import timing
+from .timing import measure
 
 __version__ = "0.1.0"
 
@@ -21,4 +23,5 @@ __all__ = [
     "HMFResult", "LMFResult", "PruneResult", "HMFCache",
     "HEURISTICS", "register_heuristic", "select_rows",
     "HMFLinear", "LMFLinear", "SparseLinear",
+    "timing", "measure",
 ]
