@@ -295,7 +295,7 @@ def prune(W, compression) -> PruneResult:
         csr = (W * mask).to_sparse_csr()
     if csr.values().numel() != nnz:  # exact zeros in W among the kept entries: store them explicitly
         idx = mask.nonzero()
-        csr = torch.sparse_coo_tensor(idx.T, W[mask], (m, n)).coalesce().to_sparse_csr()
+        csr = torch.sparse_coo_tensor(idx.T, W[mask], (m, n), check_invariants=True).coalesce().to_sparse_csr()
     return PruneResult(weight=csr, mask=mask)
 
 
