@@ -15,6 +15,9 @@ from .heuristics import HEURISTICS, register_heuristic, select_rows
 from .layers import HMFLinear, LMFLinear, SparseLinear
 from . import timing
 from .timing import measure
+from . import bleu, data, models  # real NLP data sets, small LSTM models, BLEU
+from . import exercises, plots, widgets  # course: plots, sliders, exercise checks
+from .widgets import explorer
 
 __version__ = "0.1.0"
 
@@ -24,4 +27,6 @@ __all__ = [
     "HEURISTICS", "register_heuristic", "select_rows",
     "HMFLinear", "LMFLinear", "SparseLinear",
     "timing", "measure",
+    "bleu", "data", "models",
+    "exercises", "plots", "widgets", "explorer",
 ]

@@ -1,0 +1,400 @@
+"""Plots for HMF: spectra, to-scale block pictures, residuals, trade-off maps and timings.
+
+Every function takes results (matrices, ``hl.hmf``/``hl.lmf`` results, ``hl.sweep`` DataFrames,
+``hl.timing`` tables) and an optional ``ax``, draws, and returns the ``ax`` (never ``plt.show()``).
+
+Example
+-------
+>>> import matplotlib; matplotlib.use("Agg")
+>>> import torch, hmf_lab as hl
+>>> W = torch.randn(64, 48, generator=torch.Generator().manual_seed(0))
+>>> ax = hl.plots.spectrum(W)
+>>> len(ax.lines[0].get_ydata())
+48
+>>> ax = hl.plots.blocks(hl.hmf(W, split=8, rank=6))
+>>> sorted(p.get_label() for p in ax.patches)[:3]
+['D', 'LMF U', 'LMF V']
+"""
+from __future__ import annotations
+
+import math
+from html import escape
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._validation import as_matrix
+
+__all__ = ["spectrum", "blocks", "blocks_svg", "block_layout", "residual", "error_map", "pareto", "pareto_front",
+           "timing_bars"]
+
+# one colour per block kind, shared by the matplotlib and SVG pictures
+COLORS = {"W": "#9e9e9e", "D": "#1f77b4", "U": "#ff7f0e", "V": "#2ca02c", "LMF U": "#ffbb78", "LMF V": "#98df8a"}
+
+
+def _axes(ax, figsize=(6, 4)):
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _singular_values(W_or_s) -> np.ndarray:
+    if isinstance(W_or_s, (torch.Tensor, np.ndarray)) and np.ndim(W_or_s) == 1:
+        s = np.asarray(torch.as_tensor(W_or_s).double().numpy(), dtype=np.float64)
+        if (s < 0).any():
+            raise ValueError("singular values must be >= 0; pass the matrix W or torch.linalg.svdvals(W)")
+        return np.sort(s)[::-1]
+    W = as_matrix(W_or_s)
+    return torch.linalg.svdvals(W.double()).numpy()
+
+
+def spectrum(W, ax=None, *, energy: bool = True, label: str | None = None, log: bool = True):
+    """Singular values of ``W`` (log scale) and, on a twin axis, the cumulative energy captured by rank r.
+
+    ``W`` is a matrix or its 1-D singular values. The twin axis (``ax.energy_ax``) holds the curve
+    ``sum_{i<r} s_i^2 / sum s_i^2``: by Eckart–Young, ``1 - energy`` is the squared LMF error at rank r.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import torch, hmf_lab as hl
+    >>> ax = hl.plots.spectrum(torch.tensor([3.0, 2.0, 1.0]))
+    >>> ax.lines[0].get_ydata().tolist(), ax.energy_ax.lines[0].get_ydata().round(3).tolist()
+    ([3.0, 2.0, 1.0], [0.643, 0.929, 1.0])
+    """
+    s = _singular_values(W)
+    ax = _axes(ax)
+    r = np.arange(1, len(s) + 1)
+    ax.plot(r, s, color="C0", label=label or "singular value $s_r$")
+    if log and (s > 0).any():
+        ax.set_yscale("log")
+    ax.set_xlabel("rank r")
+    ax.set_ylabel("singular value $s_r$", color="C0")
+    if energy:
+        total = float((s**2).sum())
+        cum = np.cumsum(s**2) / total if total > 0 else np.ones_like(s)
+        twin = getattr(ax, "energy_ax", None) or ax.twinx()
+        twin.plot(r, cum, color="C3", label="cumulative energy")
+        twin.set_ylim(0, 1.02)
+        twin.set_ylabel("energy captured by rank r", color="C3")
+        ax.energy_ax = twin
+    ax.set_title("spectrum")
+    return ax
+
+
+def block_layout(m: int, n: int, split: int, rank: int, lmf_rank: int | None = None, gap: float | None = None):
+    """To-scale rectangles ``(label, x, y, width, height)`` of dense W, HMF D/U/V and LMF U/V.
+
+    Widths are columns, heights rows, so areas are parameter counts. ``lmf_rank`` defaults to the LMF
+    rank with the HMF budget. Used by :func:`blocks` (matplotlib) and :func:`blocks_svg` (widgets).
+
+    >>> [b[0] for b in block_layout(8, 6, 2, 1)]
+    ['W', 'D', 'U', 'V', 'LMF U', 'LMF V']
+    """
+    k, r = int(split), int(rank)
+    if lmf_rank is None:
+        params = k * n + r * (m - k) + r * n
+        lmf_rank = max(params // (m + n), 0)
+    rl = int(lmf_rank)
+    g = gap if gap is not None else 0.15 * max(m, n)
+    out = [("W", 0.0, 0.0, n, m)]
+    x0 = n + g
+    # HMF: D on top of U, V to the right of U; P (the row order) is not drawn
+    out.append(("D", x0, 0.0, n, k))
+    out.append(("U", x0, float(k), r, m - k))
+    out.append(("V", x0 + r + g / 3, float(k), n, r))
+    x1 = x0 + max(n, r + g / 3 + n) + g
+    out.append(("LMF U", x1, 0.0, rl, m))
+    out.append(("LMF V", x1 + rl + g / 3, 0.0, n, rl))
+    return out
+
+
+def _block_params(m, n, k, r, rl):
+    return {"dense": m * n, "hmf": k * n + r * (m - k) + r * n, "lmf": rl * (m + n)}
+
+
+def blocks(f, ax=None, *, lmf=None, annotate: bool = True):
+    """To-scale picture of the HMF blocks D, U, V beside the dense W and the LMF U, V.
+
+    ``f`` is an ``hl.hmf`` result (or a tuple ``(m, n, split, rank)``); ``lmf`` an ``hl.lmf`` result or
+    a rank (default: the largest LMF rank within the HMF budget). Each patch is labelled with its
+    block name, so ``{p.get_label(): (p.get_width(), p.get_height())}`` reads the shapes back.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import hmf_lab as hl
+    >>> ax = hl.plots.blocks((100, 80, 10, 20))
+    >>> {p.get_label(): (p.get_width(), p.get_height()) for p in ax.patches}["U"]
+    (20, 90)
+    """
+    from matplotlib.patches import Rectangle
+
+    if isinstance(f, tuple) and len(f) == 4:
+        m, n, k, r = (int(v) for v in f)
+    elif hasattr(f, "rows") and hasattr(f, "U"):
+        (m, n), k, r = f.shape, f.split, f.rank
+    else:
+        raise TypeError(f"blocks() expects an hl.hmf result or a tuple (m, n, split, rank), got {type(f).__name__}")
+    rl = None if lmf is None else int(lmf.rank if hasattr(lmf, "rank") else lmf)
+    layout = block_layout(m, n, k, r, rl)
+    rl = layout[-1][4]
+    ax = _axes(ax, figsize=(8, 3.5))
+    for name, x, y, w, h in layout:
+        ax.add_patch(Rectangle((x, y), w, h, facecolor=COLORS[name], edgecolor="black", lw=0.6, label=name))
+        if annotate and w * h > 0:
+            ax.text(x + w / 2, y + h / 2, name, ha="center", va="center", fontsize=8)
+    p = _block_params(m, n, k, r, rl)
+    if annotate:
+        ax.text(layout[0][1] + n / 2, -0.04 * m, f"dense {m}x{n}\n{p['dense']:,} params", ha="center", va="bottom",
+                fontsize=8)
+        ax.text(layout[1][1] + n / 2, -0.04 * m, f"HMF k={k}, r={r}\n{p['hmf']:,} params", ha="center", va="bottom",
+                fontsize=8)
+        ax.text(layout[4][1] + (rl + n) / 2, -0.04 * m, f"LMF r={rl}\n{p['lmf']:,} params", ha="center",
+                va="bottom", fontsize=8)
+    right = max(x + w for _, x, _, w, _ in layout)
+    ax.set_xlim(-0.02 * right, right * 1.02)
+    ax.set_ylim(m * 1.02, -0.2 * m)  # rows grow downwards, like the matrix
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax
+
+
+def blocks_svg(m: int, n: int, split: int, rank: int, lmf_rank: int | None = None, width: int = 460) -> str:
+    """The :func:`blocks` picture as an inline SVG string (cheap enough to redraw on every slider move).
+
+    >>> svg = blocks_svg(64, 64, 8, 4)
+    >>> svg.startswith("<svg") and 'data-block="U"' in svg
+    True
+    """
+    layout = block_layout(m, n, split, rank, lmf_rank)
+    right = max(x + w for _, x, _, w, _ in layout)
+    scale = width / right
+    top = 18
+    height = int(m * scale + top + 4)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'class="hmf-blocks" font-family="sans-serif" font-size="10">']
+    captions = {"W": f"dense {m}x{n}", "D": f"HMF k={split}, r={rank}", "LMF U": f"LMF r={layout[-1][4]}"}
+    for name, x, y, w, h in layout:
+        X, Y, Wd, H = x * scale, y * scale + top, w * scale, h * scale
+        parts.append(f'<rect data-block="{escape(name)}" x="{X:.1f}" y="{Y:.1f}" width="{Wd:.1f}" height="{H:.1f}" '
+                     f'fill="{COLORS[name]}" stroke="black" stroke-width="0.5"><title>{escape(name)}: '
+                     f'{int(h)}x{int(w)}</title></rect>')
+        if name in captions:
+            parts.append(f'<text x="{X:.1f}" y="12">{escape(captions[name])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def residual(W, f, ax=None, *, max_size: int = 512, cbar: bool = True):
+    """Heat map of the residual ``W - W_hat`` (diverging colours, symmetric limits).
+
+    ``f`` is any result with ``to_dense()`` or a matrix. Matrices larger than ``max_size`` in a
+    dimension are strided (every s-th row and column) so the image stays light;
+    ``ax.images[0].get_array()`` is what is shown.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import torch, hmf_lab as hl
+    >>> W = torch.randn(20, 10, generator=torch.Generator().manual_seed(0))
+    >>> ax = hl.plots.residual(W, hl.hmf(W, split=20, rank=0))
+    >>> float(abs(ax.images[0].get_array()).max())
+    0.0
+    """
+    W = as_matrix(W)
+    W_hat = f.to_dense() if hasattr(f, "to_dense") and not isinstance(f, torch.Tensor) else as_matrix(f, "W_hat")
+    if tuple(W_hat.shape) != tuple(W.shape):
+        raise ValueError(f"W_hat must have the shape of W {tuple(W.shape)}, got {tuple(W_hat.shape)}")
+    R = (W - W_hat.to(W.dtype)).double().numpy()
+    s = max(1, math.ceil(max(R.shape) / max_size))
+    R = R[::s, ::s]
+    ax = _axes(ax, figsize=(5, 4))
+    v = float(np.abs(R).max()) or 1.0
+    im = ax.imshow(R, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto", interpolation="nearest")
+    if cbar:
+        ax.figure.colorbar(im, ax=ax, label="W - W_hat")
+    ax.set_xlabel("column (input)" + (f", every {s}th" if s > 1 else ""))
+    ax.set_ylabel("row (output)" + (f", every {s}th" if s > 1 else ""))
+    ax.set_title("residual W - W_hat")
+    return ax
+
+
+def error_map(df: pd.DataFrame, ax=None, *, compressions=(2, 4, 8, 16), shape=None, cbar: bool = True):
+    """Relative error over (split, rank) from ``hl.sweep``'s DataFrame, with iso-compression contours.
+
+    The heat map is ``ax.collections[0]`` (a QuadMesh over the rank x split grid, NaN where a pair is
+    infeasible); ``ax.contour_set.levels`` are the drawn compressions. ``shape`` (m, n) defaults to what
+    the DataFrame implies (the largest split is at most m).
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import torch, hmf_lab as hl
+    >>> df = hl.sweep(torch.randn(32, 32), splits=range(0, 33, 4))
+    >>> ax = hl.plots.error_map(df, compressions=(2, 4))
+    >>> ax.collections[0].get_array().shape, [float(c) for c in ax.contour_set.levels]
+    ((8, 32), [2.0, 4.0])
+    """
+    need = {"split", "rank", "error", "params"}
+    if not isinstance(df, pd.DataFrame) or not need <= set(df.columns):
+        got = sorted(df.columns) if isinstance(df, pd.DataFrame) else type(df).__name__
+        raise ValueError(f"error_map() expects hl.sweep's DataFrame with columns {sorted(need)}, got {got}")
+    d = df[df["rank"] > 0]
+    if d.empty:
+        raise ValueError("error_map() needs at least one row with rank >= 1 (hl.sweep output)")
+    E = d.pivot_table(index="split", columns="rank", values="error", aggfunc="mean")
+    splits, ranks = E.index.to_numpy(), E.columns.to_numpy()
+    if shape is None:
+        # params = k*n + r*(m-k) + r*n: recover (m, n) from two rows of the sweep
+        m, n = _infer_shape(d)
+    else:
+        m, n = shape
+    ax = _axes(ax, figsize=(6, 4.5))
+    import seaborn as sns
+
+    cmap = sns.color_palette("rocket_r", as_cmap=True)
+    mesh = ax.pcolormesh(ranks, splits, np.ma.masked_invalid(E.to_numpy()), cmap=cmap, shading="nearest")
+    if cbar:
+        ax.figure.colorbar(mesh, ax=ax, label="relative error")
+    R, K = np.meshgrid(ranks, splits)
+    C = m * n / (K * n + R * (m - K) + R * n)
+    levels = sorted(float(c) for c in compressions if C.min() < c < C.max())
+    if levels:
+        cs = ax.contour(R, K, C, levels=levels, colors="white", linewidths=1.0)
+        ax.clabel(cs, fmt=lambda c: f"{c:g}x")
+        ax.contour_set = cs
+    else:
+        ax.contour_set = None
+    ax.set_xlabel("rank r")
+    ax.set_ylabel("split k (dense rows)")
+    ax.set_title("relative error; white: iso-compression")
+    return ax
+
+
+def _infer_shape(d: pd.DataFrame) -> tuple[int, int]:
+    # params = k n + r (m - k) + r n = k (n - r) + r (m + n): linear in unknowns m, n
+    A = np.stack([d["rank"].to_numpy(float), (d["split"] + d["rank"]).to_numpy(float)], axis=1)
+    b = (d["params"] + d["split"] * d["rank"]).to_numpy(float)  # = r m + (k + r) n
+    sol, *_ = np.linalg.lstsq(A, b, rcond=None)
+    m, n = (int(round(v)) for v in sol)
+    if m < 1 or n < 1:
+        raise ValueError("cannot infer the matrix shape from the DataFrame; pass shape=(m, n)")
+    return m, n
+
+
+def pareto_front(df: pd.DataFrame, x: str = "params", y: str = "error") -> pd.DataFrame:
+    """Rows of ``df`` not dominated in (``x``, ``y``), both minimised, sorted by ``x``.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"params": [1, 2, 3, 4], "error": [0.5, 0.6, 0.2, 0.2]})
+    >>> pareto_front(df)["params"].tolist()
+    [1, 3]
+    """
+    for c in (x, y):
+        if c not in df.columns:
+            raise ValueError(f"column {c!r} not in the DataFrame (columns: {list(df.columns)})")
+    d = df.sort_values([x, y], kind="stable")
+    best = np.inf
+    keep = []
+    for idx, v in zip(d.index, d[y].to_numpy()):
+        if v < best:
+            keep.append(idx)
+            best = v
+    return d.loc[keep]
+
+
+def pareto(df: pd.DataFrame, ax=None, *, x: str = "params", y: str = "error", time: str | None = "time",
+           hue: str | None = "method"):
+    """Error vs parameters, coloured by measured time when ``df`` has a ``time`` column, with the Pareto front.
+
+    ``hue`` groups markers (e.g. a ``method`` column: hmf / lmf / prune). The front (non-dominated in
+    ``x``, ``y``) is the last line, labelled "Pareto front".
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import pandas as pd, hmf_lab as hl
+    >>> df = pd.DataFrame({"params": [1, 2, 3], "error": [0.5, 0.6, 0.2], "method": ["a", "b", "a"]})
+    >>> ax = hl.plots.pareto(df)
+    >>> ax.lines[-1].get_label(), ax.lines[-1].get_xdata().tolist()
+    ('Pareto front', [1, 3])
+    """
+    for c in (x, y):
+        if c not in df.columns:
+            raise ValueError(f"pareto() needs a {c!r} column, got columns {list(df.columns)}")
+    ax = _axes(ax, figsize=(6, 4))
+    has_time = time is not None and time in df.columns
+    groups = df.groupby(hue, sort=False) if hue is not None and hue in df.columns else [(None, df)]
+    markers = "osD^v<>"
+    sc = None
+    vmin = vmax = None
+    if has_time:
+        t = df[time].to_numpy(float) * 1e6
+        vmin, vmax = np.nanmin(t), np.nanmax(t)
+    for i, (name, g) in enumerate(groups):
+        kw = dict(marker=markers[i % len(markers)], label=None if name is None else str(name), edgecolors="k",
+                  linewidths=0.3)
+        if has_time:
+            sc = ax.scatter(g[x], g[y], c=g[time].to_numpy(float) * 1e6, cmap="viridis", vmin=vmin, vmax=vmax, **kw)
+        else:
+            sc = ax.scatter(g[x], g[y], **kw)
+    if has_time and sc is not None:
+        ax.figure.colorbar(sc, ax=ax, label=f"{time} (µs)")
+    front = pareto_front(df, x, y)
+    ax.plot(front[x].to_numpy(), front[y].to_numpy(), color="black", lw=1, drawstyle="steps-post",
+            label="Pareto front")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title("trade-off: error vs size" + (" vs time" if has_time else ""))
+    if hue is not None and hue in df.columns:
+        ax.legend(fontsize=8)
+    return ax
+
+
+def _timing_table(timings) -> pd.DataFrame:
+    if isinstance(timings, pd.DataFrame):
+        if "median" not in timings.columns:
+            raise ValueError(f"timing_bars() expects a 'median' column (hl.timing.compare), got {list(timings.columns)}")
+        names = timings["name"] if "name" in timings.columns else timings.index
+        iqr = timings["iqr"] if "iqr" in timings.columns else 0.0
+        return pd.DataFrame({"name": list(map(str, names)), "median": timings["median"].to_numpy(float),
+                             "iqr": np.broadcast_to(np.asarray(iqr, float), (len(timings),))})
+    if isinstance(timings, dict) and timings:
+        rows = []
+        for k, v in timings.items():
+            if hasattr(v, "median"):
+                rows.append((str(k), float(v.median), float(getattr(v, "iqr", 0.0))))
+            elif isinstance(v, (int, float)):
+                rows.append((str(k), float(v), 0.0))
+            else:
+                raise TypeError(f"timing_bars(): value for {k!r} must be a Timing or seconds, got {type(v).__name__}")
+        return pd.DataFrame(rows, columns=["name", "median", "iqr"])
+    raise TypeError(f"timing_bars() expects hl.timing.compare's DataFrame or a dict name -> Timing, "
+                    f"got {type(timings).__name__}")
+
+
+def timing_bars(timings, ax=None, *, unit: str = "us", baseline: str | None = None):
+    """Horizontal bars of median run time (IQR as error bars), annotated with the speed-up over ``baseline``.
+
+    ``timings``: ``hl.timing.compare``'s DataFrame (name, median, iqr), or a dict name -> ``Timing`` or
+    seconds. ``baseline`` defaults to the first entry. Bar widths are in ``unit`` ("s", "ms", "us").
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import hmf_lab as hl
+    >>> ax = hl.plots.timing_bars({"dense": 2e-3, "hmf": 1e-3}, unit="ms")
+    >>> [round(float(p.get_width()), 6) for p in ax.patches]
+    [2.0, 1.0]
+    """
+    scale = {"s": 1.0, "ms": 1e3, "us": 1e6}
+    if unit not in scale:
+        raise ValueError(f"unit must be one of {list(scale)}, got {unit!r}")
+    t = _timing_table(timings)
+    base = t["median"].iloc[0] if baseline is None else t.set_index("name").loc[baseline, "median"]
+    ax = _axes(ax, figsize=(6, 0.5 + 0.5 * len(t)))
+    y = np.arange(len(t))
+    import seaborn as sns
+
+    colors = sns.color_palette("deep", len(t))
+    ax.barh(y, t["median"] * scale[unit], xerr=t["iqr"] * scale[unit], color=colors)
+    for i, (med, name) in enumerate(zip(t["median"], t["name"])):
+        ax.text(med * scale[unit], i, f"  {base / med:.2f}x", va="center", fontsize=8)
+    ax.set_yticks(y, t["name"])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"median time ({'µs' if unit == 'us' else unit})")
+    ax.set_title("inference time (speed-up vs " + (baseline or str(t['name'].iloc[0])) + ")")
+    return ax

@@ -1,0 +1,430 @@
+"""Live sliders for HMF (ipywidgets 8): split and rank in, error, size, rank and run time out.
+
+:func:`explorer` builds an :class:`Explorer`: its sliders (``.split``, ``.rank``), compression lock
+(``.lock``) and heuristic menu (``.heuristic``) drive read-out widgets (``.error_out``,
+``.params_out``, ...) whose ``.value`` is what the student sees, plus ``.state`` with the numbers.
+Errors come from cached spectra (``hl.HMFCache``), so a slider move costs a dictionary look-up; the
+timed inference (HMF vs dense vs LMF vs pruning at the same budget) follows in a background thread,
+debounced, so dragging a slider never waits for it.
+
+Example
+-------
+>>> import torch, hmf_lab as hl
+>>> ex = hl.explorer(torch.randn(64, 64), timing=False)
+>>> ex.split.value = 16; ex.rank.value = 8
+>>> ex.state["params"] == 16*64 + 8*48 + 8*64, ex.rank_out.value
+(True, '24')
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from html import escape
+
+import ipywidgets as W_
+import pandas as pd
+import torch
+from torch import nn
+
+from ._validation import as_int, as_matrix, check_compression
+from .core import HMFCache, budget, hmf_params, prune
+from .heuristics import HEURISTICS
+from .layers import HMFLinear, LMFLinear, SparseLinear
+from .plots import blocks_svg
+
+__all__ = ["Explorer", "explorer", "RunTimeExplorer", "layers_at_budget"]
+
+
+def _label(text: str, width: str = "9em") -> W_.HTML:
+    return W_.HTML(f"<b>{escape(text)}</b>", layout=W_.Layout(width=width))
+
+
+def _readout(css: str) -> W_.Label:
+    out = W_.Label(value="", layout=W_.Layout(width="8em"))
+    out.add_class(css)
+    return out
+
+
+def layers_at_budget(W, split: int, rank: int, heuristic="top", *, bias: bool = False,
+                     cache: HMFCache | None = None) -> dict[str, nn.Module]:
+    """Dense, HMF(split, rank), LMF and pruned (CSR) layers of ``W`` at the HMF's parameter budget.
+
+    LMF gets the largest rank within the budget; pruning keeps as many values as HMF stores.
+    Returns ``{"dense": nn.Linear, "HMF": HMFLinear, "LMF": LMFLinear, "pruned (CSR)": SparseLinear}``.
+
+    >>> import torch
+    >>> L = layers_at_budget(torch.randn(32, 32), split=4, rank=6)
+    >>> {k: v.n_params for k, v in L.items() if k != "dense"}
+    {'HMF': 488, 'LMF': 448, 'pruned (CSR)': 488}
+    """
+    W = as_matrix(W)
+    m, n = W.shape
+    cache = cache if cache is not None else HMFCache(W)
+    f = cache.hmf(split, rank, heuristic)
+    params = f.n_params
+    dense = nn.Linear(n, m, bias=bias, dtype=W.dtype)
+    with torch.no_grad():
+        dense.weight.copy_(W)
+    rl = max(1, min(params // (m + n), m, n))
+    g = cache.hmf(0, rl, "top")  # split 0: the truncated SVD of W, i.e. LMF
+    lm = LMFLinear(n, m, rl, bias=bias, dtype=W.dtype)
+    with torch.no_grad():
+        lm.U.copy_(g.U)
+        lm.V.copy_(g.V)
+    p = prune(W, m * n / params)
+    out = {"dense": dense, "HMF": HMFLinear.from_result(f), "LMF": lm, "pruned (CSR)": SparseLinear.from_csr(p.weight)}
+    for mod in out.values():
+        mod.requires_grad_(False)
+    return out
+
+
+def _timing_html(df: pd.DataFrame, caption: str) -> str:
+    """A tiny bar chart in HTML (no matplotlib, so it redraws in microseconds)."""
+    top = float(df["median"].max()) or 1.0
+    rows = []
+    for name, med, ratio in zip(df["name"], df["median"], df["ratio"]):
+        w = max(1, int(200 * med / top))
+        rows.append(f"<tr><td>{escape(str(name))}</td><td><div style='background:#4c72b0;height:10px;"
+                    f"width:{w}px'></div></td><td style='text-align:right'>{med * 1e6:,.1f} µs</td>"
+                    f"<td style='text-align:right'>{ratio:.2f}x</td></tr>")
+    return (f"<table class='hmf-timing'><caption style='text-align:left'>{escape(caption)}</caption>"
+            "<tr><th>layer</th><th></th><th>median</th><th>speed-up vs dense</th></tr>" + "".join(rows) + "</table>")
+
+
+class Explorer:
+    """Split/rank sliders wired to live HMF numbers, a to-scale block picture and timed inference.
+
+    Parameters mirror :func:`explorer`. Widgets a test (or a student) can drive: ``split``, ``rank``
+    (IntSlider), ``lock`` (Checkbox: keep the compression while moving either slider), ``heuristic``
+    (Dropdown over ``hl.HEURISTICS``). Read-outs (``Label``; ``.value`` is the shown text):
+    ``error_out``, ``params_out``, ``compression_out``, ``rank_out``, ``lmf_out``; ``blocks_out``
+    (HTML, SVG picture) and ``timing_out`` (HTML). ``state`` holds the numbers behind them,
+    ``timings`` the last timing table, ``latencies`` the seconds each :meth:`update` took.
+    """
+
+    def __init__(self, W, *, X=None, split: int | None = None, rank: int | None = None, heuristic: str = "top",
+                 split_step: int | None = None, precompute: bool = True, timing: bool = True, batch: int = 1,
+                 debounce: float = 0.5, min_run_time: float = 0.05, lmf_only: bool = False, progress: bool = True):
+        self.W = as_matrix(W)
+        m, n = self.W.shape
+        self.shape = (m, n)
+        self.cache = HMFCache(self.W, X=X)
+        self._tcache = HMFCache(self.W, X=X, max_items=4)  # full SVDs for the timing thread, not shared
+        step = as_int(split_step, "split_step") if split_step is not None else max(1, m // 32)
+        if step < 1:
+            raise ValueError(f"split_step must be an int >= 1, got {step}")
+        if heuristic not in HEURISTICS:
+            raise ValueError(f"unknown heuristic {heuristic!r}; valid names are {sorted(HEURISTICS)}")
+        k0 = 0 if lmf_only else (step * round(m / 8 / step) if split is None else as_int(split, "split"))
+        k0 = min(max(k0, 0), m)
+        r0 = max(1, min(m, n) // 8) if rank is None else as_int(rank, "rank")
+        r0 = min(max(r0, 1), max(1, min(m - k0, n)))
+        self.batch, self.debounce, self.min_run_time = as_int(batch, "batch"), float(debounce), float(min_run_time)
+        self.timing_enabled = bool(timing) and not lmf_only
+        self.lmf_only = lmf_only
+
+        cu = dict(continuous_update=True, style={"description_width": "5em"}, layout=W_.Layout(width="26em"))
+        self.split = W_.IntSlider(value=k0, min=0, max=m, step=step, description="split k", **cu)
+        self.rank = W_.IntSlider(value=r0, min=1, max=max(1, min(m - k0, n)), description="rank r", **cu)
+        self.split.add_class("hmf-split")
+        self.rank.add_class("hmf-rank")
+        self.lock = W_.Checkbox(value=False, description="lock compression", indent=False)
+        self.heuristic = W_.Dropdown(options=sorted(HEURISTICS), value=heuristic, description="dense rows",
+                                     style={"description_width": "6em"})
+        self.error_out = _readout("hmf-error")
+        self.params_out = _readout("hmf-params")
+        self.compression_out = _readout("hmf-compression")
+        self.rank_out = _readout("hmf-rank-bound")
+        self.lmf_out = _readout("hmf-lmf")
+        self.blocks_out = W_.HTML()
+        self.timing_out = W_.HTML("<i>timing follows a moment after the sliders stop</i>" if self.timing_enabled else "")
+        self.state: dict = {}
+        self.timings: pd.DataFrame | None = None
+        self.latencies: list[float] = []
+        self._budget: dict[int, int] | None = None
+        self._locked_compression: float | None = None
+        self._busy = False
+        self._timer: threading.Timer | None = None
+        self._timing_lock = threading.Lock()
+        self._generation = 0
+
+        self.split.observe(self._on_split, names="value")
+        self.rank.observe(self._on_rank, names="value")
+        self.lock.observe(self._on_lock, names="value")
+        self.heuristic.observe(self._on_heuristic, names="value")
+
+        readouts = W_.GridBox(
+            [_label("relative error"), self.error_out, _label("parameters"), self.params_out,
+             _label("compression"), self.compression_out, _label("rank bound k+r"), self.rank_out,
+             _label("LMF same budget", "9em"), self.lmf_out],
+            layout=W_.Layout(grid_template_columns="repeat(4, auto)", grid_gap="2px 12px"))
+        if lmf_only:
+            for w in (self.split, self.lock, self.heuristic):
+                w.layout.display = "none"
+            self.lmf_out.layout.display = "none"
+        controls = W_.VBox([W_.HBox([self.split, self.rank]), W_.HBox([self.lock, self.heuristic])])
+        self.widget = W_.VBox([controls, readouts, self.blocks_out, self.timing_out])
+        self.widget.add_class("hmf-explorer")
+        if precompute:
+            self.warm(progress=progress)
+        self.update()
+
+    # ------------------------------------------------------------------ display
+    def _repr_mimebundle_(self, **kw):
+        return self.widget._repr_mimebundle_(**kw)
+
+    # ------------------------------------------------------------------ cache
+    @property
+    def splits(self) -> list[int]:
+        """The split values the slider can take."""
+        m = self.shape[0]
+        grid = list(range(0, m + 1, self.split.step))
+        return grid if grid[-1] == m else grid + [m]
+
+    def warm(self, progress: bool = True) -> None:
+        """Compute the spectrum of every slider position for the current heuristic (one SVD each)."""
+        from tqdm.auto import tqdm
+
+        m, n = self.shape
+        h = self.heuristic.value
+        splits = [0] if self.lmf_only else self.splits
+        for k in tqdm(splits, desc="caching spectra", disable=not progress or len(splits) < 8, leave=False):
+            r = 0 if k == m else 1
+            self.cache.tail_energy(self.cache.rows(k, r, h))
+
+    # ------------------------------------------------------------------ current values
+    def _k_r(self) -> tuple[int, int]:
+        m, n = self.shape
+        k = int(self.split.value)
+        r = 0 if k == m else min(max(int(self.rank.value), 1), min(m - k, n))
+        return k, r
+
+    def update(self) -> dict:
+        """Recompute the read-outs and the block picture from the sliders; returns :attr:`state`."""
+        t0 = time.perf_counter()
+        m, n = self.shape
+        k, r = self._k_r()
+        h = self.heuristic.value
+        err = self.cache.error(k, r, h)
+        params = hmf_params(m, n, k, r)
+        rl = min(params // (m + n), m, n)
+        lmf_err = self.cache.error(0, rl, "top") if rl >= 1 else 1.0
+        self.state = dict(split=k, rank=r, heuristic=h, error=err, params=params, compression=m * n / params,
+                          rank_bound=min(k + r, m, n), lmf_rank=rl, lmf_error=lmf_err)
+        self.error_out.value = f"{err:.4f}"
+        self.params_out.value = f"{params:,} / {m * n:,}"
+        self.compression_out.value = f"{m * n / params:.2f}x" + (" (locked)" if self._budget is not None else "")
+        self.rank_out.value = f"{min(k + r, m, n)}"
+        self.lmf_out.value = f"{lmf_err:.4f} (r={rl})" if rl >= 1 else "n/a (r<1)"
+        self.blocks_out.value = blocks_svg(m, n, k, r, rl)
+        self.rank.disabled = k == m
+        self.latencies.append(time.perf_counter() - t0)
+        if self.timing_enabled:
+            self._schedule_timing()
+        return self.state
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_split(self, change) -> None:
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            m, n = self.shape
+            k = int(change["new"])
+            if self._budget is not None:
+                if k not in self._budget:  # too many dense rows for the budget: stop at the last split that fits
+                    k = max(s for s in self._budget if s <= k) if any(s <= k for s in self._budget) else min(self._budget)
+                    self.split.value = k
+                r = self._budget[k]
+                self._set_rank_range(k)
+                self.rank.value = max(r, 1)
+            else:
+                self._set_rank_range(k)
+        finally:
+            self._busy = False
+        self.update()
+
+    def _on_rank(self, change) -> None:
+        if self._busy:
+            return
+        if self._budget is not None:
+            self._busy = True
+            try:
+                want = int(change["new"])
+                # the dense-row count whose budget rank is nearest to the requested rank (fewest dense rows on ties)
+                k = min(self._budget, key=lambda s: (abs(self._budget[s] - want), s))
+                self.split.value = k
+                self._set_rank_range(k)
+                self.rank.value = max(self._budget[k], 1)
+            finally:
+                self._busy = False
+        self.update()
+
+    def _set_rank_range(self, k: int) -> None:
+        m, n = self.shape
+        hi = max(1, min(m - k, n))
+        if self.rank.value > hi:
+            self.rank.value = hi
+        self.rank.max = hi
+
+    def _on_lock(self, change) -> None:
+        if change["new"]:
+            m, n = self.shape
+            k, r = self._k_r()
+            c = m * n / hmf_params(m, n, k, r)
+            b = budget((m, n), c)
+            grid = set(self.splits)
+            self._budget = {int(s): int(q) for s, q in zip(b["split"], b["rank"]) if int(s) in grid}
+            if k == m:
+                self._budget[m] = 0
+            self._budget.setdefault(k, r)
+            self._locked_compression = c
+        else:
+            self._budget = None
+            self._locked_compression = None
+        self.update()
+
+    def _on_heuristic(self, change) -> None:
+        self.update()
+
+    def refresh_heuristics(self) -> None:
+        """Re-read ``hl.HEURISTICS`` into the menu (after registering a new heuristic)."""
+        self.heuristic.options = sorted(HEURISTICS)
+
+    # ------------------------------------------------------------------ timing
+    def _schedule_timing(self) -> None:
+        self._generation += 1
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(self.debounce, self._timing_job, args=(self._generation,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _timing_job(self, generation: int) -> None:
+        if generation != self._generation:
+            return
+        try:
+            self.time_now()
+        except Exception as e:  # a background thread must not die silently: show what went wrong
+            self.timing_out.value = f"<span style='color:#b00'>timing failed: {escape(repr(e))}</span>"
+
+    def time_now(self) -> pd.DataFrame:
+        """Time dense, HMF, LMF and pruned (CSR) layers at the current budget on a batch of ``batch`` inputs."""
+        from .timing import compare
+
+        with self._timing_lock:
+            k, r = self._k_r()
+            h = self.heuristic.value
+            m, n = self.shape
+            if k == m:
+                r = 0
+            layers = layers_at_budget(self.W, k, r, h, cache=self._tcache)
+            x = torch.randn(self.batch, n, dtype=self.W.dtype)
+            with torch.inference_mode():
+                df = compare(layers, x, min_run_time=self.min_run_time, warmup=2)
+            self.timings = df
+            self.timing_out.value = _timing_html(
+                df, f"timed inference at k={k}, r={r} ({m * n / hmf_params(m, n, k, r):.2f}x), batch {self.batch}")
+            return df
+
+    def close(self) -> None:
+        """Stop a pending timing job and close the widgets."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self.widget.close()
+
+
+def explorer(W, **kw) -> Explorer:
+    """Split and rank sliders over ``W`` with live error, parameters, compression, rank bound and run time.
+
+    Keyword arguments (see :class:`Explorer`): ``X`` calibration inputs for data-aware heuristics,
+    ``split``/``rank`` start values, ``heuristic``, ``split_step`` (default m // 32), ``precompute``
+    (cache every slider position's spectrum up front, default True), ``timing`` (debounced timed
+    inference, default True), ``batch``, ``debounce`` seconds, ``lmf_only`` (rank slider only).
+
+    >>> import torch, hmf_lab as hl
+    >>> ex = hl.explorer(torch.randn(32, 32), lmf_only=True, timing=False)
+    >>> ex.rank.value = 32; ex.error_out.value
+    '0.0000'
+    """
+    return Explorer(W, **kw)
+
+
+class RunTimeExplorer:
+    """Compression, batch-size and thread sliders that time dense / HMF / LMF / pruned layers of ``W``.
+
+    Sliders update on release (``continuous_update=False``): each change times four layers. The last
+    table is ``.timings`` (``hl.timing.compare``'s DataFrame); the bar chart is drawn in ``.plot``.
+    """
+
+    def __init__(self, W, *, compressions=(2, 4, 8, 16), batches=(1, 4, 16, 64, 256), split_fraction: float = 0.25,
+                 min_run_time: float = 0.1, run: bool = True):
+        import os
+
+        self.W = as_matrix(W)
+        self.cache = HMFCache(self.W, max_items=8)
+        self.split_fraction = float(split_fraction)
+        self.min_run_time = float(min_run_time)
+        comps = [check_compression(c) for c in compressions]
+        cu = dict(continuous_update=False, style={"description_width": "7em"}, layout=W_.Layout(width="24em"))
+        self.compression = W_.SelectionSlider(options=[(f"{c:g}x", c) for c in comps], value=comps[min(1, len(comps) - 1)],
+                                              description="compression", **cu)
+        self.batch = W_.SelectionSlider(options=[int(b) for b in batches], value=int(batches[0]), description="batch",
+                                        **cu)
+        self.threads = W_.IntSlider(value=1, min=1, max=max(1, os.cpu_count() or 1), description="threads", **cu)
+        self.plot = W_.Output()
+        self.info = W_.HTML()
+        self.timings: pd.DataFrame | None = None
+        for w in (self.compression, self.batch, self.threads):
+            w.observe(lambda change: self.run(), names="value")
+        self.widget = W_.VBox([W_.HBox([self.compression, self.batch, self.threads]), self.info, self.plot])
+        if run:
+            self.run()
+
+    def _repr_mimebundle_(self, **kw):
+        return self.widget._repr_mimebundle_(**kw)
+
+    def choice(self) -> tuple[int, int]:
+        """(split, rank) used for HMF: the budget's split nearest ``split_fraction * m``."""
+        m, _ = self.W.shape
+        b = budget(tuple(self.W.shape), self.compression.value)
+        i = (b["split"] - self.split_fraction * m).abs().idxmin()
+        return int(b.loc[i, "split"]), int(b.loc[i, "rank"])
+
+    def run(self) -> pd.DataFrame:
+        """Time the four layers at the sliders' setting and redraw the bars."""
+        import matplotlib.pyplot as plt
+
+        from .plots import timing_bars
+        from .timing import compare
+
+        k, r = self.choice()
+        layers = layers_at_budget(self.W, k, r, cache=self.cache)
+        x = torch.randn(self.batch.value, self.W.shape[1], dtype=self.W.dtype)
+        with torch.inference_mode():
+            self.timings = compare(layers, x, min_run_time=self.min_run_time, threads=self.threads.value)
+        m, n = self.W.shape
+        self.info.value = (f"{m}x{n} at {self.compression.value:g}x: HMF k={k}, r={r}; batch {self.batch.value}, "
+                           f"{self.threads.value} thread(s)")
+        self.plot.clear_output(wait=True)
+        with self.plot:
+            fig, ax = plt.subplots(figsize=(6, 2.4))
+            timing_bars(self.timings, ax=ax)
+            fig.tight_layout()
+            if _in_notebook():
+                from IPython.display import display
+
+                display(fig)
+            plt.close(fig)
+        return self.timings
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        return ip is not None and ip.__class__.__name__ == "ZMQInteractiveShell"
+    except Exception:
+        return False
