@@ -12,6 +12,9 @@ keeps ``split`` rows of a weight matrix dense and factorizes the rest at ``rank`
 from .core import (HMFCache, HMFResult, LMFResult, PruneResult, budget, hmf, hmf_params, lmf, lmf_params,
                    prune, relative_error, sweep)
 from .heuristics import HEURISTICS, register_heuristic, select_rows
+from . import synthetic  # synthetic matrices with known structure
+from .leaderboard import leaderboard, output_error, plot_leaderboard  # split heuristics lab
+from .oracle import OracleResult, oracle
 from .layers import HMFLinear, LMFLinear, SparseLinear
 from . import timing
 from .timing import measure
@@ -25,6 +28,7 @@ __all__ = [
     "hmf", "lmf", "prune", "relative_error", "budget", "sweep", "hmf_params", "lmf_params",
     "HMFResult", "LMFResult", "PruneResult", "HMFCache",
     "HEURISTICS", "register_heuristic", "select_rows",
+    "synthetic", "leaderboard", "output_error", "plot_leaderboard", "oracle", "OracleResult",
     "HMFLinear", "LMFLinear", "SparseLinear",
     "timing", "measure",
     "bleu", "data", "models",

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from ._validation import as_inputs, as_int, as_matrix, check_compression, check_rank, check_split
-from .heuristics import select_rows
+from .heuristics import resolve_fit, select_rows, whitened_fit
 
 __all__ = [
     "LMFResult", "HMFResult", "PruneResult", "HMFCache",
@@ -235,12 +235,16 @@ def lmf(W, rank) -> LMFResult:
     return LMFResult(U=U, V=V)
 
 
-def hmf(W, split, rank, heuristic="top", X=None) -> HMFResult:
+def hmf(W, split, rank, heuristic="top", X=None, fit=None) -> HMFResult:
     """Hybrid matrix factorization: ``split`` rows kept dense, the rest at rank ``rank``.
 
     ``heuristic`` picks the dense rows: a name in ``hl.HEURISTICS`` ("top" is the paper's choice),
     a callable ``fn(W, split, *, rank, X=None)``, or explicit row indices. ``X`` (N, n) are optional
     calibration inputs handed to data-aware heuristics.
+    ``fit`` fits the factorized rows: "svd" (truncated SVD, the weight-error optimum) or "whitened"
+    (minimises the output error ``||X W^T - X W_hat^T||``, needs X; see ``hl.heuristics.whitened_fit``).
+    The default ``None`` is "svd", except "whitened" when X is given and the heuristic asks for it
+    (the data-aware "activation" does).
 
     >>> import torch, hmf_lab as hl
     >>> W = torch.randn(6, 5, dtype=torch.float64)
@@ -254,12 +258,15 @@ def hmf(W, split, rank, heuristic="top", X=None) -> HMFResult:
     r = check_rank(rank, m, n, k)
     if X is not None:
         X = as_inputs(X, n, name="X", like=W)
+    how = resolve_fit(fit, heuristic, X)  # "svd" | "whitened"
     rows = select_rows(W, k, r, heuristic, X)
     keep = torch.ones(m, dtype=torch.bool)
     keep[rows] = False
     lower = W[keep]  # (m-k, n)
     if r == 0:
         U, V = W.new_zeros(m - k, 0), W.new_zeros(0, n)
+    elif how == "whitened":
+        U, V = whitened_fit(lower, X, r)
     else:
         U, V = _truncated(lower, r)
     name = heuristic if isinstance(heuristic, str) else getattr(heuristic, "__name__", "explicit")
