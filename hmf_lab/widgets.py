@@ -114,8 +114,13 @@ class Explorer:
         step = as_int(split_step, "split_step") if split_step is not None else max(1, m // 32)
         if step < 1:
             raise ValueError(f"split_step must be an int >= 1, got {step}")
+        self._have = frozenset({"X"} if X is not None else set())
         if heuristic not in HEURISTICS:
             raise ValueError(f"unknown heuristic {heuristic!r}; valid names are {sorted(HEURISTICS)}")
+        missing = set(getattr(HEURISTICS[heuristic], "requires", ())) - self._have
+        if missing:
+            raise ValueError(f"heuristic {heuristic!r} needs {sorted(missing)}, which this explorer was not given; "
+                             f"pass X=calibration inputs (N, n) or pick one of {self._usable()}")
         k0 = 0 if lmf_only else (step * round(m / 8 / step) if split is None else as_int(split, "split"))
         k0 = min(max(k0, 0), m)
         r0 = max(1, min(m, n) // 8) if rank is None else as_int(rank, "rank")
@@ -130,7 +135,7 @@ class Explorer:
         self.split.add_class("hmf-split")
         self.rank.add_class("hmf-rank")
         self.lock = W_.Checkbox(value=False, description="lock compression", indent=False)
-        self.heuristic = W_.Dropdown(options=sorted(HEURISTICS), value=heuristic, description="dense rows",
+        self.heuristic = W_.Dropdown(options=self._usable(), value=heuristic, description="dense rows",
                                      style={"description_width": "6em"})
         self.error_out = _readout("hmf-error")
         self.params_out = _readout("hmf-params")
@@ -138,6 +143,8 @@ class Explorer:
         self.rank_out = _readout("hmf-rank-bound")
         self.lmf_out = _readout("hmf-lmf")
         self.blocks_out = W_.HTML()
+        self.status = W_.HTML()
+        self.status.add_class("hmf-status")
         self.timing_out = W_.HTML("<i>timing follows a moment after the sliders stop</i>" if self.timing_enabled else "")
         self.state: dict = {}
         self.timings: pd.DataFrame | None = None
@@ -164,7 +171,7 @@ class Explorer:
                 w.layout.display = "none"
             self.lmf_out.layout.display = "none"
         controls = W_.VBox([W_.HBox([self.split, self.rank]), W_.HBox([self.lock, self.heuristic])])
-        self.widget = W_.VBox([controls, readouts, self.blocks_out, self.timing_out])
+        self.widget = W_.VBox([controls, readouts, self.status, self.blocks_out, self.timing_out])
         self.widget.add_class("hmf-explorer")
         if precompute:
             self.warm(progress=progress)
@@ -191,7 +198,10 @@ class Explorer:
         splits = [0] if self.lmf_only else self.splits
         for k in tqdm(splits, desc="caching spectra", disable=not progress or len(splits) < 8, leave=False):
             r = 0 if k == m else 1
-            self.cache.tail_energy(self.cache.rows(k, r, h))
+            try:
+                self.cache.tail_energy(self.cache.rows(k, r, h))
+            except (ValueError, TypeError, RuntimeError):  # update() shows the heuristic's message if it is visited
+                continue
 
     # ------------------------------------------------------------------ current values
     def _k_r(self) -> tuple[int, int]:
@@ -200,16 +210,37 @@ class Explorer:
         r = 0 if k == m else min(max(int(self.rank.value), 1), min(m - k, n))
         return k, r
 
+    def _lmf_error(self, rank: int) -> float:
+        # LMF = no dense rows: the tail energy of W's own spectrum (cached once, no row selection needed)
+        if rank < 1:
+            return 1.0
+        t = self.cache.tail_energy(torch.zeros(0, dtype=torch.int64))
+        return math.sqrt(t[rank] / self.cache.norm2) if self.cache.norm2 > 0 else 0.0
+
+    def _usable(self) -> list[str]:
+        """Registered heuristics whose requirements (``requires``: "X", "grad") this explorer can meet."""
+        return sorted(name for name, fn in HEURISTICS.items() if set(getattr(fn, "requires", ())) <= self._have)
+
     def update(self) -> dict:
-        """Recompute the read-outs and the block picture from the sliders; returns :attr:`state`."""
+        """Recompute the read-outs and the block picture from the sliders; returns :attr:`state`.
+
+        A heuristic that fails at this (split, rank) leaves the read-outs as they were and shows its
+        message in ``status`` (an exception in a slider callback would vanish into the browser log).
+        """
         t0 = time.perf_counter()
         m, n = self.shape
         k, r = self._k_r()
         h = self.heuristic.value
-        err = self.cache.error(k, r, h)
+        try:
+            err = self.cache.error(k, r, h)
+        except (ValueError, TypeError, RuntimeError) as e:
+            self.status.value = f"<span style='color:#b00'>heuristic {escape(h)!s} failed: {escape(str(e))}</span>"
+            return self.state
+        if self.status.value:
+            self.status.value = ""
         params = hmf_params(m, n, k, r)
         rl = min(params // (m + n), m, n)
-        lmf_err = self.cache.error(0, rl, "top") if rl >= 1 else 1.0
+        lmf_err = self._lmf_error(rl)
         self.state = dict(split=k, rank=r, heuristic=h, error=err, params=params, compression=m * n / params,
                           rank_bound=min(k + r, m, n), lmf_rank=rl, lmf_error=lmf_err)
         self.error_out.value = f"{err:.4f}"
@@ -290,7 +321,7 @@ class Explorer:
 
     def refresh_heuristics(self) -> None:
         """Re-read ``hl.HEURISTICS`` into the menu (after registering a new heuristic)."""
-        self.heuristic.options = sorted(HEURISTICS)
+        self.heuristic.options = self._usable()
 
     # ------------------------------------------------------------------ timing
     def _schedule_timing(self) -> None:

@@ -1,0 +1,148 @@
+"""Plots: each function returns its Axes, and the data drawn is read back from it."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import hmf_lab as hl
+from hmf_lab import plots
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def W():
+    return hl.exercises.synthetic(48, 40, "exp", decay=0.2, seed=1)
+
+
+def test_spectrum_draws_singular_values_and_energy(W):
+    fig, ax = plt.subplots()
+    out = plots.spectrum(W, ax=ax)
+    assert out is ax
+    s = torch.linalg.svdvals(W.double()).numpy()
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), s, rtol=1e-5)
+    energy = ax.energy_ax.lines[0].get_ydata()
+    np.testing.assert_allclose(energy, np.cumsum(s**2) / (s**2).sum(), rtol=1e-6)
+    # Eckart-Young: 1 - energy at rank r is the squared LMF error
+    r = 5
+    assert 1 - energy[r - 1] == pytest.approx(hl.relative_error(W, hl.lmf(W, rank=r)) ** 2, rel=1e-3)
+    assert ax.get_yscale() == "log"
+
+
+def test_spectrum_accepts_singular_values_and_rejects_negative():
+    ax = plots.spectrum(np.array([1.0, 3.0, 2.0]), energy=False)
+    assert ax.lines[0].get_ydata().tolist() == [3.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match="singular values must be >= 0"):
+        plots.spectrum(torch.tensor([1.0, -1.0]))
+
+
+def test_blocks_are_to_scale(W):
+    f = hl.hmf(W, split=6, rank=7)
+    ax = plots.blocks(f)
+    shapes = {p.get_label(): (p.get_height(), p.get_width()) for p in ax.patches}
+    m, n = W.shape
+    assert shapes["W"] == (m, n)
+    assert shapes["D"] == tuple(f.dense.shape)
+    assert shapes["U"] == tuple(f.U.shape)
+    assert shapes["V"] == tuple(f.V.shape)
+    rl = f.n_params // (m + n)
+    assert shapes["LMF U"] == (m, rl) and shapes["LMF V"] == (rl, n)
+    # areas are parameter counts
+    hmf_area = sum(h * w for name, (h, w) in shapes.items() if name in "DUV")
+    assert hmf_area == f.n_params
+
+
+def test_blocks_with_explicit_lmf_and_bad_input(W):
+    ax = plots.blocks((48, 40, 0, 5), lmf=hl.lmf(W, rank=3))
+    shapes = {p.get_label(): (p.get_height(), p.get_width()) for p in ax.patches}
+    assert shapes["LMF U"] == (48, 3)
+    with pytest.raises(TypeError, match="expects an hl.hmf result"):
+        plots.blocks(W)
+
+
+def test_blocks_svg_matches_layout():
+    svg = plots.blocks_svg(100, 50, 10, 5)
+    for name in ("W", "D", "U", "V", "LMF U", "LMF V"):
+        assert f'data-block="{name}"' in svg
+    assert "U: 90x5" in svg and "D: 10x50" in svg
+
+
+def test_residual_shows_w_minus_what(W):
+    f = hl.hmf(W, split=4, rank=3)
+    ax = plots.residual(W, f)
+    np.testing.assert_allclose(ax.images[0].get_array(), (W - f.to_dense()).double().numpy(), atol=1e-6)
+    lo, hi = ax.images[0].get_clim()
+    assert lo == -hi
+    with pytest.raises(ValueError, match="must have the shape of W"):
+        plots.residual(W, torch.zeros(3, 3))
+
+
+def test_residual_strides_large_matrices():
+    W = torch.randn(300, 200)
+    ax = plots.residual(W, hl.lmf(W, rank=2), max_size=100)
+    assert ax.images[0].get_array().shape == (100, 67)
+
+
+def test_error_map_reads_back_sweep(W):
+    df = hl.sweep(W, splits=range(0, 49, 8))
+    ax = plots.error_map(df, compressions=(2, 4))
+    grid = ax.collections[0].get_array()
+    E = df[df["rank"] > 0].pivot_table(index="split", columns="rank", values="error")
+    np.testing.assert_allclose(np.ma.filled(grid, np.nan), E.to_numpy(), equal_nan=True)
+    assert [float(c) for c in ax.contour_set.levels] == [2.0, 4.0]
+    assert ax.get_xlabel() == "rank r"
+
+
+def test_error_map_infers_shape_and_rejects_bad_frames(W):
+    df = hl.sweep(W, splits=[0, 10], ranks=[1, 2, 3])
+    assert plots._infer_shape(df) == tuple(W.shape)
+    with pytest.raises(ValueError, match="expects hl.sweep's DataFrame"):
+        plots.error_map(pd.DataFrame({"a": [1]}))
+    with pytest.raises(ValueError, match="at least one row with rank >= 1"):
+        plots.error_map(pd.DataFrame({"split": [48], "rank": [0], "error": [0.0], "params": [1920]}))
+
+
+def test_pareto_front_and_plot():
+    df = pd.DataFrame({"params": [10, 20, 30, 40, 50], "error": [0.9, 0.5, 0.6, 0.1, 0.1],
+                       "time": [1e-6, 2e-6, 3e-6, 4e-6, 5e-6], "method": ["hmf", "lmf", "hmf", "prune", "hmf"]})
+    front = plots.pareto_front(df)
+    assert front["params"].tolist() == [10, 20, 40]
+    ax = plots.pareto(df)
+    assert ax.lines[-1].get_xdata().tolist() == [10, 20, 40]
+    offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert len(offsets) == 5
+    colors = np.concatenate([c.get_array() for c in ax.collections])
+    np.testing.assert_allclose(sorted(colors), [1, 2, 3, 4, 5])  # time in µs
+    with pytest.raises(ValueError, match="needs a 'error' column"):
+        plots.pareto(df.drop(columns="error"))
+    with pytest.raises(ValueError, match="not in the DataFrame"):
+        plots.pareto_front(df, y="loss")
+
+
+def test_timing_bars_from_compare_frame_and_dict():
+    df = pd.DataFrame({"name": ["dense", "HMF"], "median": [4e-6, 1e-6], "iqr": [1e-7, 1e-7], "ratio": [1, 4]})
+    ax = plots.timing_bars(df)
+    assert [p.get_width() for p in ax.patches] == pytest.approx([4.0, 1.0])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["dense", "HMF"]
+    assert any("4.00x" in t.get_text() for t in ax.texts)
+    t = hl.measure(lambda: None, min_run_time=0.01)
+    ax = plots.timing_bars({"noop": t, "fixed": 1e-3}, unit="ms")
+    assert ax.patches[1].get_width() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unit must be one of"):
+        plots.timing_bars(df, unit="h")
+    with pytest.raises(ValueError, match="expects a 'median' column"):
+        plots.timing_bars(pd.DataFrame({"x": [1]}))
+    with pytest.raises(TypeError, match="must be a Timing or seconds"):
+        plots.timing_bars({"a": "slow"})
+    with pytest.raises(TypeError, match="expects hl.timing.compare's DataFrame"):
+        plots.timing_bars([1, 2])
