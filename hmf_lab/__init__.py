@@ -18,6 +18,9 @@ from .oracle import OracleResult, oracle
 from .layers import HMFLinear, LMFLinear, SparseLinear
 from . import timing
 from .timing import measure
+from .lstm import (CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM, choose_split_rank,
+                   lmf_rank)
+from .compress import compress, count_params, sparsify
 from . import bleu, data, models  # real NLP data sets, small LSTM models, BLEU
 from . import exercises, plots, widgets  # course: plots, sliders, exercise checks
 from .widgets import explorer
@@ -31,6 +34,8 @@ __all__ = [
     "synthetic", "leaderboard", "output_error", "plot_leaderboard", "oracle", "OracleResult",
     "HMFLinear", "LMFLinear", "SparseLinear",
     "timing", "measure",
+    "compress", "sparsify", "count_params", "choose_split_rank", "lmf_rank",
+    "CompressedLSTM", "GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM",
     "bleu", "data", "models",
     "exercises", "plots", "widgets", "explorer",
 ]

@@ -237,15 +237,60 @@ class SparseLinear(nn.Module):
     def weight(self) -> torch.Tensor:
         """The (m, n) sparse CSR weight (a view on the buffers, no copy)."""
         return torch.sparse_csr_tensor(self.crow_indices, self.col_indices, self.values,
-                                       (self.out_features, self.in_features))
+                                       (self.out_features, self.in_features), check_invariants=False)
 
     def to_dense(self) -> torch.Tensor:
         return self.weight.to_dense()
 
+    @classmethod
+    def from_dense(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, mask=None) -> "SparseLinear":
+        """CSR copy of a dense (m, n) ``weight``: the entries where ``mask`` is True (default: the non-zeros)."""
+        W = weight.detach()
+        mask = (W != 0) if mask is None else torch.as_tensor(mask, dtype=torch.bool)
+        if mask.shape != W.shape:
+            raise ValueError(f"mask must have the shape of weight {tuple(W.shape)}, got {tuple(mask.shape)}")
+        if not bool(mask.any()):
+            raise ValueError("mask keeps no entry of weight; a SparseLinear needs at least one stored value")
+        m, n = W.shape
+        idx = mask.nonzero()  # row-major order: what CSR needs
+        crow = torch.zeros(m + 1, dtype=torch.int64)
+        crow[1:] = torch.cumsum(mask.sum(1), 0)
+        layer = cls(n, m, idx.shape[0], bias=bias is not None, dtype=W.dtype)
+        with torch.no_grad():
+            layer.crow_indices.copy_(crow)
+            layer.col_indices.copy_(idx[:, 1])
+            layer.values.copy_(W[mask])
+            if bias is not None:
+                layer.bias.copy_(bias)
+        return layer
+
+    def _csr32(self) -> torch.Tensor:
+        """The weight as CSR with int32 indices, cached (MKL's sparse kernels take int32; int64 is converted
+        on every call). Rebuilt when a buffer changes (``_version``/storage), e.g. after ``load_state_dict``."""
+        key = tuple((b.data_ptr(), b._version) for b in (self.crow_indices, self.col_indices, self.values))
+        cache = getattr(self, "_csr_cache", None)
+        if cache is None or cache[0] != key:
+            small = self.nnz < 2**31 - 1
+            itype = torch.int32 if small else torch.int64
+            w = torch.sparse_csr_tensor(self.crow_indices.to(itype), self.col_indices.to(itype), self.values,
+                                        (self.out_features, self.in_features), check_invariants=False)
+            cache = (key, w)
+            self._csr_cache = cache
+        return cache[1]
+
+    def matmul(self, x2: torch.Tensor) -> torch.Tensor:
+        """``x2 @ W.T`` (no bias) for x2 (B, n), with the fastest CSR path: ``mv`` for B = 1, else ``mm``."""
+        if torch.is_grad_enabled() and (x2.requires_grad or self.values.requires_grad):
+            return (self.weight @ x2.T).T  # (m, n) @ (n, B) -> (B, m), differentiable in x
+        w = self._csr32()
+        if x2.shape[0] == 1:
+            return torch.mv(w, x2[0]).unsqueeze(0)  # (1, m)
+        return (w @ x2.T).T  # (B, m)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)  # (B, n)
-        y = (self.weight @ x2.T).T  # (m, n) @ (n, B) -> (B, m)
+        y = self.matmul(x2)
         y = y.reshape(*lead, self.out_features)
         return y if self.bias is None else y + self.bias
 
