@@ -35,10 +35,58 @@ def _copy_bias(module: nn.Module, linear: nn.Linear) -> None:
             module.bias.copy_(linear.bias)
 
 
-class HMFLinear(nn.Module):
+MODES = ("factorized", "reconstructed")
+
+
+def _check_mode(mode) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return mode
+
+
+def _differentiating(x: torch.Tensor, *params: torch.Tensor) -> bool:
+    """True when autograd will record this forward (then the plain differentiable path runs)."""
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
+
+
+class _InferenceCache:
+    """Inference weights (packed factors, W_hat, int32 CSR) cached on the module.
+
+    Only in eval mode (or ``always=True`` for buffers), keyed on the storage and version counter of
+    the tensors they are built from, so optimizer steps, ``load_state_dict`` and ``copy_`` rebuild them;
+    ``train()``/``eval()`` and :meth:`clear_cache` drop them (call it after editing weights through
+    ``.data``, which autograd's version counter does not see).
+    """
+
+    def _cached(self, name: str, build, *sources: torch.Tensor, always: bool = False) -> torch.Tensor:
+        if self.training and not always:
+            with torch.no_grad():
+                return build()
+        key = tuple((t.data_ptr(), t._version) for t in sources)
+        store = self.__dict__.setdefault("_inference_cache", {})
+        hit = store.get(name)
+        if hit is None or hit[0] != key:
+            with torch.no_grad():
+                hit = (key, build())
+            store[name] = hit
+        return hit[1]
+
+    def clear_cache(self) -> None:
+        """Drop the cached inference weights (they are rebuilt on the next inference forward)."""
+        self.__dict__.pop("_inference_cache", None)
+
+    def train(self, mode: bool = True):
+        self.clear_cache()
+        return super().train(mode)
+
+
+class HMFLinear(_InferenceCache, nn.Module):
     """``y = x @ W_hat.T + b`` with ``W_hat = P [D ; U V]``: D, U, V trainable ``nn.Parameter``s.
 
     ``rows`` (buffer) are the dense rows of the output; the others are ``lower_rows``.
+    ``mode`` switches the forward: ``"factorized"`` (default: one GEMM for D and V stacked, one for U,
+    no W_hat) or ``"reconstructed"`` (a dense GEMM with W_hat, cached in eval mode), as in
+    tensorly-torch; ``hmf-lab bench`` shows when each wins. Both give the same numbers.
 
     >>> import torch, hmf_lab as hl
     >>> layer = hl.HMFLinear(in_features=16, out_features=8, split=2, rank=3)
@@ -69,13 +117,25 @@ class HMFLinear(nn.Module):
         order = torch.cat([rows, torch.nonzero(keep).reshape(-1)])
         self.register_buffer("rows", rows)
         self.register_buffer("inverse", torch.argsort(order))
+        self.mode = "factorized"
         self._refresh_order()
         self.register_load_state_dict_post_hook(lambda module, keys: module._refresh_order())
         self.reset_parameters()
 
+    @property
+    def mode(self) -> str:
+        """``"factorized"`` or ``"reconstructed"`` forward (same numbers, different kernels)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = _check_mode(value)
+        self.clear_cache()
+
     def _refresh_order(self) -> None:
         # cached Python bool so forward skips the output permutation when rows are the top k
         self._is_top = bool(torch.equal(self.inverse, torch.arange(self.out_features, device=self.inverse.device)))
+        self.clear_cache()
 
     def reset_parameters(self) -> None:
         for p in (self.D, self.U, self.V):
@@ -122,6 +182,16 @@ class HMFLinear(nn.Module):
         return W[self.inverse]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = (self.D, self.U, self.V)
+        if self._mode == "reconstructed":
+            W = self.to_dense() if _differentiating(x, *params) else self._cached("W", self.to_dense, *params)
+            return nn.functional.linear(x, W, self.bias)
+        if _differentiating(x, *params):
+            return self._forward_plain(x)
+        return self._forward_fast(x)
+
+    def _forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference path (autograd): three GEMMs and a concatenation."""
         top = x @ self.D.T  # (..., k)
         low = (x @ self.V.T) @ self.U.T  # (..., r) -> (..., m-k)
         y = torch.cat([top, low], dim=-1)
@@ -129,13 +199,42 @@ class HMFLinear(nn.Module):
             y = y[..., self.inverse]
         return y if self.bias is None else y + self.bias
 
+    def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference: x reads the stacked [D ; V] (k+r, n) in one GEMM, then one GEMM for U (bias fused)."""
+        k, m = self.split, self.out_features
+        DV = self._cached("DV", lambda: torch.cat([self.D, self.V]).contiguous(), self.D, self.V)  # (k+r, n)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)  # (B, n)
+        t = x2 @ DV.T  # (B, k+r)
+        if self.rank == 0:
+            y = t
+        elif k == 0:
+            y = t @ self.U.T if self.bias is None else torch.addmm(self.bias, t, self.U.T)
+        else:
+            y = torch.cat([t[:, :k], t[:, k:] @ self.U.T], dim=1)  # (B, m) in [D ; UV] order
+        if not self._is_top:
+            y = y.index_select(1, self.inverse)  # one index op undoes the row order
+        if self.bias is not None and not (k == 0 and self.rank):
+            y += self.bias
+        return y.reshape(*lead, m)
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, split={self.split}, "
                 f"rank={self.rank}, bias={self.bias is not None}")
 
 
-class LMFLinear(nn.Module):
-    """``y = (x @ V.T) @ U.T + b``: rank-r factorization with trainable U (m, r) and V (r, n)."""
+class LMFLinear(_InferenceCache, nn.Module):
+    """``y = (x @ V.T) @ U.T + b``: rank-r factorization with trainable U (m, r) and V (r, n).
+
+    ``mode``: ``"factorized"`` (two thin GEMMs, default) or ``"reconstructed"`` (one GEMM with U V).
+
+    >>> import torch, hmf_lab as hl
+    >>> f = hl.LMFLinear.from_linear(torch.nn.Linear(16, 12), rank=4)
+    >>> x = torch.randn(2, 16)
+    >>> y = f(x); f.mode = "reconstructed"
+    >>> torch.allclose(f(x), y, atol=1e-5)
+    True
+    """
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True, dtype=None):
         super().__init__()
@@ -149,6 +248,17 @@ class LMFLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(m, dtype=dtype)) if bias else None
         nn.init.kaiming_uniform_(self.U, a=5 ** 0.5)
         nn.init.kaiming_uniform_(self.V, a=5 ** 0.5)
+        self.mode = "factorized"
+
+    @property
+    def mode(self) -> str:
+        """``"factorized"`` or ``"reconstructed"`` forward (same numbers, different kernels)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = _check_mode(value)
+        self.clear_cache()
 
     @property
     def n_params(self) -> int:
@@ -174,6 +284,12 @@ class LMFLinear(nn.Module):
         return self.U @ self.V
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._mode == "reconstructed":
+            diff = _differentiating(x, self.U, self.V)
+            W = self.to_dense() if diff else self._cached("W", self.to_dense, self.U, self.V)
+            return nn.functional.linear(x, W, self.bias)
+        if self.bias is not None and x.ndim == 2:
+            return torch.addmm(self.bias, x @ self.V.T, self.U.T)  # bias fused into the second GEMM
         y = (x @ self.V.T) @ self.U.T  # (..., r) -> (..., m)
         return y if self.bias is None else y + self.bias
 
@@ -181,7 +297,7 @@ class LMFLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
-class SparseLinear(nn.Module):
+class SparseLinear(_InferenceCache, nn.Module):
     """Magnitude-pruned linear layer run with torch's sparse CSR kernel (inference).
 
     The CSR arrays are buffers (``crow_indices``, ``col_indices``, ``values``) so ``state_dict`` holds
@@ -265,18 +381,14 @@ class SparseLinear(nn.Module):
         return layer
 
     def _csr32(self) -> torch.Tensor:
-        """The weight as CSR with int32 indices, cached (MKL's sparse kernels take int32; int64 is converted
-        on every call). Rebuilt when a buffer changes (``_version``/storage), e.g. after ``load_state_dict``."""
-        key = tuple((b.data_ptr(), b._version) for b in (self.crow_indices, self.col_indices, self.values))
-        cache = getattr(self, "_csr_cache", None)
-        if cache is None or cache[0] != key:
-            small = self.nnz < 2**31 - 1
-            itype = torch.int32 if small else torch.int64
-            w = torch.sparse_csr_tensor(self.crow_indices.to(itype), self.col_indices.to(itype), self.values,
-                                        (self.out_features, self.in_features), check_invariants=False)
-            cache = (key, w)
-            self._csr_cache = cache
-        return cache[1]
+        """The weight as CSR with int32 indices, cached: MKL's sparse kernels take int32 (int64 indices are
+        converted on every call). Rebuilt when a buffer changes, e.g. after ``load_state_dict``."""
+        def build():
+            itype = torch.int32 if self.nnz < 2**31 - 1 else torch.int64
+            return torch.sparse_csr_tensor(self.crow_indices.to(itype), self.col_indices.to(itype), self.values,
+                                           (self.out_features, self.in_features), check_invariants=False)
+
+        return self._cached("csr32", build, self.crow_indices, self.col_indices, self.values, always=True)
 
     def matmul(self, x2: torch.Tensor) -> torch.Tensor:
         """``x2 @ W.T`` (no bias) for x2 (B, n), with the fastest CSR path: ``mv`` for B = 1, else ``mm``."""

@@ -47,7 +47,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ._validation import as_int, check_compression, check_rank, check_split
 from .core import hmf, lmf
-from .layers import SparseLinear
+from .layers import SparseLinear, _differentiating, _InferenceCache
 
 __all__ = ["GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM", "CompressedLSTM",
            "choose_split_rank", "lmf_rank"]
@@ -148,7 +148,7 @@ def lmf_rank(shape, compression=None, rank=None) -> int:
 # --------------------------------------------------------------------------- the gate-blocked HMF matrix
 
 
-class GateHMFLinear(nn.Module):
+class GateHMFLinear(_InferenceCache, nn.Module):
     """A (G*H, n) matrix in G gate blocks, each HMF with ``split`` dense rows and rank ``rank``.
 
     ``forward(x)`` is ``x @ W_hat.T + bias`` like ``nn.Linear``; ``gates(x, add)`` returns the
@@ -193,7 +193,6 @@ class GateHMFLinear(nn.Module):
             inverse[g] = torch.argsort(torch.cat([rows[g], torch.nonzero(keep).reshape(-1)]))
         self.register_buffer("rows", rows.clone())
         self.register_buffer("inverse", inverse)
-        self._cache = None
         self._refresh()
         self.register_load_state_dict_post_hook(lambda module, keys: module._refresh())
         with torch.no_grad():
@@ -202,7 +201,7 @@ class GateHMFLinear(nn.Module):
                     nn.init.uniform_(p, -1 / math.sqrt(max(n, 1)), 1 / math.sqrt(max(n, 1)))
 
     def _refresh(self) -> None:
-        self._cache = None
+        self.clear_cache()
         H = self.hidden_size
         self._is_top = bool(torch.equal(self.inverse, torch.arange(H, device=self.inverse.device).expand_as(self.inverse)))
 
@@ -261,19 +260,12 @@ class GateHMFLinear(nn.Module):
 
     def _packed(self):
         """Inference weights, cached: DV (G, k+r, n) and U^T (G, r, H-k) contiguous."""
-        key = tuple((p.data_ptr(), p._version) for p in (self.D, self.U, self.V))
-        if self._cache is None or self._cache[0] != key:
-            with torch.no_grad():
-                DV = torch.cat([self.D, self.V], dim=1).contiguous()  # (G, k+r, n)
-                Ut = self.U.transpose(1, 2).contiguous()  # (G, r, H-k)
-            self._cache = (key, DV, Ut)
-        return self._cache[1], self._cache[2]
+        DV = self._cached("DV", lambda: torch.cat([self.D, self.V], dim=1).contiguous(), self.D, self.V)
+        Ut = self._cached("Ut", lambda: self.U.transpose(1, 2).contiguous(), self.U)
+        return DV, Ut  # (G, k+r, n), (G, r, H-k)
 
     def _fast_ok(self, x: torch.Tensor) -> bool:
-        if torch.is_grad_enabled() and (x.requires_grad or self.D.requires_grad or self.U.requires_grad
-                                        or self.V.requires_grad):
-            return False
-        return True
+        return not _differentiating(x, self.D, self.U, self.V)
 
     def gates(self, x2: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """``add + [W_g x for each gate]`` in the gate-major (G, B, H) layout (no bias). ``x2``: (B, n)."""
@@ -326,6 +318,66 @@ def _sparse_gates(module: SparseLinear, x2: torch.Tensor, add: torch.Tensor | No
     y = module.matmul(x2)  # (B, G*H)
     y = y.view(x2.shape[0], G, -1).transpose(0, 1)
     return y if add is None else y + add
+
+
+# --------------------------------------------------------------------------- inference loops
+# Plain functions that TorchScript can compile: "eager" runs them in Python, "script" compiled. Gate-major
+# layout: xp (T, G, B, H) holds the input projections plus both biases; h, c are (B, H).
+
+
+def _hmf_loop(xp: torch.Tensor, DV: torch.Tensor, Ut: torch.Tensor, inverse: torch.Tensor, k: int,
+              permute: bool, h: torch.Tensor, c: torch.Tensor, reverse: bool):
+    """LSTM steps with a gate-blocked HMF W_hh: one (G, B, k+r) GEMM for every gate's D and V rows, one
+    batched GEMM for the U blocks, then the gate arithmetic."""
+    T = xp.size(0)
+    r = DV.size(1) - k
+    out = torch.empty([T, h.size(0), h.size(1)], dtype=h.dtype, device=h.device)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        z = torch.matmul(h, DV.transpose(1, 2))  # (G, B, k+r)
+        if k == 0:
+            g = torch.baddbmm(xp[t], z, Ut)  # LMF: (G, B, H)
+        else:
+            if r > 0:
+                z = torch.cat([z[:, :, :k], torch.bmm(z[:, :, k:], Ut)], 2)  # (G, B, H)
+            if permute:
+                z = torch.gather(z, 2, inverse.unsqueeze(1).expand_as(z))
+            g = z + xp[t]
+        sg = torch.sigmoid(g)
+        c = torch.addcmul(sg[1] * c, sg[0], torch.tanh(g[2]))
+        h = sg[3] * torch.tanh(c)
+        out[t] = h
+    return out, h, c
+
+
+def _csr_loop(xp: torch.Tensor, W: torch.Tensor, h: torch.Tensor, c: torch.Tensor, reverse: bool):
+    """LSTM steps with a CSR W_hh (G*H, H): ``mv`` for batch 1, sparse ``mm`` otherwise."""
+    T, G, B, H = xp.size(0), xp.size(1), xp.size(2), xp.size(3)
+    out = torch.empty([T, B, H], dtype=h.dtype, device=h.device)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        if B == 1:
+            y = torch.mv(W, h[0]).view(G, 1, H)
+        else:
+            y = torch.mm(W, h.t()).view(G, H, B).transpose(1, 2)
+        g = y + xp[t]
+        sg = torch.sigmoid(g)
+        c = torch.addcmul(sg[1] * c, sg[0], torch.tanh(g[2]))
+        h = sg[3] * torch.tanh(c)
+        out[t] = h
+    return out, h, c
+
+
+_SCRIPTED: dict = {}
+
+
+def _scripted(fn):
+    """TorchScript version of a loop function, compiled once per process."""
+    if fn not in _SCRIPTED:
+        with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated; it still runs
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _SCRIPTED[fn] = torch.jit.script(fn)
+    return _SCRIPTED[fn]
 
 
 # --------------------------------------------------------------------------- the LSTM engine
@@ -397,12 +449,28 @@ class CompressedLSTM(nn.Module):
 
     # -- the step -----------------------------------------------------------------------------
 
+    #: the inference loop: "script" (TorchScript, no Python per step), "eager" (the same loop in Python),
+    #: "plain" (the generic differentiable loop). Training (autograd on) and PackedSequence input always
+    #: run "plain"; every engine gives the same numbers (tests/test_fastpaths.py).
+    engine: str = "script"
+
     def _hh_gates(self, hh: nn.Module, h: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
         return hh.gates(h, add)
+
+    def _fast_loop(self, hh: nn.Module, h: torch.Tensor):
+        """(loop function, its weight arguments) for inference, or None when autograd needs the plain loop."""
+        return None
 
     def _run_direction(self, xp: torch.Tensor, hh: nn.Module, h: torch.Tensor, c: torch.Tensor,
                        reverse: bool, lengths: torch.Tensor | None):
         """The recurrent loop. xp: (T, G, B, H) input projections + biases; h, c: (B, H)."""
+        if lengths is None and self.engine != "plain":
+            fast = self._fast_loop(hh, h)
+            if fast is not None:
+                fn, args = fast
+                if self.engine == "script":
+                    fn = _scripted(fn)
+                return fn(xp, *args, h, c, reverse)
         T = xp.shape[0]
         H = self.hidden_size
         out = xp.new_empty(T, h.shape[0], H)
@@ -562,6 +630,12 @@ class HMFLSTM(CompressedLSTM):
                     self.ih.append(GateHMFLinear(n, hidden_size, split, min(rank, n), bias=bias, dtype=dtype))
                     self.hh.append(GateHMFLinear(hidden_size, hidden_size, split, rank, bias=bias, dtype=dtype))
 
+    def _fast_loop(self, hh, h):
+        if not hh._fast_ok(h):
+            return None
+        DV, Ut = hh._packed()
+        return _hmf_loop, (DV, Ut, hh.inverse, hh.split, not hh.is_top)
+
     @property
     def split(self) -> tuple:
         """Dense rows per gate of each matrix: (ih_l0, hh_l0, ih_l0_reverse, ...)."""
@@ -634,6 +708,11 @@ class SparseLSTM(CompressedLSTM):
 
     def _hh_gates(self, hh, h, add):
         return _sparse_gates(hh, h, add, GATES)
+
+    def _fast_loop(self, hh, h):
+        if torch.is_grad_enabled() and h.requires_grad:
+            return None
+        return _csr_loop, (hh._csr32(),)
 
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM, compression=None):
