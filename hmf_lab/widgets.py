@@ -33,7 +33,7 @@ from .heuristics import HEURISTICS
 from .layers import HMFLinear, LMFLinear, SparseLinear
 from .plots import blocks_svg
 
-__all__ = ["Explorer", "explorer", "RunTimeExplorer", "layers_at_budget"]
+__all__ = ["Explorer", "explorer", "RunTimeExplorer", "layers_at_budget", "tradeoff_table"]
 
 
 def _label(text: str, width: str = "9em") -> W_.HTML:
@@ -77,6 +77,51 @@ def layers_at_budget(W, split: int, rank: int, heuristic="top", *, bias: bool = 
     for mod in out.values():
         mod.requires_grad_(False)
     return out
+
+
+def tradeoff_table(W, compressions=(2, 4, 8), *, heuristic="top", cache: HMFCache | None = None,
+                   step: int | None = None, time: bool = True, batch: int = 1, min_run_time: float = 0.05,
+                   progress: bool = False) -> pd.DataFrame:
+    """HMF (best split on the grid), LMF and pruning at each compression: error, parameters and run time.
+
+    For each compression the HMF row is the (split, rank) of ``hl.budget`` with the lowest error over
+    splits ``range(0, m+1, step)`` (default m // 32); LMF is split 0; pruning keeps as many values.
+    ``time`` adds the median seconds of one layer call on ``batch`` inputs (``hl.measure``).
+    Columns: method, compression, split, rank, params, error, time.
+
+    >>> import torch
+    >>> t = tradeoff_table(torch.randn(32, 32), compressions=(2,), time=False)
+    >>> t["method"].tolist(), bool((t["params"] <= 512).all())
+    (['HMF', 'LMF', 'pruned (CSR)'], True)
+    """
+    from tqdm.auto import tqdm
+
+    from .core import relative_error
+    from .timing import measure
+
+    W = as_matrix(W)
+    m, n = W.shape
+    cache = cache if cache is not None else HMFCache(W)
+    rows = []
+    for c in tqdm(compressions, desc="trade-off", disable=not progress):
+        b = budget((m, n), c, step=step or max(1, m // 32))
+        errs = [cache.error(k, r, heuristic) for k, r in zip(b["split"], b["rank"])]
+        i = min(range(len(errs)), key=errs.__getitem__)
+        k, r = int(b["split"].iloc[i]), int(b["rank"].iloc[i])
+        layers = layers_at_budget(W, k, r, heuristic, cache=cache)
+        rl = layers["LMF"].rank
+        p = layers["pruned (CSR)"]
+        entries = [("HMF", k, r, layers["HMF"].n_params, errs[i]),
+                   ("LMF", 0, rl, layers["LMF"].n_params, cache.error(0, rl, "top")),
+                   ("pruned (CSR)", -1, -1, p.n_params, relative_error(W, p.to_dense()))]
+        x = torch.randn(batch, n, dtype=W.dtype)
+        for name, kk, rr, params, err in entries:
+            t = float("nan")
+            if time:
+                with torch.inference_mode():
+                    t = measure(layers[name], x, min_run_time=min_run_time, warmup=2).median
+            rows.append((name, float(c), kk, rr, int(params), float(err), t))
+    return pd.DataFrame(rows, columns=["method", "compression", "split", "rank", "params", "error", "time"])
 
 
 def _timing_html(df: pd.DataFrame, caption: str) -> str:
