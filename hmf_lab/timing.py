@@ -36,6 +36,7 @@ class Timing:
     label: str = ""
     number_per_run: int = 1  # calls per block
     mean: float = math.nan  # seconds per call, mean over blocks
+    times: tuple = ()  # seconds per call of every block (pool them across repeated measurements)
 
     @property
     def median_us(self) -> float:
@@ -97,7 +98,8 @@ def measure(fn: Callable, *args, min_run_time: float = 0.3, threads: int | None 
         torch.set_num_threads(before)
     times = list(m.times)
     return Timing(median=float(m.median), iqr=float(m.iqr), n=len(times), threads=use, label=label,
-                  number_per_run=int(m.number_per_run), mean=float(sum(times) / len(times)))
+                  number_per_run=int(m.number_per_run), mean=float(sum(times) / len(times)),
+                  times=tuple(float(t) for t in times))
 
 
 def compare(fns: dict, *args, **kw) -> pd.DataFrame:
