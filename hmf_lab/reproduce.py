@@ -1,0 +1,427 @@
+"""``hmf-lab reproduce``: compress real NLP models with HMF, LMF and pruning at equal size, fine-tune, compare.
+
+For each task (``lm``: character LSTM on Tiny Shakespeare, bits per char; ``intent``: LSTM on SNIPS,
+accuracy; ``translation``: LSTM encoder–decoder English -> Spanish, BLEU) and each compression ``c``:
+
+1. the shipped dense model (``hl.models.load_pretrained``) is compressed by ``hl.compress`` with every
+   ``nn.LSTM`` and ``nn.Linear`` (not the embeddings) compressed ``c``-fold per weight matrix — for an
+   LSTM, per gate block. Parameters are counted the same way for every method (``hl.count_params``:
+   stored weight values of those layers; biases, embeddings and sparse indices excluded);
+2. the metric is measured right away ("before fine-tuning": post-training compression; for pruning,
+   one-shot magnitude pruning);
+3. each method gets the same fine-tuning budget (steps, batch, learning rate, seed). HMF and LMF
+   fine-tune their factors; pruning starts from the dense model and prunes gradually with the cubic
+   schedule of Zhu & Gupta (2017) through ``torch.nn.utils.prune`` masks, reaching the final sparsity
+   at 70% of the steps; then ``hl.sparsify`` turns it into CSR modules;
+4. the dense, HMF, LMF and CSR models are timed side by side (``hl.measure``, one thread, batch 1, one
+   sequence: 128 characters / one utterance / one teacher-forced sentence pair).
+
+Outputs in ``--out``: ``<task>.csv``, ``<task>.md`` and ``<task>_metric.png`` / ``<task>_time.png``.
+
+>>> import hmf_lab.reproduce as R
+>>> [round(R.cubic_sparsity(t, 0.75, 0, 10), 3) for t in (0, 5, 10, 20)]
+[0.0, 0.656, 0.75, 0.75]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import models as M
+
+__all__ = ["TASKS", "Settings", "FULL", "QUICK", "load_task", "cubic_sparsity", "GradualPruner",
+           "run_task", "markdown_table", "plot_metric", "plot_time", "add_arguments", "run"]
+
+#: CLI task name -> shipped checkpoint name
+TASKS = {"lm": "char_lm", "intent": "intent", "translation": "translation"}
+METHODS = ("hmf", "lmf", "prune")
+
+
+@dataclass
+class Settings:
+    """Work done per task: fine-tuning budget (same for every method), evaluation size, timing budget."""
+
+    fine_tune_steps: int       # optimizer steps of fine-tuning, for every method
+    lr: float = 1e-3           # Adam learning rate (cosine-decayed), for every method
+    eval_kw: dict = field(default_factory=dict)   # passed to the task (eval size)
+    min_run_time: float = 0.3  # seconds per timing measurement (hl.measure)
+    prune_end: float = 0.7     # fraction of the fine-tuning steps at which pruning reaches its target
+    prune_every: int = 10      # steps between mask updates
+
+
+FULL = {
+    "lm": Settings(fine_tune_steps=150, eval_kw={"eval_chars": 30_000}),
+    "intent": Settings(fine_tune_steps=200, eval_kw={}),
+    "translation": Settings(fine_tune_steps=120, eval_kw={"eval_n": 200}),
+}
+QUICK = {
+    "lm": Settings(fine_tune_steps=6, eval_kw={"eval_chars": 3_000}, min_run_time=0.02, prune_every=2),
+    "intent": Settings(fine_tune_steps=6, eval_kw={"eval_n": 100}, min_run_time=0.02, prune_every=2),
+    "translation": Settings(fine_tune_steps=4, eval_kw={"eval_n": 12}, min_run_time=0.02, prune_every=1),
+}
+
+
+def load_task(task: str, **eval_kw):
+    """``(task object, shipped dense model)`` with the vocabulary the checkpoint was trained with.
+
+    >>> load_task("nope")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown task 'nope'; expected one of ['intent', 'lm', 'translation']
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+    name = TASKS[task]
+    model, payload = M.load_pretrained(name, with_payload=True)
+    v = payload["vocab"]
+    if name == "char_lm":
+        t = M.LMTask(vocab=M.CharVocab(v), **eval_kw)
+    elif name == "intent":
+        t = M.IntentTask(vocab=M.WordVocab(None, words=v["words"]), labels=v["labels"], **eval_kw)
+    else:
+        t = M.TranslationTask(vocabs=(M.WordVocab(None, words=v["src"]), M.WordVocab(None, words=v["tgt"])),
+                              **eval_kw)
+    return t, model
+
+
+# ------------------------------------------------------------------------------------ pruning
+
+
+def cubic_sparsity(step: int, final: float, begin: int, end: int, initial: float = 0.0) -> float:
+    """Zhu & Gupta (2017) schedule: ``s_t = s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^3``, clamped.
+
+    >>> cubic_sparsity(0, 0.9, 0, 100), cubic_sparsity(100, 0.9, 0, 100)
+    (0.0, 0.9)
+    """
+    if end <= begin:
+        return final if step >= begin else initial
+    frac = min(max((step - begin) / (end - begin), 0.0), 1.0)
+    return final + (initial - final) * (1.0 - frac) ** 3
+
+
+class GradualPruner:
+    """Gradual magnitude pruning of a ``hl.compress(model, "prune", compression=1)`` model.
+
+    Every masked weight (``torch.nn.utils.prune`` ``*_mask`` buffers) ends with ``floor(numel / c)``
+    kept values, the count ``hl.prune`` keeps; in between, the sparsity follows :func:`cubic_sparsity`.
+    Masks only shrink: a pruned weight never comes back. Call it as the training-loop callback.
+
+    >>> import torch, hmf_lab as hl
+    >>> net = hl.compress(torch.nn.Sequential(torch.nn.Linear(8, 8)), "prune", compression=1)
+    >>> p = GradualPruner(net, compression=4, steps=10)
+    >>> p(10); int(net[0].weight_mask.sum()), int((net[0].weight != 0).sum())
+    (16, 16)
+    """
+
+    def __init__(self, model: nn.Module, compression: float, steps: int, end: float = 0.7, every: int = 10):
+        self.model, self.c, self.steps = model, float(compression), int(steps)
+        self.end = max(1, int(round(end * steps)))
+        self.every = max(1, int(every))
+        self.masks = []  # (module, weight name)
+        for mod in model.modules():
+            for bname, _ in mod.named_buffers(recurse=False):
+                if bname.endswith("_mask") and hasattr(mod, bname[:-5] + "_orig"):
+                    self.masks.append((mod, bname[:-5]))
+        if not self.masks:
+            raise ValueError("model has no torch.nn.utils.prune masks; build it with "
+                             "hl.compress(model, 'prune', compression=1)")
+
+    @torch.no_grad()
+    def __call__(self, step: int) -> None:
+        if step % self.every and step < self.end:
+            return
+        s = cubic_sparsity(step, 1.0 - 1.0 / self.c, 0, self.end)
+        for mod, name in self.masks:
+            mask, orig = getattr(mod, name + "_mask"), getattr(mod, name + "_orig")
+            n = mask.numel()
+            keep = max(int(math.floor(n / self.c)), int(math.ceil(n * (1.0 - s))))
+            keep = min(keep, int(mask.sum()))
+            score = (orig.abs() * mask).flatten()
+            new = torch.zeros(n, dtype=mask.dtype)
+            new[torch.topk(score, keep, sorted=False).indices] = 1
+            mask.copy_(new.view_as(mask))
+            setattr(mod, name, orig * mask)   # the masked weight now (prune's hook redoes it each forward)
+
+
+# ------------------------------------------------------------------------------- fine-tuning
+
+
+class _ReconstructedLSTM(nn.Module):
+    """Training view of a compressed LSTM: its factors rebuild W_ih, W_hh each call, torch's fused LSTM runs them.
+
+    Same function and same gradients w.r.t. the factors as the compressed LSTM's own (per-step,
+    Python) training loop, many times faster to train; the parameters are the compressed module's own.
+    """
+
+    def __init__(self, comp: nn.Module):
+        super().__init__()
+        self.comp = comp
+        template = comp.to_lstm()
+        for p in template.parameters():
+            p.requires_grad_(False)
+        self._template = [template]   # a list: not a submodule, so its parameters stay out of the optimizer
+
+    def forward(self, x, hx=None):
+        from torch.func import functional_call
+        c, w = self.comp, {}
+        for layer in range(c.num_layers):
+            for d in range(c.num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                ih, hh = c.ih[layer * c.num_directions + d], c.hh[layer * c.num_directions + d]
+                w["weight_ih" + sfx], w["weight_hh" + sfx] = ih.to_dense(), hh.to_dense()
+                if c.bias:
+                    w["bias_ih" + sfx], w["bias_hh" + sfx] = ih.bias, hh.bias
+        return functional_call(self._template[0], w, (x,) if hx is None else (x, hx))
+
+
+def _swap_lstms(model: nn.Module, wrap: bool) -> nn.Module:
+    """Replace every factorized LSTM by its :class:`_ReconstructedLSTM` view (``wrap``) or back."""
+    from .lstm import CompressedLSTM
+    for name, mod in list(model.named_modules()):
+        hit = isinstance(mod, _ReconstructedLSTM) if not wrap else (
+            isinstance(mod, CompressedLSTM) and all(hasattr(m, "to_dense") for m in list(mod.ih) + list(mod.hh)))
+        if name and hit:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, _ReconstructedLSTM(mod) if wrap else mod.comp)
+    return model
+
+
+def fine_tune(task, model: nn.Module, steps: int, lr: float, progress: bool = True, callback=None):
+    """``task.fine_tune`` with HMF/LMF LSTMs trained through their dense reconstruction (see above)."""
+    _swap_lstms(model, wrap=True)
+    try:
+        losses = task.fine_tune(model, steps, lr=lr, progress=progress, callback=callback)
+    finally:
+        _swap_lstms(model, wrap=False)
+    for mod in model.modules():   # drop inference caches of the factors
+        if hasattr(mod, "clear_cache"):
+            mod.clear_cache()
+    return losses
+
+
+# ------------------------------------------------------------------------------------ pipeline
+
+
+def _time(model, inputs, min_run_time, label):
+    from .timing import measure
+    model.eval()
+
+    def fn():
+        with torch.inference_mode():
+            return model(*inputs)
+    return measure(fn, min_run_time=min_run_time, threads=1, label=label)
+
+
+def run_task(task: str, compressions=(4, 8), methods=METHODS, quick: bool = False, progress: bool = True,
+             settings: Settings | None = None, log=print) -> pd.DataFrame:
+    """Run one task; returns a tidy table, one row per (method, compression), plus the dense row.
+
+    Columns: task, metric, method, compression (target), params (``hl.count_params``), actual
+    compression, before (metric right after compression), after (after equal fine-tuning),
+    time_us / time_iqr_us (median / IQR per sequence, batch 1, 1 thread), dense_time_us (measured
+    in the same block), speedup (dense time / this time), fine_tune_steps, fine_tune_s.
+    """
+    from .compress import compress, count_params, sparsify
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"methods must be among {METHODS}, got {bad}")
+    cs = [float(c) for c in compressions]
+    if not cs or any(not c > 1 for c in cs):
+        raise ValueError(f"compressions must be numbers > 1 (e.g. 2 4 8 16), got {list(compressions)}")
+    st = settings or (QUICK if quick else FULL)[task]
+    t, dense = load_task(task, **st.eval_kw)
+    inputs = t.sample_input()
+    dense_params = count_params(dense)
+    base = t.evaluate(dense)[t.metric]
+    log(f"[{task}] dense {t.metric} = {base:.4f}, {dense_params} weight values in LSTM/Linear layers")
+    rows = []
+    dense_times = []
+    for c in cs:
+        block = {}
+        for method in methods:
+            t0 = time.time()
+            if method == "prune":
+                oneshot = compress(dense, "prune", compression=c)
+                before = t.evaluate(oneshot)[t.metric]
+                ft = compress(dense, "prune", compression=1)
+                pruner = GradualPruner(ft, c, st.fine_tune_steps, end=st.prune_end, every=st.prune_every)
+                fine_tune(t, ft, st.fine_tune_steps, lr=st.lr, progress=progress, callback=pruner)
+                with torch.no_grad():   # refresh the masked weights outside autograd before copying
+                    pruner(st.fine_tune_steps)
+                    ft(*inputs)
+                final = sparsify(ft)
+            else:
+                final = compress(dense, method, compression=c)
+                before = t.evaluate(final)[t.metric]
+                fine_tune(t, final, st.fine_tune_steps, lr=st.lr, progress=progress)
+            secs = time.time() - t0
+            after = t.evaluate(final)[t.metric]
+            params = count_params(final)
+            block[method] = final
+            rows.append(dict(task=task, metric=t.metric, method=method, compression=c, params=params,
+                             actual_compression=dense_params / params, before=before, after=after,
+                             fine_tune_steps=st.fine_tune_steps, fine_tune_s=secs))
+            log(f"[{task}] {method} {c:g}x: {params} params, {t.metric} before {before:.4f} after {after:.4f} "
+                f"({secs:.0f} s)")
+        # time dense and the compressed models side by side
+        td = _time(dense, inputs, st.min_run_time, "dense")
+        dense_times.append(td.median)
+        for r in rows[-len(methods):]:
+            tm = _time(block[r["method"]], inputs, st.min_run_time, r["method"])
+            r.update(time_us=tm.median * 1e6, time_iqr_us=tm.iqr * 1e6, dense_time_us=td.median * 1e6,
+                     speedup=td.median / tm.median)
+    dt = sorted(dense_times)[len(dense_times) // 2]
+    rows.insert(0, dict(task=task, metric=t.metric, method="dense", compression=1.0, params=dense_params,
+                        actual_compression=1.0, before=base, after=base, fine_tune_steps=0, fine_tune_s=0.0,
+                        time_us=dt * 1e6, time_iqr_us=float("nan"), dense_time_us=dt * 1e6, speedup=1.0))
+    return pd.DataFrame(rows)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """The results as a markdown table (one task).
+
+    >>> df = pd.DataFrame([dict(task="lm", metric="bits_per_char", method="dense", compression=1.0,
+    ...     params=10, actual_compression=1.0, before=2.0, after=2.0, time_us=5.0, speedup=1.0)])
+    >>> print(markdown_table(df).splitlines()[0])
+    | method | compression | parameters | bits_per_char before fine-tuning | bits_per_char after fine-tuning | time per sequence (us) | speed-up vs dense |
+    """
+    metric = df["metric"].iloc[0]
+    lines = [f"| method | compression | parameters | {metric} before fine-tuning | {metric} after fine-tuning "
+             "| time per sequence (us) | speed-up vs dense |", "|---|---|---|---|---|---|---|"]
+    for r in df.itertuples():
+        lines.append(f"| {r.method} | {r.compression:g}x ({r.actual_compression:.2f}x) | {r.params:,} | "
+                     f"{r.before:.4g} | {r.after:.4g} | {r.time_us:.0f} | {r.speedup:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+_COLORS = {"dense": "black", "hmf": "tab:blue", "lmf": "tab:orange", "prune": "tab:green"}
+
+
+def plot_metric(df: pd.DataFrame, ax=None, before: bool = True):
+    """Metric vs compression per method (after fine-tuning solid, before dashed); returns the Axes."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
+    dense = df[df.method == "dense"]
+    comp = df[df.method != "dense"]
+    for method, g in comp.groupby("method", sort=False):
+        g = g.sort_values("compression")
+        ax.plot(g.compression, g.after, "o-", color=_COLORS.get(method), label=f"{method} (fine-tuned)")
+        if before:
+            ax.plot(g.compression, g.before, "x--", color=_COLORS.get(method), alpha=0.5, label=f"{method} (before)")
+    if len(dense):
+        ax.axhline(float(dense.after.iloc[0]), color="black", lw=1, ls=":", label="dense")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("compression (x)")
+    ax.set_ylabel(df.metric.iloc[0])
+    ax.set_title(f"{df.task.iloc[0]}: {df.metric.iloc[0]} vs compression")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_time(df: pd.DataFrame, ax=None):
+    """Time per sequence vs compression per method (dense as a line); returns the Axes."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
+    comp = df[df.method != "dense"]
+    for method, g in comp.groupby("method", sort=False):
+        g = g.sort_values("compression")
+        ax.plot(g.compression, g.time_us / 1e3, "o-", color=_COLORS.get(method), label=method)
+    dense = df[df.method == "dense"]
+    if len(dense):
+        ax.axhline(float(dense.time_us.iloc[0]) / 1e3, color="black", lw=1, ls=":", label="dense")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("compression (x)")
+    ax.set_ylabel("time per sequence (ms, batch 1, 1 thread)")
+    ax.set_title(f"{df.task.iloc[0]}: inference time")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per compression: HMF vs LMF relative metric gain (%) and HMF speed-up over CSR pruning.
+
+    Gain is ``(lmf - hmf) / lmf`` for lower-is-better metrics (bits per char), ``(hmf - lmf) / lmf``
+    otherwise, after fine-tuning.
+    """
+    lower = df.metric.iloc[0] in ("bits_per_char", "perplexity")
+    out = []
+    for c, g in df[df.method != "dense"].groupby("compression"):
+        r = {m: g[g.method == m].iloc[0] for m in g.method}
+        if not {"hmf", "lmf", "prune"} <= set(r):
+            continue
+        h, l = r["hmf"].after, r["lmf"].after
+        gain = (l - h) / abs(l) if lower else (h - l) / abs(l) if l else float("nan")
+        out.append(dict(task=df.task.iloc[0], compression=c, hmf_vs_lmf_gain_pct=100 * gain,
+                        hmf_speedup_vs_prune=r["prune"].time_us / r["hmf"].time_us))
+    return pd.DataFrame(out)
+
+
+def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
+    """Write ``<task>.csv``, ``<task>.md`` (table + summary) and the two plots into ``out``."""
+    import matplotlib.pyplot as plt
+    out.mkdir(parents=True, exist_ok=True)
+    task = df.task.iloc[0]
+    files = [out / f"{task}.csv", out / f"{task}.md", out / f"{task}_metric.png", out / f"{task}_time.png"]
+    df.to_csv(files[0], index=False)
+    s = summary(df)
+    text = f"# {task}\n\n" + markdown_table(df)
+    if len(s):
+        text += "\n" + "| compression | HMF vs LMF (% better metric) | HMF speed-up over CSR pruning |\n|---|---|---|\n"
+        text += "".join(f"| {r.compression:g}x | {r.hmf_vs_lmf_gain_pct:+.2f}% | {r.hmf_speedup_vs_prune:.2f}x |\n"
+                        for r in s.itertuples())
+    files[1].write_text(text)
+    for f, fn in ((files[2], plot_metric), (files[3], plot_time)):
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        fn(df, ax=ax)
+        fig.tight_layout()
+        fig.savefig(f, dpi=90)
+        plt.close(fig)
+    return files
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", nargs="+", default=["lm"], choices=sorted(TASKS),
+                        help="lm (char LSTM, Tiny Shakespeare), intent (SNIPS), translation (en->es)")
+    parser.add_argument("--compression", nargs="+", type=float, default=[4, 8], help="e.g. 2 4 8 16")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--out", type=Path, required=True, help="folder for CSV, markdown and plots")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny fine-tuning/evaluation budget (about a minute per task; also HMF_LAB_QUICK=1)")
+    parser.add_argument("--fine-tune-steps", type=int, default=None, help="override the fine-tuning budget")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training (timing uses 1)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bars")
+
+
+def run(args) -> int:
+    quick = bool(args.quick or os.environ.get("HMF_LAB_QUICK") == "1")
+    torch.set_num_threads(args.threads)
+    for task in args.task:
+        st = copy.deepcopy((QUICK if quick else FULL)[task])
+        if args.fine_tune_steps is not None:
+            st.fine_tune_steps = args.fine_tune_steps
+        t0 = time.time()
+        df = run_task(task, args.compression, args.methods, quick=quick, progress=not args.no_progress,
+                      settings=st)
+        files = write_outputs(df, Path(args.out))
+        print(markdown_table(df))
+        s = summary(df)
+        if len(s):
+            print(s.to_string(index=False))
+        print(f"[{task}] {time.time() - t0:.0f} s; wrote " + ", ".join(str(f) for f in files))
+    return 0
