@@ -16,6 +16,7 @@ def test_measure_fields_and_frozen():
     t = measure(lambda: calls.append(1), min_run_time=0.01, warmup=2, label="noop")
     assert isinstance(t, Timing) and t.label == "noop"
     assert t.median > 0 and t.iqr >= 0 and t.n >= 1 and t.number_per_run >= 1
+    assert len(t.times) == t.n and min(t.times) <= t.median <= max(t.times)
     assert len(calls) >= 2 + t.n * t.number_per_run
     assert t.median_us == pytest.approx(t.median * 1e6)
     assert "noop" in str(t)
