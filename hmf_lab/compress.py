@@ -151,7 +151,9 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
 
 def _replace(mod, name, method, c, split, rank, heuristic, sparse):
     s, r = _pick(split, name), _pick(rank, name)
-    with torch.no_grad():
+    # inference_mode(False): compressing inside `torch.inference_mode()` would make the new parameters
+    # inference tensors (not trainable, no version counter)
+    with torch.inference_mode(False), torch.no_grad():
         if isinstance(mod, nn.LSTM):
             out = _compress_lstm(mod, method, c, s, r, heuristic, sparse)
         else:

@@ -62,7 +62,7 @@ class _InferenceCache:
         if self.training and not always:
             with torch.no_grad():
                 return build()
-        key = tuple((t.data_ptr(), t._version) for t in sources)
+        key = tuple((t.data_ptr(), -1 if t.is_inference() else t._version) for t in sources)
         store = self.__dict__.setdefault("_inference_cache", {})
         hit = store.get(name)
         if hit is None or hit[0] != key:

@@ -159,3 +159,12 @@ def test_errors():
         hl.SparseLinear.from_dense(torch.ones(2, 3), mask=torch.ones(3, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="mask keeps no entry"):
         hl.SparseLinear.from_dense(torch.zeros(2, 3))
+
+
+def test_compress_inside_inference_mode_gives_trainable_model():
+    model = TinyLM().eval()
+    with torch.inference_mode():
+        small = hl.compress(model, "hmf", compression=4)
+        y = small(_tokens())[0]
+    assert y.shape == (3, 6, 20)
+    assert all(not p.is_inference() and p.requires_grad for p in small.parameters())
