@@ -140,7 +140,8 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
     names = _targets(model, layers)
     if names == [""]:
         return _replace(model, "", method, c, split, rank, heuristic, sparse)
-    new = copy.deepcopy(model)
+    with torch.inference_mode(False):  # a copy made inside inference_mode would hold inference tensors
+        new = copy.deepcopy(model)
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = new.get_submodule(parent_name) if parent_name else new
@@ -190,14 +191,16 @@ def sparsify(model: nn.Module) -> nn.Module:
             return SparseLinear.from_dense(mod.weight.detach(), b, mask=mod.weight_mask.bool())
         return None
 
-    top = convert(model)
-    if top is not None:
-        return top
-    new = copy.deepcopy(model)
+    with torch.inference_mode(False):
+        top = convert(model)
+        if top is not None:
+            return top
+        new = copy.deepcopy(model)
     for name, mod in list(new.named_modules()):
         if not name:
             continue
-        rep = convert(mod)
+        with torch.inference_mode(False):
+            rep = convert(mod)
         if rep is not None:
             parent_name, _, child = name.rpartition(".")
             parent = new.get_submodule(parent_name) if parent_name else new
