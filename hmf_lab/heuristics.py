@@ -369,7 +369,7 @@ def _top_right(L: torch.Tensor, q: int, Q0: torch.Tensor | None, gen: torch.Gene
     return S[:q], Q @ Vbh[:q].T
 
 
-def _secular_min(lam: torch.Tensor, C: torch.Tensor, iters: int = 60) -> torch.Tensor:
+def _secular_min(lam: torch.Tensor, C: torch.Tensor, iters: int = 40) -> torch.Tensor:
     """Smallest eigenvalue of ``diag(lam) - c c^T`` for every row c of C (vectorised bisection).
 
     ``lam`` (q,) descending, C (M, q). Root of ``sum_j c_j^2 / (lam_j - mu) = 1`` below ``lam[-1]``.
@@ -401,7 +401,7 @@ def _greedy_rows(A: torch.Tensor, split: int, rank: int, steps: int | None = Non
     m, n = A.shape
     if split == 0:
         return torch.zeros(0, dtype=torch.int64)
-    steps = min(split, 32) if steps is None else max(1, min(int(steps), split))
+    steps = min(split, 16) if steps is None else max(1, min(int(steps), split))
     gen = torch.Generator().manual_seed(seed)
     row_sq = (A**2).sum(1)
     remaining = torch.arange(m)
@@ -533,7 +533,7 @@ def greedy(W, split, *, rank, X=None, steps: int | None = None):
     the next batch is scored. It catches rows far from the dominant subspace (like ``residual``) and
     loud rows that own a direction (like ``leverage``). Greedy forward selection in the spirit of
     column-subset selection (Farahat, Ghodsi & Kamel, 2011). ``steps``: number of batches
-    (default ``min(split, 32)``).
+    (default ``min(split, 16)``).
 
     >>> W = torch.zeros(6, 4); W[:, 0] = 1.0; W[4] = torch.tensor([0., 0., 7., 0.]); W[1, 1] = 1.0
     >>> greedy(W, 2, rank=1).sort().values.tolist()

@@ -31,7 +31,8 @@ from ._validation import as_inputs, as_matrix, check_compression
 from .core import hmf, hmf_params, relative_error
 from .heuristics import HEURISTICS, _resolve, clear_cache
 
-__all__ = ["leaderboard", "plot_leaderboard", "summary", "suite", "pretrained_matrices", "output_error"]
+__all__ = ["leaderboard", "plot_leaderboard", "summary", "compare", "plot_oracle", "suite", "pretrained_matrices", "pretrained_inputs",
+           "output_error"]
 
 COLUMNS = ["matrix", "m", "n", "compression", "heuristic", "split", "rank", "rank_reached", "params",
            "weight_error", "output_error", "time_s", "vs_top", "vs_best"]
@@ -80,6 +81,55 @@ def pretrained_matrices(names=None) -> dict[str, torch.Tensor]:
     return out
 
 
+def pretrained_inputs(name: str = "char_lm", length: int = 4096) -> dict[str, torch.Tensor]:
+    """Real calibration inputs for a shipped model's matrices: ``"model/param" -> X`` (N, n), from forward hooks.
+
+    Runs the model on held-out task data (``hl.models.get_task(name).sample_input``) and records the input
+    of every ``nn.Linear`` (for its ``.weight``) and, for single-layer ``nn.LSTM``, the layer input
+    (for ``weight_ih_l0``) and the previous hidden state ``h_{t-1}`` (for ``weight_hh_l0``). Returns ``{}``
+    when the checkpoint or the data set is missing.
+
+    >>> X = pretrained_inputs("char_lm", length=64)  # doctest: +SKIP
+    """
+    from torch import nn
+
+    try:
+        from . import models
+        model = models.load_pretrained(name)
+        task = models.get_task(name)
+        try:
+            inputs = task.sample_input(length)
+        except TypeError:
+            inputs = task.sample_input()
+    except (FileNotFoundError, OSError, ValueError, ImportError, AttributeError):
+        return {}
+    found: dict[str, torch.Tensor] = {}
+    hooks = []
+    for mod_name, mod in model.named_modules():
+        prefix = f"{name}/{mod_name + '.' if mod_name else ''}"
+        if isinstance(mod, nn.Linear):
+            def hook(m, args, out, key=prefix + "weight"):
+                found[key] = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+            hooks.append(mod.register_forward_hook(hook))
+        elif isinstance(mod, nn.LSTM) and mod.num_layers == 1 and not mod.bidirectional:
+            def hook(m, args, out, prefix=prefix):
+                x, seq = args[0], out[0]
+                if not isinstance(x, torch.Tensor):  # PackedSequence: skip
+                    return
+                t = 1 if m.batch_first else 0
+                prev = torch.cat([torch.zeros_like(seq.narrow(t, 0, 1)), seq.narrow(t, 0, seq.shape[t] - 1)], dim=t)
+                found[prefix + "weight_ih_l0"] = x.detach().reshape(-1, x.shape[-1]).float()
+                found[prefix + "weight_hh_l0"] = prev.detach().reshape(-1, prev.shape[-1]).float()
+            hooks.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return found
+
+
 def suite(*, quick: bool | None = None, pretrained: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
     """The leaderboard's matrices: synthetic families (always) plus every shipped trained weight that exists.
 
@@ -117,9 +167,8 @@ def _per_matrix(value, name: str, mats: dict, what: str):
     if value is None:
         return None
     if isinstance(value, dict):
-        unknown = set(value) - set(mats)
-        if unknown:
-            raise ValueError(f"{what} has entries for unknown matrices {sorted(unknown)}; matrices are {sorted(mats)}")
+        if value and not set(value) & set(mats):  # extra entries are fine (e.g. inputs of a whole model)
+            raise ValueError(f"{what} has entries only for unknown matrices {sorted(value)}; matrices are {sorted(mats)}")
         return value.get(name)
     return value
 
@@ -233,6 +282,71 @@ def leaderboard(heuristics=None, matrices=None, compressions=(4, 8), X=None, *, 
     df["vs_top"] = (score.to_numpy() / top_score.reindex(keys).to_numpy()) if len(top_score) else np.nan
     df["vs_best"] = score / grp.transform("min")
     return df.replace([np.inf, -np.inf], np.nan)
+
+
+def compare(W, split, rank, heuristics=None, X=None, *, oracle=None) -> pd.DataFrame:
+    """Every heuristic at one (split, rank): rows chosen, weight error, output error (with X), time; best first.
+
+    Heuristics whose requirements are missing (X, gradients) are left out. With ``oracle`` (an
+    :class:`hmf_lab.OracleResult` for the same W, split, rank) a ``gap`` column gives each one's
+    distance to the optimum (0 = optimal).
+
+    >>> import torch, hmf_lab as hl
+    >>> W = torch.diag(torch.tensor([1., 5., 2., 4.]))
+    >>> compare(W, 2, 1, ["top", "row_norm"])[["heuristic", "rows"]].values.tolist()
+    [['row_norm', [1, 3]], ['top', [0, 1]]]
+    """
+    W = as_matrix(W)
+    table = _heuristic_table(heuristics)
+    if X is not None:
+        X = as_inputs(X, W.shape[1], name="X", like=W)
+    out = []
+    for label, h in table.items():
+        fn = _resolve(h)
+        needs = getattr(fn, "requires", frozenset()) if fn is not None else frozenset()
+        if ("X" in needs and X is None) or "grad" in needs:
+            continue
+        clear_cache()
+        t0 = time.perf_counter()
+        f = hmf(W, split, rank, heuristic=h, X=X)
+        dt = time.perf_counter() - t0
+        rec = {"heuristic": label, "rows": f.rows.tolist(), "weight_error": relative_error(W, f),
+               "output_error": output_error(W, f, X) if X is not None else float("nan"), "time_s": dt}
+        if oracle is not None:
+            rec["gap"] = oracle.gap(f)
+        out.append(rec)
+    df = pd.DataFrame(out)
+    key = "output_error" if X is not None else "weight_error"
+    return df.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def plot_oracle(result, marks: dict | None = None, ax=None):
+    """Histogram of the error of every dense-row subset (from :func:`hmf_lab.oracle`), heuristics marked.
+
+    ``marks``: label -> row indices or HMF result; each gets a vertical line at its error.
+
+    >>> import torch, hmf_lab as hl
+    >>> W = hl.synthetic.heavy_tailed(8, 6, seed=0)
+    >>> res = hl.oracle(W, 2, 2)
+    >>> ax = plot_oracle(res, {"top": [0, 1]})
+    >>> len(ax.lines)
+    2
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.2))
+    ax.hist(result.errors, bins=min(60, max(10, result.n_subsets // 20)), color="0.8", edgecolor="0.6")
+    ax.axvline(result.error, color="k", lw=2, label=f"oracle {result.error:.3f}")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, rows) in enumerate((marks or {}).items()):
+        e = result.error_of(rows.rows if hasattr(rows, "rows") else rows)
+        ax.axvline(e, color=colors[i % len(colors)], ls="--", lw=1.5, label=f"{label} {e:.3f}")
+    what = "output" if result.objective == "output" else "weight"
+    ax.set_xlabel(f"relative {what} error (split {result.split}, rank {result.rank})")
+    ax.set_ylabel(f"subsets (of {result.n_subsets})")
+    ax.legend(fontsize=8)
+    return ax
 
 
 def summary(df: pd.DataFrame, by: str = "vs_best") -> pd.DataFrame:

@@ -170,6 +170,6 @@ def suite(*, seed: int = 0, quick: bool | None = None, dtype=torch.float32) -> d
     r = 6 if quick else 16
     return {
         "low_rank_noise": low_rank_noise(m, n, rank=r, noise=0.3, seed=seed, dtype=dtype),
-        "loud_rows": loud_rows(m, n, n_loud=max(2, r // 2), rank=r, noise=0.05, seed=seed, dtype=dtype),
+        "loud_rows": loud_rows(m, n, n_loud=r, rank=r, noise=0.05, seed=seed, dtype=dtype),
         "heavy_tailed": heavy_tailed(m, n, alpha=0.8, seed=seed, dtype=dtype),
     }

@@ -105,7 +105,7 @@ def test_errors(mats):
         hl.leaderboard(["top"], {}, [4], progress=False)
     with pytest.raises(ValueError, match=r"dense_share must be a float or list of floats in \(0, 1\), got 1.5"):
         hl.leaderboard(["top"], mats, [4], dense_share=1.5, progress=False)
-    with pytest.raises(ValueError, match=r"X has entries for unknown matrices \['zzz'\]"):
+    with pytest.raises(ValueError, match=r"X has entries only for unknown matrices \['zzz'\]"):
         hl.leaderboard(["top"], mats, [4], X={"zzz": torch.randn(3, 32)}, progress=False)
     with pytest.raises(ValueError, match=r"X for 'loud' must have shape \(\.\.\., n\) with n = 32"):
         hl.leaderboard(["top"], mats, [4], X={"loud": torch.randn(3, 7)}, progress=False)

@@ -68,9 +68,15 @@ def test_error_of_bad_rows():
         best.error_of([1, 1])
 
 
-def test_check_rows_passes_on_optimum_and_fails_on_wrong_answer():
+def test_check_rows_passes_on_optimum_and_fails_on_wrong_answer(capsys):
+    from hmf_lab.exercises import ExerciseError
     W = hl.synthetic.loud_rows(10, 8, n_loud=2, rank=2, seed=4)
     best = hl.oracle(W, 2, 2)
-    assert check_rows(W, 2, 2, best.rows) == pytest.approx(best.error)
-    with pytest.raises(AssertionError, match=r"not optimal: rows \[.*\] give error .* subsets are better"):
+    assert check_rows(W, 2, 2, best.rows) is True and "Correct" in capsys.readouterr().out
+    assert check_rows(W, 2, 2, None) is False and "Not answered yet" in capsys.readouterr().out
+    with pytest.raises(ExerciseError, match=r"not optimal: rows \[.*\] give error .* subsets are better"):
         check_rows(W, 2, 2, best.subsets[-1])
+    with pytest.raises(ExerciseError, match=r"the answer should be 2 distinct row indices in \[0, 9\], got \[1, 1\]"):
+        check_rows(W, 2, 2, [1, 1])
+    with pytest.raises(ExerciseError, match=r"the answer should be 2 distinct row indices"):
+        check_rows(W, 2, 2, "ab")

@@ -1,0 +1,160 @@
+"""Numbers for the split-heuristics lab (issue 5): run `python scripts/heuristics_report.py [--quick] [--out DIR]`.
+
+Prints markdown tables:
+1. shipped trained weights at 4x and 8x: each matrix's error under "top" and under the best data-free built-in;
+2. loud rows at random positions: best data-free built-in vs "top" (seeded family, several seeds);
+3. inputs X concentrated in a few directions: output error of "activation" vs "top";
+4. each heuristic's gap to the exhaustive oracle on small matrices;
+5. a custom heuristic registered in 4 lines, ranked on the leaderboard.
+Timings are wall-clock on whatever machine runs this (noisy on a shared one).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import hmf_lab as hl
+from hmf_lab import synthetic as S
+from hmf_lab.leaderboard import pretrained_matrices, summary
+
+DATA_FREE = ["top", "random", "row_norm", "residual", "leverage", "greedy"]
+
+
+def md(df: pd.DataFrame, floatfmt=".4f") -> str:
+    df = df.copy()
+    for c in df.columns:
+        if df[c].dtype.kind == "f":
+            df[c] = df[c].map(lambda v: format(v, floatfmt))
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)]
+    return "\n".join([head, sep, *rows])
+
+
+def trained(quick: bool):
+    mats = pretrained_matrices()
+    if not mats:
+        return None, "no shipped trained weights found (hl.models.PRETRAINED checkpoints missing in data/)"
+    if quick:
+        mats = dict(list(mats.items())[:2])
+    df = hl.leaderboard(DATA_FREE, mats, [4, 8], progress=True)
+    rows = []
+    for (name, c), g in df.groupby(["matrix", "compression"], sort=False):
+        g = g.set_index("heuristic")
+        free = g.drop(index=[h for h in ("top", "random") if h in g.index])
+        best = free["weight_error"].idxmin()
+        rows.append((name, f"{g.m.iloc[0]}x{g.n.iloc[0]}", f"{c:g}x", g.loc["top", "weight_error"], best,
+                     free.loc[best, "weight_error"], g.loc["top", "weight_error"] / free.loc[best, "weight_error"]))
+    out = pd.DataFrame(rows, columns=["matrix", "shape", "compression", "top error", "best data-free",
+                                      "its error", "top / best"])
+    return out, df
+
+
+def loud(quick: bool):
+    seeds = range(3 if quick else 5)
+    rows = []
+    for seed in seeds:
+        W = S.loud_rows(256, 192, n_loud=8, loudness=10.0, rank=8, noise=0.05, seed=seed)
+        for c in (4, 8):
+            df = hl.leaderboard(DATA_FREE, {f"loud_rows(seed={seed})": W}, [c], progress=False)
+            g = df.set_index("heuristic")
+            free = g.drop(index=["top", "random"])
+            best = free["weight_error"].idxmin()
+            rows.append((f"loud_rows(256x192, 8 loud, seed={seed})", f"{c}x", g.loc["top", "weight_error"], best,
+                         free.loc[best, "weight_error"], g.loc["top", "weight_error"] / free.loc[best, "weight_error"]))
+    return pd.DataFrame(rows, columns=["matrix", "compression", "top error", "best data-free", "its error",
+                                       "top / best"])
+
+
+def activation(quick: bool):
+    mats = {"heavy_tailed(256x192)": S.heavy_tailed(256, 192, seed=0),
+            "low_rank_noise(256x192)": S.low_rank_noise(256, 192, rank=16, noise=0.3, seed=0),
+            "loud_rows(256x192)": S.loud_rows(256, 192, seed=0)}
+    for name, W in list(pretrained_matrices().items())[: (1 if quick else 4)]:
+        mats[name] = W
+    rows = []
+    for name, W in mats.items():
+        X = S.concentrated_inputs(1024, W.shape[1], directions=8, noise=0.01, seed=1)
+        df = hl.leaderboard(["top", "greedy", "activation"], {name: W}, [4, 8], X=X, progress=False)
+        for c, g in df.groupby("compression"):
+            g = g.set_index("heuristic")
+            rows.append((name, f"{c:g}x", g.loc["top", "output_error"], g.loc["greedy", "output_error"],
+                         g.loc["activation", "output_error"],
+                         g.loc["top", "output_error"] / g.loc["activation", "output_error"]))
+    return pd.DataFrame(rows, columns=["matrix (X: 8 directions + 1% noise)", "compression", "top output err",
+                                       "greedy output err", "activation output err", "top / activation"])
+
+
+def oracle_gaps(quick: bool):
+    n_mats = 12 if quick else 30
+    gaps = {h: [] for h in [*DATA_FREE, "activation"]}
+    for seed in range(n_mats):
+        fam = seed % 3
+        W = (S.loud_rows(14, 10, n_loud=2, rank=3, seed=seed) if fam == 0 else
+             S.heavy_tailed(14, 10, seed=seed) if fam == 1 else S.low_rank_noise(14, 10, rank=3, noise=0.3, seed=seed))
+        for k, r in [(2, 2), (4, 2), (3, 3)]:
+            best = hl.oracle(W, k, r)
+            for h in DATA_FREE:
+                gaps[h].append(best.gap(hl.hmf(W, k, r, heuristic=h)))
+            X = S.concentrated_inputs(200, 10, directions=3, seed=seed)
+            best_out = hl.oracle(W, k, r, X=X)
+            gaps["activation"].append(best_out.gap(hl.hmf(W, k, r, heuristic="activation", X=X)))
+    rows = [(h, "output" if h == "activation" else "weight", np.mean(g), np.median(g), np.max(g),
+             100 * np.mean(np.asarray(g) < 1e-9)) for h, g in gaps.items()]
+    return pd.DataFrame(rows, columns=["heuristic", "objective", "mean gap", "median gap", "max gap",
+                                       "% optimal"]).sort_values("mean gap")
+
+
+def custom():
+    # --- a custom heuristic in 4 lines ---------------------------------------------------------
+    @hl.register_heuristic("loudest_outside", overwrite=True)
+    def loudest_outside(W, split, *, rank, X=None):
+        V = torch.linalg.svd(W, full_matrices=False)[2][:rank]  # top-r right singular vectors
+        return torch.topk(W.norm(dim=1) + (W - W @ V.T @ V).norm(dim=1), split).indices
+    # ---------------------------------------------------------------------------------------------
+    df = hl.leaderboard(["top", "row_norm", "greedy", "loudest_outside"], S.suite(quick=True), [4, 8], progress=False)
+    del hl.HEURISTICS["loudest_outside"]
+    return summary(df, by="vs_best").reset_index()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer seeds and matrices")
+    ap.add_argument("--out", type=Path, help="also write CSVs here")
+    args = ap.parse_args()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    parts = {}
+    print("## 1. Shipped trained weights: error under top vs the best data-free built-in\n")
+    t, full = trained(args.quick)
+    if t is None:
+        print(full, "\n")
+    else:
+        print(md(t), "\n")
+        parts["trained"], parts["trained_full"] = t, full
+        print("All data-free heuristics, geometric mean of error / best, over the trained matrices:\n")
+        print(md(summary(full).reset_index()), "\n")
+    print("## 2. Loud rows at random positions: best data-free built-in vs top\n")
+    parts["loud"] = loud(args.quick)
+    print(md(parts["loud"]), "\n")
+    print("## 3. Inputs concentrated in a few directions: activation vs top (output error)\n")
+    parts["activation"] = activation(args.quick)
+    print(md(parts["activation"]), "\n")
+    print("## 4. Gap to the exhaustive oracle (14x10 matrices, 3 families, (k, r) in {(2,2), (4,2), (3,3)})\n")
+    parts["oracle"] = oracle_gaps(args.quick)
+    print(md(parts["oracle"]), "\n")
+    print("## 5. A custom heuristic registered in 4 lines, on the leaderboard (synthetic quick suite)\n")
+    parts["custom"] = custom()
+    print(md(parts["custom"]), "\n")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for k, v in parts.items():
+            v.to_csv(args.out / f"{k}.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()
