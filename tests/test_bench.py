@@ -25,8 +25,9 @@ def table():
 def test_table_rows_and_ratios(table):
     layers = table[table["kind"] == "layer"]
     lstms = table[table["kind"] == "lstm"]
-    # every group: dense once + 4 methods per compression
-    assert len(layers) == 2 * (1 + 2 * 4) and len(lstms) == 1 + 2 * 4
+    # every group: dense once, 3 methods per compression, the reconstructed HMF (dense shape) once
+    assert len(layers) == 2 * (1 + 2 * 3 + 1) and len(lstms) == 1 + 2 * 4
+    assert list(layers[layers["method"] == "hmf-reconstructed"]["compression"]) == [4.0, 4.0]
     for _, g in table.groupby(["kind", "size", "batch", "threads"]):
         dense = g[g["method"] == "dense"].iloc[0]
         assert dense["ideal"] == 1.0 and dense["speedup"] == 1.0
