@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from ._validation import as_inputs, as_int, as_matrix, check_compression, check_rank, check_split
-from .heuristics import resolve_fit, select_rows, whitened_fit
+from .heuristics import _select_rows, resolve_fit, whitened_fit
 
 __all__ = [
     "LMFResult", "HMFResult", "PruneResult", "HMFCache",
@@ -259,7 +259,7 @@ def hmf(W, split, rank, heuristic="top", X=None, fit=None) -> HMFResult:
     if X is not None:
         X = as_inputs(X, n, name="X", like=W)
     how = resolve_fit(fit, heuristic, X)  # "svd" | "whitened"
-    rows = select_rows(W, k, r, heuristic, X)
+    rows = _select_rows(W, k, r, heuristic, X)
     keep = torch.ones(m, dtype=torch.bool)
     keep[rows] = False
     lower = W[keep]  # (m-k, n)
@@ -406,7 +406,7 @@ class HMFCache:
         hkey = (k, r, heuristic) if isinstance(heuristic, (str,)) or callable(heuristic) else None
         if hkey is not None and hkey in self._rows:
             return self._rows[hkey]
-        rows = select_rows(self.W, k, r, heuristic, self.X)
+        rows = _select_rows(self.W, k, r, heuristic, self.X)
         if hkey is not None:
             self._remember(self._rows, hkey, rows)
         return rows

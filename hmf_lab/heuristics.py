@@ -169,6 +169,15 @@ def select_rows(W: torch.Tensor, split: int, rank: int, heuristic="top", X=None)
         raise ValueError(f"rank must be an int in [0, min(m, n)]=[0, {min(m, n)}], got {rank}")
     if X is not None:
         X = as_inputs(X, n, name="X", like=W)
+    return _select_rows(W, split, rank, heuristic, X)
+
+
+def _select_rows(W: torch.Tensor, split: int, rank: int, heuristic="top", X=None) -> torch.Tensor:
+    """:func:`select_rows` for arguments the caller has already validated (``hl.hmf``, ``HMFCache``).
+
+    Skips the O(m n) finiteness check of W, which a sweep would otherwise repeat for every (split, rank).
+    """
+    m = W.shape[0]
     who = _describe(heuristic)
     fn = _resolve(heuristic)
     if fn is None:
