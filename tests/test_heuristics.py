@@ -264,3 +264,39 @@ def test_greedy_close_to_oracle_on_small_matrices():
         for h in gaps:
             gaps[h].append(best.gap(hl.hmf(W, 3, 2, heuristic=h)))
     assert np.mean(gaps["greedy"]) < 0.05 < np.mean(gaps["top"])
+
+
+# --------------------------------------------------------------------------- synthetic families
+
+
+def test_synthetic_families_have_their_structure():
+    W, rows = S.loud_rows(64, 40, n_loud=5, rank=3, seed=2, return_rows=True)
+    assert sorted(W.norm(dim=1).topk(5).indices.tolist()) == rows.tolist()
+    s = torch.linalg.svdvals(S.low_rank_noise(50, 30, rank=4, noise=0.0, dtype=torch.float64))
+    assert torch.allclose(s[:4], torch.ones(4, dtype=torch.float64)) and s[4] < 1e-10
+    X = S.concentrated_inputs(300, 20, directions=3, noise=0.0)
+    assert int(torch.linalg.matrix_rank(X)) == 3
+    a, b = S.heavy_tailed(20, 10, seed=5), S.heavy_tailed(20, 10, seed=5)
+    assert torch.equal(a, b)
+    state = torch.get_rng_state()
+    S.heavy_tailed(20, 10, seed=5)
+    assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
+
+
+def test_synthetic_errors():
+    with pytest.raises(ValueError, match=r"m must be a positive int, got 0"):
+        S.low_rank_noise(0, 5)
+    with pytest.raises(ValueError, match=r"rank must lie in \[1, min\(m, n\)\]=\[1, 5\], got 9"):
+        S.low_rank_noise(8, 5, rank=9)
+    with pytest.raises(ValueError, match=r"noise must be >= 0, got -1"):
+        S.low_rank_noise(8, 5, rank=2, noise=-1)
+    with pytest.raises(TypeError, match=r"dtype must be torch.float32 or torch.float64"):
+        S.low_rank_noise(8, 5, rank=2, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"n_loud must lie in \[0, m\]=\[0, 8\], got 9"):
+        S.loud_rows(8, 5, n_loud=9, rank=2)
+    with pytest.raises(ValueError, match=r"directions must lie in \[1, n\]=\[1, 5\], got 6"):
+        S.concentrated_inputs(10, 5, directions=6)
+    with pytest.raises(TypeError, match=r"seed must be an int, got float 1.5"):
+        S.low_rank_noise(8, 5, rank=2, seed=1.5)
+    with pytest.raises(ValueError, match=r"random_orthonormal needs cols <= rows, got \(3, 4\)"):
+        S.random_orthonormal(3, 4)

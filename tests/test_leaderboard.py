@@ -128,3 +128,37 @@ def test_output_error_is_relative():
     f = hl.lmf(W, 2)
     expect = float((X @ W.T - X @ f.to_dense().T).norm() / (X @ W.T).norm())
     assert hl.output_error(W, f, X) == pytest.approx(expect, rel=1e-5)
+
+
+def test_compare_and_plot_oracle():
+    import matplotlib.pyplot as plt
+    W = hl.synthetic.loud_rows(12, 9, n_loud=2, rank=2, seed=1)
+    best = hl.oracle(W, 2, 2)
+    t = LB.compare(W, 2, 2, ["top", "greedy", "activation", "fisher"], oracle=best)
+    assert list(t["heuristic"]) == ["greedy", "top"]  # best first; activation/fisher lack X / grads
+    assert t["gap"].iloc[0] == pytest.approx(0.0, abs=1e-9) and t["gap"].iloc[1] > 0
+    X = torch.randn(40, 9)
+    t2 = LB.compare(W, 2, 2, ["top", "activation"], X=X)
+    assert t2["output_error"].notna().all() and t2["heuristic"].iloc[0] == "activation"
+    fig, ax = plt.subplots()
+    assert LB.plot_oracle(best, dict(zip(t["heuristic"], t["rows"])), ax=ax) is ax
+    xs = sorted(round(line.get_xdata()[0], 9) for line in ax.lines)
+    assert xs == sorted(round(v, 9) for v in [best.error, *[best.error_of(r) for r in t["rows"]]])
+    assert sum(p.get_height() for p in ax.patches) == best.n_subsets
+    plt.close(fig)
+
+
+def test_pretrained_inputs_shapes():
+    mats = LB.pretrained_matrices(["char_lm"])
+    if not mats:
+        pytest.skip("the char_lm checkpoint is not shipped in data/")
+    X = LB.pretrained_inputs("char_lm", length=64)
+    if not X:
+        pytest.skip("Tiny Shakespeare is not available (HMF_LAB_DATA)")
+    assert set(X) <= set(mats) and len(X) >= 2
+    for name, x in X.items():
+        assert x.ndim == 2 and x.shape[1] == mats[name].shape[1] and x.shape[0] >= 64
+
+
+def test_pretrained_inputs_missing_model_is_empty():
+    assert LB.pretrained_inputs("no_such_model") == {}
