@@ -524,11 +524,9 @@ class CompressedLSTM(nn.Module):
             h0 = x.new_zeros(L * Dn, B, H)
             c0 = x.new_zeros(L * Dn, B, H)
         else:
-            h0, c0 = hx
+            h0, c0 = hx  # in the caller's batch order, as for nn.LSTM (also for a PackedSequence)
             if not batched:
                 h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
-            if packed and unsorted_indices is not None:
-                pass  # hx is given in the original batch order, which pad_packed_sequence restores
             for name, s in (("h0", h0), ("c0", c0)):
                 if tuple(s.shape) != (L * Dn, B, H):
                     raise ValueError(f"Expected hidden size {(L * Dn, B, H)}, got {tuple(s.shape)} for {name}")

@@ -107,8 +107,10 @@ def test_packed_sequence_matches_nn_lstm(bidirectional):
     x = torch.randn(3, 5, 4)
     lengths = torch.tensor([5, 2, 4])
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    y, (h, c) = _run(m, packed)
-    y0, (h0, c0) = _run(lstm, packed)
+    D = 2 if bidirectional else 1
+    hx = (torch.randn(2 * D, 3, 6), torch.randn(2 * D, 3, 6))
+    y, (h, c) = _run(m, packed, hx)
+    y0, (h0, c0) = _run(lstm, packed, hx)
     assert torch.equal(y.batch_sizes, y0.batch_sizes)
     assert torch.equal(y.sorted_indices, y0.sorted_indices)
     assert _close(y.data, y0.data) and _close(h, h0) and _close(c, c0)
