@@ -160,7 +160,8 @@ def blocks(f, ax=None, *, lmf=None, annotate: bool = True):
     return ax
 
 
-def blocks_svg(m: int, n: int, split: int, rank: int, lmf_rank: int | None = None, width: int = 460) -> str:
+def blocks_svg(m: int, n: int, split: int, rank: int, lmf_rank: int | None = None, width: int = 460,
+               max_height: int = 260) -> str:
     """The :func:`blocks` picture as an inline SVG string (cheap enough to redraw on every slider move).
 
     >>> svg = blocks_svg(64, 64, 8, 4)
@@ -169,7 +170,8 @@ def blocks_svg(m: int, n: int, split: int, rank: int, lmf_rank: int | None = Non
     """
     layout = block_layout(m, n, split, rank, lmf_rank)
     right = max(x + w for _, x, _, w, _ in layout)
-    scale = width / right
+    scale = min(width / right, max_height / m)  # tall matrices: fit the height, keep the aspect
+    width = int(right * scale) + 2
     top = 18
     height = int(m * scale + top + 4)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '

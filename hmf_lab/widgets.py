@@ -36,12 +36,12 @@ from .plots import blocks_svg
 __all__ = ["Explorer", "explorer", "RunTimeExplorer", "layers_at_budget", "tradeoff_table"]
 
 
-def _label(text: str, width: str = "9em") -> W_.HTML:
+def _label(text: str, width: str = "10em") -> W_.HTML:
     return W_.HTML(f"<b>{escape(text)}</b>", layout=W_.Layout(width=width))
 
 
 def _readout(css: str) -> W_.Label:
-    out = W_.Label(value="", layout=W_.Layout(width="8em"))
+    out = W_.Label(value="", layout=W_.Layout(width="13em"))
     out.add_class(css)
     return out
 
@@ -131,10 +131,11 @@ def _timing_html(df: pd.DataFrame, caption: str) -> str:
     for name, med, ratio in zip(df["name"], df["median"], df["ratio"]):
         w = max(1, int(200 * med / top))
         rows.append(f"<tr><td>{escape(str(name))}</td><td><div style='background:#4c72b0;height:10px;"
-                    f"width:{w}px'></div></td><td style='text-align:right'>{med * 1e6:,.1f} µs</td>"
-                    f"<td style='text-align:right'>{ratio:.2f}x</td></tr>")
+                    f"width:{w}px'></div></td><td style='text-align:right;padding:0 1em'>{med * 1e6:,.1f} µs</td>"
+                    f"<td style='text-align:right;padding:0 1em'>{ratio:.2f}x</td></tr>")
     return (f"<table class='hmf-timing'><caption style='text-align:left'>{escape(caption)}</caption>"
-            "<tr><th>layer</th><th></th><th>median</th><th>speed-up vs dense</th></tr>" + "".join(rows) + "</table>")
+            "<tr><th>layer</th><th></th><th style='padding:0 1em'>median</th>"
+            "<th style='padding:0 1em'>speed-up vs dense</th></tr>" + "".join(rows) + "</table>")
 
 
 class Explorer:
@@ -209,7 +210,7 @@ class Explorer:
         readouts = W_.GridBox(
             [_label("relative error"), self.error_out, _label("parameters"), self.params_out,
              _label("compression"), self.compression_out, _label("rank bound k+r"), self.rank_out,
-             _label("LMF same budget", "9em"), self.lmf_out],
+             _label("LMF (same size)"), self.lmf_out],
             layout=W_.Layout(grid_template_columns="repeat(4, auto)", grid_gap="2px 12px"))
         if lmf_only:
             for w in (self.split, self.lock, self.heuristic):

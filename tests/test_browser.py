@@ -1,0 +1,170 @@
+"""A real browser: JupyterLab on loopback, Debian's Chromium via Playwright, notebook 02 run end to end.
+
+Opens a temporary copy of notebook 02 (the repository's file is never touched), runs all cells,
+moves the split slider with the keyboard and checks that the error read-out changes; fails on
+"Error displaying widget" or a traceback in any output; saves a screenshot to docs/notebook02.png.
+Skips when Chromium is missing, unless HMF_LAB_REQUIRE_BROWSER=1 (set by .ci/run).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+NOTEBOOK = next(iter(sorted((REPO / "notebooks").glob("02_*.ipynb"))), None)
+SCREENSHOT = REPO / "docs" / "notebook02.png"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _require_browser() -> None:
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append(f"Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright Python package")
+    if missing:
+        msg = "browser test needs " + " and ".join(missing)
+        if os.environ.get("HMF_LAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(msg + " (HMF_LAB_REQUIRE_BROWSER=1)")
+        pytest.skip(msg)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab serving a temporary folder holding a copy of notebook 02; yields (url, token, name)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(NOTEBOOK, work / NOTEBOOK.name)
+    port, token = _free_port(), secrets.token_hex(16)
+    settings = tmp_path / "settings"
+    for plugin, values in {"notebook-extension/tracker": '{"autoStartDefaultKernel": true}',
+                           "apputils-extension/notification": '{"fetchNews": "false", "checkForUpdates": false}'}.items():
+        f = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(values)
+    env = dict(os.environ, HMF_LAB_QUICK="1", JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
+               JUPYTERLAB_SETTINGS_DIR=str(settings))
+    log = open(tmp_path / "lab.log", "w")
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--ServerApp.port={port}",
+           "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+           f"--ServerApp.root_dir={work}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
+           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    log.flush()
+                    pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield url, token, NOTEBOOK.name
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _output_problems(page) -> list[str]:
+    texts = page.locator(".jp-OutputArea-output").all_inner_texts()
+    bad = [t for t in texts if "Error displaying widget" in t or "Traceback" in t]
+    bad += page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").filter(
+        has_text="Error").all_inner_texts()
+    return bad
+
+
+def test_notebook02_in_jupyterlab(lab, tmp_path):
+    _require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    url, token, name = lab
+    before = _sha(NOTEBOOK)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(f"{url}/lab/tree/{name}?token={token}")
+            page.locator(".jp-NotebookPanel").first.wait_for()
+            # the python3 kernel starts by itself (settings above); answer the kernel dialog if one shows anyway
+            select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                if select.count():
+                    select.click()
+                    break
+                time.sleep(0.25)
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=120_000)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            explorer = page.locator(".hmf-explorer")
+            deadline = time.time() + 240
+            while not explorer.count():  # fail fast on a traceback instead of waiting out the timeout
+                problems = _output_problems(page)
+                if problems or time.time() > deadline:
+                    page.screenshot(path=str(tmp_path / "failure.png"))
+                    pytest.fail(f"the explorer did not appear (screenshot {tmp_path / 'failure.png'}); "
+                                f"output problems: {problems}")
+                time.sleep(0.5)
+            explorer.wait_for()
+            readout = page.locator(".hmf-error").first
+            expect(readout).not_to_have_text("", timeout=60_000)
+            # wait until every cell has run: no "[*]" prompt left
+            deadline = time.time() + 240
+            while page.locator(".jp-InputArea-prompt", has_text="[*]").count() and time.time() < deadline:
+                time.sleep(0.5)
+            assert not page.locator(".jp-InputArea-prompt", has_text="[*]").count(), "cells still running"
+            assert not _output_problems(page), _output_problems(page)
+
+            first = readout.inner_text()
+            explorer.scroll_into_view_if_needed()
+            handle = page.locator(".hmf-split .noUi-handle").first
+            handle.focus()
+            for _ in range(3):
+                page.keyboard.press("ArrowRight")
+            expect(readout).not_to_have_text(first, timeout=30_000)
+            moved = readout.inner_text()
+            assert float(moved) != float(first)
+            split = page.locator(".hmf-split .widget-readout").first.inner_text().strip()
+            # the debounced timing follows the move
+            expect(page.locator(".hmf-timing caption").first).to_contain_text(f"k={split},", timeout=90_000)
+            assert not _output_problems(page), _output_problems(page)
+            explorer.scroll_into_view_if_needed()
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+        finally:
+            browser.close()
+    assert _sha(NOTEBOOK) == before, "the browser test must not modify the repository's notebook"
+    assert SCREENSHOT.stat().st_size > 10_000
