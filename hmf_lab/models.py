@@ -593,8 +593,8 @@ class TranslationTask:
     name = "translation"
     metric = "bleu"
     higher_is_better = True
-    base_cfg = TrainConfig(steps=2400, batch_size=32, lr=3e-3, seed=0)
-    arch = dict(embed=64, hidden=256)
+    base_cfg = TrainConfig(steps=1800, batch_size=32, lr=3e-3, seed=0)
+    arch = dict(embed=64, hidden=192)
     max_len = 40
     vocab_size = 3000
 
