@@ -63,9 +63,9 @@ class BenchConfig:
     seq: int = 64  # LSTM sequence length
     lstm_batch: int = 1
     lstm_threads: tuple = (1,)
-    min_run_time: float = 0.1  # seconds per layer measurement per round
-    lstm_min_run_time: float = 0.4  # seconds per LSTM measurement per round
-    rounds: int = 3  # interleaved rounds per group (noise on a shared machine)
+    min_run_time: float = 0.06  # seconds per layer measurement per round
+    lstm_min_run_time: float = 0.25  # seconds per LSTM measurement per round
+    rounds: int = 5  # interleaved rounds per group (noise on a shared machine)
     seed: int = 0
     progress: bool = True
     layers: bool = True  # False skips the layer table
@@ -303,10 +303,16 @@ def _report(df: pd.DataFrame, cfg: BenchConfig, before: dict, after: dict, secon
     parts = ["# hmf-lab bench", "",
              f"torch {before['torch']}, Python {before['python']}, {before['cores']} CPU cores; load average "
              f"(1 min) {before['load_1min']} before, {after['load_1min']} after; {seconds:.0f} s. "
-             f"Config: {dataclasses.asdict(cfg)}.", "",
-             "speedup = dense median / median; ideal = dense bytes / compressed bytes (weights; CSR with "
-             "int32 indices); of_ideal = speedup / ideal; vs_csr = CSR median / median at the same compression.",
-             ""]
+             f"Config: {dataclasses.asdict(cfg)}.", ""]
+    busy = max(before["load_1min"], after["load_1min"])
+    if busy > max(1.5, 0.75 * (before["cores"] or 1)):  # the benchmark itself keeps about one core busy
+        parts += [f"**Busy machine** (load {busy:g} on {before['cores']} cores): other processes shared the CPU, "
+                  "so medians are inflated and noisy (compare `min_us`), and rows with more threads than idle "
+                  "cores mostly measure OpenMP threads waiting for a descheduled partner. Rerun on a quiet "
+                  "machine for the real table.", ""]
+    parts += ["speedup = dense median / median; ideal = dense bytes / compressed bytes (weights; CSR with "
+              "int32 indices); of_ideal = speedup / ideal; vs_csr = CSR median / median at the same compression; "
+              "min_us = the fastest block.", ""]
     for kind, title in (("layer", "## Layers (square m = n, y = x W^T + b)"),
                         ("lstm", "## LSTMs (input = hidden, nn.LSTM signature)")):
         part = df[df["kind"] == kind]
