@@ -135,3 +135,29 @@ def test_cli_quick_run_writes_table_and_plots(tmp_path):
     assert "| prune | 4x" in (tmp_path / "lm.md").read_text()
     for f in ("lm_metric.png", "lm_time.png"):
         assert (tmp_path / f).stat().st_size > 1000
+
+
+def test_check_hmf_gain_exercise():
+    df = _fake_results()
+    assert R.check_hmf_gain(df, 4, None) is False
+    assert R.check_hmf_gain(df, 4, 12.0) is True
+    with pytest.raises(hl.exercises.ExerciseError, match="Hint: use the 'after' column"):
+        R.check_hmf_gain(df, 4, 30.0)
+    with pytest.raises(ValueError, match="no HMF/LMF/prune results at compression 16"):
+        R.check_hmf_gain(df, 16, 1.0)
+
+
+def test_load_results_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="hmf-lab reproduce"):
+        R.load_results(tmp_path)
+
+
+@pytest.mark.skipif(not (HAVE_DATA and HAVE_LM), reason="needs HMF_LAB_DATA and data/char_lm.pt")
+def test_live_compare_post_training_and_slider():
+    df = R.live_compare("lm", 4, eval_size=500, min_run_time=0.01)
+    assert list(df.method) == ["dense", "hmf", "lmf", "prune"]
+    comp = df[df.method != "dense"]
+    assert (comp.before == comp.after).all() and (comp.fine_tune_steps == 0).all()
+    box = R.compression_slider("lm", eval_size=300, min_run_time=0.01, options=(4, 16), value=4)
+    box.slider.value = 16   # the observer recomputes at 16x
+    assert set(box.result.compression) == {1.0, 16.0}
