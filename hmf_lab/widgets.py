@@ -151,7 +151,8 @@ class Explorer:
 
     def __init__(self, W, *, X=None, split: int | None = None, rank: int | None = None, heuristic: str = "top",
                  split_step: int | None = None, precompute: bool = True, timing: bool = True, batch: int = 1,
-                 debounce: float = 0.5, min_run_time: float = 0.05, lmf_only: bool = False, progress: bool = True):
+                 debounce: float = 0.5, min_run_time: float = 0.1, timing_threads: int | None = 1,
+                 lmf_only: bool = False, progress: bool = True):
         self.W = as_matrix(W)
         m, n = self.W.shape
         self.shape = (m, n)
@@ -173,6 +174,7 @@ class Explorer:
         r0 = min(max(r0, 1), max(1, min(m - k0, n)))
         self.batch, self.debounce, self.min_run_time = as_int(batch, "batch"), float(debounce), float(min_run_time)
         self.timing_enabled = bool(timing) and not lmf_only
+        self.timing_threads = timing_threads  # 1: steadier numbers on a busy machine, and the kernel stays responsive
         self.lmf_only = lmf_only
 
         cu = dict(continuous_update=True, style={"description_width": "5em"}, layout=W_.Layout(width="26em"))
@@ -399,7 +401,7 @@ class Explorer:
             layers = layers_at_budget(self.W, k, r, h, cache=self._tcache)
             x = torch.randn(self.batch, n, dtype=self.W.dtype)
             with torch.inference_mode():
-                df = compare(layers, x, min_run_time=self.min_run_time, warmup=2)
+                df = compare(layers, x, min_run_time=self.min_run_time, warmup=2, threads=self.timing_threads)
             self.timings = df
             self.timing_out.value = _timing_html(
                 df, f"timed inference at k={k}, r={r} ({m * n / hmf_params(m, n, k, r):.2f}x), batch {self.batch}")
@@ -418,7 +420,8 @@ def explorer(W, **kw) -> Explorer:
     Keyword arguments (see :class:`Explorer`): ``X`` calibration inputs for data-aware heuristics,
     ``split``/``rank`` start values, ``heuristic``, ``split_step`` (default m // 32), ``precompute``
     (cache every slider position's spectrum up front, default True), ``timing`` (debounced timed
-    inference, default True), ``batch``, ``debounce`` seconds, ``lmf_only`` (rank slider only).
+    inference, default True), ``batch``, ``debounce`` seconds, ``min_run_time`` and ``timing_threads`` (torch
+    threads for the timing, default 1), ``lmf_only`` (rank slider only).
 
     >>> import torch, hmf_lab as hl
     >>> ex = hl.explorer(torch.randn(32, 32), lmf_only=True, timing=False)
