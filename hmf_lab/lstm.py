@@ -53,6 +53,7 @@ __all__ = ["GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM", "C
            "choose_split_rank", "lmf_rank"]
 
 GATES = 4  # i, f, g, o
+LSTM_MODES = ("auto", "factorized", "reconstructed")
 
 
 # --------------------------------------------------------------------------- choosing (split, rank)
@@ -390,6 +391,17 @@ class CompressedLSTM(nn.Module):
     ``bidirectional``, inter-layer ``dropout``, unbatched 2-D input and ``PackedSequence`` input,
     like ``nn.LSTM`` (``proj_size`` is not supported). Subclasses fill ``self.ih``/``self.hh``
     (``nn.ModuleList``, index ``layer * num_directions + direction``).
+
+    ``mode`` picks the implementation (all give the same numbers):
+
+    - ``"factorized"``: the per-step loop on the compressed factors (streams ``n_params`` weights a step);
+      ``engine`` then picks TorchScript (default), the same loop in Python, or the plain
+      differentiable loop;
+    - ``"reconstructed"``: W_hat rebuilt (differentiably when training, cached in eval mode) and run by
+      ``nn.LSTM``'s fused kernel -- the faster choice when per-step overhead dominates (small hidden
+      sizes) and for training;
+    - ``"auto"`` (default): reconstructed when autograd records the forward (fine-tuning: the backward
+      runs through torch's LSTM kernel, gradients reach D, U, V), factorized for inference.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
@@ -408,6 +420,18 @@ class CompressedLSTM(nn.Module):
         self.proj_size = 0
         self.ih = nn.ModuleList()
         self.hh = nn.ModuleList()
+        self._mode = "auto"
+
+    @property
+    def mode(self) -> str:
+        """``"auto"``, ``"factorized"`` or ``"reconstructed"`` (see the class docstring)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in LSTM_MODES:
+            raise ValueError(f"mode must be one of {LSTM_MODES}, got {value!r}")
+        self._mode = value
 
     def _layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.hidden_size * self.num_directions
@@ -498,7 +522,73 @@ class CompressedLSTM(nn.Module):
             xp = xp + hh.bias
         return xp.view(T, B, GATES, self.hidden_size).permute(0, 2, 1, 3).contiguous()
 
+    # -- reconstructed: nn.LSTM's kernel on W_hat -----------------------------------------------
+
+    def _template(self) -> nn.LSTM:
+        """An ``nn.LSTM`` skeleton on the meta device (no memory) for ``torch.func.functional_call``."""
+        t = self.__dict__.get("_lstm_template")
+        if t is None:
+            with torch.inference_mode(False):
+                t = nn.LSTM(self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
+                            batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
+                            device="meta")
+            self.__dict__["_lstm_template"] = t  # not a submodule: no state_dict entries
+        return t.train(self.training)
+
+    def _dense_weights(self, differentiable: bool) -> dict:
+        """nn.LSTM parameter name -> W_hat / bias (cached in eval mode when not differentiating)."""
+        out = {}
+        for sfx, ih, hh in self._pairs():
+            for which, mod in (("ih", ih), ("hh", hh)):
+                if differentiable:
+                    out[f"weight_{which}{sfx}"] = mod.to_dense()
+                else:
+                    sources = tuple(mod.parameters()) + tuple(mod.buffers())
+                    out[f"weight_{which}{sfx}"] = mod._cached("W", mod.to_dense, *sources)
+                if self.bias:
+                    out[f"bias_{which}{sfx}"] = mod.bias
+        return out
+
+    def _differentiating(self, input) -> bool:
+        x = input.data if isinstance(input, PackedSequence) else input
+        return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+
     def forward(self, input, hx=None):
+        self._check_input(input, hx)
+        diff = self._differentiating(input)
+        if self._mode == "reconstructed" or (self._mode == "auto" and diff):
+            from torch.func import functional_call
+
+            args = (input,) if hx is None else (input, hx)
+            return functional_call(self._template(), self._dense_weights(differentiable=diff), args)
+        return self._forward_factorized(input, hx)
+
+    def _check_input(self, input, hx) -> None:
+        """nn.LSTM's input checks, with ValueError/TypeError messages that say what to pass."""
+        if isinstance(input, PackedSequence):
+            x, batched, B = input.data, True, int(input.batch_sizes[0])
+        elif isinstance(input, torch.Tensor):
+            x, batched = input, input.dim() == 3
+            if input.dim() not in (2, 3):
+                raise ValueError(f"LSTM: expected input to be 2-D or 3-D, got {input.dim()}-D shape "
+                                 f"{tuple(input.shape)}")
+            B = (input.shape[0] if self.batch_first else input.shape[1]) if batched else None
+        else:
+            raise TypeError(f"input must be a torch.Tensor or PackedSequence, got {type(input).__name__}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                             f"got {x.shape[-1]}")
+        if hx is None:
+            return
+        if not (isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(t, torch.Tensor) for t in hx)):
+            raise TypeError(f"hx must be a tuple (h0, c0) of tensors, got {type(hx).__name__}")
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        want = (LD, B, H) if batched else (LD, H)
+        for name, t in zip(("h0", "c0"), hx):
+            if tuple(t.shape) != want:
+                raise ValueError(f"Expected hidden size {want}, got {tuple(t.shape)} for {name}")
+
+    def _forward_factorized(self, input, hx=None):
         packed = isinstance(input, PackedSequence)
         lengths = None
         if packed:
@@ -506,30 +596,19 @@ class CompressedLSTM(nn.Module):
             x, lengths = pad_packed_sequence(input, batch_first=False)  # (T, B, n), original batch order
             batched = True
         else:
-            if not isinstance(input, torch.Tensor):
-                raise TypeError(f"input must be a torch.Tensor or PackedSequence, got {type(input).__name__}")
             batched = input.dim() == 3
-            if input.dim() not in (2, 3):
-                raise ValueError(f"LSTM: expected input to be 2-D or 3-D, got {input.dim()}-D "
-                                 f"shape {tuple(input.shape)}")
             x = input if batched else input.unsqueeze(1)
             if batched and self.batch_first:
                 x = x.transpose(0, 1)  # (T, B, n)
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                             f"got {x.shape[-1]}")
         T, B = x.shape[0], x.shape[1]
         L, Dn, H = self.num_layers, self.num_directions, self.hidden_size
         if hx is None:
             h0 = x.new_zeros(L * Dn, B, H)
             c0 = x.new_zeros(L * Dn, B, H)
         else:
-            h0, c0 = hx  # in the caller's batch order, as for nn.LSTM (also for a PackedSequence)
+            h0, c0 = hx  # in the caller's batch order, as for nn.LSTM (also for a PackedSequence); checked
             if not batched:
                 h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
-            for name, s in (("h0", h0), ("c0", c0)):
-                if tuple(s.shape) != (L * Dn, B, H):
-                    raise ValueError(f"Expected hidden size {(L * Dn, B, H)}, got {tuple(s.shape)} for {name}")
         if lengths is not None:
             lengths = lengths.to(x.device)
         hs, cs = [], []

@@ -147,3 +147,39 @@ def test_lstm_engines_agree(name, B):
         with torch.enable_grad():
             y = base.train()(x, hx)[0]
         assert _close(y.detach(), outs["plain"][0])
+
+
+@pytest.mark.parametrize("name", ["hmf-row_norm", "lmf"])
+def test_lstm_modes_agree_forward_and_gradients(name):
+    x = torch.randn(4, 2, 6)
+    grads, outs = {}, {}
+    for mode in ("factorized", "reconstructed", "auto"):
+        torch.manual_seed(0)
+        m = _lstms()[name]
+        m.mode = mode
+        y, (h, c) = m(x)  # autograd on
+        (y.pow(2).sum() + c.sum()).backward()
+        grads[mode] = {k: p.grad.clone() for k, p in m.named_parameters()}
+        with torch.no_grad():
+            outs[mode] = m.eval()(x)[0]
+    for mode in ("reconstructed", "auto"):
+        assert _close(outs[mode], outs["factorized"])
+        for k, g in grads["factorized"].items():
+            assert _close(grads[mode][k], g, atol=1e-4), (mode, k)
+
+
+def test_reconstructed_eval_cache_follows_training():
+    m = _lstms()["hmf-top"]
+    m.mode = "reconstructed"
+    x = torch.randn(3, 2, 6)
+    with torch.no_grad():
+        before = m.eval()(x)[0]
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    m(x)[0].sum().backward()
+    opt.step()
+    with torch.no_grad():
+        after = m.eval()(x)[0]
+        m.mode = "factorized"
+        ref = m(x)[0]
+    assert not _close(before, after) and _close(after, ref)

@@ -215,6 +215,12 @@ def test_errors():
         m([1, 2])
     with pytest.raises(ValueError, match=r"Expected hidden size \(1, 2, 4\)"):
         m(torch.randn(3, 2, 3), (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)))
+    with pytest.raises(ValueError, match=r"Expected hidden size \(1, 4\), got \(1, 2, 4\) for c0"):
+        m(torch.randn(3, 3), (torch.zeros(1, 4), torch.zeros(1, 2, 4)))
+    with pytest.raises(TypeError, match="hx must be a tuple"):
+        m(torch.randn(3, 2, 3), torch.zeros(1, 2, 4))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        m.mode = "fast"
     with pytest.raises(ValueError, match="dropout must be a probability"):
         hl.HMFLSTM(3, 4, dropout=2.0)
     with pytest.raises(ValueError, match="must be >= 1"):
