@@ -13,10 +13,16 @@ method        ``nn.Linear`` becomes                        ``nn.LSTM`` becomes
 + sparse=True
 ============  ==========================================  =============================================
 
-HMF/LMF modules hold ``nn.Parameter`` factors and train with autograd (fine-tuning works as for the
-dense model). Pruned models train as masked dense models (gradual pruning can keep calling
-``torch.nn.utils.prune.l1_unstructured`` on them); :func:`sparsify` then turns them into CSR modules
-for inference (``compress(..., sparse=True)`` does both at once).
+Fine-tuning. HMF/LMF modules hold ``nn.Parameter`` factors (D, U, V) and train with autograd like the
+dense model. A compressed LSTM's default ``mode="auto"`` rebuilds W_hat differentiably and runs
+``nn.LSTM``'s fused kernel while autograd records (training costs about what dense training costs), and
+runs the factorized per-step loop for inference (``torch.no_grad``/``inference_mode``), which streams
+only the compressed weights. Pruned models train as masked dense models: each weight is
+``weight_orig * weight_mask`` (``torch.nn.utils.prune``), so gradual pruning (Zhu & Gupta) can keep
+calling ``torch.nn.utils.prune.l1_unstructured(module, "weight_hh_l0", amount)``; after fine-tuning,
+:func:`sparsify` turns them into CSR modules for inference (``compress(..., sparse=True)`` does both at
+once). ``state_dict`` round-trips with ``torch.load(weights_only=True)`` into a model built the same way
+(``compress`` the same architecture, then ``load_state_dict``).
 
 Which (split, rank)? Each matrix (for an LSTM, each gate block) is compressed ``compression``-fold:
 HMF takes :func:`~hmf_lab.lstm.choose_split_rank` (the balanced point ``split ~= rank`` of
