@@ -67,6 +67,7 @@ class BenchConfig:
     lstm_min_run_time: float = 0.25  # seconds per LSTM measurement per round
     rounds: int = 5  # interleaved rounds per group (noise on a shared machine)
     seed: int = 0
+    clock: str = "wall"  # "wall", or "thread": CPU time of the timing thread (robust on a busy machine, 1 thread)
     progress: bool = True
     layers: bool = True  # False skips the layer table
 
@@ -108,13 +109,13 @@ def _pool(timings) -> tuple[float, float, int, float]:
     return float(med), float(q3 - q1), int(times.size), float(times.min())
 
 
-def _race(fns: dict, args: tuple, threads: int, min_run_time: float, rounds: int) -> dict:
+def _race(fns: dict, args: tuple, threads: int, min_run_time: float, rounds: int, clock: str = "wall") -> dict:
     """Interleaved measurements: every fn once per round; pooled (median, iqr, n, min) per fn."""
     got = {name: [] for name in fns}
     for rnd in range(rounds):
         for name, fn in fns.items():  # warm-up 3: TorchScript specialises a loop on its first calls
             got[name].append(measure(fn, *args, min_run_time=min_run_time, threads=threads,
-                                     warmup=3 if rnd == 0 else 1, label=str(name)))
+                                     warmup=3 if rnd == 0 else 1, label=str(name), clock=clock))
     return {name: _pool(ts) for name, ts in got.items()}
 
 
@@ -138,7 +139,7 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
                     for method, (mod, *_rest) in ms.items():
                         fns[(method, c)] = mod
                 with torch.inference_mode():
-                    res = _race(fns, (x,), threads, cfg.min_run_time, cfg.rounds)
+                    res = _race(fns, (x,), threads, cfg.min_run_time, cfg.rounds, cfg.clock)
                 t_dense = res[("dense", 1.0)][0]
                 t_csr = {c: res[("csr", c)][0] for c in cfg.compressions}
                 for (method, c), (med, iqr, nblocks, fastest) in res.items():
@@ -186,7 +187,7 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
                 for method, (mod, *_rest) in ms.items():
                     fns[(method, c)] = mod
             with torch.inference_mode():
-                res = _race(fns, (x,), threads, cfg.lstm_min_run_time, cfg.rounds)
+                res = _race(fns, (x,), threads, cfg.lstm_min_run_time, cfg.rounds, cfg.clock)
             t_dense = res[("dense", 1.0)][0]
             t_csr = {c: res[("csr", c)][0] for c in cfg.compressions}
             for (method, c), (med, iqr, nblocks, fastest) in res.items():
@@ -215,6 +216,8 @@ def run_bench(cfg: BenchConfig = FULL) -> pd.DataFrame:
 
     if not isinstance(cfg, BenchConfig):
         raise TypeError(f"cfg must be a BenchConfig, got {type(cfg).__name__}")
+    if cfg.clock not in ("wall", "thread"):
+        raise ValueError(f"clock must be 'wall' or 'thread', got {cfg.clock!r}")
     if cfg.rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {cfg.rounds}")
     bad = [c for c in cfg.compressions if not (isinstance(c, (int, float)) and c > 1)]
@@ -302,7 +305,9 @@ def _report(df: pd.DataFrame, cfg: BenchConfig, before: dict, after: dict, secon
             "ideal", "of_ideal", "vs_csr", "config"]
     parts = ["# hmf-lab bench", "",
              f"torch {before['torch']}, Python {before['python']}, {before['cores']} CPU cores; load average "
-             f"(1 min) {before['load_1min']} before, {after['load_1min']} after; {seconds:.0f} s. "
+             f"(1 min) {before['load_1min']} before, {after['load_1min']} after; {seconds:.0f} s; clock: "
+             + ("wall time" if cfg.clock == "wall" else "CPU time of the timing thread (waits for other "
+                "processes left out)") + ". "
              f"Config: {dataclasses.asdict(cfg)}.", ""]
     busy = max(before["load_1min"], after["load_1min"])
     if busy > max(1.5, 0.75 * (before["cores"] or 1)):  # the benchmark itself keeps about one core busy
@@ -349,6 +354,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, help=f"interleaved rounds per group (default {FULL.rounds})")
     parser.add_argument("--min-run-time", type=float, help=f"seconds per layer measurement and round "
                         f"(default {FULL.min_run_time})")
+    parser.add_argument("--clock", choices=("wall", "thread"), help="wall-clock time (default) or the CPU time "
+                        "of the timing thread, which leaves out waits for other processes (busy machine, 1 thread)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -359,7 +366,7 @@ def config_from_args(args) -> BenchConfig:
         val = getattr(args, name, None)
         if val is not None:
             setattr(cfg, name, tuple(val))
-    for name in ("seq", "rounds", "min_run_time"):
+    for name in ("seq", "rounds", "min_run_time", "clock"):
         val = getattr(args, name, None)
         if val is not None:
             setattr(cfg, name, val)

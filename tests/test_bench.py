@@ -75,13 +75,14 @@ def test_markdown():
 
 def test_cli_quick_writes_csv_and_markdown(tmp_path, capsys):
     argv = ["bench", "--quick", "--out", str(tmp_path), "--sizes", "32", "--lstm-hidden", "8", "--seq", "2",
-            "--no-progress"]
+            "--no-progress", "--clock", "thread"]
     assert cli.main(argv) == 0
     df = pd.read_csv(tmp_path / "bench.csv")
     assert set(df["method"]) == {"dense", "hmf", "hmf-eager", "hmf-reconstructed", "lmf", "csr"}
     md = (tmp_path / "bench.md").read_text()
     assert "## Layers" in md and "## LSTMs" in md and "ideal" in md
-    assert "load average" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "load average" in out and "CPU time of the timing thread" in out
 
 
 def test_wrapper_script_help(repo):
@@ -107,5 +108,7 @@ def test_errors():
         run_bench({"sizes": (8,)})
     with pytest.raises(ValueError, match="rounds must be an int >= 1"):
         run_bench(dataclasses.replace(TINY, rounds=0))
+    with pytest.raises(ValueError, match="clock must be 'wall' or 'thread'"):
+        run_bench(dataclasses.replace(TINY, clock="cpu"))
     with pytest.raises(ValueError, match="compressions must be numbers > 1"):
         run_bench(dataclasses.replace(TINY, compressions=(1,)))

@@ -74,6 +74,7 @@ def test_compare_table():
     ({"warmup": -1}, ValueError, "warmup must be an int >= 0"),
     ({"threads": 0}, ValueError, "threads must be an int >= 1"),
     ({"threads": 1.5}, TypeError, "threads must be an int >= 1 or None"),
+    ({"clock": "cpu"}, ValueError, r"clock must be one of \['thread', 'wall'\]"),
 ])
 def test_measure_errors(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -90,3 +91,11 @@ def test_compare_errors():
         compare({})
     with pytest.raises(TypeError, match="takes labels from the keys"):
         compare({"a": lambda: None}, label="x")
+
+
+def test_thread_clock_leaves_out_sleeping():
+    import time
+
+    wall = measure(time.sleep, 0.002, min_run_time=0.02, warmup=0)
+    cpu = measure(time.sleep, 0.002, min_run_time=0.02, warmup=0, clock="thread")
+    assert wall.median >= 0.002 and cpu.median < wall.median  # sleeping uses no CPU time
