@@ -351,14 +351,18 @@ class Explorer:
         if change["new"]:
             m, n = self.shape
             k, r = self._k_r()
-            c = m * n / hmf_params(m, n, k, r)
-            b = budget((m, n), c)
-            grid = set(self.splits)
-            self._budget = {int(s): int(q) for s, q in zip(b["split"], b["rank"]) if int(s) in grid}
-            if k == m:
-                self._budget[m] = 0
+            B = hmf_params(m, n, k, r)  # the budget to keep (may exceed m*n: HMF can store more than W)
+            self._budget = {}
+            for s in self.splits:
+                if s == m:
+                    if m * n <= B:
+                        self._budget[m] = 0
+                    continue
+                q = min((B - s * n) // (m - s + n), m - s, n)  # largest rank with k*n + r*(m-k) + r*n <= B
+                if q >= 1:
+                    self._budget[s] = int(q)
             self._budget.setdefault(k, r)
-            self._locked_compression = c
+            self._locked_compression = m * n / B
         else:
             self._budget = None
             self._locked_compression = None

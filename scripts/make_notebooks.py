@@ -241,7 +241,7 @@ spectrum decides how much of the extra rank pays off — try it with the sliders
   below, a moment after you stop, the **timed inference** of the dense, HMF, LMF and pruned layers.
 """),
     code("""
-ex = hl.explorer(W)
+ex = hl.explorer(W, split_step=m // (8 if QUICK else 32))
 ex
 """),
     md("""
@@ -310,7 +310,7 @@ They depend on your machine and on what else runs on it.
 """),
     code(SETUP),
     code("""
-size = 512 if QUICK else 1024
+size = 256 if QUICK else 1024
 W_big = hl.exercises.synthetic(size, size, "power", decay=0.5)  # a square matrix large enough to time
 """ + REAL + """
 print("timing matrix", tuple(W_big.shape), "| LSTM weight", tuple(W.shape))
@@ -328,7 +328,7 @@ k, r = (int(v) for v in b.iloc[(b["split"] - size // 4).abs().argmin()][["split"
 layers = hl.widgets.layers_at_budget(W_big, split=k, rank=r)
 x = torch.randn(1, size)
 with torch.inference_mode():
-    df = hl.timing.compare(layers, x, min_run_time=0.05 if QUICK else 0.3)
+    df = hl.timing.compare(layers, x, min_run_time=0.01 if QUICK else 0.3)
 print(f"HMF k={k}, r={r}")
 ax = hl.plots.timing_bars(df)
 """),
@@ -359,7 +359,7 @@ With a larger batch each weight is reused across inputs, the layer becomes compu
 picture changes. Move the sliders (each change re-times the four layers; it takes a moment).
 """),
     code("""
-rt = hl.widgets.RunTimeExplorer(W_big, min_run_time=0.02 if QUICK else 0.2)
+rt = hl.widgets.RunTimeExplorer(W_big, min_run_time=0.01 if QUICK else 0.2)
 rt
 """),
     code("""
@@ -367,7 +367,7 @@ batches = [1, 16] if QUICK else [1, 4, 16, 64, 256]
 rows = []
 for B in batches:
     with torch.inference_mode():
-        t = hl.timing.compare(layers, torch.randn(B, size), min_run_time=0.02 if QUICK else 0.2)
+        t = hl.timing.compare(layers, torch.randn(B, size), min_run_time=0.01 if QUICK else 0.2)
     rows.append(t.set_index("name")["ratio"].rename(B))
 speedup = pd.DataFrame(rows).rename_axis("batch")
 ax = speedup.plot(marker="o", logx=True, title="speed-up over dense at 4x, by batch size")
@@ -433,7 +433,7 @@ run time (colour). Points on the black line are not beaten by any other point in
     code("""
 comps = (2, 4, 8) if QUICK else (2, 3, 4, 6, 8, 12, 16)
 tradeoff = hl.widgets.tradeoff_table(W, compressions=comps, cache=cache, step=step,
-                                     min_run_time=0.02 if QUICK else 0.2, progress=True)
+                                     min_run_time=0.01 if QUICK else 0.2, progress=True)
 ax = hl.plots.pareto(tradeoff)
 tradeoff
 """),

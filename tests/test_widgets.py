@@ -116,6 +116,16 @@ def test_failing_heuristic_shows_its_message(W):
         del hl.HEURISTICS["widget_test_fails"]
 
 
+def test_lock_above_the_dense_size(W):
+    m, n = W.shape
+    ex = hl.explorer(W, timing=False, split_step=8, split=56, rank=8)
+    assert ex.state["compression"] < 1  # 56*48 + 8*8 + 8*48 > 64*48
+    ex.lock.value = True
+    B = ex.state["params"]
+    ex.split.value = 0
+    assert ex.state["params"] <= B and hl.hmf_params(m, n, 0, ex.state["rank"] + 1) > B or ex.state["rank"] == n
+
+
 def test_lmf_only_mode(W):
     ex = hl.explorer(W, lmf_only=True)
     assert ex.split.layout.display == "none" and ex.state["split"] == 0 and not ex.timing_enabled
