@@ -182,13 +182,11 @@ class HMFLinear(_InferenceCache, nn.Module):
         return W[self.inverse]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        params = (self.D, self.U, self.V)
+        diff = torch.is_grad_enabled() and _differentiating(x, self.D, self.U, self.V)
         if self._mode == "reconstructed":
-            W = self.to_dense() if _differentiating(x, *params) else self._cached("W", self.to_dense, *params)
+            W = self.to_dense() if diff else self._cached("W", self.to_dense, self.D, self.U, self.V)
             return nn.functional.linear(x, W, self.bias)
-        if _differentiating(x, *params):
-            return self._forward_plain(x)
-        return self._forward_fast(x)
+        return self._forward_plain(x) if diff else self._forward_fast(x)
 
     def _forward_plain(self, x: torch.Tensor) -> torch.Tensor:
         """The reference path (autograd): three GEMMs and a concatenation."""
@@ -200,22 +198,45 @@ class HMFLinear(_InferenceCache, nn.Module):
         return y if self.bias is None else y + self.bias
 
     def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
-        """Inference: x reads the stacked [D ; V] (k+r, n) in one GEMM, then one GEMM for U (bias fused)."""
-        k, m = self.split, self.out_features
-        DV = self._cached("DV", lambda: torch.cat([self.D, self.V]).contiguous(), self.D, self.V)  # (k+r, n)
+        """Inference: x reads the stacked [D ; V] (k+r, n) in one pass, then U (m-k, r) in one more, written
+        straight into the output (batch 1: matrix-vector kernels, no concatenation)."""
+        k, r, m, n = self.split, self.rank, self.out_features, self.in_features
+        p = self._parameters  # direct dict access: this path runs per token, keep it lean
+        D, U, V, bias = p["D"], p["U"], p["V"], p.get("bias")
+        DV = self._cached("DV", lambda: torch.cat([D, V]).contiguous(), D, V)  # (k+r, n)
+        if x.numel() == n:  # batch 1 (any leading shape of ones)
+            b = bias if self._is_top else None  # in [D ; UV] order the bias is added after the row order
+            t = torch.mv(DV, x.reshape(n))  # (k+r,)
+            y = x.new_empty(m)
+            if k:
+                if b is None:
+                    y[:k] = t[:k]
+                else:
+                    torch.add(t[:k], b[:k], out=y[:k])
+            if r:
+                if b is None:
+                    torch.mv(U, t[k:], out=y[k:])  # (m-k, r) @ (r,)
+                else:
+                    torch.addmv(b[k:], U, t[k:], out=y[k:])
+            if not self._is_top:
+                y = y.index_select(0, self.inverse)  # one index op undoes the row order
+                if bias is not None:
+                    y += bias
+            return y.reshape(*x.shape[:-1], m)
+        b = bias
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features)  # (B, n)
+        x2 = x.reshape(-1, n)  # (B, n)
         t = x2 @ DV.T  # (B, k+r)
-        if self.rank == 0:
+        if r == 0:
             y = t
         elif k == 0:
-            y = t @ self.U.T if self.bias is None else torch.addmm(self.bias, t, self.U.T)
+            y = t @ U.T if b is None else torch.addmm(b, t, U.T)
         else:
-            y = torch.cat([t[:, :k], t[:, k:] @ self.U.T], dim=1)  # (B, m) in [D ; UV] order
+            y = torch.cat([t[:, :k], t[:, k:] @ U.T], dim=1)  # (B, m) in [D ; UV] order
         if not self._is_top:
-            y = y.index_select(1, self.inverse)  # one index op undoes the row order
-        if self.bias is not None and not (k == 0 and self.rank):
-            y += self.bias
+            y = y.index_select(1, self.inverse)
+        if b is not None and not (k == 0 and r):
+            y += b
         return y.reshape(*lead, m)
 
     def extra_repr(self) -> str:

@@ -24,7 +24,7 @@ def _plain(module, x):
 @pytest.mark.parametrize("split, rank", [(0, 4), (3, 4), (5, 6), (20, 0)])
 @pytest.mark.parametrize("heuristic", ["top", "row_norm"])
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", [(1, 12), (7, 12), (2, 3, 12), (12,)])
+@pytest.mark.parametrize("shape", [(1, 12), (7, 12), (2, 3, 12), (12,), (1, 1, 12)])
 def test_hmf_linear_paths_agree(split, rank, heuristic, bias, shape):
     lin = nn.Linear(12, 20, bias=bias)
     layer = hl.HMFLinear.from_linear(lin, split=split, rank=rank, heuristic=heuristic).eval()
