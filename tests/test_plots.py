@@ -146,3 +146,11 @@ def test_timing_bars_from_compare_frame_and_dict():
         plots.timing_bars({"a": "slow"})
     with pytest.raises(TypeError, match="expects hl.timing.compare's DataFrame"):
         plots.timing_bars([1, 2])
+
+
+def test_error_map_shape_inference_can_fail():
+    df = pd.DataFrame({"split": [0, 0], "rank": [1, 2], "params": [-10, -20], "error": [0.5, 0.4]})
+    with pytest.raises(ValueError, match="cannot infer the matrix shape"):
+        plots.error_map(df)
+    ax = plots.error_map(df.assign(params=[70, 140]), shape=(40, 30), compressions=())
+    assert ax.contour_set is None
