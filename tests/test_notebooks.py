@@ -20,6 +20,13 @@ def test_there_are_notebooks():
         assert any(n.startswith(prefix) for n in names), f"notebook {prefix}* missing from {names}"
 
 
+def test_kernel_is_this_interpreter():
+    from jupyter_client import KernelManager
+
+    cmd = KernelManager(kernel_name="python3").format_kernel_cmd()
+    assert Path(cmd[0]).resolve() == Path(sys.executable).resolve(), f"kernel python3 runs {cmd[0]}, not {sys.executable}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
