@@ -54,11 +54,16 @@ def output_error(W, f, X) -> float:
     return 0.0 if num == 0.0 else (num / den if den else math.inf)
 
 
-def pretrained_matrices(names=None) -> dict[str, torch.Tensor]:
+_GATES = ("i", "f", "g", "o")  # PyTorch's LSTM gate order in weight_ih / weight_hh
+
+
+def pretrained_matrices(names=None, *, gates: bool = False) -> dict[str, torch.Tensor]:
     """Every 2-D weight of the shipped trained models that exist: ``"model/param" -> W``.
 
     Uses ``hl.models.PRETRAINED`` and ``hl.models.pretrained_weights``; a checkpoint that is not in
     ``data/`` yet (or a models module that is not there) is skipped, so this returns what exists.
+    With ``gates=True`` each LSTM matrix (``weight_ih``/``weight_hh``, four gates stacked) is split into
+    its gate blocks ``"model/param[i]"``, ``[f]``, ``[g]``, ``[o]``: HMF per gate, as ``hl.compress`` does.
 
     >>> isinstance(pretrained_matrices(), dict)
     True
@@ -76,18 +81,24 @@ def pretrained_matrices(names=None) -> dict[str, torch.Tensor]:
         except (FileNotFoundError, OSError):
             continue
         for key, W in weights.items():
-            if W.ndim == 2 and min(W.shape) >= 2 and W.is_floating_point():
+            if not (W.ndim == 2 and min(W.shape) >= 2 and W.is_floating_point()):
+                continue
+            if gates and ("weight_ih" in key or "weight_hh" in key) and W.shape[0] % 4 == 0:
+                for g, block in zip(_GATES, W.float().chunk(4, dim=0)):
+                    out[f"{name}/{key}[{g}]"] = block.contiguous()
+            else:
                 out[f"{name}/{key}"] = W.float()
     return out
 
 
-def pretrained_inputs(name: str = "char_lm", length: int = 4096) -> dict[str, torch.Tensor]:
+def pretrained_inputs(name: str = "char_lm", length: int = 4096, *, gates: bool = False) -> dict[str, torch.Tensor]:
     """Real calibration inputs for a shipped model's matrices: ``"model/param" -> X`` (N, n), from forward hooks.
 
     Runs the model on held-out task data (``hl.models.get_task(name).sample_input``) and records the input
     of every ``nn.Linear`` (for its ``.weight``) and, for single-layer ``nn.LSTM``, the layer input
     (for ``weight_ih_l0``) and the previous hidden state ``h_{t-1}`` (for ``weight_hh_l0``). Returns ``{}``
-    when the checkpoint or the data set is missing.
+    when the checkpoint or the data set is missing. ``gates=True`` keys the LSTM inputs by gate block too,
+    matching :func:`pretrained_matrices` with ``gates=True`` (every gate of a matrix sees the same inputs).
 
     >>> X = pretrained_inputs("char_lm", length=64)  # doctest: +SKIP
     """
@@ -127,11 +138,17 @@ def pretrained_inputs(name: str = "char_lm", length: int = 4096) -> dict[str, to
     finally:
         for h in hooks:
             h.remove()
+    if gates:
+        found = {**found, **{f"{k}[{g}]": v for k, v in found.items()
+                             if "weight_ih" in k or "weight_hh" in k for g in _GATES}}
     return found
 
 
-def suite(*, quick: bool | None = None, pretrained: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
+def suite(*, quick: bool | None = None, pretrained: bool = True, seed: int = 0,
+          gates: bool = False) -> dict[str, torch.Tensor]:
     """The leaderboard's matrices: synthetic families (always) plus every shipped trained weight that exists.
+
+    ``gates=True`` splits LSTM matrices into their four gate blocks (see :func:`pretrained_matrices`).
 
     >>> s = suite(quick=True, pretrained=False)
     >>> sorted(s)
@@ -139,7 +156,7 @@ def suite(*, quick: bool | None = None, pretrained: bool = True, seed: int = 0) 
     """
     mats = dict(synthetic.suite(seed=seed, quick=quick))
     if pretrained:
-        mats.update(pretrained_matrices())
+        mats.update(pretrained_matrices(gates=gates))
     return mats
 
 

@@ -96,6 +96,9 @@ def test_suite_picks_up_synthetic_and_pretrained(monkeypatch):
     monkeypatch.setattr(models, "pretrained_weights", weights)
     s = LB.suite(quick=True)
     assert {"low_rank_noise", "loud_rows", "heavy_tailed", "fake/lstm.weight_ih_l0", "fake/fc.weight"} == set(s)
+    g = LB.pretrained_matrices(gates=True)
+    assert set(g) == {"fake/fc.weight", *(f"fake/lstm.weight_ih_l0[{x}]" for x in "ifgo")}
+    assert torch.equal(torch.cat([g[f"fake/lstm.weight_ih_l0[{x}]"] for x in "ifgo"]), fake["lstm.weight_ih_l0"])
 
 
 def test_errors(mats):
@@ -158,6 +161,9 @@ def test_pretrained_inputs_shapes():
     assert set(X) <= set(mats) and len(X) >= 2
     for name, x in X.items():
         assert x.ndim == 2 and x.shape[1] == mats[name].shape[1] and x.shape[0] >= 64
+    gated = LB.pretrained_matrices(["char_lm"], gates=True)
+    Xg = LB.pretrained_inputs("char_lm", length=64, gates=True)
+    assert set(gated) <= set(Xg)
 
 
 def test_pretrained_inputs_missing_model_is_empty():
