@@ -350,8 +350,11 @@ table["GB/s"] = table["bytes"] / table["median"] / 1e9
 table
 """),
     md("""
-The effective bandwidth (bytes per second) is similar for the dense kernels and much lower for CSR: the sparse
-layer reads more bytes per stored value *and* reads them slower.
+Compare the effective bandwidth (bytes per second) of the layers: a layer that reaches the dense layer's
+bandwidth turns fewer bytes directly into less time. CSR reads more bytes per stored value (an index next to
+every value) *and* reads them irregularly. HMF and LMF run several small dense kernels instead of one; on small
+matrices the fixed cost per kernel call (microseconds each) can eat the saving, so check the numbers on your
+machine and matrix size rather than trusting the parameter count.
 
 ## Batch size and threads
 
@@ -392,11 +395,13 @@ hl.exercises.check_csr_bytes(m, p.nnz, csr_bytes)
     md("""
 ## Summary
 
-- At equal parameter budget, HMF and LMF run dense GEMMs and turn fewer bytes into less time.
+- At equal parameter budget, HMF and LMF run dense GEMMs: on matrices large enough for memory traffic to
+  dominate, fewer bytes mean less time; on small ones the per-call overhead of several kernels shows.
 - Pruning stores indices next to values and runs an irregular sparse kernel: at 4x it often does not beat the
   dense layer at all (the paper reports HMF > 2.32x faster than pruning at similar accuracy).
-- At small batch every layer is memory-bound; bytes moved predict time. **Next:** put error, size and time on
-  one map and pick the best structure for a budget.
+- At small batch every layer is memory-bound; bytes moved predict time, up to the fixed cost per call.
+  Always measure (`hl.measure`, `hl.timing.compare`). **Next:** put error, size and time on one map and pick
+  the best structure for a budget.
 """),
 ]
 

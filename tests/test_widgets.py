@@ -195,3 +195,20 @@ def test_update_latency_is_recorded(W):
     n0 = len(ex.latencies)
     ex.split.value = 24
     assert len(ex.latencies) == n0 + 1 and all(math.isfinite(t) and t >= 0 for t in ex.latencies)
+
+
+def test_tradeoff_table_same_budget_per_compression(W):
+    from hmf_lab.widgets import tradeoff_table
+
+    m, n = W.shape
+    t = tradeoff_table(W, compressions=(2, 4), min_run_time=0.01, step=8)
+    assert t["method"].tolist() == ["HMF", "LMF", "pruned (CSR)"] * 2
+    for c, g in t.groupby("compression"):
+        assert (g["params"] <= m * n / c + 1e-9).all()
+        hmf_row = g[g["method"] == "HMF"].iloc[0]
+        b = hl.budget((m, n), c, step=8)
+        best = min(hl.relative_error(W, hl.hmf(W, split=k, rank=r)) for k, r in zip(b["split"], b["rank"]))
+        assert hmf_row["error"] == pytest.approx(best, abs=1e-4)
+        lmf_row = g[g["method"] == "LMF"].iloc[0]
+        assert lmf_row["error"] == pytest.approx(hl.relative_error(W, hl.lmf(W, rank=int(lmf_row["rank"]))), abs=1e-4)
+    assert (t["time"] > 0).all()
