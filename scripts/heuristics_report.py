@@ -36,8 +36,8 @@ def md(df: pd.DataFrame, floatfmt=".4f") -> str:
     return "\n".join([head, sep, *rows])
 
 
-def trained(quick: bool):
-    mats = pretrained_matrices()
+def trained(quick: bool, gates: bool = False):
+    mats = pretrained_matrices(gates=gates)
     if not mats:
         return None, "no shipped trained weights found (hl.models.PRETRAINED checkpoints missing in data/)"
     if quick:
@@ -142,6 +142,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer seeds and matrices")
     ap.add_argument("--out", type=Path, help="also write CSVs here")
+    ap.add_argument("--gates", action="store_true", help="table 1 per LSTM gate block (as hl.compress does)")
     ap.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="which tables (1-5)")
     args = ap.parse_args()
     want = set(args.sections)
@@ -149,7 +150,7 @@ def main():
     parts = {}
     if 1 in want:
         print("## 1. Shipped trained weights: error under top vs the best data-free built-in\n")
-        t, full = trained(args.quick)
+        t, full = trained(args.quick, args.gates)
         if t is None:
             print(full, "\n")
         else:
