@@ -221,6 +221,8 @@ class Explorer:
         controls = W_.VBox([W_.HBox([self.split, self.rank]), W_.HBox([self.lock, self.heuristic])])
         self.widget = W_.VBox([controls, readouts, self.status, self.blocks_out, self.timing_out])
         self.widget.add_class("hmf-explorer")
+        self._precompute = bool(precompute)
+        self._warm_thread: threading.Thread | None = None
         if precompute:
             self.warm(progress=progress)
         self.update()
@@ -370,6 +372,9 @@ class Explorer:
 
     def _on_heuristic(self, change) -> None:
         self.update()
+        if self._precompute:  # fill the new heuristic's spectra in the background: later moves are cache hits
+            self._warm_thread = threading.Thread(target=self.warm, kwargs={"progress": False}, daemon=True)
+            self._warm_thread.start()
 
     def refresh_heuristics(self) -> None:
         """Re-read ``hl.HEURISTICS`` into the menu (after registering a new heuristic)."""

@@ -54,6 +54,8 @@ def test_every_slider_extreme_and_every_heuristic(W, heuristic):
             hl.explorer(W, X=X, heuristic=heuristic)
         return
     ex.heuristic.value = heuristic
+    if ex._warm_thread is not None:
+        ex._warm_thread.join(timeout=60)  # the new heuristic's spectra, filled in the background
     m, n = W.shape
     for k, r in itertools.product([ex.split.min, ex.split.max, m - 1], [ex.rank.min, 10_000]):
         ex.split.value = k
