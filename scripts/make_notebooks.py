@@ -443,6 +443,12 @@ ax = hl.plots.pareto(tradeoff)
 tradeoff
 """),
     md("""
+Read the table before the plot: which split did the best HMF pick at each compression? On a matrix trained
+*without* the hybrid structure, keeping the top rows dense often does not beat LMF on weight error — the best
+split can be 0, which *is* LMF. The paper trains (or fine-tunes) the structure, which is where HMF's accuracy
+gains come from (notebook 6); which rows to keep dense is the other lever (notebook 5). Pruning keeps the
+largest weights and often has the lowest weight error at equal size — look at its run time next to it.
+
 The HMF sweep alone has its own frontier over all `(k, r)`:
 """),
     code("""
@@ -483,8 +489,9 @@ hl.exercises.check_best_at_budget(W, 12, split, rank, cache=cache, step=step)
 
 - One SVD per split gives the error of every rank: the whole `(k, r)` map is cheap (`hl.sweep`, `hl.HMFCache`).
 - Iso-compression lines turn the map into a menu; the Pareto frontier is the part worth ordering from.
-- With run time added, HMF sits on the frontier of error, size **and** speed; pruning pays for its accuracy
-  with slow sparse kernels.
+- With run time added, the frontier has three axes: pruning buys weight accuracy with slow sparse kernels;
+  HMF and LMF keep dense kernels. On a pretrained matrix the best post-hoc HMF can be plain LMF (split 0);
+  training with the structure (notebook 6) and choosing the dense rows well (notebook 5) move it.
 - **Next:** notebook 5 asks *which* rows to keep dense, and lets you write your own rule.
 """),
 ]
@@ -498,6 +505,8 @@ NOTEBOOKS = {
 
 
 def build(cells) -> nbformat.NotebookNode:
+    for i, c in enumerate(cells):
+        c.id = f"cell-{i:02d}"  # stable ids: regenerating does not churn the diff
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
