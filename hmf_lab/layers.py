@@ -55,7 +55,8 @@ class _InferenceCache:
     Only in eval mode (or ``always=True`` for buffers), keyed on the storage and version counter of
     the tensors they are built from, so optimizer steps, ``load_state_dict`` and ``copy_`` rebuild them;
     ``train()``/``eval()`` and :meth:`clear_cache` drop them (call it after editing weights through
-    ``.data``, which autograd's version counter does not see).
+    ``.data``, which autograd's version counter does not see). The price: in eval mode a packed copy of
+    the factors (e.g. [D ; V]) sits beside the parameters; ``clear_cache()`` frees it.
     """
 
     def _cached(self, name: str, build, *sources: torch.Tensor, always: bool = False) -> torch.Tensor:
