@@ -177,6 +177,8 @@ class Explorer:
         self.timing_threads = timing_threads  # 1: steadier numbers on a busy machine, and the kernel stays responsive
         self.lmf_only = lmf_only
 
+        # continuous_update=True: a move costs a cache look-up (~1 ms kernel-side for 1024x1024, see
+        # scripts/measure_latency.py), so the read-outs follow a drag; only the timing is debounced.
         cu = dict(continuous_update=True, style={"description_width": "5em"}, layout=W_.Layout(width="26em"))
         self.split = W_.IntSlider(value=k0, min=0, max=m, step=step, description="split k", **cu)
         self.rank = W_.IntSlider(value=r0, min=1, max=max(1, min(m - k0, n)), description="rank r", **cu)
