@@ -377,7 +377,11 @@ def _scripted(fn):
     if fn not in _SCRIPTED:
         with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated; it still runs
             warnings.simplefilter("ignore", DeprecationWarning)
-            _SCRIPTED[fn] = torch.jit.script(fn)
+            try:
+                _SCRIPTED[fn] = torch.jit.script(fn)
+            except Exception as e:  # a torch without TorchScript: the same loop in Python
+                warnings.warn(f"TorchScript unavailable ({type(e).__name__}: {e}); using the eager loop")
+                _SCRIPTED[fn] = fn
     return _SCRIPTED[fn]
 
 

@@ -183,3 +183,18 @@ def test_reconstructed_eval_cache_follows_training():
         m.mode = "factorized"
         ref = m(x)[0]
     assert not _close(before, after) and _close(after, ref)
+
+
+def test_script_falls_back_to_eager_when_torchscript_fails(monkeypatch):
+    from hmf_lab import lstm as L
+
+    def loop(x):
+        return x + 1
+
+    def broken(fn):
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(torch.jit, "script", broken)
+    with pytest.warns(UserWarning, match="TorchScript unavailable"):
+        assert L._scripted(loop) is loop
+    L._SCRIPTED.pop(loop)
