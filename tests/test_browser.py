@@ -174,7 +174,7 @@ def test_notebook02_in_jupyterlab(lab, tmp_path):
             expect(page.locator(".hmf-timing caption").first).to_contain_text(f"k={split},", timeout=90_000)
             assert not _output_problems(page), _output_problems(page)
             explorer.scroll_into_view_if_needed()
-            shot = Path(os.environ.get("HMF_LAB_shot") or tmp_path / "notebook02.png")
+            shot = Path(os.environ.get("HMF_LAB_SCREENSHOT") or tmp_path / "notebook02.png")
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot))
         finally:
