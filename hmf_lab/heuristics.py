@@ -183,9 +183,10 @@ def _select_rows(W: torch.Tensor, split: int, rank: int, heuristic="top", X=None
     if fn is None:
         rows = heuristic
     else:
-        version = W._version
+        tracked = not W.is_inference()  # inference tensors (torch.inference_mode) keep no version counter
+        version = W._version if tracked else None
         rows = fn(W, split, rank=rank, X=X)
-        if W._version != version:
+        if tracked and W._version != version:
             raise RuntimeError(f"{who} modified W in place; a heuristic must only read W (clone it first)")
     return _validate_rows(rows, split, m, who)
 

@@ -178,3 +178,11 @@ def test_register_heuristic_roundtrip():
             hl.register_heuristic("_test_last")(last)
     finally:
         del hl.HEURISTICS["_test_last"]
+
+
+def test_hmf_inside_inference_mode():
+    with torch.inference_mode():
+        W = torch.randn(12, 9)
+        for h in ("top", "row_norm", [0, 4, 11]):
+            f = hl.hmf(W, 3, 2, heuristic=h)
+            torch.testing.assert_close(f.to_dense()[f.rows], W[f.rows])
