@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ._env import quick_mode
 from .layers import HMFLinear, LMFLinear, SparseLinear
 from .lstm import HMFLSTM, LMFLSTM, SparseLSTM, choose_split_rank, lmf_rank
 from .timing import measure
@@ -360,7 +361,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> BenchConfig:
-    quick = args.quick or os.environ.get("HMF_LAB_QUICK") == "1"
+    quick = args.quick or quick_mode()
     cfg = dataclasses.replace(QUICK if quick else FULL)
     for name in ("sizes", "batches", "threads", "compressions", "lstm_hidden", "lstm_threads"):
         val = getattr(args, name, None)

@@ -17,11 +17,12 @@ hmf_lab.exercises.ExerciseError: not quite: 48 is not the number of stored value
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import torch
 
+from ._env import quick_mode
+from .synthetic import singular_values, with_spectrum as synthetic  # matrices with known spectra
 from ._validation import as_int, as_matrix, check_compression
 
 __all__ = ["ExerciseError", "quick", "singular_values", "synthetic", "check_break_even_rank", "check_eckart_young",
@@ -38,58 +39,7 @@ def quick() -> bool:
     >>> isinstance(quick(), bool)
     True
     """
-    return os.environ.get("HMF_LAB_QUICK", "0") not in ("", "0", "false", "False")
-
-
-# --------------------------------------------------------------------------- matrices with known spectra
-
-
-def singular_values(count: int, kind: str = "exp", *, decay: float = 0.05, top: float = 1.0) -> torch.Tensor:
-    """A designed spectrum of ``count`` values: "exp" (``top*exp(-decay*i)``), "power" (``top/(i+1)**decay``), "flat".
-
-    >>> singular_values(3, "power", decay=1.0).tolist()
-    [1.0, 0.5, 0.3333333432674408]
-    """
-    count = as_int(count, "count")
-    if count < 1:
-        raise ValueError(f"count must be an int >= 1, got {count}")
-    i = torch.arange(count, dtype=torch.float64)
-    if kind == "exp":
-        s = top * torch.exp(-decay * i)
-    elif kind == "power":
-        s = top / (i + 1) ** decay
-    elif kind == "flat":
-        s = torch.full((count,), float(top), dtype=torch.float64)
-    else:
-        raise ValueError(f"kind must be one of 'exp', 'power', 'flat', got {kind!r}")
-    return s.float()
-
-
-def synthetic(m: int, n: int, spectrum="exp", *, seed: int = 0, **kw) -> torch.Tensor:
-    """An (m, n) float32 matrix ``Q1 diag(s) Q2^T`` with exactly the singular values ``s`` (random orthogonal Q's).
-
-    ``spectrum`` is a kind for :func:`singular_values` (keyword arguments go there) or the values themselves.
-
-    >>> import torch
-    >>> W = synthetic(30, 20, "power", decay=1.0)
-    >>> torch.allclose(torch.linalg.svdvals(W), singular_values(20, "power", decay=1.0), atol=1e-5)
-    True
-    """
-    m, n = as_int(m, "m"), as_int(n, "n")
-    if m < 1 or n < 1:
-        raise ValueError(f"m and n must be >= 1, got ({m}, {n})")
-    p = min(m, n)
-    if isinstance(spectrum, str):
-        s = singular_values(p, spectrum, **kw)
-    else:
-        s = torch.as_tensor(spectrum, dtype=torch.float32).reshape(-1)
-        if s.numel() != p or bool((s < 0).any()):
-            raise ValueError(f"spectrum must hold min(m, n) = {p} values >= 0, got {s.numel()} values")
-        s = torch.sort(s, descending=True).values
-    g = torch.Generator().manual_seed(int(seed))
-    Q1, _ = torch.linalg.qr(torch.randn(m, p, generator=g, dtype=torch.float64))  # (m, p)
-    Q2, _ = torch.linalg.qr(torch.randn(n, p, generator=g, dtype=torch.float64))  # (n, p)
-    return ((Q1 * s.double()) @ Q2.T).float()
+    return quick_mode()
 
 
 # --------------------------------------------------------------------------- checks

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 from torch import nn
 
 from . import models as M
+from ._env import quick_mode
 
 __all__ = ["RESULTS_DIR", "load_results", "live_compare", "check_hmf_gain", "compressed_layers", "fine_tune",
            "summary", "write_outputs", "TASKS", "Settings", "FULL", "QUICK", "load_task", "cubic_sparsity", "GradualPruner",
@@ -464,7 +464,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    quick = bool(args.quick or os.environ.get("HMF_LAB_QUICK") == "1")
+    quick = bool(args.quick or quick_mode())
     torch.set_num_threads(args.threads)
     for task in args.task:
         st = copy.deepcopy((QUICK if quick else FULL)[task])

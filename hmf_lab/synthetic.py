@@ -21,11 +21,13 @@ The families are the situations where the choice of dense rows matters:
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
-__all__ = ["low_rank_noise", "loud_rows", "heavy_tailed", "concentrated_inputs", "suite", "random_orthonormal"]
+from ._env import quick_mode
+from ._validation import as_int
+
+__all__ = ["singular_values", "with_spectrum", "low_rank_noise", "loud_rows", "heavy_tailed", "concentrated_inputs", "suite", "random_orthonormal"]
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -57,6 +59,56 @@ def random_orthonormal(rows: int, cols: int, *, seed: int = 0) -> torch.Tensor:
     A = torch.randn(rows, cols, generator=_gen(seed), dtype=torch.float64)
     Q, R = torch.linalg.qr(A)
     return Q * torch.sign(torch.diagonal(R))  # sign fix: Haar measure
+
+
+# --------------------------------------------------------------------------- matrices with known spectra
+
+
+def singular_values(count: int, kind: str = "exp", *, decay: float = 0.05, top: float = 1.0) -> torch.Tensor:
+    """A designed spectrum of ``count`` values: "exp" (``top*exp(-decay*i)``), "power" (``top/(i+1)**decay``), "flat".
+
+    >>> singular_values(3, "power", decay=1.0).tolist()
+    [1.0, 0.5, 0.3333333432674408]
+    """
+    count = as_int(count, "count")
+    if count < 1:
+        raise ValueError(f"count must be an int >= 1, got {count}")
+    i = torch.arange(count, dtype=torch.float64)
+    if kind == "exp":
+        s = top * torch.exp(-decay * i)
+    elif kind == "power":
+        s = top / (i + 1) ** decay
+    elif kind == "flat":
+        s = torch.full((count,), float(top), dtype=torch.float64)
+    else:
+        raise ValueError(f"kind must be one of 'exp', 'power', 'flat', got {kind!r}")
+    return s.float()
+
+
+def with_spectrum(m: int, n: int, spectrum="exp", *, seed: int = 0, **kw) -> torch.Tensor:
+    """An (m, n) float32 matrix ``Q1 diag(s) Q2^T`` with exactly the singular values ``s`` (random orthogonal Q's).
+
+    ``spectrum`` is a kind for :func:`singular_values` (keyword arguments go there) or the values themselves.
+    (The notebooks call it as ``hl.exercises.synthetic``.)
+
+    >>> W = with_spectrum(30, 20, "power", decay=1.0)
+    >>> torch.allclose(torch.linalg.svdvals(W), singular_values(20, "power", decay=1.0), atol=1e-5)
+    True
+    """
+    m, n = as_int(m, "m"), as_int(n, "n")
+    if m < 1 or n < 1:
+        raise ValueError(f"m and n must be >= 1, got ({m}, {n})")
+    p = min(m, n)
+    if isinstance(spectrum, str):
+        s = singular_values(p, spectrum, **kw)
+    else:
+        s = torch.as_tensor(spectrum, dtype=torch.float32).reshape(-1)
+        if s.numel() != p or bool((s < 0).any()):
+            raise ValueError(f"spectrum must hold min(m, n) = {p} values >= 0, got {s.numel()} values")
+        s = torch.sort(s, descending=True).values
+    Q1 = random_orthonormal(m, p, seed=int(seed))  # (m, p)
+    Q2 = random_orthonormal(n, p, seed=int(seed) + 1)  # (n, p)
+    return ((Q1 * s.double()) @ Q2.T).float()
 
 
 def low_rank_noise(m: int, n: int, rank: int = 8, noise: float = 0.05, *, seed: int = 0,
@@ -165,7 +217,7 @@ def suite(*, seed: int = 0, quick: bool | None = None, dtype=torch.float32) -> d
     (96, 64)
     """
     if quick is None:
-        quick = os.environ.get("HMF_LAB_QUICK", "") not in ("", "0")
+        quick = quick_mode()
     m, n = (96, 64) if quick else (256, 192)
     r = 6 if quick else 16
     return {

@@ -56,3 +56,16 @@ def test_makefile_pins_cpu_torch(repo):
     assert "torch==2.13.0" in makefile
     assert re.search(r"^lab:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     assert "make test" in (repo / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("yes", True), ("", False), ("0", False),
+                                             ("False", False), ("off", False), (None, False)])
+def test_quick_mode_is_read_in_one_place(monkeypatch, value, expected):
+    from hmf_lab._env import quick_mode
+    from hmf_lab.exercises import quick
+
+    if value is None:
+        monkeypatch.delenv("HMF_LAB_QUICK", raising=False)
+    else:
+        monkeypatch.setenv("HMF_LAB_QUICK", value)
+    assert quick_mode() is expected and quick() is expected
