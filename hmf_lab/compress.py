@@ -174,6 +174,19 @@ def _device(mod: nn.Module):
     return p.device if p is not None else torch.device("cpu")
 
 
+def _refresh_masked_weights(model: nn.Module) -> None:
+    """Recompute every ``torch.nn.utils.prune`` masked weight outside autograd.
+
+    After a training step the masked weights (``weight = weight_orig * weight_mask``) still hold the
+    last forward's graph, and ``copy.deepcopy`` refuses such non-leaf tensors.
+    """
+    with torch.no_grad():
+        for mod in model.modules():
+            for hook in list(mod._forward_pre_hooks.values()):
+                if isinstance(hook, tprune.BasePruningMethod):
+                    setattr(mod, hook._tensor_name, hook.apply_mask(mod))
+
+
 def sparsify(model: nn.Module) -> nn.Module:
     """A copy of a pruned model for CSR inference: masked ``nn.Linear`` -> ``SparseLinear``, ``PrunedLSTM`` -> ``SparseLSTM``.
 
@@ -201,6 +214,7 @@ def sparsify(model: nn.Module) -> nn.Module:
         top = convert(model)
         if top is not None:
             return top
+        _refresh_masked_weights(model)
         new = copy.deepcopy(model)
     for name, mod in list(new.named_modules()):
         if not name:

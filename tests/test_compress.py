@@ -168,3 +168,19 @@ def test_compress_inside_inference_mode_gives_trainable_model():
         y = small(_tokens())[0]
     assert y.shape == (3, 6, 20)
     assert all(not p.is_inference() and p.requires_grad for p in small.parameters())
+
+
+def test_sparsify_right_after_a_training_step():
+    """Masked weights still hold the last forward's graph; sparsify must not need a no_grad pass first."""
+    model = nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4))
+    pruned = hl.compress(model, "prune", compression=4)
+    opt = torch.optim.SGD(pruned.parameters(), lr=0.1)
+    x = torch.randn(8, 16)
+    pruned(x).pow(2).sum().backward()
+    opt.step()
+    loss = pruned(x).pow(2).sum()  # graph-carrying masked weights, as after any training forward
+    fast = hl.sparsify(pruned)
+    assert type(fast[0]).__name__ == "SparseLinear"
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), pruned(x))
+    assert loss.requires_grad
