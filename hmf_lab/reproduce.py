@@ -310,9 +310,8 @@ def run_task(task: str, compressions=(4, 8), methods=METHODS, quick: bool = Fals
                 ft = compress(dense, "prune", compression=1, layers=layers)
                 pruner = GradualPruner(ft, c, st.fine_tune_steps, end=st.prune_end, every=st.prune_every)
                 fine_tune(t, ft, st.fine_tune_steps, lr=st.lr, progress=progress, callback=pruner)
-                with torch.no_grad():   # refresh the masked weights outside autograd before copying
+                with torch.no_grad():   # the schedule's last step: exactly the target sparsity
                     pruner(st.fine_tune_steps)
-                    ft(*inputs)
                 final = sparsify(ft)
             else:
                 final = compress(dense, method, compression=c, layers=layers, heuristic=heuristic)
