@@ -17,9 +17,11 @@ Example
 """
 from __future__ import annotations
 
+import atexit
 import math
 import threading
 import time
+import weakref
 from html import escape
 
 import ipywidgets as W_
@@ -205,6 +207,9 @@ class Explorer:
         self._timer: threading.Timer | None = None
         self._timing_lock = threading.Lock()
         self._generation = 0
+        self._closed = False
+        self._warm_generation = 0
+        _LIVE.add(self)
 
         self.split.observe(self._on_split, names="value")
         self.rank.observe(self._on_rank, names="value")
@@ -241,14 +246,19 @@ class Explorer:
         grid = list(range(0, m + 1, self.split.step))
         return grid if grid[-1] == m else grid + [m]
 
-    def warm(self, progress: bool = True) -> None:
-        """Compute the spectrum of every slider position for the current heuristic (one SVD each)."""
+    def warm(self, progress: bool = True, _generation: int | None = None) -> None:
+        """Compute the spectrum of every slider position for the current heuristic (one SVD each).
+
+        A background warm-up (``_generation`` set) stops early when a newer one replaces it.
+        """
         from tqdm.auto import tqdm
 
         m, n = self.shape
         h = self.heuristic.value
         splits = [0] if self.lmf_only else self.splits
         for k in tqdm(splits, desc="caching spectra", disable=not progress or len(splits) < 8, leave=False):
+            if self._closed or (_generation is not None and _generation != self._warm_generation):
+                return  # stop() / interpreter exit, or a newer heuristic's warm-up took over: stop between SVDs
             r = 0 if k == m else 1
             try:
                 self.cache.tail_energy(self.cache.rows(k, r, h))
@@ -374,8 +384,14 @@ class Explorer:
 
     def _on_heuristic(self, change) -> None:
         self.update()
-        if self._precompute:  # fill the new heuristic's spectra in the background: later moves are cache hits
-            self._warm_thread = threading.Thread(target=self.warm, kwargs={"progress": False}, daemon=True)
+        if self._precompute and not self._closed:
+            # fill the new heuristic's spectra in the background (later moves are cache hits); one warm-up
+            # thread at a time: the previous one stops at its next SVD and is joined here
+            self._warm_generation += 1
+            if self._warm_thread is not None:
+                self._warm_thread.join()
+            self._warm_thread = threading.Thread(
+                target=self.warm, kwargs={"progress": False, "_generation": self._warm_generation}, daemon=True)
             self._warm_thread.start()
 
     def refresh_heuristics(self) -> None:
@@ -387,12 +403,14 @@ class Explorer:
         self._generation += 1
         if self._timer is not None:
             self._timer.cancel()
+        if self._closed:
+            return
         self._timer = threading.Timer(self.debounce, self._timing_job, args=(self._generation,))
         self._timer.daemon = True
         self._timer.start()
 
     def _timing_job(self, generation: int) -> None:
-        if generation != self._generation:
+        if generation != self._generation or self._closed:
             return
         try:
             self.time_now()
@@ -418,11 +436,32 @@ class Explorer:
                 df, f"timed inference at k={k}, r={r} ({m * n / hmf_params(m, n, k, r):.2f}x), batch {self.batch}")
             return df
 
+    def stop(self, timeout: float = 30.0) -> None:
+        """Cancel pending timing and wait for the background threads (timing, cache warm-up) to finish."""
+        self._closed = True
+        self._generation += 1
+        for t in (self._timer, self._warm_thread):
+            if t is not None:
+                if isinstance(t, threading.Timer):
+                    t.cancel()
+                if t.is_alive() and t is not threading.current_thread():
+                    t.join(timeout)
+
     def close(self) -> None:
-        """Stop a pending timing job and close the widgets."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """Stop the background threads and close the widgets."""
+        self.stop()
         self.widget.close()
+
+
+#: explorers whose background threads must be stopped before the interpreter exits: a thread still
+#: inside a torch kernel at shutdown aborts the process ("terminate called without an active exception")
+_LIVE: "weakref.WeakSet[Explorer]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for ex in list(_LIVE):
+        ex.stop()
 
 
 def explorer(W, **kw) -> Explorer:

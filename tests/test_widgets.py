@@ -214,3 +214,40 @@ def test_tradeoff_table_same_budget_per_compression(W):
         lmf_row = g[g["method"] == "LMF"].iloc[0]
         assert lmf_row["error"] == pytest.approx(hl.relative_error(W, hl.lmf(W, rank=int(lmf_row["rank"]))), abs=1e-4)
     assert (t["time"] > 0).all()
+
+
+def test_stop_waits_for_background_threads(W):
+    """Background work (cache warm-up, debounced timing) is stopped and joined: nothing runs at exit."""
+    ex = hl.explorer(W, debounce=0.05, min_run_time=0.01, split_step=8)
+    ex.heuristic.value = "row_norm"  # starts a warm-up thread
+    ex.split.value = 8  # schedules a timing job
+    ex.stop()
+    assert ex._closed
+    for t in (ex._timer, ex._warm_thread):
+        assert t is None or not t.is_alive()
+    ex.split.value = 16  # after stop(): read-outs still update, no new timing job starts
+    assert ex._timer is None or not ex._timer.is_alive()
+    assert ex in hl.widgets._LIVE
+
+
+def test_process_exits_cleanly_after_heuristic_changes(tmp_path):
+    """Changing the menu twice (refresh_heuristics, then a pick) used to leave an unjoined warm-up thread
+    inside a torch kernel at exit, which aborted the interpreter ("terminate called ...")."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import torch, hmf_lab as hl\n"
+        "W = hl.exercises.synthetic(64, 48, 'power', decay=0.7, seed=2)\n"
+        "ex = hl.explorer(W, timing=False, progress=False)\n"
+        "@hl.register_heuristic('exit_test_last')\n"
+        "def last(W, split, *, rank, X=None):\n"
+        "    return torch.arange(W.shape[0] - split, W.shape[0])\n"
+        "ex.refresh_heuristics()\n"
+        "ex.heuristic.value = 'exit_test_last'\n"
+        "ex.heuristic.value = 'row_norm'\n"
+        "print('done')\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "done" in proc.stdout and "terminate called" not in proc.stderr
