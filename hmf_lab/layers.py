@@ -81,7 +81,21 @@ class _InferenceCache:
         return super().train(mode)
 
 
-class HMFLinear(_InferenceCache, nn.Module):
+class _ModeSwitch(_InferenceCache):
+    """The factorized layers' forward switch: ``"factorized"`` (thin GEMMs) or ``"reconstructed"`` (W_hat)."""
+
+    @property
+    def mode(self) -> str:
+        """``"factorized"`` or ``"reconstructed"`` forward (same numbers, different kernels)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = _check_mode(value)
+        self.clear_cache()
+
+
+class HMFLinear(_ModeSwitch, nn.Module):
     """``y = x @ W_hat.T + b`` with ``W_hat = P [D ; U V]``: D, U, V trainable ``nn.Parameter``s.
 
     ``rows`` (buffer) are the dense rows of the output; the others are ``lower_rows``.
@@ -122,16 +136,6 @@ class HMFLinear(_InferenceCache, nn.Module):
         self._refresh_order()
         self.register_load_state_dict_post_hook(lambda module, keys: module._refresh_order())
         self.reset_parameters()
-
-    @property
-    def mode(self) -> str:
-        """``"factorized"`` or ``"reconstructed"`` forward (same numbers, different kernels)."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        self._mode = _check_mode(value)
-        self.clear_cache()
 
     def _refresh_order(self) -> None:
         # cached Python bool so forward skips the output permutation when rows are the top k
@@ -245,7 +249,7 @@ class HMFLinear(_InferenceCache, nn.Module):
                 f"rank={self.rank}, bias={self.bias is not None}")
 
 
-class LMFLinear(_InferenceCache, nn.Module):
+class LMFLinear(_ModeSwitch, nn.Module):
     """``y = (x @ V.T) @ U.T + b``: rank-r factorization with trainable U (m, r) and V (r, n).
 
     ``mode``: ``"factorized"`` (two thin GEMMs, default) or ``"reconstructed"`` (one GEMM with U V).
@@ -271,16 +275,6 @@ class LMFLinear(_InferenceCache, nn.Module):
         nn.init.kaiming_uniform_(self.U, a=5 ** 0.5)
         nn.init.kaiming_uniform_(self.V, a=5 ** 0.5)
         self.mode = "factorized"
-
-    @property
-    def mode(self) -> str:
-        """``"factorized"`` or ``"reconstructed"`` forward (same numbers, different kernels)."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        self._mode = _check_mode(value)
-        self.clear_cache()
 
     @property
     def n_params(self) -> int:
