@@ -81,6 +81,22 @@ class _InferenceCache:
         return super().train(mode)
 
 
+class _StoredValues:
+    """Size bookkeeping of the compressed layers: the weight values named in ``_stored`` (bias not counted,
+    as for the dense layer's m*n), and the compression m*n / n_params."""
+
+    _stored: tuple[str, ...] = ()
+
+    @property
+    def n_params(self) -> int:
+        """Stored weight values (bias not counted)."""
+        return sum(getattr(self, name).numel() for name in self._stored)
+
+    @property
+    def compression(self) -> float:
+        return self.in_features * self.out_features / self.n_params
+
+
 class _ModeSwitch(_InferenceCache):
     """The factorized layers' forward switch: ``"factorized"`` (thin GEMMs) or ``"reconstructed"`` (W_hat)."""
 
@@ -95,7 +111,7 @@ class _ModeSwitch(_InferenceCache):
         self.clear_cache()
 
 
-class HMFLinear(_ModeSwitch, nn.Module):
+class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
     """``y = x @ W_hat.T + b`` with ``W_hat = P [D ; U V]``: D, U, V trainable ``nn.Parameter``s.
 
     ``rows`` (buffer) are the dense rows of the output; the others are ``lower_rows``.
@@ -108,6 +124,8 @@ class HMFLinear(_ModeSwitch, nn.Module):
     >>> tuple(layer.D.shape), tuple(layer.U.shape), tuple(layer.V.shape), layer.n_params
     ((2, 16), (6, 3), (3, 16), 98)
     """
+
+    _stored = ("D", "U", "V")  # n_params counts these
 
     def __init__(self, in_features: int, out_features: int, split: int, rank: int, bias: bool = True,
                  rows=None, dtype=None):
@@ -151,15 +169,6 @@ class HMFLinear(_ModeSwitch, nn.Module):
     def is_top(self) -> bool:
         """True when the dense rows are the first k (no output permutation)."""
         return self._is_top
-
-    @property
-    def n_params(self) -> int:
-        """Stored weight values ``k*n + r*(m-k) + r*n`` (bias not counted, as for the dense layer's m*n)."""
-        return self.D.numel() + self.U.numel() + self.V.numel()
-
-    @property
-    def compression(self) -> float:
-        return self.in_features * self.out_features / self.n_params
 
     @classmethod
     def from_result(cls, f, bias: torch.Tensor | None = None) -> "HMFLinear":
@@ -249,7 +258,7 @@ class HMFLinear(_ModeSwitch, nn.Module):
                 f"rank={self.rank}, bias={self.bias is not None}")
 
 
-class LMFLinear(_ModeSwitch, nn.Module):
+class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
     """``y = (x @ V.T) @ U.T + b``: rank-r factorization with trainable U (m, r) and V (r, n).
 
     ``mode``: ``"factorized"`` (two thin GEMMs, default) or ``"reconstructed"`` (one GEMM with U V).
@@ -261,6 +270,8 @@ class LMFLinear(_ModeSwitch, nn.Module):
     >>> torch.allclose(f(x), y, atol=1e-5)
     True
     """
+
+    _stored = ("U", "V")  # n_params counts these
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True, dtype=None):
         super().__init__()
@@ -275,14 +286,6 @@ class LMFLinear(_ModeSwitch, nn.Module):
         nn.init.kaiming_uniform_(self.U, a=5 ** 0.5)
         nn.init.kaiming_uniform_(self.V, a=5 ** 0.5)
         self.mode = "factorized"
-
-    @property
-    def n_params(self) -> int:
-        return self.U.numel() + self.V.numel()
-
-    @property
-    def compression(self) -> float:
-        return self.in_features * self.out_features / self.n_params
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int) -> "LMFLinear":
@@ -313,12 +316,14 @@ class LMFLinear(_ModeSwitch, nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
-class SparseLinear(_InferenceCache, nn.Module):
+class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
     """Magnitude-pruned linear layer run with torch's sparse CSR kernel (inference).
 
     The CSR arrays are buffers (``crow_indices``, ``col_indices``, ``values``) so ``state_dict`` holds
     plain dense tensors and loads with ``weights_only=True``.
     """
+
+    _stored = ("values",)  # n_params counts these
 
     def __init__(self, in_features: int, out_features: int, nnz: int, bias: bool = True, dtype=None):
         super().__init__()
@@ -337,14 +342,6 @@ class SparseLinear(_InferenceCache, nn.Module):
     @property
     def nnz(self) -> int:
         return self.values.numel()
-
-    @property
-    def n_params(self) -> int:
-        return self.nnz
-
-    @property
-    def compression(self) -> float:
-        return self.in_features * self.out_features / self.nnz
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, compression: float) -> "SparseLinear":

@@ -47,7 +47,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ._validation import as_int, check_compression, check_rank, check_split
 from .core import hmf, lmf
-from .layers import SparseLinear, _differentiating, _InferenceCache
+from .layers import SparseLinear, _differentiating, _InferenceCache, _StoredValues
 
 __all__ = ["GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM", "CompressedLSTM",
            "choose_split_rank", "lmf_rank"]
@@ -149,7 +149,7 @@ def lmf_rank(shape, compression=None, rank=None) -> int:
 # --------------------------------------------------------------------------- the gate-blocked HMF matrix
 
 
-class GateHMFLinear(_InferenceCache, nn.Module):
+class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
     """A (G*H, n) matrix in G gate blocks, each HMF with ``split`` dense rows and rank ``rank``.
 
     ``forward(x)`` is ``x @ W_hat.T + bias`` like ``nn.Linear``; ``gates(x, add)`` returns the
@@ -164,6 +164,8 @@ class GateHMFLinear(_InferenceCache, nn.Module):
     >>> torch.allclose(f(x), x @ f.to_dense().T + f.bias, atol=1e-5), f.n_params
     (True, 112)
     """
+
+    _stored = ("D", "U", "V")  # n_params counts these
 
     def __init__(self, in_features: int, hidden_size: int, split: int, rank: int, bias: bool = True,
                  rows=None, gates: int = GATES, dtype=None):
@@ -210,15 +212,6 @@ class GateHMFLinear(_InferenceCache, nn.Module):
     def is_top(self) -> bool:
         """True when every gate's dense rows are its first k (no unit permutation)."""
         return self._is_top
-
-    @property
-    def n_params(self) -> int:
-        """Stored weight values ``G * (k*n + r*(H-k) + r*n)`` (bias not counted)."""
-        return self.D.numel() + self.U.numel() + self.V.numel()
-
-    @property
-    def compression(self) -> float:
-        return self.in_features * self.out_features / self.n_params
 
     @classmethod
     def from_weight(cls, W: torch.Tensor, split: int, rank: int, bias: torch.Tensor | None = None,
