@@ -104,7 +104,11 @@ def check_rank(rank, m: int, n: int, k: int) -> int:
 def check_compression(compression, name: str = "compression") -> float:
     if isinstance(compression, (bool, np.bool_)) or not isinstance(compression, numbers.Real):
         raise TypeError(f"{name} must be a real number >= 1, got {type(compression).__name__} {compression!r}")
-    c = float(compression)
+    try:
+        c = float(compression)
+    except OverflowError:  # an int beyond float range, e.g. 10**400
+        raise ValueError(f"{name} must be a finite number >= 1 (dense size / compressed size), "
+                         f"got an int too large for a float ({len(str(abs(int(compression))))} digits)") from None
     if not math.isfinite(c) or c < 1:
         raise ValueError(f"{name} must be a finite number >= 1 (dense size / compressed size), got {compression!r}")
     return c

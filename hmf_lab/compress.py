@@ -24,10 +24,12 @@ calling ``torch.nn.utils.prune.l1_unstructured(module, "weight_hh_l0", amount)``
 once). ``state_dict`` round-trips with ``torch.load(weights_only=True)`` into a model built the same way
 (``compress`` the same architecture, then ``load_state_dict``).
 
-Which (split, rank)? Each matrix (for an LSTM, each gate block) is compressed ``compression``-fold:
-HMF takes :func:`~hmf_lab.lstm.choose_split_rank` (the balanced point ``split ~= rank`` of
-``hl.budget``'s iso-compression line; compression 1 keeps every row dense, exactly), LMF the largest
-rank that fits (:func:`~hmf_lab.lstm.lmf_rank`), pruning keeps ``floor(m*n / compression)`` values.
+Which (split, rank)? Each matrix (for an LSTM, each gate block) is compressed ``compression``-fold at an
+**equal budget** (:func:`~hmf_lab.core.equal_budget`): LMF takes the largest rank that fits
+``floor(m*n / compression)`` (:func:`~hmf_lab.core.lmf_rank`; a shape where rank 1 does not fit raises),
+pruning keeps exactly LMF's number of values (:func:`~hmf_lab.core.prune_keep`; its CSR indices are
+counted apart), and HMF takes :func:`~hmf_lab.core.choose_split_rank`: the balanced point ``split ~=
+rank`` among the (split, rank) within 1% of LMF's size (compression 1 keeps every row dense, exactly).
 ``split``/``rank`` override: an int for every matrix, or a dict keyed by module name (and, for an LSTM,
 ``'ih'``/``'hh'``/``'ih_l0'``...). Parameters are counted the same way for every method: stored weight
 values, biases and sparse indices excluded (:func:`count_params`).
@@ -35,16 +37,19 @@ values, biases and sparse indices excluded (:func:`count_params`).
 Example
 -------
 >>> import torch, hmf_lab as hl
->>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+>>> model = torch.nn.Sequential(torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
 >>> small = hl.compress(model, "hmf", compression=4)
->>> [type(m).__name__ for m in small], round(hl.count_params(model) / hl.count_params(small), 1)
-(['HMFLinear', 'ReLU', 'HMFLinear'], 4.4)
+>>> [type(m).__name__ for m in small], small[0].split, small[0].rank
+(['HMFLinear', 'ReLU', 'HMFLinear'], 13, 10)
+>>> round(hl.count_params(model) / hl.count_params(small), 2)  # the (10, 128) head sits at 4.6x (LMF rank 2)
+4.04
 >>> type(model[0]).__name__   # the original is untouched
 'Linear'
 """
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
@@ -52,26 +57,55 @@ from torch.nn.utils import prune as tprune
 
 from ._validation import check_compression
 from .layers import HMFLinear, LMFLinear, SparseLinear
-from .lstm import CompressedLSTM, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM, choose_split_rank, lmf_rank
+from .core import choose_split_rank, lmf_rank, prune, prune_keep
+from .lstm import CompressedLSTM, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
 
-__all__ = ["compress", "sparsify", "count_params", "METHODS"]
+__all__ = ["compress", "sparsify", "count_params", "replace_modules", "METHODS"]
 
 METHODS = ("hmf", "lmf", "prune")
 
 
+def _is_compressed(mod: nn.Module) -> bool:
+    return isinstance(mod, (CompressedLSTM, PrunedLSTM, HMFLinear, LMFLinear, SparseLinear)) or (
+        isinstance(mod, nn.Linear) and tprune.is_pruned(mod))
+
+
 def _targets(model: nn.Module, layers) -> list[str]:
-    """Qualified names of the modules to replace: every plain nn.Linear / nn.LSTM, or the ``layers`` given."""
-    candidates = [name for name, mod in model.named_modules() if type(mod) in (nn.Linear, nn.LSTM)]
+    """Qualified names of the modules to replace: every plain nn.Linear / nn.LSTM, or the ``layers`` given.
+
+    Modules compress already made (HMF/LMF/pruned) are not compressed again: with none left to compress
+    this raises; with some left, they are compressed and a warning names the ones kept as they are.
+    """
+    done = [name for name, mod in model.named_modules() if _is_compressed(mod)]
+    candidates = [name for name, mod in model.named_modules()
+                  if type(mod) in (nn.Linear, nn.LSTM) and not _is_compressed(mod)
+                  and not any(name == d or name.startswith(d + ".") for d in done if d)]
     if layers is None:
+        if not candidates:
+            if done:
+                raise ValueError(
+                    f"model is already compressed: {_names(done)} hold HMF/LMF/pruned weights and no plain "
+                    f"nn.Linear / nn.LSTM is left to compress; compress the original (dense) model instead")
+            raise ValueError(f"model has no nn.Linear or nn.LSTM to compress (it is a {type(model).__name__})")
+        if done:
+            warnings.warn(f"model is partly compressed: {_names(done)} are kept as they are; compressing "
+                          f"the remaining {_names(candidates)}", UserWarning, stacklevel=3)
         return candidates
     if isinstance(layers, str):
         layers = [layers]
+    if not isinstance(layers, (list, tuple, set)) or not all(isinstance(x, str) for x in layers):
+        raise TypeError(f"layers must be a module name or a list of names, got {layers!r}")
     layers = list(layers)
     bad = [name for name in layers if name not in candidates]
     if bad:
-        raise ValueError(f"layers {bad} are not nn.Linear / nn.LSTM modules of the model; "
+        raise ValueError(f"layers {bad} are not nn.Linear / nn.LSTM modules of the model (not yet compressed); "
                          f"valid names are {candidates}")
     return layers
+
+
+def _names(names) -> str:
+    shown = [repr(n) if n else "the model itself" for n in names[:6]]
+    return ", ".join(shown) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
 
 
 def _pick(value, name: str):
@@ -91,14 +125,13 @@ def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, spa
         return HMFLinear.from_linear(lin, split=k, rank=r, heuristic=heuristic)
     if method == "lmf":
         return LMFLinear.from_linear(lin, rank=lmf_rank((m, n), c, rank))
-    from .core import prune
-
     if c is None:
         raise TypeError("method 'prune' needs compression, e.g. compression=4")
+    p = prune(lin.weight.detach(), nnz=prune_keep((m, n), c))  # LMF's count: the equal budget
     if sparse:
-        return SparseLinear.from_linear(lin, c)
+        return SparseLinear.from_csr(p.weight, None if lin.bias is None else lin.bias.detach())
     new = copy.deepcopy(lin)
-    tprune.custom_from_mask(new, "weight", prune(lin.weight.detach(), c).mask)
+    tprune.custom_from_mask(new, "weight", p.mask)
     return new
 
 
@@ -144,19 +177,86 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
     if sparse and method != "prune":
         raise ValueError(f"sparse=True only applies to method 'prune', got method {method!r}")
     names = _targets(model, layers)
-    if names == [""]:
-        return _replace(model, "", method, c, split, rank, heuristic, sparse)
-    with torch.inference_mode(False):  # a copy made inside inference_mode would hold inference tensors
-        new = copy.deepcopy(model)
-    for name in names:
-        parent_name, _, child = name.rpartition(".")
-        parent = new.get_submodule(parent_name) if parent_name else new
-        old = getattr(parent, child)
-        setattr(parent, child, _replace(old, name, method, c, split, rank, heuristic, sparse))
-    return new
+    targets = set(names)
+
+    def convert(name, mod):
+        return _replace(mod, name, method, c, split, rank, heuristic, sparse) if name in targets else None
+
+    return replace_modules(model, convert)
+
+
+def replace_modules(model: nn.Module, convert, *, inplace: bool = False) -> nn.Module:
+    """The one module-replacement walk: ``model`` with each module ``m`` replaced by ``convert(name, m)``.
+
+    ``convert(name, module)`` returns the replacement, or ``None`` to keep the module and walk into its
+    children (a replaced module is not walked into). ``name`` is the qualified name
+    (``model.named_modules()``; ``""`` is ``model`` itself, and a replaced root is returned as is).
+    **Shared modules stay shared**: a module reachable under several names (``nn.Sequential(lin, act,
+    lin)``) is converted once, under its first name, and that one replacement goes to every place.
+    ``inplace=False`` (default) works on a deep copy (made outside ``inference_mode``, so the copy holds
+    ordinary tensors) and leaves ``model`` untouched; ``inplace=True`` edits ``model`` and returns it.
+    Used by :func:`compress`, :func:`sparsify` and ``reproduce``.
+
+    >>> import torch, hmf_lab as hl
+    >>> lin = torch.nn.Linear(4, 4)
+    >>> net = torch.nn.Sequential(lin, torch.nn.ReLU(), lin)
+    >>> from hmf_lab.compress import replace_modules
+    >>> new = replace_modules(net, lambda name, m: torch.nn.Tanh() if isinstance(m, torch.nn.ReLU) else None)
+    >>> type(new[1]).__name__, new[0] is new[2], new[0] is lin
+    ('Tanh', True, False)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(convert):
+        raise TypeError(f"convert must be a callable convert(name, module) -> module or None, "
+                        f"got {type(convert).__name__}")
+    top = convert("", model)
+    if top is not None:
+        return top
+    if not inplace:
+        with torch.inference_mode(False):  # a copy made inside inference_mode would hold inference tensors
+            model = copy.deepcopy(model)  # deepcopy keeps sharing (one copy per shared module)
+    done: dict[int, nn.Module | None] = {}  # id(original child) -> its replacement (None: kept)
+    visited: set[int] = set()
+
+    def walk(parent: nn.Module, prefix: str) -> None:
+        if id(parent) in visited:
+            return
+        visited.add(id(parent))
+        for child_name, child in list(parent._modules.items()):
+            if child is None:
+                continue
+            name = f"{prefix}.{child_name}" if prefix else child_name
+            if id(child) not in done:
+                rep = convert(name, child)
+                done[id(child)] = rep
+                if rep is None:
+                    walk(child, name)
+            rep = done[id(child)]
+            if rep is not None:
+                setattr(parent, child_name, rep)
+
+    walk(model, "")
+    return model
 
 
 def _replace(mod, name, method, c, split, rank, heuristic, sparse):
+    try:
+        return _replace_one(mod, name, method, c, split, rank, heuristic, sparse)
+    except ValueError as e:  # name the layer: a model has many matrices
+        where = f"layer {name!r}" if name else "the model itself"
+        raise ValueError(f"{where} ({_describe(mod)}): {e}") from e
+
+
+def _describe(mod) -> str:
+    if isinstance(mod, nn.LSTM):
+        return f"LSTM({mod.input_size}, {mod.hidden_size})"
+    if isinstance(mod, nn.Linear):
+        return f"Linear({mod.in_features}, {mod.out_features})"
+    return type(mod).__name__
+
+
+def _replace_one(mod, name, method, c, split, rank, heuristic, sparse):
     s, r = _pick(split, name), _pick(rank, name)
     # inference_mode(False): compressing inside `torch.inference_mode()` would make the new parameters
     # inference tensors (not trainable, no version counter)
@@ -210,22 +310,16 @@ def sparsify(model: nn.Module) -> nn.Module:
             return SparseLinear.from_dense(mod.weight.detach(), b, mask=mod.weight_mask.bool())
         return None
 
+    def convert_named(name, mod):
+        with torch.inference_mode(False):
+            return convert(mod)
+
     with torch.inference_mode(False):
         top = convert(model)
-        if top is not None:
-            return top
-        _refresh_masked_weights(model)
-        new = copy.deepcopy(model)
-    for name, mod in list(new.named_modules()):
-        if not name:
-            continue
-        with torch.inference_mode(False):
-            rep = convert(mod)
-        if rep is not None:
-            parent_name, _, child = name.rpartition(".")
-            parent = new.get_submodule(parent_name) if parent_name else new
-            setattr(parent, child, rep)
-    return new
+    if top is not None:
+        return top
+    _refresh_masked_weights(model)
+    return replace_modules(model, convert_named)
 
 
 def count_params(model: nn.Module) -> int:
@@ -241,8 +335,12 @@ def count_params(model: nn.Module) -> int:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     counted = (CompressedLSTM, PrunedLSTM, HMFLinear, LMFLinear, SparseLinear)
+    seen: set[int] = set()  # a shared module (used twice) stores its values once
 
     def walk(mod: nn.Module) -> int:
+        if id(mod) in seen:
+            return 0
+        seen.add(id(mod))
         if isinstance(mod, counted):
             return mod.n_params
         if isinstance(mod, nn.LSTM):
@@ -250,6 +348,6 @@ def count_params(model: nn.Module) -> int:
         if isinstance(mod, nn.Linear):
             mask = getattr(mod, "weight_mask", None)
             return int(mask.sum()) if mask is not None else mod.weight.numel()
-        return sum(walk(child) for child in mod.children())
+        return sum(walk(child) for child in mod._modules.values() if child is not None)
 
     return walk(model)

@@ -22,6 +22,8 @@ True
 from __future__ import annotations
 
 import math
+import numbers
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -35,6 +37,8 @@ from .heuristics import _select_rows, resolve_fit, whitened_fit
 __all__ = [
     "LMFResult", "HMFResult", "PruneResult", "HMFCache",
     "lmf", "hmf", "prune", "relative_error", "budget", "sweep", "hmf_params", "lmf_params",
+    "value_budget", "largest_rank", "lmf_rank", "choose_split_rank", "EqualBudget", "equal_budget",
+    "equal_budget_splits", "prune_keep",
 ]
 
 
@@ -273,11 +277,12 @@ def hmf(W, split, rank, heuristic="top", X=None, fit=None) -> HMFResult:
     return HMFResult(rows=rows, dense=W[rows].clone(), U=U, V=V, m=m, heuristic=name)
 
 
-def prune(W, compression) -> PruneResult:
-    """Magnitude pruning to ``floor(m*n / compression)`` stored values, kept as sparse CSR.
+def prune(W, compression=None, *, nnz=None) -> PruneResult:
+    """Magnitude pruning to ``floor(m*n / compression)`` stored values (or exactly ``nnz``), kept as sparse CSR.
 
     The mask comes from ``torch.nn.utils.prune.L1Unstructured``. ``n_params``/``compression``
     count values only (as for HMF/LMF); ``n_bytes``/``byte_compression`` include CSR indices.
+    For a count equal to LMF's (a fair comparison) pass ``nnz=hl.core.prune_keep(W.shape, compression)``.
 
     >>> import torch, hmf_lab as hl
     >>> p = hl.prune(torch.arange(1., 9.).reshape(2, 4), compression=4)
@@ -286,15 +291,23 @@ def prune(W, compression) -> PruneResult:
     """
     from torch.nn.utils import prune as tprune
 
-    W = as_matrix(W)
-    c = check_compression(compression)
+    W = as_matrix(W).contiguous()  # L1Unstructured views W flat: a transposed W would fail there
     m, n = W.shape
-    nnz = int(math.floor(m * n / c))
-    if nnz < 1:
-        raise ValueError(
-            f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
-            f"it must be at most m*n = {m * n}"
-        )
+    if (compression is None) == (nnz is None):
+        raise TypeError("prune needs exactly one of compression (e.g. compression=4) or nnz (values to keep), "
+                        f"got compression={compression!r}, nnz={nnz!r}")
+    if nnz is not None:
+        nnz = as_int(nnz, "nnz")
+        if not 1 <= nnz <= m * n:
+            raise ValueError(f"nnz must be an int in [1, m*n]=[1, {m * n}] for shape ({m}, {n}), got {nnz}")
+    else:
+        check_compression(compression)
+        nnz = value_budget((m, n), compression)
+        if nnz < 1:
+            raise ValueError(
+                f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
+                f"it must be at most m*n = {m * n}"
+            )
     method = tprune.L1Unstructured(amount=m * n - nnz)
     mask = method.compute_mask(W, default_mask=torch.ones_like(W)).bool()
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
@@ -326,6 +339,313 @@ def relative_error(W, f) -> float:
     return num / den
 
 
+# --------------------------------------------------------------------------- budget and rank rules
+#
+# The one home of the budget arithmetic: every module (layers, LSTMs, compress, widgets, leaderboard,
+# plots, bench) calls these instead of writing its own floor((B - k*n) / (m - k + n)).
+
+
+def _shape(shape, name: str = "shape") -> tuple[int, int]:
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
+        raise TypeError(f"{name} must be a tuple (m, n), got {shape!r}")
+    m, n = as_int(shape[0], f"{name}[0]"), as_int(shape[1], f"{name}[1]")
+    if m < 1 or n < 1:
+        raise ValueError(f"{name} must have positive sizes, got ({m}, {n})")
+    return m, n
+
+
+def value_budget(shape, compression) -> int:
+    """The budget in stored values, ``floor(m*n / compression)`` (a relative 1e-12 guards round-off).
+
+    >>> import hmf_lab as hl
+    >>> hl.core.value_budget((512, 512), 4), hl.core.value_budget((3, 7), 2)
+    (65536, 10)
+    """
+    m, n = _shape(shape)
+    c = check_compression(compression)
+    return int(math.floor(m * n / c * (1 + 1e-12)))
+
+
+def largest_rank(shape, values, split: int = 0) -> int:
+    """The largest rank r with ``hmf_params(m, n, split, r) <= values``, at most ``min(m-split, n)``; 0 if none.
+
+    ``values`` is a budget in stored values (an int, or a float that is floored). ``split=0`` is LMF's
+    rule, any other split HMF's; ``split = m`` returns 0 (rank 0 is the only rank there).
+
+    >>> import hmf_lab as hl
+    >>> hl.core.largest_rank((1024, 1024), 262144), hl.core.largest_rank((1024, 1024), 262144, split=87)
+    (128, 88)
+    """
+    m, n = _shape(shape)
+    k = check_split(split, m)
+    if isinstance(values, (bool, np.bool_)) or not isinstance(values, numbers.Real):
+        raise TypeError(f"values must be a number of stored values, got {type(values).__name__} {values!r}")
+    if not math.isfinite(float(values)):
+        raise ValueError(f"values must be a finite number of stored values, got {values!r}")
+    v = int(math.floor(values))
+    if k == m:
+        return 0
+    r = (v - k * n) // (m - k + n)
+    return int(max(0, min(r, m - k, n)))
+
+
+def _unreachable(m: int, n: int, compression, what: str) -> ValueError:
+    best = m * n / (m + n)
+    return ValueError(
+        f"compression {compression!r} cannot be reached for shape ({m}, {n}) by {what}: the smallest "
+        f"factorization (rank 1) stores m+n = {m + n} values, i.e. compression at most {best:.4g}; "
+        f"use a smaller compression"
+    )
+
+
+def lmf_rank(shape, compression=None, rank=None) -> int:
+    """LMF's rank at ``compression``: the largest r with ``r*(m+n) <= m*n / compression``; raises if none.
+
+    ``rank`` given: checked and returned as it is. Nothing is rounded up: a shape whose rank-1
+    factorization already exceeds the budget raises ``ValueError`` naming the shape.
+
+    >>> import hmf_lab as hl
+    >>> hl.lmf_rank((1024, 1024), compression=4)
+    128
+    """
+    m, n = _shape(shape)
+    if rank is not None:
+        return check_rank(rank, m, n, 0)
+    if compression is None:
+        raise TypeError("compression is required unless rank is given, e.g. compression=4 or rank=32")
+    r = largest_rank((m, n), value_budget((m, n), compression), 0)
+    if r < 1:
+        raise _unreachable(m, n, compression, "LMF")
+    return r
+
+
+def _max_split(m: int, n: int, B: int) -> int:
+    """The largest split with a rank >= 1 inside B values (-1 if none)."""
+    # hmf_params(m, n, k, 1) = k*(n-1) + m + n grows with k (n >= 1)
+    if n == 1:
+        return m - 1 if m + 1 <= B else -1
+    k = (B - m - n) // (n - 1)
+    return int(min(k, m - 1)) if k >= 0 else -1
+
+
+def choose_split_rank(shape, compression=None, split=None, rank=None) -> tuple[int, int]:
+    """The (split, rank) HMF uses for an (m, n) matrix at ``compression``.
+
+    Rules (documented defaults, every one overridable):
+
+    - ``split`` and ``rank`` both given: used as they are (``compression`` is ignored);
+    - ``split`` given: the largest rank that fits the budget ``floor(m*n / compression)`` at that split;
+    - ``rank`` given: the largest split that fits the budget at that rank;
+    - neither: if the budget allows every row dense (compression 1) that exact point, ``(m, 0)``;
+      otherwise the **equal-budget balanced** point of :func:`equal_budget`: stored values within 1% of
+      LMF's (so HMF, LMF and pruning compare at the same size), ``split`` closest to ``rank`` (ties: the
+      larger rank bound, then the size closest to LMF's). It sits between LMF (split 0) and the
+      almost-all-dense end and has about 1.3x LMF's rank bound for square matrices.
+
+    >>> import hmf_lab as hl
+    >>> hl.choose_split_rank((1024, 1024), compression=4)
+    (87, 88)
+    >>> hl.choose_split_rank((1024, 1024), compression=4, split=0)  # LMF's rank
+    (0, 128)
+    >>> hl.choose_split_rank((1024, 1024), compression=1)
+    (1024, 0)
+    """
+    m, n = _shape(shape)
+    if split is not None and rank is not None:
+        k = check_split(split, m)
+        return k, check_rank(rank, m, n, k)
+    if compression is None:
+        raise TypeError("compression is required unless both split and rank are given, "
+                        "e.g. compression=4 or split=64, rank=32")
+    B = value_budget((m, n), compression)
+    if split is not None:
+        k = check_split(split, m)
+        if k == m:
+            if m * n > B:
+                raise ValueError(f"split {k} = m keeps every row dense (compression 1), which does not fit "
+                                 f"compression {compression!r} for shape ({m}, {n}); pick a smaller split")
+            return m, 0
+        r = largest_rank((m, n), B, k)
+        if r < 1:
+            raise ValueError(f"split {k} leaves no room for a rank >= 1 at compression {compression!r} for "
+                             f"shape ({m}, {n}); the largest feasible split is {_max_split(m, n, B)}")
+        return k, r
+    if rank is not None:
+        r = as_int(rank, "rank")
+        if r < 1 or r > min(m, n):
+            raise ValueError(f"rank must be an int in [1, min(m, n)]=[1, {min(m, n)}] for shape ({m}, {n}), got {r}")
+        # hmf_params(k, r) = k*(n - r) + r*(m + n): non-decreasing in k (r <= n)
+        if hmf_params(m, n, 0, r) > B:
+            raise ValueError(f"rank {r} does not fit compression {compression!r} for shape ({m}, {n}) even with "
+                             f"split 0 (LMF needs rank <= {B // (m + n)})")
+        kmax = m - r  # rank <= m - split
+        if r < n:
+            kmax = min(kmax, (B - r * (m + n)) // (n - r))
+        return int(kmax), r
+    if m * n <= B:
+        return m, 0
+    eb = equal_budget((m, n), compression)
+    return eb.split, eb.rank
+
+
+@dataclass(frozen=True)
+class EqualBudget:
+    """HMF (split, rank), LMF rank and pruning's kept count at one compression, all at the same size.
+
+    Sizes are stored weight values per block (``blocks`` gate blocks of ``shape`` each, e.g. 4 for an
+    LSTM matrix); pruning's CSR indices are counted apart (``prune_index_values``).
+    """
+
+    shape: tuple  # (m, n) of one block
+    compression: float
+    blocks: int
+    split: int
+    rank: int
+    lmf_rank: int
+    budget: int  # floor(m*n / compression) per block: nothing exceeds it
+    tol: float
+
+    @property
+    def hmf_params(self) -> int:
+        return self.blocks * hmf_params(*self.shape, self.split, self.rank)
+
+    @property
+    def lmf_params(self) -> int:
+        return self.blocks * lmf_params(*self.shape, self.lmf_rank)
+
+    @property
+    def prune_nnz(self) -> int:
+        """Values pruning keeps: exactly LMF's count (so HMF is within ``tol`` of both)."""
+        return self.lmf_params
+
+    @property
+    def prune_index_values(self) -> int:
+        """CSR indices pruning also stores (column index per value + m+1 row pointers per matrix)."""
+        m, _ = self.shape
+        return self.prune_nnz + self.blocks * m + 1
+
+    @property
+    def gap(self) -> float:
+        """``|HMF - LMF| / LMF`` stored values (pruning keeps exactly LMF's count)."""
+        return abs(self.hmf_params - self.lmf_params) / self.lmf_params
+
+
+def equal_budget_splits(shape, compression, *, tol: float = 0.01) -> pd.DataFrame:
+    """Every split whose largest fitting rank stores within ``tol`` of LMF's values: the iso-budget line.
+
+    Columns split, rank, params, lmf_params, gap, rank_bound. Use it to sweep splits from 0 (= LMF)
+    to the all-rows end at one fair budget; split 0 is always there (it is LMF).
+
+    >>> import hmf_lab as hl
+    >>> df = hl.core.equal_budget_splits((128, 128), compression=16)
+    >>> df[["split", "rank", "params"]].values.tolist()
+    [[0, 4, 1024], [2, 3, 1018], [4, 2, 1016], [6, 1, 1018]]
+    """
+    m, n = _shape(shape)
+    tol = _check_tol(tol)
+    B = value_budget((m, n), compression)
+    if largest_rank((m, n), B, 0) < 1:
+        raise _unreachable(m, n, compression, "HMF or LMF (at an equal budget)")
+    rl = lmf_rank((m, n), compression)
+    T = lmf_params(m, n, rl)
+    hi = min(B, int(math.floor(T * (1 + tol))))
+    lo = T * (1 - tol)
+    rows = []
+    for k in range(0, m):
+        r = largest_rank((m, n), hi, k)
+        if r < 1:
+            break  # hmf_params(k, 1) grows with k: no larger split fits either
+        p = hmf_params(m, n, k, r)
+        if p >= lo:
+            rows.append((k, r, p))
+    df = pd.DataFrame(rows, columns=["split", "rank", "params"]).astype("int64")
+    df["lmf_params"] = T
+    df["gap"] = (df["params"] - T).abs() / T
+    df["rank_bound"] = [min(k + r, m, n) for k, r, _ in rows]
+    return df
+
+
+def _check_tol(tol) -> float:
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, numbers.Real):
+        raise TypeError(f"tol must be a number in [0, 1), got {type(tol).__name__} {tol!r}")
+    if not 0 <= float(tol) < 1:
+        raise ValueError(f"tol must be a number in [0, 1) (relative size gap), got {tol!r}")
+    return float(tol)
+
+
+def equal_budget(shape, compression, *, split=None, blocks: int = 1, tol: float = 0.01) -> EqualBudget:
+    """HMF (split, rank), LMF's rank and pruning's kept count with equal stored values (within ``tol``).
+
+    LMF takes the largest rank that fits ``floor(m*n / compression)``; its size T is the target.
+    Pruning keeps exactly T values (its CSR indices are counted apart). HMF takes a (split, rank) whose
+    size lies in ``[T*(1-tol), min(budget, T*(1+tol))]``: by default the balanced one (split closest to
+    rank; ties: larger rank bound, then closer to T), or the largest fitting rank at a given ``split``
+    (``ValueError`` listing the reachable splits if that split cannot come within ``tol``).
+    ``blocks``: gate blocks of ``shape`` in one matrix (an LSTM's W is 4 blocks of (H, n)); sizes scale.
+    Nothing exceeds the budget; a shape where rank 1 already does raises ``ValueError`` naming the shape.
+
+    >>> import hmf_lab as hl
+    >>> e = hl.core.equal_budget((128, 128), compression=16)
+    >>> (e.split, e.rank), e.lmf_rank, e.hmf_params, e.lmf_params, e.prune_nnz
+    ((2, 3), 4, 1018, 1024, 1024)
+    """
+    m, n = _shape(shape)
+    c = check_compression(compression)
+    G = as_int(blocks, "blocks")
+    if G < 1:
+        raise ValueError(f"blocks must be an int >= 1 (gate blocks per matrix), got {G}")
+    tol = _check_tol(tol)
+    B = value_budget((m, n), c)
+    df = equal_budget_splits((m, n), c, tol=tol)  # raises for unreachable shapes
+    rl = lmf_rank((m, n), c)
+    if split is not None:
+        k = check_split(split, m)
+        hit = df[df["split"] == k]
+        if hit.empty:
+            ks = df["split"].tolist()
+            near = sorted(ks, key=lambda s: abs(s - k))[:5]
+            raise ValueError(
+                f"split {k} cannot store within {tol:.0%} of LMF's {lmf_params(m, n, rl)} values for shape "
+                f"({m}, {n}) at compression {compression!r}; splits that can: {sorted(near)} "
+                f"(all: hl.core.equal_budget_splits({(m, n)}, {compression!r}))")
+        k, r = int(hit["split"].iloc[0]), int(hit["rank"].iloc[0])
+    else:
+        T = lmf_params(m, n, rl)
+        key = (df["split"] - df["rank"]).abs() * 1.0
+        best = df.assign(_gap=key, _rb=-df["rank_bound"], _t=(df["params"] - T).abs()).sort_values(
+            ["_gap", "_rb", "_t", "split"], kind="stable").iloc[0]
+        k, r = int(best["split"]), int(best["rank"])
+    return EqualBudget(shape=(m, n), compression=c, blocks=G, split=k, rank=r, lmf_rank=rl, budget=B, tol=tol)
+
+
+def prune_keep(shape, compression, *, blocks: int = 1) -> int:
+    """Values pruning keeps at ``compression`` in a fair comparison: LMF's count (see :func:`equal_budget`).
+
+    ``shape`` is one block (an LSTM matrix is 4 gate blocks of (H, n): ``blocks=4``). Compression 1
+    (the budget holds W) keeps every value; shapes LMF cannot reach fall back to ``floor(m*n / compression)``.
+
+    >>> import hmf_lab as hl
+    >>> hl.core.prune_keep((128, 128), 16), hl.core.prune_keep((128, 128), 1), hl.core.prune_keep((8, 1), 2)
+    (1024, 16384, 4)
+    """
+    m, n = _shape(shape)
+    G = as_int(blocks, "blocks")
+    if G < 1:
+        raise ValueError(f"blocks must be an int >= 1 (gate blocks per matrix), got {G}")
+    B = value_budget((m, n), compression)
+    if B >= m * n:
+        return G * m * n
+    r = largest_rank((m, n), B, 0)
+    if r < 1:
+        if B < 1:
+            raise ValueError(f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
+                             f"it must be at most m*n = {m * n}")
+        return G * B
+    return G * lmf_params(m, n, r)
+
+
 def budget(shape, compression, *, step: int = 1) -> pd.DataFrame:
     """Feasible (split, rank) pairs at a compression: for each split, the largest rank that fits.
 
@@ -337,32 +657,22 @@ def budget(shape, compression, *, step: int = 1) -> pd.DataFrame:
     >>> b[["split", "rank"]].iloc[0].tolist(), int(b["rank_bound"].max())
     ([0, 64], 127)
     """
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
-        raise TypeError(f"shape must be a tuple (m, n), got {shape!r}")
-    m, n = as_int(shape[0], "shape[0]"), as_int(shape[1], "shape[1]")
-    if m < 1 or n < 1:
-        raise ValueError(f"shape must have positive sizes, got ({m}, {n})")
+    m, n = _shape(shape)
     step = as_int(step, "step")
     if step < 1:
         raise ValueError(f"step must be an int >= 1, got {step}")
-    c = check_compression(compression)
-    B = m * n / c
+    B = value_budget((m, n), compression)
     rows = []
     for k in range(0, m + 1, step):
         if k == m:
-            if m * n <= B + 1e-9:
+            if m * n <= B:
                 rows.append((m, 0))
             continue
-        r = int(math.floor((B - k * n) / (m - k + n) + 1e-9))
-        r = min(r, m - k, n)
+        r = largest_rank((m, n), B, k)
         if r >= 1:
             rows.append((k, r))
     if not rows:
-        best = m * n / (m + n)
-        raise ValueError(
-            f"compression {compression!r} cannot be reached for shape ({m}, {n}): the smallest "
-            f"factorization (split 0, rank 1) stores m+n = {m + n} values, i.e. compression at most {best:.4g}"
-        )
+        raise _unreachable(m, n, compression, "any (split, rank)")
     df = pd.DataFrame(rows, columns=["split", "rank"]).astype("int64")
     df["params"] = [hmf_params(m, n, k, r) for k, r in rows]
     df["compression"] = m * n / df["params"]

@@ -28,7 +28,7 @@ import torch
 
 from . import synthetic
 from ._validation import as_inputs, as_matrix, check_compression
-from .core import hmf, hmf_params, relative_error
+from .core import hmf, hmf_params, largest_rank, relative_error
 from .heuristics import HEURISTICS, _resolve, clear_cache
 
 __all__ = ["leaderboard", "plot_leaderboard", "summary", "compare", "plot_oracle", "suite", "pretrained_matrices", "pretrained_inputs",
@@ -197,8 +197,7 @@ def _candidates(m: int, n: int, c: float, shares) -> list[tuple[int, int]]:
     for s in shares:
         k = int(round(s * B / n))
         k = min(max(k, 1), m - 1)
-        r = int(math.floor((B - k * n) / (m - k + n) + 1e-9))
-        r = min(r, m - k, n)
+        r = largest_rank((m, n), B, k)  # core's budget rule
         if r >= 1 and (k, r) not in out:
             out.append((k, r))
     return out

@@ -31,9 +31,9 @@ Example
 >>> (y, (h, c)), (y0, (h0, c0)) = same(x), lstm(x)
 >>> torch.allclose(y, y0, atol=1e-5) and torch.allclose(c, c0, atol=1e-5)
 True
->>> small = hl.HMFLSTM.from_lstm(torch.nn.LSTM(64, 64), compression=4)   # k dense rows per gate
->>> small.split, small.rank, round(small.compression, 2)
-((5, 5), (5, 5), 4.38)
+>>> small = hl.HMFLSTM.from_lstm(torch.nn.LSTM(128, 128), compression=4)   # k dense rows per gate
+>>> small.split, small.rank, round(small.compression, 2)      # equal budget: LMF's size within 1%
+((13, 13), (10, 10), 4.0)
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from torch.nn.utils import prune as tprune
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ._validation import as_int, check_compression, check_rank, check_split
-from .core import hmf, lmf
+from .core import choose_split_rank, hmf, lmf, lmf_rank, prune, prune_keep
 from .layers import SparseLinear, _differentiating, _InferenceCache, _StoredValues
 
 __all__ = ["GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM", "CompressedLSTM",
@@ -59,91 +59,8 @@ LSTM_MODES = ("auto", "factorized", "reconstructed")
 # --------------------------------------------------------------------------- choosing (split, rank)
 
 
-def choose_split_rank(shape, compression=None, split=None, rank=None) -> tuple[int, int]:
-    """The (split, rank) HMF uses for an (m, n) matrix at ``compression``: a point of ``hl.budget``.
-
-    Rules (documented defaults, every one overridable):
-
-    - ``split`` and ``rank`` both given: used as they are (``compression`` is ignored);
-    - ``split`` given: the largest rank that fits the budget ``m*n / compression`` at that split;
-    - ``rank`` given: the largest split that fits the budget at that rank;
-    - neither: if the budget allows every row dense (compression 1) that exact point, ``(m, 0)``;
-      otherwise the **balanced** point of the iso-compression line, ``split`` closest to ``rank``
-      (ties: the larger rank bound ``split + rank``). It sits between LMF (split 0) and the
-      almost-all-dense end, has about 1.3x the rank bound of LMF for square matrices, and every point
-      of the line stores the same number of values, so the run time does not depend on this choice.
-
-    >>> import hmf_lab as hl
-    >>> hl.choose_split_rank((1024, 1024), compression=4)
-    (87, 88)
-    >>> hl.choose_split_rank((1024, 1024), compression=4, split=0)  # LMF's rank
-    (0, 128)
-    >>> hl.choose_split_rank((1024, 1024), compression=1)
-    (1024, 0)
-    """
-    from .core import budget, hmf_params
-
-    m, n = (as_int(s, "shape") for s in shape)
-    if split is not None and rank is not None:
-        k = check_split(split, m)
-        return k, check_rank(rank, m, n, k)
-    if compression is None:
-        raise TypeError("compression is required unless both split and rank are given, "
-                        "e.g. compression=4 or split=64, rank=32")
-    c = check_compression(compression)
-    B = m * n / c
-    if split is not None:
-        k = check_split(split, m)
-        if k == m:
-            if m * n > B + 1e-9:
-                raise ValueError(f"split {k} = m keeps every row dense (compression 1), which does not fit "
-                                 f"compression {compression!r}; pick a smaller split")
-            return m, 0
-        r = int(math.floor((B - k * n) / (m - k + n) + 1e-9))
-        r = min(r, m - k, n)
-        if r < 1:
-            raise ValueError(f"split {k} leaves no room for a rank >= 1 at compression {compression!r} for "
-                             f"shape ({m}, {n}); the largest feasible split is {_max_split(m, n, B)}")
-        return k, r
-    if rank is not None:
-        r = as_int(rank, "rank")
-        if r < 1 or r > min(m, n):
-            raise ValueError(f"rank must be an int in [1, min(m, n)]=[1, {min(m, n)}], got {r}")
-        ks = [k for k in range(0, m) if r <= min(m - k, n) and hmf_params(m, n, k, r) <= B + 1e-9]
-        if not ks:
-            raise ValueError(f"rank {r} does not fit compression {compression!r} for shape ({m}, {n}) even with "
-                             f"split 0 (LMF needs rank <= {int(B // (m + n))})")
-        return max(ks), r
-    if m * n <= B + 1e-9:
-        return m, 0
-    df = budget((m, n), c)
-    df = df[df["rank"] > 0]
-    gap = (df["split"] - df["rank"]).abs()
-    best = df[gap == gap.min()].sort_values("rank_bound", ascending=False).iloc[0]
-    return int(best["split"]), int(best["rank"])
-
-
-def _max_split(m: int, n: int, B: float) -> int:
-    from .core import hmf_params
-
-    ok = [k for k in range(m) if hmf_params(m, n, k, 1) <= B + 1e-9]
-    return max(ok) if ok else -1
-
-
-def lmf_rank(shape, compression=None, rank=None) -> int:
-    """LMF's rank at ``compression``: the largest r with ``r*(m+n) <= m*n / compression`` (at least 1).
-
-    >>> import hmf_lab as hl
-    >>> hl.lmf_rank((1024, 1024), compression=4)
-    128
-    """
-    m, n = (as_int(s, "shape") for s in shape)
-    if rank is not None:
-        return check_rank(rank, m, n, 0)
-    if compression is None:
-        raise TypeError("compression is required unless rank is given, e.g. compression=4 or rank=32")
-    c = check_compression(compression)
-    return max(1, min(int(math.floor(m * n / c / (m + n) + 1e-9)), m, n))
+# choose_split_rank (HMF) and lmf_rank (LMF) live in core, the one home of the budget rules (issue 12);
+# imported above and re-exported here for old imports.
 
 
 # --------------------------------------------------------------------------- the gate-blocked HMF matrix
@@ -799,9 +716,9 @@ class SparseLSTM(CompressedLSTM):
             w_ih, w_hh, b_ih, b_hh = _lstm_weights(lstm, sfx)
             masks = _masks(lstm, sfx)
             for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
-                if compression is not None:
-                    lin = _linear(W, b)
-                    mods.append(SparseLinear.from_linear(lin, compression))
+                if compression is not None:  # pruning keeps LMF's count per gate block (equal budget)
+                    keep = prune_keep((lstm.hidden_size, W.shape[1]), compression, blocks=GATES)
+                    mods.append(SparseLinear.from_csr(prune(W, nnz=keep).weight, b))
                 else:
                     mask = masks.get(which)
                     mods.append(SparseLinear.from_dense(W, b, mask=mask))
@@ -856,7 +773,8 @@ class PrunedLSTM(nn.LSTM):
             for which in ("ih", "hh"):
                 name = f"weight_{which}{sfx}"
                 W = getattr(self, name).detach()
-                tprune.custom_from_mask(self, name, prune(W, c).mask)
+                keep = prune_keep((lstm.hidden_size, W.shape[1]), c, blocks=GATES)  # LMF's count: equal budget
+                tprune.custom_from_mask(self, name, prune(W, nnz=keep).mask)
         return self.train(lstm.training)
 
     def _mask_names(self):

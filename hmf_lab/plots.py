@@ -95,8 +95,9 @@ def block_layout(m: int, n: int, split: int, rank: int, lmf_rank: int | None = N
     """
     k, r = int(split), int(rank)
     if lmf_rank is None:
-        params = k * n + r * (m - k) + r * n
-        lmf_rank = max(params // (m + n), 0)
+        from .core import hmf_params, largest_rank  # the one home of the budget rules
+
+        lmf_rank = largest_rank((m, n), hmf_params(m, n, k, r), 0)
     rl = int(lmf_rank)
     g = gap if gap is not None else 0.15 * max(m, n)
     out = [("W", 0.0, 0.0, n, m)]

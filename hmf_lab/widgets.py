@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ._validation import as_int, as_matrix, check_compression
-from .core import HMFCache, budget, hmf_params, prune
+from .core import HMFCache, budget, hmf_params, largest_rank, prune
 from .heuristics import HEURISTICS
 from .layers import HMFLinear, LMFLinear, SparseLinear
 from .plots import blocks_svg
@@ -68,7 +68,7 @@ def layers_at_budget(W, split: int, rank: int, heuristic="top", *, bias: bool = 
     dense = nn.Linear(n, m, bias=bias, dtype=W.dtype)
     with torch.no_grad():
         dense.weight.copy_(W)
-    rl = max(1, min(params // (m + n), m, n))
+    rl = max(1, largest_rank((m, n), params, 0))  # LMF's rule (core); at least rank 1 to draw a layer
     g = cache.hmf(0, rl, "top")  # split 0: the truncated SVD of W, i.e. LMF
     lm = LMFLinear(n, m, rl, bias=bias, dtype=W.dtype)
     with torch.no_grad():
@@ -301,7 +301,7 @@ class Explorer:
         if self.status.value:
             self.status.value = ""
         params = hmf_params(m, n, k, r)
-        rl = min(params // (m + n), m, n)
+        rl = largest_rank((m, n), params, 0)  # LMF's rule (core)
         lmf_err = self._lmf_error(rl)
         self.state = dict(split=k, rank=r, heuristic=h, error=err, params=params, compression=m * n / params,
                           rank_bound=min(k + r, m, n), lmf_rank=rl, lmf_error=lmf_err)
@@ -372,7 +372,7 @@ class Explorer:
                     if m * n <= B:
                         self._budget[m] = 0
                     continue
-                q = min((B - s * n) // (m - s + n), m - s, n)  # largest rank with k*n + r*(m-k) + r*n <= B
+                q = largest_rank((m, n), B, s)  # core's rule: largest rank with k*n + r*(m-k) + r*n <= B
                 if q >= 1:
                     self._budget[s] = int(q)
             self._budget.setdefault(k, r)

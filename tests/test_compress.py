@@ -184,3 +184,73 @@ def test_sparsify_right_after_a_training_step():
     with torch.no_grad():
         torch.testing.assert_close(fast(x), pruned(x))
     assert loss.requires_grad
+
+
+# --------------------------------------------------------------------------- shared modules, one walk (issue 12)
+
+
+@pytest.mark.parametrize("method,kw", [("hmf", {}), ("lmf", {}), ("prune", {}), ("prune", {"sparse": True})])
+def test_shared_module_stays_shared(method, kw):
+    """Issue 12 5(a): a module used twice is compressed once and stays shared; the model shrinks."""
+    lin = nn.Linear(64, 64)
+    net = nn.Sequential(lin, nn.ReLU(), lin)
+    new = hl.compress(net, method, compression=4, **kw)
+    assert new[0] is new[2]  # one replacement at both places
+    assert new[0] is not lin and net[0] is lin is net[2]  # the original is untouched
+    assert hl.count_params(new) < hl.count_params(net) == 64 * 64
+    assert hl.count_params(new) <= 64 * 64 / 4
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        assert torch.allclose(new(x), new[0](torch.relu(new[0](x))), atol=1e-6)
+    if method != "prune" or kw:  # stored tensors really shrink (masked pruning keeps weight_orig by design)
+        assert sum(p.numel() for p in new.parameters()) < sum(p.numel() for p in net.parameters())
+
+
+def test_shared_module_across_parents():
+    lin = nn.Linear(32, 32)
+    net = nn.ModuleDict({"a": nn.Sequential(lin), "b": nn.Sequential(nn.ReLU(), lin)})
+    new = hl.compress(net, "hmf", compression=2)
+    assert new["a"][0] is new["b"][1] and isinstance(new["a"][0], hl.HMFLinear)
+    assert hl.count_params(new) == new["a"][0].n_params  # counted once
+
+
+def test_replace_modules_helper():
+    from hmf_lab.compress import replace_modules
+
+    act = nn.ReLU()
+    net = nn.Sequential(nn.Linear(4, 4), act, nn.Sequential(act, nn.Linear(4, 2)))
+    seen = []
+
+    def to_tanh(name, mod):
+        seen.append(name)
+        return nn.Tanh() if isinstance(mod, nn.ReLU) else None
+
+    new = replace_modules(net, to_tanh)
+    assert isinstance(new[1], nn.Tanh) and new[1] is new[2][0] and isinstance(net[1], nn.ReLU)
+    assert seen == ["", "0", "1", "2", "2.1"]  # the shared ReLU converted once, under its first name
+    same = replace_modules(net, to_tanh, inplace=True)
+    assert same is net and isinstance(net[1], nn.Tanh)
+    assert replace_modules(net, lambda name, mod: nn.Identity() if name == "" else None).__class__ is nn.Identity
+    with pytest.raises(TypeError, match="convert must be a callable"):
+        replace_modules(net, "tanh")
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got int"):
+        replace_modules(3, to_tanh)
+
+
+def test_compress_already_compressed():
+    """Issue 12 5(l): compressing a compressed model raised nothing and did nothing."""
+    net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))
+    small = hl.compress(net, "hmf", compression=4)
+    with pytest.raises(ValueError, match=r"model is already compressed: '0', '2' hold HMF/LMF/pruned weights"):
+        hl.compress(small, "lmf", compression=4)
+    pruned = hl.compress(net, "prune", compression=4)
+    with pytest.raises(ValueError, match="model is already compressed"):
+        hl.compress(pruned, "prune", compression=4)
+    half = hl.compress(net, "hmf", compression=4, layers=["0"])
+    with pytest.warns(UserWarning, match=r"partly compressed: '0' are kept as they are; compressing the remaining '2'"):
+        both = hl.compress(half, "lmf", compression=4)
+    assert isinstance(both[0], hl.HMFLinear) and isinstance(both[2], hl.LMFLinear)
+    with pytest.raises(ValueError, match=r"no nn.Linear or nn.LSTM to compress \(it is a ReLU\)"):
+        hl.compress(nn.ReLU(), "hmf", compression=2)
+    with pytest.raises(TypeError, match="layers must be a module name or a list of names"):
+        hl.compress(net, "hmf", compression=2, layers=[0])
