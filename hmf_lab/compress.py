@@ -118,11 +118,11 @@ def _pick(value, name: str):
     return value
 
 
-def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, sparse: bool) -> nn.Module:
+def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, sparse: bool, X=None) -> nn.Module:
     m, n = lin.out_features, lin.in_features
     if method == "hmf":
         k, r = choose_split_rank((m, n), c, split, rank)
-        return HMFLinear.from_linear(lin, split=k, rank=r, heuristic=heuristic)
+        return HMFLinear.from_linear(lin, split=k, rank=r, heuristic=heuristic, X=X)
     if method == "lmf":
         return LMFLinear.from_linear(lin, rank=lmf_rank((m, n), c, rank))
     if c is None:
@@ -135,9 +135,9 @@ def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, spa
     return new
 
 
-def _compress_lstm(lstm: nn.LSTM, method: str, c, split, rank, heuristic, sparse: bool) -> nn.Module:
+def _compress_lstm(lstm: nn.LSTM, method: str, c, split, rank, heuristic, sparse: bool, X=None) -> nn.Module:
     if method == "hmf":
-        return HMFLSTM.from_lstm(lstm, c, split=split, rank=rank, heuristic=heuristic)
+        return HMFLSTM.from_lstm(lstm, c, split=split, rank=rank, heuristic=heuristic, X=X)
     if method == "lmf":
         return LMFLSTM.from_lstm(lstm, c, rank=rank)
     if c is None:
@@ -146,7 +146,7 @@ def _compress_lstm(lstm: nn.LSTM, method: str, c, split, rank, heuristic, sparse
 
 
 def compress(model: nn.Module, method: str, compression=None, *, heuristic="top", split=None, rank=None,
-             layers=None, sparse: bool = False) -> nn.Module:
+             layers=None, sparse: bool = False, X=None, loss=None) -> nn.Module:
     """A deep copy of ``model`` with its ``nn.Linear`` and ``nn.LSTM`` modules compressed by ``method``.
 
     ``method``: ``"hmf"``, ``"lmf"`` or ``"prune"``. ``compression``: dense size / compressed size for
@@ -154,6 +154,13 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
     ``heuristic``: HMF's split heuristic (a name in ``hl.HEURISTICS`` or a callable), applied per gate
     block in an LSTM. ``layers``: names (``model.named_modules()``) to replace; default all of them.
     ``sparse``: for ``"prune"``, CSR inference modules instead of trainable masked ones.
+    ``X``: calibration inputs of the **model** for data-aware heuristics (``"activation"``): one batch
+    (a tensor, or a tuple of positional arguments) or a list of batches. Forward hooks capture what each
+    compressed layer sees (an ``nn.Linear`` its input rows; an ``nn.LSTM`` layer its input sequence for
+    ``W_ih`` and its hidden states ``h_t`` for ``W_hh``) and hand those to the heuristic and the fit.
+    ``loss``: for ``heuristic="fisher"``, a callable ``loss(model, batch) -> scalar tensor``; the
+    empirical Fisher row importances (squared gradients summed over the batches of ``X``) of each matrix
+    (per gate block in an LSTM) drive the selection. The original model's ``.grad`` are left as they were.
 
     >>> import torch, hmf_lab as hl
     >>> net = torch.nn.ModuleDict({"rnn": torch.nn.LSTM(8, 16, batch_first=True), "out": torch.nn.Linear(16, 4)})
@@ -176,13 +183,167 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
         raise ValueError(f"split (dense rows) only applies to method 'hmf', got split={split!r} with {method!r}")
     if sparse and method != "prune":
         raise ValueError(f"sparse=True only applies to method 'prune', got method {method!r}")
+    if (X is not None or loss is not None) and method != "hmf":
+        raise ValueError(f"X and loss (calibration for HMF's split heuristics) only apply to method 'hmf', "
+                         f"got method {method!r}; drop X=/loss=")
     names = _targets(model, layers)
     targets = set(names)
+    calib, heur = _calibration(model, names, heuristic, X, loss)
 
     def convert(name, mod):
-        return _replace(mod, name, method, c, split, rank, heuristic, sparse) if name in targets else None
+        if name not in targets:
+            return None
+        return _replace(mod, name, method, c, split, rank, heur.get(name, heuristic), sparse, calib.get(name))
 
     return replace_modules(model, convert)
+
+
+# --------------------------------------------------------------------------- calibration inputs (X, loss)
+
+
+def _batches(X) -> list:
+    """Model calibration inputs as a list of batches; each batch a tuple of positional arguments."""
+    import numpy as np
+
+    if isinstance(X, (torch.Tensor, np.ndarray)):
+        X = [X]
+    if not isinstance(X, (list, tuple)):
+        raise TypeError(f"X must be a batch of model inputs (a tensor) or a list of batches, got {type(X).__name__}")
+    if isinstance(X, tuple) and X and all(isinstance(b, torch.Tensor) for b in X):
+        X = [X]  # a tuple of tensors: the positional arguments of one call
+    if not X:
+        raise ValueError("X must hold at least one batch of model inputs, got an empty list")
+    out = []
+    for i, b in enumerate(X):
+        args = b if isinstance(b, tuple) else (b,)
+        for a in args:
+            if isinstance(a, np.ndarray):
+                raise TypeError(f"X batch {i} must hold torch tensors, got a numpy array; use torch.from_numpy(...)")
+            if isinstance(a, torch.Tensor):
+                if a.device.type == "meta":
+                    raise ValueError(f"X batch {i} is on the meta device (no values); pass real tensors")
+                if a.ndim == 0 or a.shape[0] == 0:
+                    raise ValueError(f"X batch {i} must be a non-empty batch, got shape {tuple(a.shape)}")
+        out.append(args)
+    return out
+
+
+def _lstm_streams(lstm: nn.LSTM, args, out) -> dict:
+    """Per-matrix inputs of an LSTM call: ``ih_l{k}`` the layer's input rows, ``hh_l{k}`` its hidden states."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    x = args[0]
+    hx = args[1] if len(args) > 1 else None
+    D, H, L = (2 if lstm.bidirectional else 1), lstm.hidden_size, lstm.num_layers
+    streams = {}
+    inp = x
+    for layer in range(L):
+        one = nn.LSTM(inp.data.shape[-1] if isinstance(inp, PackedSequence) else inp.shape[-1], H, 1,
+                      bias=lstm.bias, batch_first=lstm.batch_first, bidirectional=lstm.bidirectional,
+                      dtype=getattr(lstm, "weight_ih_l0").dtype, device=lstm.weight_ih_l0.device)
+        state = {}
+        for d in range(D):
+            sfx = "_reverse" if d else ""
+            for w in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ()):
+                state[f"{w}_l0{sfx}"] = getattr(lstm, f"{w}_l{layer}{sfx}").detach()
+        one.load_state_dict(state)
+        h0 = None if hx is None else tuple(t[layer * D:(layer + 1) * D] for t in hx)
+        y, _ = one(inp, h0)
+        rows_in = (inp.data if isinstance(inp, PackedSequence) else inp).reshape(-1, one.input_size)
+        rows_out = (y.data if isinstance(y, PackedSequence) else y).reshape(-1, D * H)
+        for d in range(D):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            streams["ih" + sfx] = rows_in
+            streams["hh" + sfx] = rows_out[:, d * H:(d + 1) * H]  # h_t, the inputs of W_hh at t+1
+        inp = y
+    return streams
+
+
+def _calibration(model: nn.Module, names, heuristic, X, loss):
+    """Per-layer calibration inputs (and Fisher heuristics) for the modules ``names``, from model inputs X."""
+    from .heuristics import fisher_from
+
+    if X is None:
+        if loss is not None:
+            raise ValueError("loss needs calibration batches: pass X=batch or X=[batch, ...] with loss=...")
+        if heuristic == "fisher":
+            raise ValueError("heuristic 'fisher' on a whole model needs X=batches and loss=callable(model, batch); "
+                             "or pass heuristic=hl.heuristics.fisher_from(grad) for one layer")
+        return {}, {}
+    batches = _batches(X)
+    fisher = heuristic == "fisher"
+    if fisher and not callable(loss):
+        raise TypeError(f"heuristic 'fisher' needs loss=callable(model, batch) -> scalar tensor, got {loss!r}")
+    if loss is not None and not fisher:
+        raise ValueError(f"loss is only used by heuristic 'fisher', got heuristic {heuristic!r}; drop loss=")
+    mods = {name: model.get_submodule(name) if name else model for name in names}
+    seen: dict[str, list] = {name: [] for name in names}
+    hooks = []
+
+    def hook_for(name):
+        def hook(mod, args, out):
+            args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+            if isinstance(mod, nn.LSTM):
+                with torch.no_grad():
+                    seen[name].append(_lstm_streams(mod, args, out))
+            else:
+                seen[name].append(args[0].detach().reshape(-1, mod.in_features))
+        return hook
+
+    for name, mod in mods.items():
+        hooks.append(mod.register_forward_hook(hook_for(name)))
+    params = {name: [p for n, p in mod.named_parameters(recurse=False) if n.startswith("weight")]
+              for name, mod in mods.items()}
+    saved = {id(p): p.grad for ps in params.values() for p in ps}
+    imp = {id(p): torch.zeros(p.shape[0], dtype=torch.float64) for ps in params.values() for p in ps}
+    was = model.training
+    model.eval()  # calibration without dropout
+    try:
+        with torch.inference_mode(False):
+            for i, args in enumerate(batches):
+                if fisher:
+                    model.zero_grad(set_to_none=True)
+                    with torch.enable_grad():
+                        value = loss(model, args[0] if len(args) == 1 else args)
+                        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                            raise TypeError(f"loss must return a scalar tensor, got {type(value).__name__} "
+                                            f"{tuple(getattr(value, 'shape', ()))}")
+                        value.backward()
+                    for ps in params.values():
+                        for p in ps:
+                            if p.grad is not None:
+                                imp[id(p)] += (p.grad.detach().double() ** 2).sum(1)
+                else:
+                    with torch.no_grad():
+                        model(*args)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+        if fisher:
+            for ps in params.values():
+                for p in ps:
+                    p.grad = saved[id(p)]
+    calib, heur = {}, {}
+    for name, mod in mods.items():
+        got = seen[name]
+        if not got:
+            raise ValueError(f"layer {name!r} never ran on the calibration inputs X; check that X reaches it")
+        if isinstance(mod, nn.LSTM):
+            calib[name] = {key: torch.cat([g[key] for g in got]) for key in got[0]}
+            if fisher:
+                G = 4
+                heur[name] = {}
+                for sfx in [k[2:] for k in got[0] if k.startswith("ih")]:
+                    for which in ("ih", "hh"):
+                        w = getattr(mod, f"weight_{which}{sfx}")
+                        heur[name][which + sfx] = tuple(fisher_from(g) for g in imp[id(w)].split(mod.hidden_size))
+                        assert len(heur[name][which + sfx]) == G
+        else:
+            calib[name] = torch.cat(got)
+            if fisher:
+                heur[name] = fisher_from(imp[id(mod.weight)])
+    return calib, heur
 
 
 def replace_modules(model: nn.Module, convert, *, inplace: bool = False) -> nn.Module:
@@ -240,9 +401,9 @@ def replace_modules(model: nn.Module, convert, *, inplace: bool = False) -> nn.M
     return model
 
 
-def _replace(mod, name, method, c, split, rank, heuristic, sparse):
+def _replace(mod, name, method, c, split, rank, heuristic, sparse, X=None):
     try:
-        return _replace_one(mod, name, method, c, split, rank, heuristic, sparse)
+        return _replace_one(mod, name, method, c, split, rank, heuristic, sparse, X)
     except ValueError as e:  # name the layer: a model has many matrices
         where = f"layer {name!r}" if name else "the model itself"
         raise ValueError(f"{where} ({_describe(mod)}): {e}") from e
@@ -256,15 +417,15 @@ def _describe(mod) -> str:
     return type(mod).__name__
 
 
-def _replace_one(mod, name, method, c, split, rank, heuristic, sparse):
+def _replace_one(mod, name, method, c, split, rank, heuristic, sparse, X=None):
     s, r = _pick(split, name), _pick(rank, name)
     # inference_mode(False): compressing inside `torch.inference_mode()` would make the new parameters
     # inference tensors (not trainable, no version counter)
     with torch.inference_mode(False), torch.no_grad():
         if isinstance(mod, nn.LSTM):
-            out = _compress_lstm(mod, method, c, s, r, heuristic, sparse)
+            out = _compress_lstm(mod, method, c, s, r, heuristic, sparse, X)
         else:
-            out = _compress_linear(mod, method, c, s, r, heuristic, sparse)
+            out = _compress_linear(mod, method, c, s, r, heuristic, sparse, X)
     out.train(mod.training)
     return out.to(device=_device(mod))
 

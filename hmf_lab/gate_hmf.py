@@ -93,15 +93,22 @@ class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
 
     @classmethod
     def from_weight(cls, W: torch.Tensor, split: int, rank: int, bias: torch.Tensor | None = None,
-                    heuristic="top", gates: int = GATES) -> "GateHMFLinear":
-        """Compress a (G*H, n) weight gate block by gate block with ``hl.hmf(W_g, split, rank, heuristic)``."""
+                    heuristic="top", gates: int = GATES, X=None) -> "GateHMFLinear":
+        """Compress a (G*H, n) weight gate block by gate block with ``hl.hmf(W_g, split, rank, heuristic, X)``.
+
+        ``X`` (N, n): calibration inputs of this matrix (every gate block sees the same inputs).
+        ``heuristic`` may also be a tuple of G heuristics, one per gate block (e.g. Fisher importances).
+        """
         W = W.detach()
         if W.ndim != 2 or W.shape[0] % gates:
             raise ValueError(f"W must be a (gates*H, n) matrix with gates = {gates}, got shape {tuple(W.shape)}")
         H, n = W.shape[0] // gates, W.shape[1]
         k = check_split(split, H)
         r = check_rank(rank, H, n, k)
-        fs = [hmf(Wg, k, r, heuristic=heuristic) for Wg in W.split(H)]
+        hs = list(heuristic) if isinstance(heuristic, tuple) else [heuristic] * gates
+        if len(hs) != gates:
+            raise ValueError(f"heuristic as a tuple needs one entry per gate block ({gates}), got {len(hs)}")
+        fs = [hmf(Wg, k, r, heuristic=h, X=X) for Wg, h in zip(W.split(H), hs)]
         layer = cls(n, H, k, r, bias=bias is not None, rows=torch.stack([f.rows for f in fs]) if k else None,
                     gates=gates, dtype=W.dtype)
         with torch.no_grad():

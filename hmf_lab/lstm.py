@@ -143,12 +143,15 @@ class HMFLSTM(CompressedLSTM):
         return tuple(m.rank for pair in zip(self.ih, self.hh) for m in pair)
 
     @classmethod
-    def from_lstm(cls, lstm: nn.LSTM, compression=None, split=None, rank=None, heuristic="top"):
+    def from_lstm(cls, lstm: nn.LSTM, compression=None, split=None, rank=None, heuristic="top", X=None):
         """Compress every W_ih / W_hh of a trained ``nn.LSTM`` gate by gate.
 
         Each gate block (H, n) gets ``choose_split_rank((H, n), compression, split, rank)``: the same
         compression per matrix, so the whole LSTM is compressed ``compression``-fold. ``split``/``rank``:
         an int for every matrix or a dict with keys ``'ih'``, ``'hh'`` or ``'ih_l0'``, ``'hh_l1_reverse'``...
+        ``X``: calibration inputs per matrix, a dict with the same keys (``hl.compress(..., X=batches)``
+        captures them: the layer's input sequence for ``ih``, its hidden states for ``hh``); ``heuristic``
+        may be such a dict too.
         """
         _check_lstm(lstm)
         self = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
@@ -159,7 +162,9 @@ class HMFLSTM(CompressedLSTM):
             for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
                 k, r = cls._config((H, W.shape[1]), compression, _per_matrix(split, sfx, which),
                                    _per_matrix(rank, sfx, which))
-                mods.append(GateHMFLinear.from_weight(W, k, r, bias=b, heuristic=heuristic))
+                h = _per_matrix(heuristic, sfx, which) if isinstance(heuristic, dict) else heuristic
+                mods.append(GateHMFLinear.from_weight(W, k, r, bias=b, heuristic="top" if h is None else h,
+                                                      X=_per_matrix(X, sfx, which)))
         return self.train(lstm.training)
 
     @staticmethod

@@ -117,11 +117,20 @@ def cubic_sparsity(step: int, final: float, begin: int, end: int, initial: float
     return final + (initial - final) * (1.0 - frac) ** 3
 
 
+def _final_keep(mod: nn.Module, mask: torch.Tensor, c: float) -> int:
+    """The values a masked weight keeps at compression c: core's equal-budget rule (per gate block in an LSTM)."""
+    from .core import prune_keep
+
+    if isinstance(mod, nn.LSTM):
+        return prune_keep((mod.hidden_size, mask.shape[1]), c, blocks=4)
+    return prune_keep(tuple(mask.shape), c)
+
+
 class GradualPruner:
     """Gradual magnitude pruning of a ``hl.compress(model, "prune", compression=1)`` model.
 
-    Every masked weight (``torch.nn.utils.prune`` ``*_mask`` buffers) ends with ``floor(numel / c)``
-    kept values, the count ``hl.prune`` keeps; in between, the sparsity follows :func:`cubic_sparsity`.
+    Every masked weight (``torch.nn.utils.prune`` ``*_mask`` buffers) ends with the equal-budget count
+    ``hl.compress(model, "prune", c)`` keeps (``hl.core.prune_keep``: LMF's size); in between, the sparsity follows :func:`cubic_sparsity`.
     Masks only shrink: a pruned weight never comes back. Call it as the training-loop callback.
 
     >>> import torch, hmf_lab as hl
@@ -148,11 +157,12 @@ class GradualPruner:
     def __call__(self, step: int) -> None:
         if step % self.every and step < self.end:
             return
-        s = cubic_sparsity(step, 1.0 - 1.0 / self.c, 0, self.end)
         for mod, name in self.masks:
             mask, orig = getattr(mod, name + "_mask"), getattr(mod, name + "_orig")
             n = mask.numel()
-            keep = max(int(math.floor(n / self.c)), int(math.ceil(n * (1.0 - s))))
+            final = _final_keep(mod, mask, self.c)
+            s = cubic_sparsity(step, 1.0 - final / n, 0, self.end)
+            keep = max(final, int(math.ceil(n * (1.0 - s))))
             keep = min(keep, int(mask.sum()))
             score = (orig.abs() * mask).flatten()
             new = torch.zeros(n, dtype=mask.dtype)

@@ -254,3 +254,84 @@ def test_compress_already_compressed():
         hl.compress(nn.ReLU(), "hmf", compression=2)
     with pytest.raises(TypeError, match="layers must be a module name or a list of names"):
         hl.compress(net, "hmf", compression=2, layers=[0])
+
+
+# --------------------------------------------------------------------------- calibration inputs (issue 9 item 3)
+
+
+def _aniso(n, rows, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.ones(n)
+    scale[: n // 8] = 20.0  # a few input features carry most of the energy
+    return torch.randn(rows, n, generator=g) * scale
+
+
+def test_activation_with_calibration_beats_top():
+    net = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
+    Xc, Xt = _aniso(128, 512, 1), _aniso(128, 256, 2)
+    with torch.no_grad():
+        y = net(Xt)
+
+        def err(m):
+            return float((m(Xt) - y).norm() / y.norm())
+
+        top = err(hl.compress(net, "hmf", compression=4))
+        act = err(hl.compress(net, "hmf", compression=4, heuristic="activation", X=Xc))
+        act_list = err(hl.compress(net, "hmf", compression=4, heuristic="activation", X=[Xc[:300], Xc[300:]]))
+    assert act < 0.8 * top
+    assert act_list == pytest.approx(act, rel=1e-4)  # a list of batches is the same calibration set
+
+
+def test_activation_with_calibration_on_lstm():
+    lstm = nn.LSTM(32, 64, num_layers=2, batch_first=True, bidirectional=True)
+    xs = _aniso(32, 8 * 12).reshape(8, 12, 32)
+    with torch.no_grad():
+        ref = lstm(xs)[0]
+        top = hl.compress(lstm, "hmf", compression=4)
+        act = hl.compress(lstm, "hmf", compression=4, heuristic="activation", X=xs)
+        e_top = float((top(xs)[0] - ref).norm() / ref.norm())
+        e_act = float((act(xs)[0] - ref).norm() / ref.norm())
+    assert e_act < e_top
+
+
+def test_fisher_on_a_whole_model_leaves_grads():
+    net = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 128))
+    net[2].weight.grad = torch.ones(128, 128)
+    X = torch.randn(32, 128)
+    small = hl.compress(net, "hmf", compression=4, heuristic="fisher", X=X,
+                        loss=lambda model, batch: model(batch)[:, [3, 70]].pow(2).mean())
+    assert {3, 70} <= set(small[2].rows.tolist())  # the only outputs the loss sees
+    assert torch.equal(net[2].weight.grad, torch.ones(128, 128)) and net[0].weight.grad is None
+    lstm = nn.LSTM(64, 128, batch_first=True)
+    g = hl.compress(lstm, "hmf", compression=4, heuristic="fisher", X=torch.randn(4, 5, 64),
+                    loss=lambda model, batch: model(batch)[0][..., 7].pow(2).mean())
+    assert all(7 in rows.tolist() for rows in g.hh[0].rows)  # per gate block
+
+
+def test_calibration_errors():
+    net = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    X = torch.randn(8, 16)
+    with pytest.raises(ValueError, match="X and loss .* only apply to method 'hmf', got method 'lmf'"):
+        hl.compress(net, "lmf", compression=2, X=X)
+    with pytest.raises(ValueError, match=r"X batch 0 must be a non-empty batch, got shape \(0, 16\)"):
+        hl.compress(net, "hmf", compression=2, heuristic="activation", X=torch.zeros(0, 16))
+    with pytest.raises(ValueError, match="X must hold at least one batch"):
+        hl.compress(net, "hmf", compression=2, heuristic="activation", X=[])
+    with pytest.raises(ValueError, match="X batch 0 is on the meta device"):
+        hl.compress(net, "hmf", compression=2, heuristic="activation", X=torch.zeros(4, 16, device="meta"))
+    with pytest.raises(TypeError, match="X must be a batch of model inputs .* got str"):
+        hl.compress(net, "hmf", compression=2, heuristic="activation", X="data")
+    with pytest.raises(ValueError, match="heuristic 'fisher' on a whole model needs X=batches and loss"):
+        hl.compress(net, "hmf", compression=2, heuristic="fisher")
+    with pytest.raises(TypeError, match="heuristic 'fisher' needs loss=callable"):
+        hl.compress(net, "hmf", compression=2, heuristic="fisher", X=X)
+    with pytest.raises(TypeError, match=r"loss must return a scalar tensor, got Tensor \(8, 4\)"):
+        hl.compress(net, "hmf", compression=2, heuristic="fisher", X=X, loss=lambda m, b: m(b))
+    with pytest.raises(ValueError, match="loss is only used by heuristic 'fisher'"):
+        hl.compress(net, "hmf", compression=2, X=X, loss=lambda m, b: m(b).sum())
+    with pytest.raises(ValueError, match="loss needs calibration batches"):
+        hl.compress(net, "hmf", compression=2, loss=lambda m, b: m(b).sum())
+    branchy = nn.ModuleDict({"a": nn.Linear(16, 16), "b": nn.Linear(16, 16)})
+    branchy.forward = lambda x: branchy["a"](x)
+    with pytest.raises(ValueError, match="layer 'b' never ran on the calibration inputs X"):
+        hl.compress(branchy, "hmf", compression=2, heuristic="activation", X=X)
