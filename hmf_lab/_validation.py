@@ -49,6 +49,7 @@ def as_matrix(W, name: str = "W") -> torch.Tensor:
         )
     if W.numel() == 0:
         raise ValueError(f"{name} must be non-empty, got shape {tuple(W.shape)}")
+    _not_meta(W, name)
     if W.layout != torch.strided:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {W.layout}; use {name}.to_dense()")
     finite = torch.isfinite(W)
@@ -124,6 +125,25 @@ def as_inputs(x, n: int, name: str = "x", like: torch.Tensor | None = None) -> t
         raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}; convert it with {name}.float()")
     if x.ndim < 1 or x.shape[-1] != n:
         raise ValueError(f"{name} must have shape (..., n) with n = {n}, got shape {tuple(x.shape)}")
+    _not_meta(x, name)
     if like is not None and x.dtype != like.dtype:
         x = x.to(like.dtype)
     return x
+
+
+def _not_meta(t: torch.Tensor, name: str) -> None:
+    if t.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device (a shape without values); pass a tensor with values, "
+                         f"e.g. {name}.to_empty(device='cpu') filled, or build it on 'cpu'")
+
+
+def as_calibration(X, n: int, like: torch.Tensor | None = None, name: str = "X") -> torch.Tensor:
+    """Calibration inputs: :func:`as_inputs` of shape (N, n) with N >= 1 (leading dims flattened), finite."""
+    X = as_inputs(X, n, name=name, like=like)
+    X = X.reshape(-1, n)
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} (calibration inputs) must hold at least one row of width {n}, got shape (0, {n}); "
+                         f"pass real inputs or X=None")
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{name} (calibration inputs) must be finite, but it contains NaN or Inf entries")
+    return X

@@ -339,21 +339,23 @@ def _ints(text):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``hmf-lab bench``."""
+    from .cli import compression_arg, out_dir, positive_float, positive_int  # argument checks (before the run)
+
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes and short budgets (CI, a few seconds); HMF_LAB_QUICK=1 does the same")
-    parser.add_argument("--out", default=None, help="folder for bench.csv and bench.md "
+    parser.add_argument("--out", default=None, type=out_dir, help="folder for bench.csv and bench.md "
                         "(default benchmarks/results, or benchmarks/results/quick with --quick)")
-    parser.add_argument("--sizes", nargs="+", type=int, help=f"layer sizes (default {FULL.sizes})")
-    parser.add_argument("--batches", nargs="+", type=int, help=f"layer batch sizes (default {FULL.batches})")
-    parser.add_argument("--threads", nargs="+", type=int, help=f"thread counts for layers (default {FULL.threads})")
-    parser.add_argument("--compressions", nargs="+", type=float, help=f"(default {FULL.compressions})")
-    parser.add_argument("--lstm-hidden", nargs="*", type=int, help=f"LSTM hidden sizes (default {FULL.lstm_hidden}); "
+    parser.add_argument("--sizes", nargs="+", type=positive_int, help=f"layer sizes (default {FULL.sizes})")
+    parser.add_argument("--batches", nargs="+", type=positive_int, help=f"layer batch sizes (default {FULL.batches})")
+    parser.add_argument("--threads", nargs="+", type=positive_int, help=f"thread counts for layers (default {FULL.threads})")
+    parser.add_argument("--compressions", nargs="+", type=compression_arg, help=f"(default {FULL.compressions})")
+    parser.add_argument("--lstm-hidden", nargs="*", type=positive_int, help=f"LSTM hidden sizes (default {FULL.lstm_hidden}); "
                         "give none to skip LSTMs")
-    parser.add_argument("--lstm-threads", nargs="+", type=int, help=f"(default {FULL.lstm_threads})")
-    parser.add_argument("--seq", type=int, help=f"LSTM sequence length (default {FULL.seq})")
+    parser.add_argument("--lstm-threads", nargs="+", type=positive_int, help=f"(default {FULL.lstm_threads})")
+    parser.add_argument("--seq", type=positive_int, help=f"LSTM sequence length (default {FULL.seq})")
     parser.add_argument("--no-layers", action="store_true", help="LSTMs only")
-    parser.add_argument("--rounds", type=int, help=f"interleaved rounds per group (default {FULL.rounds})")
-    parser.add_argument("--min-run-time", type=float, help=f"seconds per layer measurement and round "
+    parser.add_argument("--rounds", type=positive_int, help=f"interleaved rounds per group (default {FULL.rounds})")
+    parser.add_argument("--min-run-time", type=positive_float, help=f"seconds per layer measurement and round "
                         f"(default {FULL.min_run_time})")
     parser.add_argument("--clock", choices=("wall", "thread"), help="wall-clock time (default) or the CPU time "
                         "of the timing thread, which leaves out waits for other processes (busy machine, 1 thread)")

@@ -7,13 +7,101 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "bench": ("hmf_lab.bench", "time dense, HMF, LMF and CSR pruning side by side (layers and LSTMs)"),
     "reproduce": ("hmf_lab.reproduce", "compress real NLP models with HMF, LMF and pruning and compare"),
 }
+
+
+# --------------------------------------------------------------------------- argument types (shared by subcommands)
+#
+# argparse ``type=`` validators: a bad value gives ``hmf-lab <cmd>: error: argument --x: ...`` and exit 2,
+# before any work starts (bench.py and reproduce.py use them in their add_arguments).
+
+
+def positive_int(text) -> int:
+    """An int >= 1 (sizes, batches, threads, rounds, sequence length)."""
+    try:
+        v = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {v}")
+    return v
+
+
+def nonnegative_int(text) -> int:
+    """An int >= 0 (step budgets)."""
+    try:
+        v = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {v}")
+    return v
+
+
+def positive_float(text) -> float:
+    """A finite number > 0 (seconds)."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return v
+
+
+#: the largest compression the CLI accepts: beyond it no factorization of the kit's models stores a value
+MAX_COMPRESSION = 1e6
+
+
+def compression_arg(text) -> float:
+    """A compression: a finite number > 1 and at most MAX_COMPRESSION (e.g. 2 4 8 16)."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a compression like 4 (a number > 1), got {text!r}") from None
+    if not math.isfinite(v) or v <= 1 or v > MAX_COMPRESSION:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite compression > 1 and at most {MAX_COMPRESSION:g} (dense size / compressed size), "
+            f"got {text!r}")
+    return v
+
+
+def heuristic_arg(text) -> str:
+    """A registered split heuristic name (``hl.HEURISTICS``)."""
+    from .heuristics import HEURISTICS
+
+    if text not in HEURISTICS:
+        raise argparse.ArgumentTypeError(f"unknown heuristic {text!r}; valid names are {sorted(HEURISTICS)}")
+    return text
+
+
+def out_dir(text) -> Path:
+    """An output folder, checked before the run: not a file, creatable, writable (it is created here)."""
+    p = Path(text)
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("expected a folder path, got an empty string")
+    if p.exists() and not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{str(p)!r} is a file, not a folder; pass a folder for the results")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".hmf-lab-write-check-"):
+            pass
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write results to {str(p)!r}: {e.strerror or e}; "
+                                         f"pick a writable folder") from None
+    if not os.access(p, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write results to {str(p)!r} (not writable)")
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,11 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Parse ``argv`` and run the subcommand; bad input ends with ``hmf-lab: error: ...`` and exit 2.
+
+    Argument errors are argparse's (``SystemExit(2)`` with the usage); a ``ValueError``, ``TypeError`` or
+    ``FileNotFoundError`` from the run (e.g. a compression a model cannot reach) is printed as one line,
+    without a Python traceback, and returns 2.
+    """
+    if argv is not None and (isinstance(argv, (str, bytes)) or not all(isinstance(a, str) for a in argv)):
+        raise TypeError(f"argv must be a list of str (e.g. ['bench', '--quick']), got {argv!r}")
     args = build_parser().parse_args(argv)
     if getattr(args, "_missing", False):
         print(f"hmf-lab {args.command}: not available in this version", file=sys.stderr)
         return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"hmf-lab: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

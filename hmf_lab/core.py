@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._validation import as_inputs, as_int, as_matrix, check_compression, check_rank, check_split
+from ._validation import as_calibration, as_inputs, as_int, as_matrix, check_compression, check_rank, check_split
 from .heuristics import _select_rows, resolve_fit, whitened_fit
 
 __all__ = [
@@ -220,8 +220,31 @@ class PruneResult:
 
 def _truncated(A: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Eckart–Young: the best rank-r approximation of A as (U*S, Vh)."""
-    U, S, Vh = torch.linalg.svd(A, full_matrices=False)
-    return U[:, :rank] * S[:rank], Vh[:rank].contiguous()
+    U, S, Vh = torch.linalg.svd(_finite_svd_input(A), full_matrices=False)
+    return _fold(U[:, :rank], S[:rank], Vh[:rank], _svd_scale(A))
+
+
+def _svd_scale(A: torch.Tensor) -> float:
+    """A power of two near max|A| when A's entries are so large that its SVD would overflow, else 1."""
+    big = float(A.abs().max()) if A.numel() else 0.0
+    if big > 1e18 and A.dtype == torch.float32 or big > 1e150:
+        return 2.0 ** math.floor(math.log2(big))
+    return 1.0
+
+
+def _finite_svd_input(A: torch.Tensor) -> torch.Tensor:
+    sc = _svd_scale(A)
+    return A if sc == 1.0 else A / sc
+
+
+def _fold(U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor, scale: float = 1.0):
+    """(U*S, Vh) (singular values folded into U), or the balanced (U*sqrt(S), sqrt(S)*Vh) when U*S would
+    overflow the dtype (a float32 W near 3e38): ``to_dense()`` then stays finite. ``scale``: A was divided by it."""
+    US = U * (S * scale)
+    if bool(torch.isfinite(US).all()):
+        return US, Vh.contiguous()
+    r = S.sqrt() * math.sqrt(scale)
+    return U * r, (r[:, None] * Vh).contiguous()
 
 
 def lmf(W, rank) -> LMFResult:
@@ -261,7 +284,7 @@ def hmf(W, split, rank, heuristic="top", X=None, fit=None) -> HMFResult:
     k = check_split(split, m)
     r = check_rank(rank, m, n, k)
     if X is not None:
-        X = as_inputs(X, n, name="X", like=W)
+        X = as_calibration(X, n, like=W)
     how = resolve_fit(fit, heuristic, X)  # "svd" | "whitened"
     rows = _select_rows(W, k, r, heuristic, X)
     keep = torch.ones(m, dtype=torch.bool)
@@ -331,18 +354,26 @@ def relative_error(W, f) -> float:
         W_hat = as_matrix(f, name="W_hat")
     if tuple(W_hat.shape) != tuple(W.shape):
         raise ValueError(f"W_hat must have the shape of W {tuple(W.shape)}, got {tuple(W_hat.shape)}")
-    W_hat = W_hat.to(W.dtype)
-    num = torch.linalg.matrix_norm(W - W_hat).item()
-    den = torch.linalg.matrix_norm(W).item()
+    return _relative(W, W_hat)
+
+
+def _relative(A: torch.Tensor, B: torch.Tensor) -> float:
+    """``||A - B||_F / ||A||_F`` computed scale-safely: float64, both divided by their largest entry.
+
+    Plain norms square the entries, which overflows for |A| ~ 1e18 in float32 (nan) and underflows for
+    |A| ~ 1e-30 (0.0); dividing by the largest magnitude first keeps every square in range.
+    """
+    A64, B64 = A.detach().double(), B.detach().double()
+    s = float(torch.maximum(A64.abs().max(), B64.abs().max())) if A64.numel() else 0.0
+    if s == 0.0:
+        return 0.0
+    if not math.isfinite(s):  # W_hat overflowed (A is validated finite)
+        return math.inf
+    num = float(torch.linalg.vector_norm((A64 / s - B64 / s).reshape(-1)))
+    den = float(torch.linalg.vector_norm((A64 / s).reshape(-1)))
     if den == 0.0:
         return 0.0 if num == 0.0 else math.inf
     return num / den
-
-
-# --------------------------------------------------------------------------- budget and rank rules
-#
-# The one home of the budget arithmetic: every module (layers, LSTMs, compress, widgets, leaderboard,
-# plots, bench) calls these instead of writing its own floor((B - k*n) / (m - k + n)).
 
 
 def _shape(shape, name: str = "shape") -> tuple[int, int]:
@@ -683,6 +714,11 @@ def budget(shape, compression, *, step: int = 1) -> pd.DataFrame:
 class HMFCache:
     """Caches the SVDs of the factorized block per dense-row set, so sliders and sweeps reuse them.
 
+    ``error`` and ``hmf`` give what :func:`relative_error` of :func:`hmf` would, with the same fit: the
+    plain SVD, or, when ``X`` is given and the heuristic prefers it (``"activation"``), the whitened fit
+    (that one is computed per call, not from the cached SVD). Thread-safe: one lock guards the caches
+    (the explorer's warm-up thread shares them). ``max_items``: entries kept per cache (an int >= 1).
+
     >>> import torch, hmf_lab as hl
     >>> cache = hl.HMFCache(torch.randn(32, 16))
     >>> e1 = cache.error(split=4, rank=3); e2 = cache.error(split=4, rank=8)
@@ -692,9 +728,15 @@ class HMFCache:
 
     def __init__(self, W, X=None, max_items: int = 256):
         self.W = as_matrix(W)
-        self.X = None if X is None else as_inputs(X, self.W.shape[1], name="X", like=self.W)
-        self.norm2 = float(torch.linalg.matrix_norm(self.W.double()) ** 2)
-        self.max_items = max_items
+        self.X = None if X is None else as_calibration(X, self.W.shape[1], like=self.W)
+        mi = as_int(max_items, "max_items")
+        if mi < 1:
+            raise ValueError(f"max_items must be an int >= 1 (entries kept per cache), got {mi}")
+        self.max_items = mi
+        self._scale = _svd_scale(self.W)
+        self._Ws = self.W if self._scale == 1.0 else self.W / self._scale  # SVDs on a safely scaled copy
+        self.norm2 = float(torch.linalg.vector_norm(self._Ws.double().reshape(-1)) ** 2)
+        self._lock = threading.RLock()
         self._spectra: dict[bytes, np.ndarray] = {}  # rows -> tail energies (float64)
         self._svds: dict[bytes, tuple] = {}
         self._rows: dict[tuple, torch.Tensor] = {}
@@ -704,32 +746,40 @@ class HMFCache:
         return rows.numpy().tobytes()
 
     def _remember(self, store: dict, key, value):
-        if len(store) >= self.max_items:
-            store.pop(next(iter(store)))
-        store[key] = value
+        with self._lock:
+            while len(store) >= self.max_items:
+                store.pop(next(iter(store)))
+            store[key] = value
         return value
+
+    def _get(self, store: dict, key):
+        with self._lock:
+            return store.get(key)
 
     def rows(self, split, rank, heuristic="top") -> torch.Tensor:
         m, n = self.W.shape
         k = check_split(split, m)
         r = check_rank(rank, m, n, k)
         hkey = (k, r, heuristic) if isinstance(heuristic, (str,)) or callable(heuristic) else None
-        if hkey is not None and hkey in self._rows:
-            return self._rows[hkey]
+        if hkey is not None:
+            hit = self._get(self._rows, hkey)
+            if hit is not None:
+                return hit
         rows = _select_rows(self.W, k, r, heuristic, self.X)
         if hkey is not None:
             self._remember(self._rows, hkey, rows)
         return rows
 
-    def _lower(self, rows: torch.Tensor) -> torch.Tensor:
+    def _lower(self, rows: torch.Tensor, scaled: bool = True) -> torch.Tensor:
         keep = torch.ones(self.W.shape[0], dtype=torch.bool)
         keep[rows] = False
-        return self.W[keep]
+        return (self._Ws if scaled else self.W)[keep]
 
     def tail_energy(self, rows: torch.Tensor) -> np.ndarray:
-        """``t[r] = sum_{i >= r} s_i^2`` of the factorized block (t[0] = its whole energy)."""
+        """``t[r] = sum_{i >= r} s_i^2`` of the factorized block (t[0] = its whole energy), of W / scale."""
         key = self._key(rows)
-        if key not in self._spectra:
+        t = self._get(self._spectra, key)
+        if t is None:
             lower = self._lower(rows)
             if lower.shape[0] == 0:
                 t = np.zeros(1)
@@ -738,34 +788,44 @@ class HMFCache:
                 t = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
                 t = np.maximum(t, 0.0)
             self._remember(self._spectra, key, t)
-        return self._spectra[key]
+        return t
+
+    def _whitened(self, heuristic) -> bool:
+        return self.X is not None and resolve_fit(None, heuristic, self.X) == "whitened"
 
     def error(self, split, rank, heuristic="top") -> float:
-        """Relative Frobenius error of ``hmf(W, split, rank, heuristic)`` from the cached spectrum."""
+        """Relative Frobenius error of ``hmf(W, split, rank, heuristic, X)``: from the cached spectrum for
+        the SVD fit, from the whitened result itself when that is the fit ``hmf`` uses."""
         rows = self.rows(split, rank, heuristic)
+        if self._whitened(heuristic):
+            return relative_error(self.W, self.hmf(split, rank, heuristic))
         t = self.tail_energy(rows)
         if self.norm2 == 0.0:
             return 0.0
         return math.sqrt(t[as_int(rank, "rank")] / self.norm2)
 
     def hmf(self, split, rank, heuristic="top") -> HMFResult:
-        """Same result as :func:`hmf`, reusing the cached SVD of the factorized block."""
+        """The result of :func:`hmf` ``(W, split, rank, heuristic, X)``, reusing the cached SVD of the block
+        for the SVD fit (the whitened fit, used with X and "activation", is computed as ``hmf`` does)."""
         rows = self.rows(split, rank, heuristic)
         m, n = self.W.shape
         r = as_int(rank, "rank")
+        name = heuristic if isinstance(heuristic, str) else getattr(heuristic, "__name__", "explicit")
+        if self._whitened(heuristic) and r > 0:
+            U, V = whitened_fit(self._lower(rows, scaled=False), self.X, r)
+            return HMFResult(rows=rows, dense=self.W[rows].clone(), U=U, V=V, m=m, heuristic=name)
         key = self._key(rows)
-        if key not in self._svds:
+        svd = self._get(self._svds, key)
+        if svd is None:
             lower = self._lower(rows)
             if lower.shape[0] == 0:
                 svd = (lower.new_zeros(0, 0), lower.new_zeros(0), lower.new_zeros(0, n))
             else:
                 svd = torch.linalg.svd(lower, full_matrices=False)
             self._remember(self._svds, key, svd)
-        U, S, Vh = self._svds[key]
-        name = heuristic if isinstance(heuristic, str) else getattr(heuristic, "__name__", "explicit")
-        return HMFResult(
-            rows=rows, dense=self.W[rows].clone(), U=U[:, :r] * S[:r], V=Vh[:r].contiguous(), m=m, heuristic=name
-        )
+        U, S, Vh = svd
+        Uf, Vf = _fold(U[:, :r], S[:r], Vh[:r], self._scale)
+        return HMFResult(rows=rows, dense=self.W[rows].clone(), U=Uf, V=Vf, m=m, heuristic=name)
 
 
 def sweep(W, splits=None, ranks=None, heuristic="top", X=None, *, cache: HMFCache | None = None,
@@ -791,6 +851,10 @@ def sweep(W, splits=None, ranks=None, heuristic="top", X=None, *, cache: HMFCach
     m, n = W.shape
     if splits is None:
         splits = range(0, m + 1, max(1, m // 32))
+    for what, seq in (("splits", splits), ("ranks", ranks)):
+        if seq is not None and (isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__")):
+            raise TypeError(f"{what} must be a list or range of ints (e.g. {what}=[{seq!r}] or range(0, {m + 1}, 8)), "
+                            f"got {type(seq).__name__} {seq!r}")
     splits = [check_split(k, m) for k in splits]
     if ranks is not None:
         ranks = [as_int(r, "rank") for r in ranks]

@@ -159,7 +159,7 @@ def select_rows(W: torch.Tensor, split: int, rank: int, heuristic="top", X=None)
     >>> select_rows(torch.tensor([[0., 1.], [5., 5.], [1., 0.]]), 1, 1, "row_norm").tolist()
     [1]
     """
-    from ._validation import as_inputs, as_int, as_matrix, check_split
+    from ._validation import as_calibration, as_int, as_matrix, check_split
 
     W = as_matrix(W)
     m, n = W.shape
@@ -168,7 +168,7 @@ def select_rows(W: torch.Tensor, split: int, rank: int, heuristic="top", X=None)
     if not 0 <= rank <= min(m, n):
         raise ValueError(f"rank must be an int in [0, min(m, n)]=[0, {min(m, n)}], got {rank}")
     if X is not None:
-        X = as_inputs(X, n, name="X", like=W)
+        X = as_calibration(X, n, like=W)
     return _select_rows(W, split, rank, heuristic, X)
 
 
@@ -183,11 +183,19 @@ def _select_rows(W: torch.Tensor, split: int, rank: int, heuristic="top", X=None
     if fn is None:
         rows = heuristic
     else:
-        tracked = not W.is_inference()  # inference tensors (torch.inference_mode) keep no version counter
-        version = W._version if tracked else None
-        rows = fn(W, split, rank=rank, X=X)
-        if tracked and W._version != version:
-            raise RuntimeError(f"{who} modified W in place; a heuristic must only read W (clone it first)")
+        builtin = getattr(fn, "__module__", None) == __name__
+        if not builtin:
+            _check_signature(getattr(fn, "__name__", repr(fn)), fn)
+        # a user heuristic gets a copy: one that writes into W must not change the caller's tensor
+        Wh = W if builtin else W.clone()
+        tracked = not Wh.is_inference()  # inference tensors (torch.inference_mode) keep no version counter
+        version = Wh._version if tracked else None
+        snapshot = None if tracked or builtin else Wh.clone()
+        rows = fn(Wh, split, rank=rank, X=X)
+        changed = (Wh._version != version) if tracked else (snapshot is not None and not torch.equal(Wh, snapshot))
+        if changed:
+            raise ValueError(f"{who} modified W in place; a heuristic must only read W (clone it first). "
+                               f"It ran on a copy, so your W is unchanged")
     return _validate_rows(rows, split, m, who)
 
 
@@ -208,6 +216,8 @@ def _validate_rows(rows, split: int, m: int, who: str) -> torch.Tensor:
         )
     if rows.is_floating_point() or rows.is_complex():
         raise TypeError(f"{who} must return integer row indices, got dtype {rows.dtype}")
+    if rows.device.type == "meta":
+        raise ValueError(f"{who} returned row indices on the meta device (no values); return a CPU LongTensor")
     rows = rows.detach().cpu().reshape(-1).to(torch.int64)
     if rows.numel() != split:
         raise ValueError(f"{who} must return split={split} row indices, got {rows.numel()}")

@@ -459,16 +459,18 @@ def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli import compression_arg, heuristic_arg, nonnegative_int, out_dir, positive_int  # checked before the run
+
     parser.add_argument("--task", nargs="+", default=["lm"], choices=sorted(TASKS),
                         help="lm (char LSTM, Tiny Shakespeare), intent (SNIPS), translation (en->es)")
-    parser.add_argument("--compression", nargs="+", type=float, default=[4, 8], help="e.g. 2 4 8 16")
+    parser.add_argument("--compression", nargs="+", type=compression_arg, default=[4, 8], help="e.g. 2 4 8 16")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--out", type=Path, required=True, help="folder for CSV, markdown and plots")
+    parser.add_argument("--out", type=out_dir, required=True, help="folder for CSV, markdown and plots")
     parser.add_argument("--quick", action="store_true",
                         help="tiny fine-tuning/evaluation budget (about a minute per task; also HMF_LAB_QUICK=1)")
-    parser.add_argument("--heuristic", default="top", help="HMF split heuristic (a name in hl.HEURISTICS)")
-    parser.add_argument("--fine-tune-steps", type=int, default=None, help="override the fine-tuning budget")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for training (timing uses 1)")
+    parser.add_argument("--heuristic", default="top", type=heuristic_arg, help="HMF split heuristic (a name in hl.HEURISTICS)")
+    parser.add_argument("--fine-tune-steps", type=nonnegative_int, default=None, help="override the fine-tuning budget")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads for training (timing uses 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bars")
 
 

@@ -208,3 +208,169 @@ def test_as_int_rejects_float_tensor_and_accepts_numpy_int():
     assert v.as_int(np.int32(3), "n") == 3
     with pytest.raises(TypeError, match=r"n must be an int, got tensor of dtype torch.float32"):
         v.as_int(torch.tensor(3.0), "n")
+
+
+# --------------------------------------------------------------------------- issue 12 item 5: defects, each with a test
+
+
+@pytest.mark.parametrize("scale", [1e18, 1e-30, 1e30, 1e-40])
+def test_relative_error_at_extreme_scales(scale):
+    """5(b): W*1e18 vs 0 gave nan, W*1e-30 vs 0 gave 0.0; both are 1.0."""
+    W = torch.randn(16, 12) * scale
+    assert hl.relative_error(W, torch.zeros_like(W)) == pytest.approx(1.0)
+    assert hl.relative_error(W, W) == 0.0
+    assert hl.relative_error(W, 0.5 * W) == pytest.approx(0.5, rel=1e-5)
+    X = torch.randn(20, 12)
+    assert hl.output_error(W, hl.hmf(W, split=0, rank=1), X) <= 1.0 + 1e-6
+    f = hl.hmf(W, split=4, rank=3)
+    df = hl.sweep(W, splits=[0, 4], ranks=[3])
+    assert df["error"].between(0, 1).all()
+    assert df.loc[df["split"] == 4, "error"].item() == pytest.approx(hl.relative_error(W, f), rel=1e-3, abs=1e-6)
+
+
+def test_to_dense_near_float32_max_stays_finite():
+    """5(b): a float32 W near 3e38 gave inf in to_dense()."""
+    W = torch.rand(8, 6) * 3e38
+    for f in (hl.hmf(W, 2, 3), hl.lmf(W, 3), hl.HMFCache(W).hmf(2, 3)):
+        assert bool(torch.isfinite(f.to_dense()).all())
+        assert hl.relative_error(W, f) < 1.0
+    assert hl.HMFCache(W).error(2, 3) == pytest.approx(hl.relative_error(W, hl.hmf(W, 2, 3)), rel=1e-3)
+
+
+def test_cache_uses_the_whitened_fit_like_hmf():
+    """5(c): HMFCache.hmf(..., 'activation') with X fitted by plain SVD (0.715 vs 0.080 output error)."""
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(32, 24, generator=g)
+    X = torch.randn(200, 24, generator=g) * torch.linspace(0.1, 10, 24)
+    cache = hl.HMFCache(W, X=X)
+    a, b = cache.hmf(6, 5, "activation"), hl.hmf(W, 6, 5, heuristic="activation", X=X)
+    assert torch.equal(a.rows, b.rows) and torch.allclose(a.to_dense(), b.to_dense(), atol=1e-4)
+    assert hl.output_error(W, a, X) == pytest.approx(hl.output_error(W, b, X), rel=1e-4)
+    assert cache.error(6, 5, "activation") == pytest.approx(hl.relative_error(W, b), rel=1e-4)
+    assert cache.error(6, 5, "top") == pytest.approx(hl.relative_error(W, hl.hmf(W, 6, 5)), rel=1e-4)
+
+
+def test_cache_threads_and_max_items():
+    """5(i): KeyError in _remember under threads; max_items=0 gave StopIteration, 2.5 was accepted."""
+    import threading
+
+    W = torch.randn(24, 16)
+    cache = hl.HMFCache(W, max_items=2)
+    errors = []
+
+    def work(seed):
+        rng = torch.Generator().manual_seed(seed)
+        try:
+            for _ in range(60):
+                k = int(torch.randint(0, 20, (1,), generator=rng))
+                cache.error(k, 1, "top")
+                cache.hmf(k, 1, "top")
+        except Exception as e:  # noqa: BLE001 - the test collects whatever a thread raises
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert len(cache._spectra) <= 2 and len(cache._svds) <= 2
+    with pytest.raises(ValueError, match="max_items must be an int >= 1"):
+        hl.HMFCache(W, max_items=0)
+    with pytest.raises(TypeError, match="max_items must be an int, got float 2.5"):
+        hl.HMFCache(W, max_items=2.5)
+
+
+def test_meta_device_and_empty_calibration():
+    """5(j): meta-device W, X or row indices raised `.item()` errors; X of shape (0, n) was accepted."""
+    with pytest.raises(ValueError, match="W is on the meta device"):
+        hl.hmf(torch.empty(6, 4, device="meta"), 2, 1)
+    with pytest.raises(ValueError, match="X is on the meta device"):
+        hl.hmf(torch.randn(6, 4), 2, 1, heuristic="activation", X=torch.empty(10, 4, device="meta"))
+    with pytest.raises(ValueError, match="returned row indices on the meta device"):
+        hl.hmf(torch.randn(6, 4), 2, 1, heuristic=lambda W, split, *, rank, X=None: torch.empty(2, device="meta", dtype=torch.long))
+    with pytest.raises(ValueError, match=r"X \(calibration inputs\) must hold at least one row of width 4"):
+        hl.hmf(torch.randn(6, 4), 2, 1, heuristic="activation", X=torch.zeros(0, 4))
+    with pytest.raises(ValueError, match=r"X \(calibration inputs\) must hold at least one row"):
+        hl.HMFCache(torch.randn(6, 4), X=torch.zeros(0, 4))
+    with pytest.raises(ValueError, match=r"X \(calibration inputs\) must be finite"):
+        hl.HMFCache(torch.randn(6, 4), X=torch.full((3, 4), float("nan")))
+
+
+def test_smaller_defects():
+    """5(l): compression=10**400 raised OverflowError; sweep(splits=3) 'int' object is not iterable."""
+    W = torch.randn(8, 6)
+    with pytest.raises(ValueError, match="compression must be a finite number >= 1 .* int too large"):
+        hl.prune(W, 10**400)
+    with pytest.raises(ValueError, match="int too large"):
+        hl.compress(torch.nn.Linear(6, 8), "hmf", compression=10**400)
+    with pytest.raises(TypeError, match=r"splits must be a list or range of ints \(e.g. splits=\[3\]"):
+        hl.sweep(W, splits=3)
+    with pytest.raises(TypeError, match="ranks must be a list or range of ints"):
+        hl.sweep(W, ranks="12")
+
+
+def test_prune_transposed_weights():
+    """5(f): a non-contiguous W raised 'view size is not compatible' in prune, SparseLinear, compress."""
+    W = torch.randn(4, 6).T  # (6, 4), not contiguous
+    assert hl.prune(W, 2).nnz == 12
+    lin = torch.nn.Linear(4, 6)
+    with torch.no_grad():
+        lin.weight = torch.nn.Parameter(torch.randn(4, 6).T)
+    assert not lin.weight.is_contiguous()
+    x = torch.randn(3, 4)
+    sp = hl.SparseLinear.from_linear(lin, 2)
+    with torch.no_grad():
+        assert torch.allclose(sp(x), x @ hl.prune(lin.weight.detach(), 2).to_dense().T + lin.bias, atol=1e-5)
+    for kw in ({}, {"sparse": True}):
+        small = hl.compress(torch.nn.Sequential(lin), "prune", compression=2, **kw)
+        assert hl.count_params(small) == hl.core.prune_keep((6, 4), 2)
+
+
+# --------------------------------------------------------------------------- the CLI (5e)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["reproduce", "--out", "{tmp}", "--compression", "0"], "argument --compression: expected a finite compression > 1"),
+    (["reproduce", "--out", "{tmp}", "--compression", "-1"], "argument --compression"),
+    (["reproduce", "--out", "{tmp}", "--compression", "nan"], "argument --compression"),
+    (["reproduce", "--out", "{tmp}", "--compression", "inf"], "argument --compression"),
+    (["reproduce", "--out", "{tmp}", "--compression", "1e9"], "at most 1e\\+06"),
+    (["reproduce", "--out", "{tmp}", "--heuristic", "nope"], "unknown heuristic 'nope'; valid names are"),
+    (["reproduce", "--out", "{tmp}", "--threads", "0"], "argument --threads: expected an int >= 1, got 0"),
+    (["reproduce", "--out", "{tmp}", "--fine-tune-steps", "-5"], "expected an int >= 0, got -5"),
+    (["reproduce", "--out", "/proc/x"], "argument --out: cannot write results to '/proc/x'"),
+    (["reproduce", "--out", "{file}"], "is a file, not a folder"),
+    (["bench", "--sizes", "-8"], "argument --sizes: expected an int >= 1, got -8"),
+    (["bench", "--seq", "0"], "argument --seq: expected an int >= 1"),
+    (["bench", "--rounds", "0"], "argument --rounds: expected an int >= 1"),
+    (["bench", "--batches", "0"], "argument --batches: expected an int >= 1"),
+    (["bench", "--threads", "x"], "argument --threads: expected an int >= 1, got 'x'"),
+    (["bench", "--min-run-time", "nan"], "argument --min-run-time: expected a finite number > 0"),
+    (["bench", "--out", "{file}"], "is a file, not a folder"),
+])
+def test_cli_bad_arguments_exit_2_without_traceback(argv, msg, tmp_path, capsys):
+    from hmf_lab import cli
+
+    f = tmp_path / "results.txt"
+    f.write_text("x")
+    argv = [a.format(tmp=tmp_path / "out", file=f) for a in argv]
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert pytest.importorskip("re").search(msg, err), err
+
+
+def test_cli_errors_from_the_run_are_one_line(monkeypatch, capsys):
+    from hmf_lab import bench, cli
+
+    def boom(args):
+        raise ValueError("compression 1e5 cannot be reached for shape (8, 8)")
+
+    monkeypatch.setattr(bench, "run", boom)
+    assert cli.main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "hmf-lab: error: compression 1e5 cannot be reached for shape (8, 8)"
+    with pytest.raises(TypeError, match="argv must be a list of str"):
+        cli.main("bench --quick")

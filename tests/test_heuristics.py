@@ -104,8 +104,24 @@ def test_heuristic_that_modifies_W_is_refused():
     def vandal(W, split, *, rank, X=None):
         W.mul_(2)
         return torch.arange(split)
-    with pytest.raises(RuntimeError, match=r"heuristic 'vandal' modified W in place"):
-        H.select_rows(torch.randn(6, 4), 2, 1, vandal)
+    W = torch.randn(6, 4)
+    before = W.clone()
+    with pytest.raises(ValueError, match=r"heuristic 'vandal' modified W in place.*your W is unchanged"):
+        H.select_rows(W, 2, 1, vandal)
+    assert torch.equal(W, before)  # issue 12 5(l): refused WITHOUT the caller's tensor changing
+    with torch.inference_mode():
+        Wi = torch.randn(6, 4)
+        keep = Wi.clone()
+        with pytest.raises(ValueError, match="modified W in place"):
+            hl.hmf(Wi, 2, 1, heuristic=vandal)
+        assert torch.equal(Wi, keep)
+
+
+def test_heuristic_without_rank_keyword():
+    def no_rank(W, split):
+        return torch.arange(split)
+    with pytest.raises(TypeError, match=r"heuristic 'no_rank' must accept fn\(W, split, \*, rank, X=None\)"):
+        hl.hmf(torch.randn(6, 4), 2, 1, heuristic=no_rank)
 
 
 def test_bool_mask_is_refused_with_a_fix():
