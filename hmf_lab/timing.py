@@ -234,14 +234,18 @@ class Reliability:
     others_running: float = math.nan  # median count of other runnable tasks seen during the measurement
     on_core: float = math.nan  # the timing thread's CPU time / wall time
     notes: tuple = ()  # caveats that do not make the numbers unreliable (e.g. the thread count used)
+    clock: str = "wall"  # the clock the timings used
 
     @property
     def warning(self) -> str:
         """'' when reliable and nothing to note, else 'Unreliable timing: <reasons>. ...' and/or the notes."""
         text = ""
         if self.unreliable:
+            advice = ("rerun when the machine is quiet (or compare with clock='thread')" if self.clock == "wall" else
+                      "the thread clock leaves out waiting, but other processes still share the caches and memory "
+                      "bandwidth: rerun when the machine is quiet")
             text = ("Unreliable timing: " + "; ".join(self.reasons) + ". Treat these numbers as an upper bound, "
-                    "not a result: rerun when the machine is quiet (or compare with clock='thread').")
+                    "not a result: " + advice + ".")
         if self.notes:
             text += (" " if text else "") + "Note: " + "; ".join(self.notes) + "."
         return text
@@ -263,7 +267,7 @@ def _tick_hits(values: dict) -> tuple[float, list[str]] | None:
 
 
 def reliability(timings: dict, *, threads: int = 1, running: list | None = None,
-                load: dict | None = None) -> Reliability:
+                load: dict | None = None, clock: str = "wall") -> Reliability:
     """Judge ``timings`` (name -> list of :class:`Timing`, e.g. the rounds of :func:`race`).
 
     ``running``: runnable-task counts sampled during the measurement (this thread included);
@@ -316,7 +320,7 @@ def reliability(timings: dict, *, threads: int = 1, running: list | None = None,
                        f"{threads} used here)")
     notes = tuple(sorted({t.note for ts in timings.values() for t in ts if t.note}))
     return Reliability(unreliable=bool(reasons), reasons=tuple(reasons), threads=threads, cores=cores,
-                       load_1min=l1, others_running=others, on_core=on_core, notes=notes)
+                       load_1min=l1, others_running=others, on_core=on_core, notes=notes, clock=clock)
 
 
 # --------------------------------------------------------------------------- side by side
@@ -422,7 +426,7 @@ def _race_steps(fns: dict, args: tuple, *, rounds, min_run_time, threads, warmup
     actual = got[next(iter(got))][0].threads
     load_after = machine_load()
     load["load_1min"] = max(load["load_1min"], load_after["load_1min"])
-    verdict = reliability(got, threads=actual, running=running, load=load)
+    verdict = reliability(got, threads=actual, running=running, load=load, clock=clock)
     return Race(table=table, threads=actual, timings=got, reliability=verdict)
 
 

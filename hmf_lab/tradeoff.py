@@ -105,12 +105,13 @@ def layers_at_budget(W, split: int, rank: int, heuristic="top", *, bias: bool = 
 
 
 def time_layers(layers: dict, *, batch: int = 1, rounds: int = 2, min_run_time: float = 0.1, threads="auto",
-                floors: bool = True, seed: int = 0, _steps: bool = False):
+                floors: bool = True, seed: int = 0, clock: str = "wall", _steps: bool = False):
     """Time ``layers`` (name -> module, the first is the baseline) side by side with ``hl.timing.race``,
     each beside its references: ``ideal`` = baseline bytes / its bytes (``hl.timing.weight_bytes``: the
     memory-bandwidth limit of batch-1 inference) and ``floor`` = the median of its raw kernels
     (``hl.timing.raw_kernels``, same rounds). Returns the :class:`~hmf_lab.timing.Race` with those columns
-    (and ``bytes``) added to its table; ``threads="auto"``: one thread at batch 1.
+    (and ``bytes``) added to its table; ``threads="auto"``: one thread at batch 1; ``clock``: "wall" or
+    "thread" (CPU time of the timing thread: waits for other processes left out).
 
     >>> import torch
     >>> L = layers_at_budget(torch.randn(24, 24), split=2, rank=3)
@@ -119,7 +120,7 @@ def time_layers(layers: dict, *, batch: int = 1, rounds: int = 2, min_run_time: 
     (1.0, 1)
     """
     gen = _time_layers_steps(layers, batch=batch, rounds=rounds, min_run_time=min_run_time, threads=threads,
-                             floors=floors, seed=seed)
+                             floors=floors, seed=seed, clock=clock)
     if _steps:
         return gen
     try:
@@ -129,7 +130,7 @@ def time_layers(layers: dict, *, batch: int = 1, rounds: int = 2, min_run_time: 
         return stop.value
 
 
-def _time_layers_steps(layers: dict, *, batch, rounds, min_run_time, threads, floors, seed):
+def _time_layers_steps(layers: dict, *, batch, rounds, min_run_time, threads, floors, seed, clock="wall"):
     """:func:`time_layers` as a generator that yields after every single measurement (the explorer runs
     it on the kernel's event loop, one step per loop turn, so slider messages are served in between)."""
     from dataclasses import replace
@@ -146,7 +147,7 @@ def _time_layers_steps(layers: dict, *, batch, rounds, min_run_time, threads, fl
         for name, mod in layers.items():
             fns["floor:" + name] = raw_kernels(mod)
     race = yield from _race_steps(fns, (x,), rounds=rounds, min_run_time=min_run_time, threads=threads,
-                                  warmup=2, clock="wall", inference=True)
+                                  warmup=2, clock=clock, inference=True)
     t = race.table
     med = dict(zip(t["name"], t["median"]))
     table = t[~t["name"].str.startswith("floor:")].reset_index(drop=True)

@@ -158,7 +158,7 @@ class Explorer:
                  split_step: int | None = None, precompute: bool = True, timing: bool = True, batch: int = 1,
                  debounce: float = 0.5, min_run_time: float = 0.1, timing_threads: int | None = 1,
                  lmf_only: bool = False, progress: bool = True, rank_step: int | None = None,
-                 timing_rounds: int = 2):
+                 timing_rounds: int = 2, timing_clock: str = "wall"):
         from .timing import _check_threads
 
         self.W = as_matrix(W)
@@ -215,6 +215,11 @@ class Explorer:
         self.timing_rounds = as_int(timing_rounds, "timing_rounds")
         if self.timing_rounds < 1:
             raise ValueError(f"timing_rounds must be an int >= 1, got {self.timing_rounds}")
+        from .timing import CLOCKS
+
+        if timing_clock not in CLOCKS:
+            raise ValueError(f"timing_clock must be one of {sorted(CLOCKS)}, got {timing_clock!r}")
+        self.timing_clock = timing_clock
         self.timing_enabled = bool(timing)
         self.lmf_only = bool(lmf_only)
         self._precompute = bool(precompute)
@@ -492,7 +497,8 @@ class Explorer:
     def _caption(self, k: int, r: int, race) -> str:
         m, n = self.shape
         where = (f"LMF r={r}" if self.lmf_only else f"k={k}, r={r}") + f" ({m * n / hmf_params(m, n, k, r):.2f}x)"
-        return f"timed inference at {where}, batch {self.batch}, {race.threads} torch thread(s), eval mode"
+        clock = "" if self.timing_clock == "wall" else ", thread CPU clock"
+        return f"timed inference at {where}, batch {self.batch}, {race.threads} torch thread(s), eval mode{clock}"
 
     def _show(self, k: int, r: int, race) -> pd.DataFrame:
         df = race.table
@@ -505,7 +511,7 @@ class Explorer:
 
     def _time_kw(self) -> dict:
         return dict(batch=self.batch, rounds=self.timing_rounds, min_run_time=self.min_run_time,
-                    threads=self.timing_threads)
+                    threads=self.timing_threads, clock=self.timing_clock)
 
     def _schedule_timing(self) -> None:
         self._generation += 1
@@ -687,8 +693,8 @@ def explorer(W, **kw) -> Explorer:
     default True), ``timing`` (debounced timed inference, default True; in eval mode, with ideal and
     raw-kernel references and a warning when the machine is busy), ``batch`` (>= 1), ``debounce`` seconds
     (>= 0), ``min_run_time``, ``timing_threads`` (torch threads for the timing, default 1),
-    ``timing_rounds`` (interleaved rounds, default 2), ``lmf_only`` (rank slider only: notebook 01),
-    ``rank_step``.
+    ``timing_rounds`` (interleaved rounds, default 2), ``timing_clock`` ("wall", or "thread" on a busy
+    machine), ``lmf_only`` (rank slider only: notebook 01), ``rank_step``.
 
     >>> import torch, hmf_lab as hl
     >>> ex = hl.explorer(torch.randn(32, 32), lmf_only=True, timing=False)

@@ -325,6 +325,7 @@ def test_layers_for_timing_are_in_eval_mode(W):
     ({"timing_threads": 0}, ValueError, "threads must be an int >= 1"),
     ({"timing_rounds": 0}, ValueError, "timing_rounds must be an int >= 1"),
     ({"rank_step": 0}, ValueError, "rank_step must be an int >= 1"),
+    ({"timing_clock": "cpu"}, ValueError, r"timing_clock must be one of \['thread', 'wall'\]"),
     ({"lmf_only": True, "split": 8}, ValueError, "lmf_only=True shows LMF"),
 ])
 def test_explorer_argument_errors(W, kw, exc, match):
