@@ -790,6 +790,26 @@ class HMFCache:
             self._remember(self._spectra, key, t)
         return t
 
+    def _whitened_tail(self, rows: torch.Tensor):
+        """(U of svd(A R), A in float64, t) for the whitened fit of block A: ``t[r]`` = its squared weight
+        error at rank r, ``||A||^2 - sum_{i<r} ||u_i^T A||^2`` (every rank from one SVD)."""
+        key = b"w" + self._key(rows)
+        hit = self._get(self._svds, key)
+        if hit is None:
+            from .heuristics import whitening
+
+            Ad = self._lower(rows).double()  # (m-k, n), scaled
+            if Ad.shape[0] == 0:
+                hit = (Ad.new_zeros(0, 0), Ad, np.zeros(1))
+            else:
+                Uall = torch.linalg.svd(Ad @ whitening(self.X), full_matrices=False)[0]  # (m-k, q)
+                got = ((Uall.T @ Ad) ** 2).sum(1).numpy()  # energy captured per direction
+                total = float((Ad**2).sum())
+                t = np.maximum(total - np.concatenate([[0.0], np.cumsum(got)]), 0.0)
+                hit = (Uall, Ad, t)
+            self._remember(self._svds, key, hit)
+        return hit
+
     def _whitened(self, heuristic) -> bool:
         return self.X is not None and resolve_fit(None, heuristic, self.X) == "whitened"
 
@@ -797,9 +817,7 @@ class HMFCache:
         """Relative Frobenius error of ``hmf(W, split, rank, heuristic, X)``: from the cached spectrum for
         the SVD fit, from the whitened result itself when that is the fit ``hmf`` uses."""
         rows = self.rows(split, rank, heuristic)
-        if self._whitened(heuristic):
-            return relative_error(self.W, self.hmf(split, rank, heuristic))
-        t = self.tail_energy(rows)
+        t = self._whitened_tail(rows)[2] if self._whitened(heuristic) else self.tail_energy(rows)
         if self.norm2 == 0.0:
             return 0.0
         return math.sqrt(t[as_int(rank, "rank")] / self.norm2)
@@ -811,9 +829,12 @@ class HMFCache:
         m, n = self.W.shape
         r = as_int(rank, "rank")
         name = heuristic if isinstance(heuristic, str) else getattr(heuristic, "__name__", "explicit")
-        if self._whitened(heuristic) and r > 0:
-            U, V = whitened_fit(self._lower(rows, scaled=False), self.X, r)
-            return HMFResult(rows=rows, dense=self.W[rows].clone(), U=U, V=V, m=m, heuristic=name)
+        if self._whitened(heuristic) and r > 0:  # whitened_fit's U_r, V = U_r^T A from the cached SVD of A R
+            Uall, Ad, _ = self._whitened_tail(rows)
+            Ur = Uall[:, :r]
+            V = (Ur.T @ Ad) * self._scale  # (r, n)
+            return HMFResult(rows=rows, dense=self.W[rows].clone(), U=Ur.to(self.W.dtype).contiguous(),
+                             V=V.to(self.W.dtype).contiguous(), m=m, heuristic=name)
         key = self._key(rows)
         svd = self._get(self._svds, key)
         if svd is None:

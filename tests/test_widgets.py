@@ -62,7 +62,7 @@ def test_every_slider_extreme_and_every_heuristic(W, heuristic):
         st = ex.state
         assert 0.0 <= st["error"] <= 1.0 + 1e-9
         assert st["rank_bound"] <= min(m, n)
-        ref = hl.hmf(W, split=st["split"], rank=st["rank"], heuristic=heuristic, X=X, fit="svd")
+        ref = hl.hmf(W, split=st["split"], rank=st["rank"], heuristic=heuristic, X=X)  # the fit hmf uses (5c)
         assert st["error"] == pytest.approx(hl.relative_error(W, ref), abs=1e-4)
     ex.split.value = m
     assert ex.state["error"] == 0.0 and ex.state["rank"] == 0 and ex.rank.disabled
