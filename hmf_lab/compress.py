@@ -170,6 +170,8 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(method, str):
+        raise TypeError(f"method must be one of {METHODS} (a str), got {type(method).__name__}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     c = None if compression is None else check_compression(compression)

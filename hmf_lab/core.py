@@ -784,11 +784,47 @@ class HMFCache:
             if lower.shape[0] == 0:
                 t = np.zeros(1)
             else:
-                s = torch.linalg.svdvals(lower).double().numpy()
-                t = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
+                s2 = self._squared_singular_values(rows, lower)  # descending
+                t = np.concatenate([np.cumsum(s2[::-1])[::-1], [0.0]])
                 t = np.maximum(t, 0.0)
             self._remember(self._spectra, key, t)
         return t
+
+    #: the Gram matrices (float64) are kept for matrices up to this side; larger ones use svdvals
+    GRAM_MAX_SIDE = 4096
+
+    def _squared_singular_values(self, rows: torch.Tensor, lower: torch.Tensor) -> np.ndarray:
+        """s_i^2 of the factorized block, descending: eigenvalues of its smaller Gram matrix in float64.
+
+        Both Grams come from one GEMM each, cached: the block's row Gram is a submatrix of ``W W^T``;
+        its column Gram is ``W^T W - D^T D`` (D the dense rows). ``eigvalsh`` of the smaller one costs
+        less than ``svdvals`` of the block, and float64 keeps tail sums accurate (~1e-13 of ||W||^2).
+        """
+        m, n = self.W.shape
+        p, q = lower.shape
+        if max(m, n) > self.GRAM_MAX_SIDE:
+            return (torch.linalg.svdvals(lower).double() ** 2).numpy()
+        with self._lock:
+            if p <= n:
+                if getattr(self, "_gram_rows", None) is None:
+                    Wd = self._Ws.double()
+                    self._gram_rows = Wd @ Wd.T  # (m, m)
+                G = self._gram_rows
+            else:
+                if getattr(self, "_gram_cols", None) is None:
+                    Wd = self._Ws.double()
+                    self._gram_cols = Wd.T @ Wd  # (n, n)
+                G = self._gram_cols
+        if p <= n:
+            keep = torch.ones(m, dtype=torch.bool)
+            keep[rows] = False
+            idx = torch.nonzero(keep).reshape(-1)
+            B = G.index_select(0, idx).index_select(1, idx)  # (m-k, m-k) = L L^T
+        else:
+            D = self._Ws[rows].double()  # (k, n)
+            B = G - D.T @ D  # (n, n) = L^T L
+        ev = torch.linalg.eigvalsh(B).clamp_min(0.0).flip(0)  # descending
+        return ev.numpy()
 
     def _whitened_tail(self, rows: torch.Tensor):
         """(U of svd(A R), A in float64, t) for the whitened fit of block A: ``t[r]`` = its squared weight
@@ -821,6 +857,14 @@ class HMFCache:
         if self.norm2 == 0.0:
             return 0.0
         return math.sqrt(t[as_int(rank, "rank")] / self.norm2)
+
+    def _errors(self, split: int, ranks: np.ndarray, heuristic="top") -> np.ndarray:
+        """Errors of every rank in ``ranks`` at one split, for a heuristic whose rows ignore the rank."""
+        rows = self.rows(split, int(ranks[0]), heuristic)
+        t = self._whitened_tail(rows)[2] if self._whitened(heuristic) else self.tail_energy(rows)
+        if self.norm2 == 0.0:
+            return np.zeros(len(ranks))
+        return np.sqrt(t[ranks] / self.norm2)
 
     def hmf(self, split, rank, heuristic="top") -> HMFResult:
         """The result of :func:`hmf` ``(W, split, rank, heuristic, X)``, reusing the cached SVD of the block
@@ -883,15 +927,41 @@ def sweep(W, splits=None, ranks=None, heuristic="top", X=None, *, cache: HMFCach
         if bad:
             raise ValueError(f"ranks must lie in [0, min(m, n)]=[0, {min(m, n)}], got {bad}")
     hname = heuristic if isinstance(heuristic, str) else getattr(heuristic, "__name__", "explicit")
-    out = []
+    rank_free = _rank_free(heuristic)
+    ranks_arr = None if ranks is None else np.asarray(ranks, dtype=np.int64)
+    cols = {"split": [], "rank": [], "error": []}
     for k in tqdm(splits, desc="sweep", disable=not progress):
         if k == m:
             if ranks is None or 0 in ranks:
-                out.append((m, 0, m * n, 1.0, min(m, n), 0.0, hname))
+                cols["split"].append(np.array([m])); cols["rank"].append(np.array([0]))
+                cols["error"].append(np.array([0.0]))
             continue
         hi = min(m - k, n)
-        rs = range(1, hi + 1) if ranks is None else [r for r in ranks if 1 <= r <= hi]
-        for r in rs:
-            p = hmf_params(m, n, k, r)
-            out.append((k, r, p, m * n / p, min(k + r, m, n), cache.error(k, r, heuristic), hname))
-    return pd.DataFrame(out, columns=["split", "rank", "params", "compression", "rank_bound", "error", "heuristic"])
+        rs = np.arange(1, hi + 1) if ranks_arr is None else ranks_arr[(ranks_arr >= 1) & (ranks_arr <= hi)]
+        if rs.size == 0:
+            continue
+        if rank_free:  # one row selection and one spectrum per split give every rank
+            err = cache._errors(k, rs, heuristic)
+        else:
+            err = np.array([cache.error(k, int(r), heuristic) for r in rs])
+        cols["split"].append(np.full(rs.size, k)); cols["rank"].append(rs); cols["error"].append(err)
+    cat = {c: (np.concatenate(v) if v else np.zeros(0)) for c, v in cols.items()}
+    k = cat["split"].astype(np.int64)
+    r = cat["rank"].astype(np.int64)
+    params = k * n + r * (m - k) + r * n
+    return pd.DataFrame({
+        "split": k, "rank": r, "params": params, "compression": m * n / np.maximum(params, 1),
+        "rank_bound": np.minimum(np.minimum(k + r, m), n), "error": cat["error"].astype(np.float64),
+        "heuristic": hname,
+    })
+
+
+def _rank_free(heuristic) -> bool:
+    """True when the heuristic's rows do not depend on the rank (explicit rows, "top", "row_norm", ...)."""
+    if isinstance(heuristic, str):
+        from .heuristics import HEURISTICS
+
+        return bool(getattr(HEURISTICS.get(heuristic), "rank_free", False))
+    if callable(heuristic):
+        return bool(getattr(heuristic, "rank_free", False))
+    return True  # explicit row indices

@@ -538,7 +538,7 @@ def load_snips(split: str = "train") -> list[tuple[str, str]]:
 
     >>> pairs = load_snips("test")  # doctest: +SKIP
     """
-    if split not in ("train", "test"):
+    if not isinstance(split, str) or split not in ("train", "test"):  # a str check first: arrays compare elementwise
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     out = []
     for line in path("snips", f"snips/{split}.tsv").read_text(encoding="utf-8").splitlines():

@@ -495,6 +495,10 @@ def row_norm(W, split, *, rank, X=None):
     return torch.topk(norms, split).indices
 
 
+# rows that do not depend on the rank: a sweep selects them once per split (hl.sweep reads this flag)
+top.rank_free = random_rows.rank_free = row_norm.rank_free = True
+
+
 @register_heuristic("residual")
 @_cached
 def residual(W, split, *, rank, X=None):
