@@ -230,6 +230,7 @@ def test_stop_waits_for_background_threads(W):
     assert ex in hl.widgets._LIVE
 
 
+@pytest.mark.slow
 def test_process_exits_cleanly_after_heuristic_changes(tmp_path):
     """Changing the menu twice (refresh_heuristics, then a pick) used to leave an unjoined warm-up thread
     inside a torch kernel at exit, which aborted the interpreter ("terminate called ...")."""
