@@ -66,7 +66,7 @@ import pandas as pd
 
 p = hl.prune(W_big, compression=4)
 nbytes = {"dense": W_big.numel() * 4, "HMF": layers["HMF"].n_params * 4, "LMF": layers["LMF"].n_params * 4,
-          "pruned (CSR)": p.n_bytes}
+          "pruning (CSR)": p.n_bytes}
 table = df.set_index("name")[["median"]].assign(bytes=pd.Series(nbytes))
 table["GB/s"] = table["bytes"] / table["median"] / 1e9
 table

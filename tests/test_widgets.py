@@ -206,7 +206,7 @@ def test_timing_readout_and_debounce(W):
     ex = hl.explorer(W, timing=True, debounce=0.05, min_run_time=0.005, timing_rounds=1)
     assert ex.wait(timeout=60)  # the debounced job started by the first update
     assert ex.timings is not None
-    assert list(ex.timings["name"]) == ["dense", "HMF", "LMF", "pruned (CSR)"]
+    assert list(ex.timings["name"]) == ["dense", "HMF", "LMF", "pruning (CSR)"]
     html = ex.timing_out.value
     assert "hmf-timing" in html and "µs" in html and "ideal (bytes)" in html and "raw kernels" in html
     assert "torch thread(s)" in html and "eval mode" in html
@@ -272,7 +272,7 @@ def test_timing_on_the_kernel_event_loop():
 def test_layers_at_budget_same_size_and_same_outputs(W):
     L = layers_at_budget(W, split=8, rank=6)
     m, n = W.shape
-    assert L["HMF"].n_params == L["pruned (CSR)"].n_params == hl.hmf_params(m, n, 8, 6)
+    assert L["HMF"].n_params == L["pruning (CSR)"].n_params == hl.hmf_params(m, n, 8, 6)
     assert L["LMF"].n_params <= L["HMF"].n_params
     x = torch.randn(3, n)
     torch.testing.assert_close(L["dense"](x), x @ W.T)
@@ -281,7 +281,7 @@ def test_layers_at_budget_same_size_and_same_outputs(W):
 
 def test_runtime_explorer_times_four_layers(W):
     rt = RunTimeExplorer(W, min_run_time=0.005, rounds=1, compressions=(2, 4), batches=(1, 8))
-    assert list(rt.timings["name"]) == ["dense", "HMF", "LMF", "pruned (CSR)"]
+    assert list(rt.timings["name"]) == ["dense", "HMF", "LMF", "pruning (CSR)"]
     k, r = rt.choice()
     assert hl.hmf_params(64, 48, k, r) <= 64 * 48 / rt.compression.value
     first = rt.timings
@@ -370,7 +370,7 @@ def test_tradeoff_table_same_budget_per_compression(W):
     m, n = W.shape
     t = tradeoff_table(W, compressions=(2, 4), min_run_time=0.005, step=8)
     assert "timing_warning" in t.columns
-    assert t["method"].tolist() == ["HMF", "LMF", "pruned (CSR)"] * 2
+    assert t["method"].tolist() == ["HMF", "LMF", "pruning (CSR)"] * 2
     for c, g in t.groupby("compression"):
         assert (g["params"] <= m * n / c + 1e-9).all()
         hmf_row = g[g["method"] == "HMF"].iloc[0]
