@@ -222,7 +222,10 @@ def _figure_alts(nb, title: str) -> list[str]:
         if c.cell_type != "code":
             continue
         code = [ln.strip() for ln in c.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-        what = f"made by `{code[-1][:80]}`" if code else "a plot"
+        plotting = [ln for ln in code if re.search(r"plots?\.|\.plot|plt\.|imshow|hist\(|heatmap", ln)
+                    and not re.search(r"tight_layout|plt\.show|subplots\(", ln)]
+        line = (plotting or code or [""])[0][:80]
+        what = f"drawn by `{line}`" if line else "a plot"
         for o in c.get("outputs", []):
             if any(k in o.get("data", {}) for k in ("image/png", "image/jpeg")):
                 alts.append(f"{title}, figure {len(alts) + 1}: {what}")
