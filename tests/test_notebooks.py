@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = _course.lessons(REPO / "notebooks")
 ALL_IPYNB = sorted({*(REPO / "notebooks").rglob("*.ipynb"), *(REPO / "apps").rglob("*.ipynb")}
                    - set((REPO / "notebooks").rglob(".ipynb_checkpoints/*.ipynb")))
-CELL_TIMEOUT = {"quick": 300, "full": 1200}  # seconds per cell
+CELL_TIMEOUT = {"quick": 300, "full": 1200}  # seconds per cell (nbclient); a timed-out cell gets one fresh rerun
+TEST_TIMEOUT = {"quick": 1200, "full": 3600}  # seconds per test (pytest-timeout; the project default is 900)
 QUICK_RUNS: dict[str, object] = {}  # file name -> executed notebook (quick), reused by the book test
 
 
@@ -74,9 +75,56 @@ def _run(path, mode, tmp_path, capsys):
 
 
 @pytest.mark.notebook
+@pytest.mark.timeout(TEST_TIMEOUT["quick"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_runs_quick(path, tmp_path, capsys):
     QUICK_RUNS[path.name] = _run(path, "quick", tmp_path, capsys).nb
+
+
+def _tiny_notebook(path: Path, source: str) -> Path:
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)],
+                                            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                     "language": "python"}}), path)
+    return path
+
+
+@pytest.mark.notebook
+def test_execute_retries_a_stalled_cell_once(tmp_path):
+    """A cell that outlives its timeout gets one fresh run (the stall seen once); a second stall is an error."""
+    from nbclient.exceptions import CellTimeoutError
+
+    src = ("from pathlib import Path; import time\n"
+           "log = Path('tries.log'); n = len(log.read_text()) if log.exists() else 0; log.write_text('x' * (n + 1))\n"
+           "time.sleep(30 if n < LIMIT else 0)")
+    once = _tiny_notebook(tmp_path / "once.ipynb", src.replace("LIMIT", "1"))
+    run = _course.execute(once, quick=True, timeout=3, cwd=tmp_path)
+    assert run.tries == 2 and (tmp_path / "tries.log").read_text() == "xx"
+    (tmp_path / "tries.log").unlink()
+    always = _tiny_notebook(tmp_path / "always.ipynb", src.replace("LIMIT", "99"))
+    with pytest.raises(CellTimeoutError, match="timed out"):
+        _course.execute(always, quick=True, timeout=3, cwd=tmp_path)
+    assert (tmp_path / "tries.log").read_text() == "xx", "exactly one retry"
+
+
+@pytest.mark.notebook
+def test_execute_does_not_retry_a_cell_that_raises(tmp_path):
+    from nbclient.exceptions import CellExecutionError
+
+    nb = _tiny_notebook(tmp_path / "raises.ipynb", "from pathlib import Path\n"
+                        "p = Path('tries.log'); p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n"
+                        "raise ValueError('a real failure')")
+    with pytest.raises(CellExecutionError, match="a real failure"):
+        _course.execute(nb, quick=True, timeout=60, cwd=tmp_path)
+    assert (tmp_path / "tries.log").read_text() == "x"
+
+
+@pytest.mark.notebook
+def test_kernel_sees_the_mode(tmp_path):
+    nb = _tiny_notebook(tmp_path / "mode.ipynb", "import hmf_lab, os\nprint(os.environ['HMF_LAB_QUICK'], hmf_lab.__file__)")
+    for quick, flag in ((True, "1"), (False, "0")):
+        out = _course.execute(nb, quick=quick, timeout=60, cwd=tmp_path).nb.cells[0].outputs[0]["text"]
+        assert out.split()[0] == flag
+        assert Path(out.split()[1]).resolve() == (REPO / "hmf_lab" / "__init__.py").resolve(), "the kernel imports this checkout"
 
 
 # ------------------------------------------------------------------------------------ student / instructor
@@ -135,6 +183,7 @@ def test_lessons_rejects_a_missing_folder(tmp_path):
 
 
 @pytest.mark.notebook
+@pytest.mark.timeout(TEST_TIMEOUT["quick"])
 @pytest.mark.parametrize("i", range(len(NOTEBOOKS)), ids=_ids(NOTEBOOKS))
 def test_student_build_runs(builds, i, tmp_path):
     """With the solutions gone, every student notebook still runs top to bottom (quick mode)."""
@@ -172,6 +221,7 @@ def _pngs_in(nb) -> int:
 
 
 @pytest.mark.notebook
+@pytest.mark.timeout(2 * TEST_TIMEOUT["quick"])
 def test_book_quick(tmp_path, capsys):
     out = tmp_path / "book"
     book = _course.build_book(REPO / "notebooks", out, quick=True, timeout=CELL_TIMEOUT["quick"],
@@ -202,6 +252,7 @@ def test_book_quick(tmp_path, capsys):
 # ------------------------------------------------------------------------------------ full mode (last: slowest)
 @pytest.mark.slow
 @pytest.mark.notebook
+@pytest.mark.timeout(TEST_TIMEOUT["full"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_runs_full(path, tmp_path, capsys):
     """Full mode is what a student runs: the same checks, the real sizes."""
