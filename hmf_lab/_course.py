@@ -173,17 +173,53 @@ def book_href(href: str, pages: set) -> str:
     return href
 
 
-def _relink(page_html: str, pages: set, repo_url: str | None = None) -> str:
-    """Point links at lessons to their book pages; other repository-relative links to ``repo_url`` if given."""
+class _Localizer:
+    """Makes a page's relative links work inside the book folder.
 
-    def sub(m):
-        href = html.unescape(m.group(2))
-        new = book_href(href, pages)
-        if new == href and repo_url and not re.match(r"^(?:[a-z][a-z0-9+.-]*:|#|/)", href):
-            new = repo_url.rstrip("/") + "/" + re.sub(r"^(\.\./)+", "", href)
-        return f'{m.group(1)}="{html.escape(new, quote=True)}"'
+    A link to a lesson goes to its page; a link to another existing Markdown file (README, CONTRIBUTING,
+    docs/...) goes to that file rendered as a page of its own; any other existing file (an image, a
+    CSV) is copied under ``files/``. Links to missing files are left as they are (a test finds them).
+    """
 
-    return re.sub(r'\b(href)="([^"]*)"', sub, page_html)
+    def __init__(self, out: Path, pages: set, render_markdown):
+        self.out, self.pages, self.render_markdown = out, pages, render_markdown
+        self.done: dict[Path, str] = {}  # source file -> its name in the book
+        self.taken = {"index.html", *(f"{p}.html" for p in pages)}
+
+    def _name(self, target: Path, suffix: str) -> str:
+        name, parts = target.stem + suffix, list(target.parent.parts)
+        while name in self.taken and parts:
+            name = parts.pop() + "_" + name
+        self.taken.add(name)
+        return name
+
+    def _target(self, path: str, base: Path) -> str | None:
+        target = (base / path).resolve()
+        if not target.is_file():
+            return None
+        if target in self.done:
+            return self.done[target]
+        if target.suffix.lower() == ".md":
+            name = self.done[target] = self._name(target, ".html")
+            body = self.render_markdown(target.read_text(encoding="utf-8"), target.stem)
+            (self.out / name).write_text(self(body, target.parent), encoding="utf-8")
+        else:
+            name = self.done[target] = "files/" + self._name(target, target.suffix)
+            (self.out / "files").mkdir(exist_ok=True)
+            (self.out / name).write_bytes(target.read_bytes())
+        return name
+
+    def __call__(self, page_html: str, base: Path) -> str:
+        def sub(m):
+            href = html.unescape(m.group(2))
+            new = book_href(href, self.pages)
+            if new == href and not re.match(r"^(?:[a-z][a-z0-9+.-]*:|#|/)", href, re.I):
+                path, _, frag = href.partition("#")
+                name = self._target(path, base) if path else None
+                new = name + (f"#{frag}" if frag else "") if name else href
+            return f'{m.group(1)}="{html.escape(new, quote=True)}"'
+
+        return re.sub(r'\b(href|src)="([^"]*)"', sub, page_html)
 
 
 def _title(nb, fallback: str) -> str:
@@ -246,7 +282,7 @@ def _alt_text(page_html: str, alts: list[str]) -> str:
 
 @dataclass
 class Book:
-    """What :func:`build_book` wrote: the pages (index first) and each notebook's run."""
+    """What :func:`build_book` wrote: the pages (index, the lessons, then linked Markdown files) and the runs."""
 
     pages: list
     runs: dict
@@ -270,6 +306,12 @@ def build_book(src=REPO / "notebooks", out=None, *, syllabus=REPO / "docs" / "sy
     out.mkdir(parents=True, exist_ok=True)
     stems = {p.stem for p in paths}
     exporter = _exporter()
+
+    def render_markdown(text: str, name: str) -> str:
+        page_nb = v4.new_notebook(cells=[v4.new_markdown_cell(text)])
+        return exporter.from_notebook_node(page_nb, resources={"metadata": {"name": _title(page_nb, name)}})[0]
+
+    localize = _Localizer(out, stems, render_markdown)
     runs, titles, written = {}, {}, []
     nbs = {}
     for p in paths:
@@ -291,7 +333,7 @@ def build_book(src=REPO / "notebooks", out=None, *, syllabus=REPO / "docs" / "sy
         nb.cells.insert(0, v4.new_markdown_cell(_nav(prev, nxt)))
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": titles[stem]}})
         page = out / f"{stem}.html"
-        page.write_text(_alt_text(_relink(body, stems), _figure_alts(nb, titles[stem])), encoding="utf-8")
+        page.write_text(_alt_text(localize(body, Path(src)), _figure_alts(nb, titles[stem])), encoding="utf-8")
         written.append(page)
     # the index: the syllabus (if there is one) and a list of every page, through the same exporter
     syllabus = Path(syllabus)
@@ -299,11 +341,10 @@ def build_book(src=REPO / "notebooks", out=None, *, syllabus=REPO / "docs" / "sy
     mode = "quick mode (HMF_LAB_QUICK=1: smaller sizes)" if quick else "full mode"
     listing = "\n".join(f"{i + 1}. [{titles[s]}]({s}.html) (`{s}`)" for i, s in enumerate(order))
     text += f"\n\n## The notebooks in this book\n\nEach page is the notebook run top to bottom in {mode}.\n\n{listing}\n"
-    index_nb = v4.new_notebook(cells=[v4.new_markdown_cell(text)])
-    body, _ = exporter.from_notebook_node(index_nb, resources={"metadata": {"name": _title(index_nb, "hmf_lab")}})
     index = out / "index.html"
-    index.write_text(_relink(body, stems), encoding="utf-8")
-    return Book([index, *written], runs, time.perf_counter() - t_start)
+    index.write_text(localize(render_markdown(text, "hmf_lab"), syllabus.parent), encoding="utf-8")
+    extra = sorted(out / name for name in localize.done.values() if name.endswith(".html"))
+    return Book([index, *written, *extra], runs, time.perf_counter() - t_start)
 
 
 # ----------------------------------------------------------------------------------------------- CLI

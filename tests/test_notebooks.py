@@ -220,6 +220,28 @@ def _pngs_in(nb) -> int:
     return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
+def test_book_links_resolve_inside_the_book(tmp_path):
+    """The syllabus's links to lessons, Markdown files and images work in the book folder (no execution here)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "pic.png").write_bytes(b"\x89PNG fake")
+    (tmp_path / "NOTES.md").write_text("# Notes\n\nBack to [the first lesson](notebooks/01_low_rank_basics.ipynb).\n")
+    first = NOTEBOOKS[0]
+    (docs / "syllabus.md").write_text(
+        f"# Syllabus\n\n[lesson one](../notebooks/{first.name}#top), [notes](../NOTES.md), "
+        "[web](https://example.org), [gone](missing.md)\n\n![a picture](pic.png)\n")
+    fake = {p.name: nbformat.read(p, 4) for p in NOTEBOOKS}  # "executed": skips the kernels
+    book = _course.build_book(REPO / "notebooks", tmp_path / "book", syllabus=docs / "syllabus.md", executed=fake)
+    assert not book.runs
+    index = (tmp_path / "book" / "index.html").read_text()
+    assert f'href="{first.stem}.html#top"' in index
+    assert 'href="NOTES.html"' in index and (tmp_path / "book" / "NOTES.html").is_file()
+    assert 'src="files/pic.png"' in index and (tmp_path / "book" / "files" / "pic.png").read_bytes() == b"\x89PNG fake"
+    assert 'href="https://example.org"' in index and 'href="missing.md"' in index  # left alone
+    assert 'href="01_low_rank_basics.html"' in (tmp_path / "book" / "NOTES.html").read_text()
+    assert [p.name for p in book.pages][-1] == "NOTES.html"
+
+
 @pytest.mark.notebook
 @pytest.mark.timeout(2 * TEST_TIMEOUT["quick"])
 def test_book_quick(tmp_path, capsys):
@@ -227,7 +249,7 @@ def test_book_quick(tmp_path, capsys):
     book = _course.build_book(REPO / "notebooks", out, quick=True, timeout=CELL_TIMEOUT["quick"],
                               executed=dict(QUICK_RUNS))
     names = [p.name for p in book.pages]
-    assert names == ["index.html"] + [f"{p.stem}.html" for p in NOTEBOOKS]
+    assert names[:len(NOTEBOOKS) + 1] == ["index.html"] + [f"{p.stem}.html" for p in NOTEBOOKS]
     for page in book.pages:
         assert page.is_file() and page.stat().st_size > 1000, page
     index = _parse(out / "index.html")
