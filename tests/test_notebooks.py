@@ -53,6 +53,19 @@ def test_committed_without_outputs(path):
     assert not dirty, f"{path.name}: cells {dirty} carry outputs or execution counts; clear them before committing"
 
 
+APPS = sorted((REPO / "apps").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", APPS, ids=_ids(APPS))
+def test_app_notebook_matches_its_text_source(path):
+    """apps/NAME.ipynb and apps/NAME.py (py:percent, the source) hold the same cells (`jupytext --sync apps/*.py`)."""
+    import jupytext
+
+    cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
+    assert cells(jupytext.read(path.with_suffix(".py"))) == cells(nbformat.read(path, 4)), \
+        f"{path.name} and {path.with_suffix('.py').name} differ: run `jupytext --sync apps/*.py`"
+
+
 def _check_solutions_pass(name: str, nb) -> None:
     """Cells tagged `solution` that ran an exercise check must have printed a pass, never a FAIL."""
     for c in nb.cells:
