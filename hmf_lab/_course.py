@@ -96,12 +96,13 @@ def build_copies(kind: str, src=REPO / "notebooks", out=None) -> list[Path]:
 # ----------------------------------------------------------------------------------------------- running
 @dataclass
 class Run:
-    """One notebook execution: the executed notebook, wall seconds, tries and the slowest cells."""
+    """One notebook execution: the executed notebook, wall seconds, tries, the slowest cells, kernel CPU seconds."""
 
     nb: object
     seconds: float
     tries: int
     slowest: list = field(default_factory=list)  # [(seconds, cell index), ...] longest first
+    cpu: float | None = None  # the kernel's user+sys CPU seconds (all threads): steadier than wall time on a busy machine
 
 
 def kernel_env(quick: bool) -> dict:
@@ -136,9 +137,13 @@ def execute(path, *, quick: bool, timeout: int = 900, cwd=None, retries: int = 1
 
     ``timeout`` is per cell. A cell that times out or a kernel that dies (a lost message once stalled a
     notebook) gets ``retries`` fresh runs; a cell that raises is a real failure and is not retried.
+    ``Run.seconds`` is the wall time of the successful try, ``Run.cpu`` the kernel's CPU seconds (read by
+    one extra cell appended for the run and removed from ``Run.nb``).
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    import nbformat.v4 as v4
 
     path = Path(path)
     cwd = str(cwd or path.parent)
@@ -146,6 +151,7 @@ def execute(path, *, quick: bool, timeout: int = 900, cwd=None, retries: int = 1
     while True:
         tries += 1
         nb = _read(path)
+        nb.cells.append(v4.new_code_cell(_CPU_PROBE))  # removed again below
         client = NotebookClient(nb, timeout=int(timeout), kernel_name="python3", store_widget_state=True,
                                 resources={"metadata": {"path": cwd}})
         t0 = time.perf_counter()
@@ -158,7 +164,13 @@ def execute(path, *, quick: bool, timeout: int = 900, cwd=None, retries: int = 1
             print(f"[course] {path.name}: {type(e).__name__} after {time.perf_counter() - t0:.0f} s; "
                   "retrying once in a fresh kernel", file=sys.stderr)
     seconds = time.perf_counter() - t0
-    return Run(nb, seconds, tries, _cell_seconds(nb)[:3])
+    probe = nb.cells.pop()
+    text = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream").split()
+    cpu = float(text[-1]) if text else None
+    return Run(nb, seconds, tries, _cell_seconds(nb)[:3], cpu)
+
+
+_CPU_PROBE = "import resource as _r; _u = _r.getrusage(_r.RUSAGE_SELF); print(_u.ru_utime + _u.ru_stime)"
 
 
 # ----------------------------------------------------------------------------------------------- the book

@@ -81,7 +81,7 @@ def _run(path, mode, tmp_path, capsys):
     run = _course.execute(path, quick=mode == "quick", timeout=CELL_TIMEOUT[mode], cwd=tmp_path)
     slow = ", ".join(f"cell {i} {s:.1f} s" for s, i in run.slowest)
     with capsys.disabled():
-        print(f"\n[notebook time] {path.name}: {run.seconds:.1f} s ({mode} mode; slowest {slow}"
+        print(f"\n[notebook time] {path.name}: {run.seconds:.1f} s wall, {run.cpu:.1f} s kernel CPU ({mode} mode; slowest {slow}"
               f"{'; needed a retry' if run.tries > 1 else ''})", file=sys.stderr)
     _check_solutions_pass(path.name, run.nb)
     return run
@@ -135,7 +135,10 @@ def test_execute_does_not_retry_a_cell_that_raises(tmp_path):
 def test_kernel_sees_the_mode(tmp_path):
     nb = _tiny_notebook(tmp_path / "mode.ipynb", "import hmf_lab, os\nprint(os.environ['HMF_LAB_QUICK'], hmf_lab.__file__)")
     for quick, flag in ((True, "1"), (False, "0")):
-        out = _course.execute(nb, quick=quick, timeout=60, cwd=tmp_path).nb.cells[0].outputs[0]["text"]
+        run = _course.execute(nb, quick=quick, timeout=60, cwd=tmp_path)
+        assert len(run.nb.cells) == 1, "the CPU probe cell must be removed from the executed notebook"
+        assert run.cpu is not None and run.cpu > 0
+        out = run.nb.cells[0].outputs[0]["text"]
         assert out.split()[0] == flag
         assert Path(out.split()[1]).resolve() == (REPO / "hmf_lab" / "__init__.py").resolve(), "the kernel imports this checkout"
 
