@@ -107,6 +107,8 @@ def _output_problems(page) -> list[str]:
     return bad
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_notebook02_in_jupyterlab(lab, tmp_path):
     _require_browser()
     from playwright.sync_api import expect, sync_playwright
@@ -222,6 +224,8 @@ def voila_app(tmp_path):
         log.close()
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_app_in_voila(voila_app, tmp_path):
     """`make app`: the explorer alone in a page, sliders and read-outs only; a key press moves the error."""
     _require_browser()

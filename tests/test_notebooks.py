@@ -236,6 +236,7 @@ def _pngs_in(nb) -> int:
     return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
+@pytest.mark.slow  # six nbconvert exports, no kernel
 def test_book_links_resolve_inside_the_book(tmp_path):
     """The syllabus's links to lessons, Markdown files and images work in the book folder (no execution here)."""
     docs = tmp_path / "docs"
