@@ -27,6 +27,11 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# the fast subset for the edit-test loop (< 60 s): no slow, notebook or browser tests (markers: pyproject.toml)
+.PHONY: quick
+quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not notebook and not browser"
+
 bench: $(STAMP)
 	$(VENV)/bin/hmf-lab bench
 

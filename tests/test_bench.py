@@ -73,6 +73,7 @@ def test_markdown():
     assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.123 |", "| 2 |  |"]
 
 
+@pytest.mark.slow
 def test_cli_quick_writes_csv_and_markdown(tmp_path, capsys):
     argv = ["bench", "--quick", "--out", str(tmp_path), "--sizes", "32", "--lstm-hidden", "8", "--seq", "2",
             "--no-progress", "--clock", "thread"]
@@ -85,6 +86,7 @@ def test_cli_quick_writes_csv_and_markdown(tmp_path, capsys):
     assert "load average" in out and "CPU time of the timing thread" in out
 
 
+@pytest.mark.slow
 def test_wrapper_script_help(repo):
     out = subprocess.run([sys.executable, str(repo / "benchmarks" / "run_bench.py"), "--help"],
                          capture_output=True, text=True, check=True)
