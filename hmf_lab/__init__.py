@@ -21,6 +21,8 @@ from .timing import measure
 from .lstm import (CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM, choose_split_rank,
                    lmf_rank)
 from .compress import compress, count_params, sparsify
+from . import engines  # the fastest correct engine per compressed layer
+from .report import Report, apply_plan as report_apply_plan, report  # per-layer compression report and plan
 from . import bleu, data, models  # real NLP data sets, small LSTM models, BLEU
 from . import exercises, plots, widgets  # course: plots, sliders, exercise checks
 from .widgets import explorer
@@ -34,7 +36,7 @@ __all__ = [
     "synthetic", "leaderboard", "output_error", "plot_leaderboard", "oracle", "OracleResult",
     "HMFLinear", "LMFLinear", "SparseLinear",
     "timing", "measure",
-    "compress", "sparsify", "count_params", "choose_split_rank", "lmf_rank",
+    "compress", "sparsify", "count_params", "engines", "report", "Report", "report_apply_plan", "choose_split_rank", "lmf_rank",
     "CompressedLSTM", "GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM",
     "bleu", "data", "models",
     "exercises", "plots", "widgets", "explorer",
