@@ -23,7 +23,7 @@ from .lstm import (CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, 
 from .compress import compress, count_params, sparsify
 from . import engines  # the fastest correct engine per compressed layer
 from .report import Report, apply_plan as report_apply_plan, report  # per-layer compression report and plan
-from . import bleu, data, models  # real NLP data sets, small LSTM models, BLEU
+from . import bleu, data, models, tasks  # real NLP data sets, small LSTM models and their tasks, BLEU
 from . import exercises, plots, widgets  # course: plots, sliders, exercise checks
 from .widgets import explorer
 
@@ -38,6 +38,6 @@ __all__ = [
     "timing", "measure",
     "compress", "sparsify", "count_params", "engines", "report", "Report", "report_apply_plan", "choose_split_rank", "lmf_rank",
     "CompressedLSTM", "GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM",
-    "bleu", "data", "models",
+    "bleu", "data", "models", "tasks",
     "exercises", "plots", "widgets", "explorer",
 ]
