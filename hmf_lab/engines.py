@@ -51,7 +51,7 @@ from .lstm import CompressedLSTM, SparseLSTM
 from .timing import measure
 
 __all__ = ["ENGINES", "engines_of", "set_engine", "current_engine", "choose", "summary", "clear_cache",
-           "compressed_modules", "compare_models", "load_note"]
+           "compressed_modules", "compare_models", "load_note", "crossover_points"]
 
 #: every engine name, in the order they are tried (the first available one is the reference output)
 ENGINES = ("factorized", "csr", "reconstructed")
@@ -421,3 +421,48 @@ def load_note() -> str:
     except OSError:  # not available on this platform
         return "load average: not available"
     return f"load average {l1:.2f} / {l5:.2f} / {l15:.2f} (1/5/15 min) on {os.cpu_count()} cores"
+
+
+def crossover_points(df: pd.DataFrame, method: str = "hmf", against=("dense", "prune"), x: str = "hidden",
+                     y: str = "speedup") -> dict:
+    """Where ``method`` overtakes each reference along ``x`` (e.g. hidden size): ``{reference: x or None}``.
+
+    ``df`` is tidy (columns ``x``, ``method``, ``y``; ``y`` = speed-up over dense, so dense is 1). The
+    crossing is interpolated linearly in ``log2(x)`` between the last size where ``method`` is slower and
+    the first after which it stays faster; the smallest size if it is faster everywhere; None if it never is.
+
+    >>> import pandas as pd, hmf_lab as hl
+    >>> df = pd.DataFrame({"hidden": [128, 256, 512] * 2, "method": ["hmf"] * 3 + ["prune"] * 3,
+    ...                    "speedup": [0.5, 0.9, 1.3, 0.4, 1.0, 1.1]})
+    >>> hl.engines.crossover_points(df)
+    {'dense': 304.0, 'prune': 323.0}
+    """
+    import math
+
+    if not isinstance(df, pd.DataFrame) or not {x, y, "method"} <= set(df.columns):
+        raise TypeError(f"df must be a DataFrame with columns {x!r}, 'method' and {y!r}")
+    mine = df[df["method"] == method].groupby(x)[y].median()
+    if mine.empty:
+        raise ValueError(f"method {method!r} is not in df; methods there: {sorted(df['method'].unique())}")
+    out = {}
+    for ref in against:
+        if ref == "dense":
+            theirs = pd.Series(1.0, index=mine.index)
+        else:
+            theirs = df[df["method"] == ref].groupby(x)[y].median().reindex(mine.index)
+        gap = (mine - theirs).dropna()
+        xs, gs = list(gap.index), list(gap.values)
+        ahead = [g > 0 for g in gs]
+        if not any(ahead) or not ahead[-1]:
+            out[ref] = None
+            continue
+        i = len(ahead) - 1
+        while i > 0 and ahead[i - 1]:
+            i -= 1
+        if i == 0:
+            out[ref] = float(xs[0])
+            continue
+        a, b = math.log2(xs[i - 1]), math.log2(xs[i])
+        t = gs[i - 1] / (gs[i - 1] - gs[i])  # gs[i-1] <= 0 < gs[i]
+        out[ref] = float(round(2 ** (a + t * (b - a))))
+    return out

@@ -400,3 +400,44 @@ def timing_bars(timings, ax=None, *, unit: str = "us", baseline: str | None = No
     ax.set_xlabel(f"median time ({'µs' if unit == 'us' else unit})")
     ax.set_title("inference time (speed-up vs " + (baseline or str(t['name'].iloc[0])) + ")")
     return ax
+
+
+#: display labels of the methods (the kit's convention)
+_LABELS = {"dense": "dense", "hmf": "HMF", "lmf": "LMF", "prune": "pruning (CSR)"}
+
+
+def speed_crossover(df: pd.DataFrame, ax=None, *, x: str = "hidden", y: str = "speedup"):
+    """Speed-up over dense against model size per method (log2 x axis), with the sizes where HMF overtakes
+    dense and CSR pruning marked (:func:`hmf_lab.engines.crossover_points`). ``df``: tidy, columns
+    ``x``, ``method``, ``y`` (dense = 1). Returns the Axes.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import pandas as pd, hmf_lab as hl
+    >>> df = pd.DataFrame({"hidden": [128, 256] * 3, "method": ["dense"] * 2 + ["hmf"] * 2 + ["prune"] * 2,
+    ...                    "speedup": [1, 1, 0.6, 1.4, 0.5, 0.8]})
+    >>> ax = hl.plots.speed_crossover(df)
+    >>> [l.get_label() for l in ax.get_lines()][:3]
+    ['dense', 'HMF', 'pruning (CSR)']
+    """
+    from .engines import crossover_points
+
+    if not isinstance(df, pd.DataFrame) or not {x, y, "method"} <= set(df.columns):
+        raise TypeError(f"speed_crossover() expects a DataFrame with columns {x!r}, 'method' and {y!r}")
+    ax = _axes(ax)
+    for method in [m for m in ("dense", "hmf", "lmf", "prune") if m in set(df["method"])] + \
+            sorted(set(df["method"]) - {"dense", "hmf", "lmf", "prune"}):
+        d = df[df["method"] == method].groupby(x)[y].median()
+        ax.plot(d.index, d.values, marker="o", label=_LABELS.get(method, method),
+                linestyle="--" if method == "dense" else "-")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(df[x].unique()), [str(v) for v in sorted(df[x].unique())])
+    if "hmf" in set(df["method"]):
+        refs = [r for r in ("dense", "prune") if r == "dense" or r in set(df["method"])]
+        for ref, at in crossover_points(df, against=refs, x=x, y=y).items():
+            if at is not None:
+                ax.axvline(at, color="gray", linestyle=":", linewidth=1)
+                ax.text(at, ax.get_ylim()[1], f"HMF > {_LABELS[ref]}\n~{at:.0f}", fontsize=7, va="top", ha="left")
+    ax.set_xlabel(x)
+    ax.set_ylabel("speed-up over dense")
+    ax.legend(fontsize=8)
+    return ax
