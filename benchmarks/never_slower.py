@@ -1,7 +1,7 @@
 """Never slower than dense: every shipped model x method x compression, end-to-end speed relative to dense.
 
     python benchmarks/never_slower.py [--models char_lm intent translation] [--compressions 2 4 8 16]
-                                      [--min-run-time 1.0] [--rounds 5] [--out data/results/speed]
+                                      [--min-run-time 1.0] [--rounds 5] [--out hmf_lab/assets/results/speed]
 
 For each shipped model (``hl.models.load_pretrained``) and method ("hmf", "lmf", "prune" as CSR modules)
 at each compression, the layers ``hmf-lab reproduce`` compresses are compressed, ``hl.engines.choose``
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=["hmf", "lmf", "prune"], choices=["hmf", "lmf", "prune"])
     p.add_argument("--min-run-time", type=float, default=1.0, help="seconds per model, over all rounds")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--out", default="data/results/speed")
+    p.add_argument("--out", default="hmf_lab/assets/results/speed")
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     comps = [int(c) if float(c).is_integer() else c for c in a.compressions]

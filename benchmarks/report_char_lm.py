@@ -1,6 +1,6 @@
 """``hl.report`` on the shipped char_lm: the per-layer table, the recommended plan at 4x, its speed and metric.
 
-    python benchmarks/report_char_lm.py [--target 4] [--eval-chars 20000] [--out data/results/speed]
+    python benchmarks/report_char_lm.py [--target 4] [--eval-chars 20000] [--out hmf_lab/assets/results/speed]
 
 Calibration inputs X: 8 windows of 128 characters from the training split (seeded). The plan's model and,
 for reference, every uniform 4x model (HMF, LMF, pruning as CSR) are evaluated with the char_lm task's
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--compressions", nargs="+", type=int, default=[2, 4, 8])
     p.add_argument("--eval-chars", type=int, default=20000)
     p.add_argument("--min-run-time", type=float, default=0.6)
-    p.add_argument("--out", default="data/results/speed")
+    p.add_argument("--out", default="hmf_lab/assets/results/speed")
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)

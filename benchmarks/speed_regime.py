@@ -1,7 +1,7 @@
 """The speed regime: a character LSTM LM large enough that its weights leave the cache, end to end, batch 1.
 
     python benchmarks/speed_regime.py [--hidden 1024] [--seq 64] [--sizes 128 256 512 1024 2048]
-                                      [--crossover-seq 16] [--compression 4] [--out data/results/speed]
+                                      [--crossover-seq 16] [--compression 4] [--out hmf_lab/assets/results/speed]
 
 Part 1 (``regime.csv``/``.md``): a CharLM (vocabulary 65, embedding 64, hidden ``--hidden``) timed per
 sequence of ``--seq`` characters for dense, HMF, LMF and CSR pruning at 4x and 8x (the LSTM and the
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--skip-regime", action="store_true")
     p.add_argument("--skip-crossover", action="store_true")
-    p.add_argument("--out", default="data/results/speed")
+    p.add_argument("--out", default="hmf_lab/assets/results/speed")
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
