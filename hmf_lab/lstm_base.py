@@ -202,7 +202,8 @@ class CompressedLSTM(nn.Module):
         mods = (*self.ih._modules.values(), *self.hh._modules.values())
         if store.get("dicts", (None,))[0] != mods:  # the matrices' parameter/buffer dicts, looked up once
             store["dicts"] = (mods, [d for m in mods for d in (m._parameters, m._buffers)])
-        key = [(t.data_ptr(), t._version) for d in store["dicts"][1] for t in d.values() if t is not None]
+        key = [(t.data_ptr(), -1 if t.is_inference() else t._version) for d in store["dicts"][1]
+               for t in d.values() if t is not None]
         hit = store.get("flat")
         if hit is None or hit[0] != key:
             w = self._dense_weights(differentiable=False)
