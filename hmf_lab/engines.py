@@ -352,8 +352,9 @@ def compare_models(named_models: dict, *inputs, threads: int = 1, min_run_time: 
 
     Every round calls each model's forward (``inference_mode``, eval mode) for ``min_run_time / rounds``
     seconds with :func:`hmf_lab.timing.measure`; the blocks of all rounds are pooled. ``speedup`` is the
-    first model's median over this one's (2.0: twice as fast as the first). ``unreliable`` is the timing
-    harness's flag when it has one (a busy machine), else missing.
+    first model's median over this one's (2.0: twice as fast as the first). Measured by the kit's harness,
+    :func:`hmf_lab.timing.race`; its verdict (``unreliable`` column, ``df.attrs["warning"]`` in words) says
+    when a busy machine makes the numbers untrustworthy.
 
     >>> import torch, hmf_lab as hl
     >>> net = torch.nn.Linear(16, 16)
@@ -370,29 +371,20 @@ def compare_models(named_models: dict, *inputs, threads: int = 1, min_run_time: 
     _check_positive(threads, "threads", integer=True)
     _check_positive(min_run_time, "min_run_time")
     _check_positive(rounds, "rounds", integer=True)
+    from .timing import race
+
     clock = clock or ("thread" if threads == 1 else "wall")
     fns = {}
     for name, model in named_models.items():
         model.eval()
-
-        def fn(model=model):
-            with torch.inference_mode():
-                return model(*inputs)
-        fns[name] = fn
-    per = {name: [] for name in fns}
-    flags = {name: [] for name in fns}
-    for _ in range(int(rounds)):
-        for name, fn in fns.items():
-            t = measure(fn, min_run_time=min_run_time / rounds, threads=threads, warmup=2, label=name, clock=clock)
-            per[name] += list(t.times) or [t.median]
-            flags[name].append(bool(getattr(t, "unreliable", False)))
-    rows = []
-    for name, ts in per.items():
-        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
-        rows.append({"name": name, "median_us": statistics.median(ts) * 1e6, "iqr_us": (q[2] - q[0]) * 1e6,
-                     "min_us": min(ts) * 1e6, "n": len(ts), "unreliable": any(flags[name])})
-    df = pd.DataFrame(rows)
+        fns[name] = (lambda model=model: model(*inputs))
+    r = race(fns, rounds=int(rounds), min_run_time=min_run_time / rounds, threads=int(threads), clock=clock,
+             inference=True)
+    t = r.table
+    df = pd.DataFrame({"name": t["name"], "median_us": t["median"] * 1e6, "iqr_us": t["iqr"] * 1e6,
+                       "min_us": t["min"] * 1e6, "n": t["n"], "unreliable": bool(r.unreliable)})
     df["speedup"] = df["median_us"].iloc[0] / df["median_us"]
+    df.attrs.update(warning=r.warning, unreliable=bool(r.unreliable), threads=r.threads, clock=clock)
     return df
 
 

@@ -550,6 +550,10 @@ def _fill(rep: Report, plan: dict, values: dict, sources: dict, order: list, bud
             rank = rep.configs[(name, *sources[name])][1]
             kw.pop("split", None)
             kw["rank"] = {name: rank}
+        elif kw["method"] == "lmf":
+            ranks = _lmf_fill(rep.model.get_submodule(name), room)
+            if ranks is not None:
+                kw["rank"] = {name: ranks}
         try:
             mod = _build(rep.model.get_submodule(name), name, {k: v for k, v in kw.items() if k != "layers"})
         except ValueError:
@@ -557,6 +561,31 @@ def _fill(rep: Report, plan: dict, values: dict, sources: dict, order: list, bud
         if _values(mod) <= room and _values(mod) >= values[name]:
             values[name] = _values(mod)
             plan["layers"][name] = kw
+
+
+def _lmf_fill(mod: nn.Module, room: int):
+    """LMF ranks (an int for a Linear, a per-matrix dict for an LSTM) whose values fill ``room`` best: an
+    LSTM's matrices get their own ranks (one rank step of W_hh costs 4*(H+H) values, of W_ih 4*(H+n))."""
+    if isinstance(mod, nn.Linear):
+        m, n = mod.out_features, mod.in_features
+        r = min(room // (m + n), m, n)
+        return int(r) if r >= 1 else None
+    H = mod.hidden_size
+    mats = [(which + sfx, getattr(mod, f"weight_{which}{sfx}").shape[1]) for sfx in _suffixes(mod) for which in ("ih", "hh")]
+    units = {k: 4 * (H + n) for k, n in mats}
+    rmax = {k: min(H, n) for k, n in mats}
+    order = sorted(units, key=units.get, reverse=True)
+    first, rest = order[0], order[1:]
+    best = None
+    top = min(rmax[first], room // units[first])
+    for r0 in range(int(top), max(0, int(top) - 32), -1):  # the coarsest matrix: a few ranks below its most
+        left, ranks = room - r0 * units[first], {first: r0}
+        for k in rest:
+            ranks[k] = int(min(rmax[k], left // units[k]))
+            left -= ranks[k] * units[k]
+        if min(ranks.values()) >= 1 and (best is None or left < best[0]):
+            best = (left, ranks)
+    return None if best is None else best[1]
 
 
 def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
