@@ -574,18 +574,20 @@ def _lmf_fill(mod: nn.Module, room: int):
     mats = [(which + sfx, getattr(mod, f"weight_{which}{sfx}").shape[1]) for sfx in _suffixes(mod) for which in ("ih", "hh")]
     units = {k: 4 * (H + n) for k, n in mats}
     rmax = {k: min(H, n) for k, n in mats}
+    dense = sum(4 * H * n for _, n in mats)
+    c = dense / room  # every matrix starts at the rank of this uniform compression, then the leftover is shared
+    uniform = {k: int(min(rmax[k], max(1, (H * n / c) // (H + n)))) for k, n in mats}
     order = sorted(units, key=units.get, reverse=True)
     first, rest = order[0], order[1:]
     best = None
-    top = min(rmax[first], room // units[first])
-    for r0 in range(int(top), max(0, int(top) - 32), -1):  # the coarsest matrix: a few ranks below its most
+    for r0 in range(uniform[first], min(rmax[first], uniform[first] + 3) + 1):  # coarsest matrix: +0..3 ranks
         left, ranks = room - r0 * units[first], {first: r0}
         for k in rest:
             ranks[k] = int(min(rmax[k], left // units[k]))
             left -= ranks[k] * units[k]
-        if min(ranks.values()) >= 1 and (best is None or left < best[0]):
+        if left >= 0 and all(ranks[k] >= uniform[k] for k in ranks) and (best is None or left < best[0]):
             best = (left, ranks)
-    return None if best is None else best[1]
+    return uniform if best is None else best[1]
 
 
 def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
