@@ -449,35 +449,77 @@ def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .grid import SWEEP_FRACS
     parser.add_argument("--task", nargs="+", default=["lm"], choices=sorted(TASKS),
                         help="lm (char LSTM, Tiny Shakespeare), intent (SNIPS), translation (en->es)")
+    parser.add_argument("--regime", default="both", choices=["post", "scratch", "both"],
+                        help="post: compress the shipped model, fine-tune; scratch: train every structure from "
+                             "initialization with the dense baseline's budget; both (default)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (mean ± sd over them); default 3")
     parser.add_argument("--compression", nargs="+", type=float, default=[4, 8], help="e.g. 2 4 8 16")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--out", type=Path, required=True, help="folder for CSV, markdown and plots")
+    parser.add_argument("--methods", nargs="+", default=["dense", *METHODS], choices=["dense", *METHODS])
+    parser.add_argument("--out", type=Path, required=True, help="folder for CSVs, results.md and plots")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (joblib)")
+    parser.add_argument("--scheduler", default=None,
+                        help="a Dask scheduler address (e.g. tcp://127.0.0.1:8786): run the cells there "
+                             "(joblib's dask backend) instead of local processes")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny fine-tuning/evaluation budget (about a minute per task; also HMF_LAB_QUICK=1)")
-    parser.add_argument("--heuristic", default="top", help="HMF split heuristic (a name in hl.HEURISTICS)")
-    parser.add_argument("--fine-tune-steps", type=int, default=None, help="override the fine-tuning budget")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for training (timing uses 1)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bars")
+                        help="tiny training/evaluation budget (for CI and trying things; also HMF_LAB_QUICK=1)")
+    parser.add_argument("--sweep-task", default="intent",
+                        help="task of the trained split sweep (if among --task; 'none' for no sweep)")
+    parser.add_argument("--sweep-fracs", nargs="+", type=float, default=list(SWEEP_FRACS),
+                        help="split fractions of the sweep (of the largest feasible split; 0 is the LMF row)")
+    parser.add_argument("--heuristic", default="greedy",
+                        help="split heuristic compared on the sweep task (a name in hl.HEURISTICS; 'none' to skip)")
+    parser.add_argument("--fine-tune-steps", type=int, default=None, help="override the post fine-tuning steps")
+    parser.add_argument("--scratch-steps", type=int, default=None, help="override the scratch training steps")
+    parser.add_argument("--threads", type=int, default=1, help="ignored: every cell runs on one torch thread")
+    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
 
 
 def run(args) -> int:
+    """``hmf-lab reproduce``: the grid (:func:`hmf_lab.grid.run_grid`), then its tables and plots in ``--out``."""
+    import json
+    import os
+    import sys
+
+    from . import grid as G
     quick = bool(args.quick or quick_mode())
-    torch.set_num_threads(args.threads)
-    for task in args.task:
-        st = copy.deepcopy((QUICK if quick else FULL)[task])
-        if args.fine_tune_steps is not None:
-            st.fine_tune_steps = args.fine_tune_steps
-        t0 = time.time()
-        df = run_task(task, args.compression, args.methods, quick=quick, progress=not args.no_progress,
-                      settings=st, heuristic=args.heuristic)
-        files = write_outputs(df, Path(args.out))
-        print(markdown_table(df))
-        s = summary(df)
-        if len(s):
-            print(s.to_string(index=False))
-        print(f"[{task}] {time.time() - t0:.0f} s; wrote " + ", ".join(str(f) for f in files))
+    regimes = ["post", "scratch"] if args.regime == "both" else [args.regime]
+    steps = {k: v for k, v in (("post", args.fine_tune_steps), ("scratch", args.scratch_steps)) if v is not None}
+    sweep = None if str(args.sweep_task).lower() == "none" else args.sweep_task
+    heur = None if str(args.heuristic).lower() == "none" else args.heuristic
+    if heur is not None:
+        from .heuristics import HEURISTICS
+        if heur not in HEURISTICS:
+            raise ValueError(f"unknown heuristic {heur!r}; valid names are {sorted(HEURISTICS)} (or 'none')")
+    load0 = os.getloadavg()
+    t0 = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    df = G.run_grid(args.task, regimes, args.compression, args.seeds, jobs=args.jobs, scheduler=args.scheduler,
+                    quick=quick, methods=args.methods, sweep_task=sweep, sweep_fracs=args.sweep_fracs,
+                    best_heuristic=heur, steps=steps, progress=not args.no_progress,
+                    log_file=out / "cells_partial.jsonl")
+    wall = time.time() - t0
+    files = G.write_grid(df, out)
+    (out / "cells_partial.jsonl").unlink(missing_ok=True)
+    import subprocess
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip() or None
+    except OSError:
+        commit = None
+    info = dict(commit=commit, command="hmf-lab reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"] else None,
+                tasks=list(args.task), regimes=regimes, seeds=args.seeds, compressions=list(args.compression),
+                jobs=args.jobs, scheduler=args.scheduler, quick=quick, wall_s=round(wall, 1), cells=len(df),
+                loadavg_start=load0, loadavg_end=os.getloadavg(), cpus=os.cpu_count(),
+                settings={t: vars(G.settings_for(t, quick)) for t in args.task}, steps_override=steps,
+                sweep_task=sweep, sweep_fracs=list(args.sweep_fracs), heuristic=heur)
+    (out / "run.json").write_text(json.dumps(info, indent=1, default=str))
+    print(G.results_markdown(df))
+    print(f"{len(df)} cells in {wall:.0f} s with jobs={args.jobs}" + (f" on {args.scheduler}" if args.scheduler else "")
+          + "; wrote " + ", ".join(str(f) for f in files + [out / "run.json"]))
     return 0
 
 
