@@ -26,7 +26,7 @@ from .synthetic import singular_values, with_spectrum as synthetic  # matrices w
 from ._validation import as_int, as_matrix, check_compression
 
 __all__ = ["ExerciseError", "quick", "singular_values", "synthetic", "check_break_even_rank", "check_eckart_young",
-           "check_hmf_params", "check_max_rank", "check_csr_bytes", "check_best_at_budget"]
+           "check_hmf_params", "check_max_rank", "check_csr_bytes", "check_best_at_budget", "check_hmf_gain"]
 
 
 class ExerciseError(AssertionError):
@@ -196,3 +196,62 @@ def check_best_at_budget(W, compression, split, rank, *, cache=None, step: int |
                             f"{errs[best]:.4f} (split={int(b['split'].iloc[best])}). Hint: evaluate the error of "
                             f"every row of hl.budget(...) and take the smallest.")
     return _ok(f"error {mine:.4f} at {hmf_params(m, n, k, r):,} values (best on the grid: {errs[best]:.4f}).")
+
+
+# --------------------------------------------------------------------------- notebook 06 (moved from reproduce.py)
+
+
+def check_hmf_gain(results, compression: float, answer, *, regime: str = "post", task: str | None = None) -> bool:
+    """Exercise check: HMF's relative gain over LMF (in %, positive = HMF better) at ``compression``.
+
+    ``results``: the cells of ``hmf-lab reproduce`` (``hl.grid.load_grid``: columns ``label``, ``value``,
+    mean over seeds) or one task table of the older format (``method``, ``after``). Never raises for a
+    wrong answer: prints PASS or FAIL with a hint and returns a bool (``False`` while ``answer`` is ``None``).
+    An answer within 0.05 percentage points passes. The expected answer is whatever the results say,
+    whichever way it falls.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"task": "lm", "regime": "post", "metric": "bits_per_char", "label": ["hmf", "lmf"] * 2,
+    ...                    "seed": [0, 0, 1, 1], "compression": 4.0, "value": [2.0, 2.5, 2.0, 2.5]})
+    >>> check_hmf_gain(df, 4, 20.0)
+    PASS: HMF is 20.00% better than LMF at 4x (lm, post).
+    True
+    >>> check_hmf_gain(df, 4, -20.0)
+    FAIL: -20.0 is not HMF's gain over LMF at 4x. Hint: lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100, on the means over seeds.
+    False
+    """
+    import pandas as pd
+
+    if _pending(answer):
+        return False
+    df = pd.DataFrame(results)
+    if "label" not in df:   # older per-task format: one row per method, 'after' = after fine-tuning
+        df = df[df.method.isin(["hmf", "lmf"])].assign(label=df.method, value=df["after"], seed=0,
+                                                       regime=regime)
+    if task is not None:
+        df = df[df.task == task]
+    if "regime" in df:
+        df = df[df.regime == regime]
+    from .grid import hmf_vs_lmf
+    comp = hmf_vs_lmf(df[df.label.isin(["hmf", "lmf"])])
+    row = comp[comp.compression == float(compression)] if len(comp) else comp
+    if not len(row):
+        print(f"FAIL: no HMF and LMF results at compression {compression} (regime {regime!r}); "
+              f"available: {sorted(set(comp.compression)) if len(comp) else []}")
+        return False
+    r = row.iloc[0]
+    want = float(r.pct)
+    try:
+        got = float(answer)
+    except (TypeError, ValueError):
+        print(f"FAIL: the answer must be a number (a percentage), got {answer!r}")
+        return False
+    if abs(got - want) <= 0.05:
+        print(f"PASS: HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x "
+              f"({r.task}, {regime}).")
+        return True
+    lower = df.metric.iloc[0] in ("bits_per_char", "perplexity")
+    hint = ("lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100" if lower
+            else "higher is better, so the gain is (hmf - lmf) / lmf * 100")
+    print(f"FAIL: {answer} is not HMF's gain over LMF at {compression:g}x. Hint: {hint}, on the means over seeds.")
+    return False

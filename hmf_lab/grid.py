@@ -31,7 +31,7 @@ from .regimes import REGIMES, Cell, run_cell, settings_for
 
 __all__ = ["make_cells", "transfer_cells", "run_cells", "run_grid", "summarize", "hmf_vs_lmf", "inside_noise",
            "best_split", "results_markdown", "sweep_table", "write_grid", "load_grid", "T975", "SWEEP_FRACS",
-           "LOWER_IS_BETTER"]
+           "LOWER_IS_BETTER", "live_regimes"]
 
 #: split fractions of the trained sweep (0 = LMF is the "lmf" row; 1 = the all-rows end)
 SWEEP_FRACS = (0.25, 0.5, 0.75, 1.0)
@@ -402,3 +402,27 @@ def load_grid(folder) -> pd.DataFrame:
         raise FileNotFoundError(f"no cells.csv in {folder}; create it with `hmf-lab reproduce --task lm intent "
                                 f"translation --regime both --out {folder}`")
     return pd.read_csv(f)
+
+
+def live_regimes(task: str = "intent", compression: float = 8, split_frac: float | None = None,
+                 regime: str = "scratch", seeds: int = 1, quick: bool | None = None,
+                 steps: int | None = None) -> pd.DataFrame:
+    """A small live grid in this process: dense, HMF at ``split_frac`` (None = default split) and LMF, one regime.
+
+    For sliders: quick mode (``HMF_LAB_QUICK=1`` or ``quick=True``) trains a few steps; otherwise the
+    full run's budget of :mod:`hmf_lab.regimes` (a few seconds per model for ``intent``).
+
+    >>> df = live_regimes("intent", 8, 0.5, "scratch", quick=True)  # doctest: +SKIP
+    >>> sorted(df.label)  # doctest: +SKIP
+    ['dense', 'hmf@0.5', 'lmf']
+    """
+    from ._env import quick_mode
+    q = quick_mode() if quick is None else bool(quick)
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; expected one of {REGIMES}")
+    cells = []
+    for seed in range(int(seeds)):
+        cells += [Cell(task, regime, "dense", 1.0, seed, quick=q, steps=steps),
+                  Cell(task, regime, "hmf", float(compression), seed, split_frac=split_frac, quick=q, steps=steps),
+                  Cell(task, regime, "lmf", float(compression), seed, quick=q, steps=steps)]
+    return pd.DataFrame(run_cells(cells, jobs=1, progress=False))

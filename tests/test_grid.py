@@ -124,3 +124,22 @@ def test_quick_grid_on_a_dask_local_cluster(tmp_path):
         local["final_train_loss"])
     files = G.write_grid(df, tmp_path)
     assert (tmp_path / "sweep.csv").is_file() and all(f.is_file() for f in files)
+
+
+def test_live_regimes_rejects_an_unknown_regime():
+    with pytest.raises(ValueError, match="unknown regime 'later'"):
+        G.live_regimes("intent", 8, 0.5, "later")
+
+
+@pytest.mark.slow
+@needs_data
+def test_regime_explorer_retrains_on_slider_moves():
+    from hmf_lab import reproduce as R
+    box = R.regime_explorer("intent", quick=True)
+    assert sorted(box.result.label) == ["dense", "hmf@0.5", "lmf"] and set(box.result.regime) == {"scratch"}
+    box.sliders["split"].value = 0.0   # split 0: HMF has LMF's structure and the same training
+    r = box.result.set_index("label")
+    assert r.loc["hmf@0", "params"] == r.loc["lmf", "params"]
+    assert r.loc["hmf@0", "value"] == pytest.approx(r.loc["lmf", "value"], abs=1e-6)
+    box.sliders["regime"].value = "post"
+    assert set(box.result.regime) == {"post"} and box.result.before.notna().sum() == 2
