@@ -107,13 +107,15 @@ def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False
     return out
 
 
-def best_split(rows: pd.DataFrame) -> pd.DataFrame:
+def best_split(rows: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
     """Per (task, regime, compression) of a sweep: the HMF split fraction with the best mean metric.
 
     Candidates are the sweep points with dense rows (fraction > 0) and the default split (recorded as
     its own fraction of the largest split, ``split_hh / max``; see :func:`_default_frac`).
     """
     df = pd.DataFrame(rows)
+    if task is not None:
+        df = df[df.task == task]
     sw = df[(df.method == "hmf") & (df.heuristic == "top") & (df.split_source.fillna("") == "")]
     sw = sw[sw.split_frac.isna() | (sw.split_frac > 0)]
     out = []
@@ -127,17 +129,45 @@ def best_split(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def transfer_cells(best: pd.DataFrame, tasks, seeds: int, quick=False, steps: dict | None = None) -> list[Cell]:
-    """``hmf(best)`` cells of the other tasks, at the sweep's best fraction per (regime, compression)."""
+    """``hmf(best)`` cells of the other tasks, at the sweep's best fraction per (regime, compression).
+
+    Where the best is the default split (``best_frac`` None/NaN) no cell is needed: :func:`run_grid`
+    relabels the default HMF cells instead.
+    """
     steps = steps or {}
     out = []
     for r in best.itertuples():
+        if r.best_frac is None or _isnan(r.best_frac):
+            continue
         for task in tasks:
             if task == r.task:
                 continue
             for seed in range(int(seeds)):
                 out.append(Cell(task, r.regime, "hmf", float(r.compression), seed,
-                                split_frac=r.best_frac, split_source=f"best of the {r.task} sweep",
+                                split_frac=float(r.best_frac), split_source=f"best of the {r.task} sweep",
                                 quick=quick, steps=steps.get(r.regime)))
+    return out
+
+
+def _relabel_best(rows: list[dict], best: pd.DataFrame, sweep_task: str) -> list[dict]:
+    """``hmf(best)`` rows that need no training: the sweep task's best point, and the default HMF cells of
+    the other tasks where the sweep's best is the default split."""
+    out = []
+    for r in best.itertuples():
+        default = r.best_frac is None or _isnan(r.best_frac)
+        for x in rows:
+            if x["regime"] != r.regime or x["compression"] != r.compression or x["method"] != "hmf" \
+                    or x["heuristic"] != "top" or x["split_source"]:
+                continue
+            frac = x["split_frac"]
+            if x["task"] == sweep_task:
+                hit = (frac is None or _isnan(frac)) if default else frac == r.best_frac
+                src = "best of this sweep"
+            else:
+                hit = default and (frac is None or _isnan(frac))
+                src = f"best of the {sweep_task} sweep (the default split)"
+            if hit:
+                out.append(dict(x, label="hmf(best)", split_source=src))
     return out
 
 
@@ -195,10 +225,11 @@ def run_grid(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, jobs=1, sched
              log=print) -> pd.DataFrame:
     """The whole grid as a tidy DataFrame (one row per cell). Python twin of ``hmf-lab reproduce``.
 
-    Phase 1 runs the split sweep's task (cheap; gives each (regime, compression) its best split
-    fraction), phase 2 the other tasks, with ``hmf(best)`` cells at the sweep's best fraction. On the
-    sweep task itself, ``hmf(best)`` is the best sweep point (chosen on the same seeds it is reported
-    with: an optimistic pick).
+    Phase 1 runs every cell that needs no other cell (the split sweep included); phase 2 the
+    ``hmf(best)`` cells of the other tasks at the sweep's best fraction per (regime, compression)
+    (none where the best is the default split: those rows are the default HMF cells). On the sweep task
+    itself, ``hmf(best)`` is the best sweep point (chosen on the same seeds it is reported with: an
+    optimistic pick).
 
     >>> df = run_grid(["intent"], ["scratch"], [8], seeds=1, quick=True, sweep_fracs=(1.0,),
     ...               best_heuristic=None, progress=False, log=lambda *a: None)  # doctest: +SKIP
@@ -209,25 +240,16 @@ def run_grid(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, jobs=1, sched
     cells = make_cells(tasks, regimes, compressions, seeds, quick, methods, sweep_task, sweep_fracs,
                        best_heuristic, steps)
     t0 = time.time()
-    first = [c for c in cells if c.task == sweep_task]
-    rest = [c for c in cells if c.task != sweep_task]
-    rows = []
-    if first:
-        log(f"phase 1: {len(first)} cells of the {sweep_task} sweep")
-        rows += run_cells(first, jobs, scheduler, progress, log_file)
-        best = best_split(pd.DataFrame(rows))
-        for r in best.itertuples():   # the sweep task's own hmf(best): its best sweep point, relabelled
-            pick = [dict(x, label="hmf(best)", split_source="best of this sweep") for x in rows
-                    if x["task"] == sweep_task and x["regime"] == r.regime and x["compression"] == r.compression
-                    and x["method"] == "hmf" and x["heuristic"] == "top" and not x["split_source"]
-                    and ((x["split_frac"] is None or _isnan(x["split_frac"])) if r.best_frac is None
-                         else x["split_frac"] == r.best_frac)]
-            rows += pick
-        rest += transfer_cells(best, tasks, seeds, quick, steps)
-        log(f"best split fractions: {best.to_dict('records')}")
-    if rest:
-        log(f"phase 2: {len(rest)} cells")
-        rows += run_cells(rest, jobs, scheduler, progress, log_file)
+    log(f"phase 1: {len(cells)} cells" + (f" (the {sweep_task} sweep included)" if sweep_task else ""))
+    rows = run_cells(cells, jobs, scheduler, progress, log_file)
+    if sweep_task is not None and "hmf" in methods:
+        best = best_split(pd.DataFrame(rows), sweep_task)
+        log(f"best split fractions of the {sweep_task} sweep: {best.to_dict('records')}")
+        more = transfer_cells(best, tasks, seeds, quick, steps)
+        if more:
+            log(f"phase 2: {len(more)} hmf(best) cells of the other tasks")
+            rows += run_cells(more, jobs, scheduler, progress, log_file)
+        rows += _relabel_best(rows, best, sweep_task)
     df = pd.DataFrame(rows)
     df.attrs["wall_s"] = time.time() - t0
     return df

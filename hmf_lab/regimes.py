@@ -152,26 +152,14 @@ def get_task(task: str, quick: bool = False):
 
 
 def init_model(task_obj, shipped: nn.Module, seed: int) -> nn.Module:
-    """The default-initialized dense model of ``seed`` (same architecture as the shipped one)."""
+    """The default-initialized dense model of ``seed``: ``task.build()`` (the shipped model's architecture)."""
     with _LOCK:
         torch.manual_seed(seed)
-        model = type(shipped)(**_arch_of(task_obj, shipped))
+        model = task_obj.build()
+    if [p.shape for p in model.parameters()] != [p.shape for p in shipped.parameters()]:
+        raise ValueError(f"task.build() gives a different architecture than the shipped {type(shipped).__name__}; "
+                         "the scratch regime needs the same one")
     return model
-
-
-def _arch_of(task_obj, shipped: nn.Module) -> dict:
-    """Constructor arguments of the shipped model (vocabulary sizes + the task's architecture)."""
-    name = type(shipped).__name__
-    emb = {"CharLM": ("embedding",), "IntentClassifier": ("embedding",),
-           "Translator": ("src_embedding", "tgt_embedding")}[name]
-    sizes = [getattr(shipped, e).num_embeddings for e in emb]
-    hidden = (shipped.lstm if hasattr(shipped, "lstm") else shipped.encoder).hidden_size
-    embed = getattr(shipped, emb[0]).embedding_dim
-    if name == "CharLM":
-        return dict(vocab_size=sizes[0], embed=embed, hidden=hidden, layers=shipped.lstm.num_layers)
-    if name == "IntentClassifier":
-        return dict(vocab_size=sizes[0], n_classes=shipped.classifier.out_features, embed=embed, hidden=hidden)
-    return dict(src_vocab=sizes[0], tgt_vocab=sizes[1], embed=embed, hidden=hidden)
 
 
 def _matrix_shapes(model: nn.Module, layers) -> dict:

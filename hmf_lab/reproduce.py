@@ -92,17 +92,8 @@ def load_task(task: str, **eval_kw):
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
-    name = TASKS[task]
-    model, payload = M.load_pretrained(name, with_payload=True)
-    v = payload["vocab"]
-    if name == "char_lm":
-        t = M.LMTask(vocab=M.CharVocab(v), **eval_kw)
-    elif name == "intent":
-        t = M.IntentTask(vocab=M.WordVocab(None, words=v["words"]), labels=v["labels"], **eval_kw)
-    else:
-        t = M.TranslationTask(vocabs=(M.WordVocab(None, words=v["src"]), M.WordVocab(None, words=v["tgt"])),
-                              **eval_kw)
-    return t, model
+    from .tasks import TASKS as REGISTRY
+    return REGISTRY[TASKS[task]].pretrained(**eval_kw)
 
 
 # ------------------------------------------------------------------------------------ pruning

@@ -143,3 +143,22 @@ def test_regime_explorer_retrains_on_slider_moves():
     assert r.loc["hmf@0", "value"] == pytest.approx(r.loc["lmf", "value"], abs=1e-6)
     box.sliders["regime"].value = "post"
     assert set(box.result.regime) == {"post"} and box.result.before.notna().sum() == 2
+
+
+def test_best_split_transfer_and_relabel():
+    base = dict(regime="post", compression=8.0, method="hmf", heuristic="top", split_source="", metric="accuracy")
+    rows = [dict(base, task="intent", seed=s, label=lab, split_frac=f, value=v)
+            for s in (0, 1) for lab, f, v in (("hmf", None, 0.9), ("hmf@0.5", 0.5, 0.8), ("hmf@1", 1.0, 0.7))]
+    rows += [dict(base, task="lm", seed=s, label="hmf", split_frac=None, value=2.0, metric="bits_per_char")
+             for s in (0, 1)]
+    best = G.best_split(pd.DataFrame(rows), "intent")
+    assert len(best) == 1 and (best.best_frac.isna() | best.best_frac.map(lambda v: v is None)).all()
+    assert G.transfer_cells(best, ["intent", "lm"], seeds=2) == []   # the default split: nothing to train
+    relab = G._relabel_best(rows, best, "intent")
+    assert sorted((r["task"], r["seed"], r["label"]) for r in relab) == [
+        ("intent", 0, "hmf(best)"), ("intent", 1, "hmf(best)"), ("lm", 0, "hmf(best)"), ("lm", 1, "hmf(best)")]
+    rows2 = [dict(r, value=1.0) if r["label"] == "hmf@0.5" else r for r in rows]
+    best2 = G.best_split(pd.DataFrame(rows2), "intent")
+    cells = G.transfer_cells(best2, ["intent", "lm"], seeds=2)
+    assert [(c.task, c.split_frac, c.label) for c in cells] == [("lm", 0.5, "hmf(best)")] * 2
+    assert {r["task"] for r in G._relabel_best(rows2, best2, "intent")} == {"intent"}
