@@ -1,13 +1,7 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -50,25 +44,6 @@ from hmf_lab import grid as G
 from hmf_lab import reproduce as R
 
 QUICK = hl.exercises.quick()  # HMF_LAB_QUICK=1 (CI) shrinks the live part
-
-
-def have_data(name):
-    """True when data set `name` is available here (hl.data.available where the kit has it)."""
-    available = getattr(hl.data, "available", None)
-    if available is not None:
-        return bool(available(name))
-    try:
-        ok = hl.data.verify(name)
-        return bool(ok) and all(ok.values())
-    except (FileNotFoundError, OSError, ValueError):  # no data folder, missing or corrupt file
-        return False
-
-
-def skip(name):
-    note = getattr(hl.data, "skip_note", None)
-    print(note(name) if note else f"skipped: data set {name!r} is not available here "
-          f"(set HMF_LAB_DATA to a folder holding it, or run hl.data.fetch({name!r}) with network)")
-
 
 # %% [markdown]
 # ## The shipped results of a full run
@@ -142,22 +117,22 @@ if cells is not None:
 # and the time per sequence measured side by side. Try 2x and 16x: where does each method break?
 
 # %%
-if have_data("tinyshakespeare"):
+if hl.data.available("tinyshakespeare"):
     R.compression_slider("lm", eval_size=1000 if QUICK else 5000, min_run_time=0.02 if QUICK else 0.2)
 else:
-    skip("tinyshakespeare")
+    print(hl.data.skip_note("tinyshakespeare"))
 
 # %% [markdown]
 # And a short fine-tuning run, live: the same budget for every method (a few steps here). Compare the
 # `before` and `after` columns.
 
 # %%
-if have_data("tinyshakespeare"):
+if hl.data.available("tinyshakespeare"):
     live = R.live_compare("lm", 8, fine_tune_steps=2 if QUICK else 40, eval_size=1000 if QUICK else 5000,
                           min_run_time=0.02 if QUICK else 0.2)
     display(live[["method", "compression", "params", "before", "after", "time_us", "speedup"]].round(3))
 else:
-    skip("tinyshakespeare")
+    print(hl.data.skip_note("tinyshakespeare"))
 
 # %% [markdown]
 # ## What to take away

@@ -1,13 +1,7 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -137,24 +131,11 @@ for f in sorted(speed_dir.glob("*.png")) if speed_dir.is_dir() else []:
 # should then agree.
 
 # %%
-def have_data(name):
-    available = getattr(hl.data, "available", None)
-    if available is not None:
-        return bool(available(name))
-    try:
-        ok = hl.data.verify(name)
-        return bool(ok) and all(ok.values())
-    except (FileNotFoundError, OSError, ValueError):
-        return False
-
-
-if have_data("snips"):
+if hl.data.available("snips"):
     explorer = R.regime_explorer("intent", quick=QUICK)
     display(explorer)
 else:
-    note = getattr(hl.data, "skip_note", None)
-    print(note("snips") if note else "skipped: SNIPS is not available here (set HMF_LAB_DATA or run "
-          "hl.data.fetch('snips') with network)")
+    print(hl.data.skip_note("snips"))
 
 # %% [markdown]
 # ## 5. Which of the paper's claims hold here, which do not, and why

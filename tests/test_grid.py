@@ -1,7 +1,5 @@
 """The reproduce grid: cells, regimes' initialization, noise rule, joblib (processes, Dask LocalCluster)."""
-import os
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,8 +10,7 @@ import hmf_lab as hl
 from hmf_lab import grid as G
 from hmf_lab import regimes as RG
 
-HAVE_DATA = Path(os.environ.get("HMF_LAB_DATA", "/nonexistent")).is_dir()
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason="needs HMF_LAB_DATA (SNIPS) and data/intent.pt")
+needs_data = pytest.mark.data("snips")   # conftest skips with hl.data.skip_note when SNIPS is not available
 
 
 def test_make_cells_covers_the_grid():

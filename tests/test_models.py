@@ -1,7 +1,5 @@
 """Small LSTM models: shapes, seeded training, metrics, shipped checkpoints (tiny configs only)."""
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +7,6 @@ import torch
 import hmf_lab as hl
 from hmf_lab import models as M
 
-HAVE_DATA = Path(os.environ.get("HMF_LAB_DATA", "/nonexistent")).is_dir()
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason="HMF_LAB_DATA not set")
 SHIPPED = [n for n in M.PRETRAINED if M.checkpoint_path(n).is_file()]
 
 
@@ -115,7 +111,7 @@ def test_shipped_checkpoints_load_with_weights_only(name):
     assert not any("embedding" in k for k in W)
 
 
-@needs_data
+@pytest.mark.data("tinyshakespeare")
 @pytest.mark.skipif("char_lm" not in SHIPPED, reason="char_lm.pt not built")
 def test_shipped_lm_has_learned_something():
     model, payload = M.load_pretrained("char_lm", with_payload=True)

@@ -1,0 +1,152 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1 · Low-rank basics: SVD, Eckart–Young and the break-even rank
+#
+# A layer `y = W x` with an `m x n` weight matrix stores `m*n` numbers. **Low-rank matrix factorization (LMF)**
+# replaces `W` by a product `U V` of an `m x r` and an `r x n` matrix: `r*(m+n)` numbers, and two thin
+# matrix products instead of one big one.
+#
+# In this notebook you will see
+#
+# 1. what the **singular values** of a matrix say about how well a rank-`r` product can approximate it,
+# 2. **Eckart–Young**: the truncated SVD is the best rank-`r` approximation, and its error is read off the
+#    singular values you drop,
+# 3. the **break-even rank**: above it, LMF stores *more* numbers than `W` itself,
+# 4. all of this on a **real trained weight**: the recurrent matrix of a character-level LSTM language model
+#    trained on Tiny Shakespeare.
+
+# %%
+import torch
+import matplotlib.pyplot as plt
+import hmf_lab as hl
+
+torch.manual_seed(0)
+QUICK = hl.exercises.quick()  # HMF_LAB_QUICK=1 (CI) shrinks the work; a student runs the full version
+
+# %% [markdown]
+# ## A matrix whose spectrum we choose
+#
+# `hl.exercises.synthetic(m, n, spectrum)` builds `W = Q1 diag(s) Q2^T` with random orthogonal `Q1`, `Q2`,
+# so its singular values are exactly the `s` we asked for. Here they decay exponentially, `s_i = exp(-0.05 i)`.
+
+# %%
+W_syn = hl.exercises.synthetic(256, 256, "exp", decay=0.05)
+s = torch.linalg.svdvals(W_syn)
+print("measured :", s[:5].numpy().round(4))
+print("designed :", hl.exercises.singular_values(5, "exp", decay=0.05).numpy().round(4))
+
+# %% [markdown]
+# The plot shows the singular values (log scale, left) and the **cumulative energy** `sum_{i<r} s_i^2 / sum_i s_i^2`
+# (right): the fraction of `||W||_F^2` that the first `r` directions carry.
+
+# %%
+ax = hl.plots.spectrum(W_syn)
+
+# %% [markdown]
+# ## Eckart–Young: the best rank-r approximation
+#
+# Keep the `r` largest singular triplets of the SVD `W = U S V^T` and drop the rest. No rank-`r` matrix is
+# closer to `W` in Frobenius norm, and the relative error is
+#
+# $$\frac{\|W - W_r\|_F}{\|W\|_F} = \sqrt{\frac{\sum_{i \ge r} s_i^2}{\sum_i s_i^2}}.$$
+#
+# `hl.lmf(W, rank=r)` computes exactly this factorization; `hl.relative_error` measures it.
+
+# %%
+r = 20
+f = hl.lmf(W_syn, rank=r)
+print("measured error    :", round(hl.relative_error(W_syn, f), 5))
+print("from the spectrum :", round(((s[r:] ** 2).sum() / (s ** 2).sum()).sqrt().item(), 5))
+
+# %% [markdown]
+# ## Parameters, compression and the break-even rank
+#
+# LMF stores `r*(m+n)` numbers, so the **compression** is `m*n / (r*(m+n))`. It is above 1 only while
+# `r < m*n/(m+n)` — the **break-even rank** (`n/2` for a square matrix). Watch the error and the compression
+# move in opposite directions:
+
+# %%
+m, n = W_syn.shape
+for r in [8, 32, 64, 128, 160]:
+    f = hl.lmf(W_syn, rank=r)
+    print(f"rank {r:4d}: {f.n_params:7,d} values, compression {f.compression:5.2f}x, error {hl.relative_error(W_syn, f):.4f}")
+
+# %% [markdown]
+# ## A real trained weight
+#
+# Now the real thing: the hidden-to-gates matrix `lstm.weight_hh_l0` of the character-level LSTM language model
+# shipped with the kit (`data/`, trained on Tiny Shakespeare by `scripts/train_models.py`). It has shape `(4H, H)`:
+# the four gates stacked. Next to it: a random Gaussian matrix of the same shape and scale.
+
+# %%
+W = hl.models.pretrained_weights("char_lm")["lstm.weight_hh_l0"]  # (4H, H): the LSTM's hidden-to-gates matrix
+print(tuple(W.shape), W.dtype)
+fig, axs = plt.subplots(1, 2, figsize=(11, 3.5))
+hl.plots.spectrum(W, ax=axs[0]).set_title("trained LSTM weight")
+hl.plots.spectrum(torch.randn_like(W) * W.std(), ax=axs[1]).set_title("random matrix, same shape and scale")
+fig.tight_layout()
+
+# %% [markdown]
+# Training leaves structure behind: the trained spectrum falls off faster at the top than the random one, so a
+# low rank keeps more of it. But the tail is long, which is why LMF alone loses accuracy quickly — the motivation
+# for the hybrid structure of the next notebook.
+#
+# ## Try it: the rank slider
+#
+# Drag the slider: the relative error, the parameter count and the compression follow live. Where does the
+# compression cross 1x?
+
+# %%
+hl.explorer(W, lmf_only=True)
+
+# %% [markdown]
+# ## Exercise 1 · the break-even rank
+#
+# For the LSTM weight `W` (shape `m x n` below), what is the **largest rank** at which LMF still stores *fewer*
+# numbers than `W`? Replace `None` by your answer (an integer) and run the check cell.
+
+# %%
+m, n = W.shape
+answer = None  # your answer: an int
+
+# %%
+hl.exercises.check_break_even_rank(m, n, answer)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (try first!): LMF stores r*(m+n) values; we need r*(m+n) < m*n
+answer = (m * n - 1) // (m + n)
+hl.exercises.check_break_even_rank(m, n, answer)
+
+# %% [markdown]
+# ## Exercise 2 · predict the error from the spectrum
+#
+# Using **only** the singular values `s_real` (no `hl.lmf`), compute the relative error of the best rank-32
+# approximation of `W`.
+
+# %%
+s_real = torch.linalg.svdvals(W)
+predicted = None  # your answer: a float computed from s_real
+
+# %%
+hl.exercises.check_eckart_young(W, 32, predicted)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution: Eckart-Young, the energy of the dropped singular values
+predicted = ((s_real[32:] ** 2).sum() / (s_real ** 2).sum()).sqrt().item()
+hl.exercises.check_eckart_young(W, 32, predicted)
+
+# %% [markdown]
+# ## Summary
+#
+# - The singular values of `W` tell you everything about low-rank approximation: the truncated SVD is optimal
+#   (Eckart–Young) and its error is the energy of the dropped values.
+# - LMF at rank `r` stores `r*(m+n)` numbers; it only compresses below the break-even rank `m*n/(m+n)`.
+# - Trained weights are more compressible than random ones, but their long tail makes LMF costly in accuracy
+#   at high compression. **Next:** keep a few rows dense and factorize the rest — the hybrid structure.

@@ -1,0 +1,107 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 4 · The trade-off map: error over every (split, rank)
+#
+# Every HMF is a point `(k, r)`. This notebook computes the error of **all** of them for the LSTM weight, draws
+# lines of equal compression through the map, extracts the **Pareto frontier** (no other structure is both smaller
+# and more accurate), adds run time, and solves the question an engineer asks: *at compression c, which (k, r)?*
+
+# %%
+import torch
+import matplotlib.pyplot as plt
+import hmf_lab as hl
+
+torch.manual_seed(0)
+QUICK = hl.exercises.quick()  # HMF_LAB_QUICK=1 (CI) shrinks the work; a student runs the full version
+
+# %%
+W = hl.models.pretrained_weights("char_lm")["lstm.weight_hh_l0"]  # (4H, H): the LSTM's hidden-to-gates matrix
+m, n = W.shape
+cache = hl.HMFCache(W)  # one SVD per split, reused by everything below
+step = m // 16 if QUICK else m // 64
+ranks = range(1, n + 1, 8 if QUICK else 2)
+df = hl.sweep(W, splits=range(0, m + 1, step), ranks=ranks, cache=cache, progress=True)
+df.head()
+
+# %% [markdown]
+# ## The map
+#
+# Colour: relative error. White lines: iso-compression (every point on a line has the same parameter count).
+# Along a white line, moving up (more dense rows) trades rank of the factorization for exact rows.
+
+# %%
+ax = hl.plots.error_map(df, compressions=(2, 4, 8, 16))
+
+# %% [markdown]
+# ## The Pareto frontier, with run time
+#
+# For each compression: the best HMF on the grid, LMF and pruning at the same budget — with their measured
+# run time (colour). Points on the black line are not beaten by any other point in both error and size.
+
+# %%
+comps = (2, 4, 8) if QUICK else (2, 3, 4, 6, 8, 12, 16)
+tradeoff = hl.widgets.tradeoff_table(W, compressions=comps, cache=cache, step=step,
+                                     min_run_time=0.01 if QUICK else 0.2, progress=True)
+ax = hl.plots.pareto(tradeoff)
+tradeoff
+
+# %% [markdown]
+# Read the table before the plot: which split did the best HMF pick at each compression? On a matrix trained
+# *without* the hybrid structure, keeping the top rows dense often does not beat LMF on weight error — the best
+# split can be 0, which *is* LMF. The paper trains (or fine-tunes) the structure, which is where HMF's accuracy
+# gains come from (notebook 6); which rows to keep dense is the other lever (notebook 5). Pruning keeps the
+# largest weights and often has the lowest weight error at equal size — look at its run time next to it.
+#
+# The HMF sweep alone has its own frontier over all `(k, r)`:
+
+# %%
+front = hl.plots.pareto_front(df)
+ax = hl.plots.pareto(df.assign(method="HMF (all k, r)"), time=None)
+len(front), len(df)
+
+# %% [markdown]
+# ## The budget solver
+#
+# At a given compression, `hl.budget` lists each split with the largest rank that fits; the cached spectra give
+# each one's error instantly. The best structure is the smallest error on that list.
+
+# %%
+b = hl.budget(W.shape, compression=8, step=step)
+b["error"] = [cache.error(k, r) for k, r in zip(b["split"], b["rank"])]
+b.nsmallest(3, "error")
+
+# %% [markdown]
+# ## Exercise · the best structure at 12x
+#
+# Find the `(split, rank)` that fits compression **12x** and has the lowest error for `W` (any split on the grid
+# `range(0, m+1, step)` is fine).
+
+# %%
+split, rank = None, None  # your answer: two ints
+
+# %%
+hl.exercises.check_best_at_budget(W, 12, split, rank, cache=cache, step=step)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution: evaluate every feasible pair at 12x and take the smallest error
+b12 = hl.budget(W.shape, compression=12, step=step)
+b12["error"] = [cache.error(k, r) for k, r in zip(b12["split"], b12["rank"])]
+split, rank = (int(v) for v in b12.loc[b12["error"].idxmin(), ["split", "rank"]])
+hl.exercises.check_best_at_budget(W, 12, split, rank, cache=cache, step=step)
+
+# %% [markdown]
+# ## Summary
+#
+# - One SVD per split gives the error of every rank: the whole `(k, r)` map is cheap (`hl.sweep`, `hl.HMFCache`).
+# - Iso-compression lines turn the map into a menu; the Pareto frontier is the part worth ordering from.
+# - With run time added, the frontier has three axes: pruning buys weight accuracy with slow sparse kernels;
+#   HMF and LMF keep dense kernels. On a pretrained matrix the best post-hoc HMF can be plain LMF (split 0);
+#   training with the structure (notebook 6) and choosing the dense rows well (notebook 5) move it.
+# - **Next:** notebook 5 asks *which* rows to keep dense, and lets you write your own rule.
