@@ -187,8 +187,9 @@ def path(name: str, file: str | None = None, *, check: bool = True, download: bo
         if download is None:
             download = not _offline()
         if not download:
+            off = f" (downloads are off: {ENV_OFFLINE}=1)" if _offline() else ""
             raise FileNotFoundError(
-                f"data set {name!r}: file {p} is missing (downloads are off: {ENV_OFFLINE}=1). "
+                f"data set {name!r}: file {p} is missing{off}. "
                 f"Source: {ds.source} (licence: {ds.licence}). To get it: {_how_to_get(name)}.")
         fetch(name)
     if check:
@@ -238,11 +239,24 @@ def available(name: str, *, download: bool | None = None) -> bool:
     True
     """
     ds = _get(name)
-    if download is None:
-        download = not _offline() and name not in _FAILED
     try:
         for rel in ds.files:
-            path(name, rel, download=download)
+            path(name, rel, download=False)
+        _WHY.pop(name, None)
+        return True
+    except (FileNotFoundError, ValueError, OSError) as e:
+        _WHY[name] = str(e).split(". ")[0]
+    if download is None:
+        if name in _FAILED:        # tried and failed in this session: say why, do not retry
+            _WHY[name] = _FAILED[name]
+            return False
+        download = not _offline()
+    if not download:
+        return False
+    try:
+        fetch(name)
+        for rel in ds.files:
+            path(name, rel, download=False)
     except (FileNotFoundError, ValueError, OSError) as e:
         _WHY[name] = str(e).split(". ")[0]
         return False
@@ -330,6 +344,8 @@ def fetch(name: str, *, force: bool = False) -> dict[str, Path]:
     root = data_dir()
     todo = {rel: sha for rel, sha in ds.files.items()
             if force or not (root / rel).is_file() or _sha256(root / rel) != sha}
+    for rel in todo:                       # forced, missing or wrong: never left behind
+        (root / rel).unlink(missing_ok=True)
     try:
         mirror = os.environ.get(ENV_URL, "").strip()
         if todo and mirror:
@@ -556,7 +572,7 @@ def fallback_text() -> str:
 
 
 def registry_json() -> str:
-    """The registry as JSON text (what ``data/datasets.json`` holds).
+    """The registry as JSON text (what ``hmf_lab/assets/datasets.json`` holds).
 
     >>> import json; sorted(json.loads(registry_json()))
     ['snips', 'tinyshakespeare', 'translation_en_es']

@@ -26,7 +26,8 @@ from .synthetic import singular_values, with_spectrum as synthetic  # matrices w
 from ._validation import as_int, as_matrix, check_compression
 
 __all__ = ["ExerciseError", "quick", "singular_values", "synthetic", "check_break_even_rank", "check_eckart_young",
-           "check_hmf_params", "check_max_rank", "check_csr_bytes", "check_best_at_budget", "check_hmf_gain"]
+           "check_hmf_params", "check_max_rank", "check_csr_bytes", "check_best_at_budget", "check_rows",
+           "check_hmf_gain"]
 
 
 class ExerciseError(AssertionError):
@@ -196,6 +197,45 @@ def check_best_at_budget(W, compression, split, rank, *, cache=None, step: int |
                             f"{errs[best]:.4f} (split={int(b['split'].iloc[best])}). Hint: evaluate the error of "
                             f"every row of hl.budget(...) and take the smallest.")
     return _ok(f"error {mine:.4f} at {hmf_params(m, n, k, r):,} values (best on the grid: {errs[best]:.4f}).")
+
+
+def check_rows(W, split, rank, answer, *, tol: float = 1e-6) -> bool:
+    """Exercise check: are ``answer`` (row indices) an optimal dense set for W at (split, rank)?
+
+    Prints "Correct" and returns True for an optimal set, returns False while ``answer`` is None,
+    and raises :class:`ExerciseError` (an AssertionError) with a hint otherwise. The yardstick is
+    :func:`hmf_lab.oracle` (exhaustive search over every dense-row subset).
+
+    >>> import torch
+    >>> W = torch.diag(torch.tensor([5., 4., 3., 2., 1.]))
+    >>> check_rows(W, 2, 1, [0, 1])
+    Correct: rows [0, 1] reach the optimum, error 0.3015 (best of 10 subsets).
+    True
+    >>> check_rows(W, 2, 1, [3, 4])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    hmf_lab.exercises.ExerciseError: not optimal: rows [3, 4] give error 0.6742, the best subset gives 0.3015 (9 of 10 subsets are better); ...
+    """
+    from .oracle import oracle
+
+    if _pending(answer):
+        return False
+    best = oracle(W, split, rank)
+    try:
+        rows = [int(i) for i in (answer.tolist() if isinstance(answer, (torch.Tensor, np.ndarray)) else answer)]
+        e = best.error_of(rows)
+    except (TypeError, ValueError) as err:
+        raise ExerciseError(f"the answer should be {best.split} distinct row indices in [0, {W.shape[0] - 1}], "
+                            f"got {answer!r} ({err})") from None
+    if e > best.error * (1 + tol) + 1e-12:
+        worse = int(np.sum(best.errors < e * (1 - 1e-9)))
+        raise ExerciseError(
+            f"not optimal: rows {sorted(rows)} give error {e:.4f}, the best subset gives {best.error:.4f} "
+            f"({worse} of {best.n_subsets} subsets are better); hint: keep dense the rows that a rank-{best.rank} "
+            f"factorization of the other rows would serve worst"
+        )
+    print(f"Correct: rows {sorted(rows)} reach the optimum, error {e:.4f} (best of {best.n_subsets} subsets).")
+    return True
 
 
 # --------------------------------------------------------------------------- notebook 06 (moved from reproduce.py)

@@ -47,8 +47,8 @@ __all__ = ["RESULTS_DIR", "load_results", "live_compare", "check_hmf_gain", "com
            "run_task", "time_side_by_side", "markdown_table", "plot_metric", "plot_time", "add_arguments", "run",
            "compression_slider", "regime_explorer"]
 
-#: the shipped results of a full run (``hmf-lab reproduce --task lm intent translation --out data/results``)
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "data" / "results"
+#: the shipped results of the full grid run (``hmf-lab reproduce ... --out hmf_lab/assets/results``; see its README.md)
+RESULTS_DIR = Path(__file__).resolve().parent / "assets" / "results"  # package data (travels in the wheel)
 
 #: CLI task name -> shipped checkpoint name
 TASKS = {t.cli_name: name for name, t in M.TASKS.items()}  # derived from the one registry, hmf_lab.tasks
@@ -313,9 +313,6 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-from .plots import plot_metric, plot_time  # noqa: E402  (moved to plots.py; names kept here)
-
-
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per compression: HMF vs LMF relative metric gain (%) and HMF speed-up over CSR pruning.
 
@@ -349,6 +346,7 @@ def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
         text += "".join(f"| {r.compression:g}x | {r.hmf_vs_lmf_gain_pct:+.2f}% | {r.hmf_speedup_vs_prune:.2f}x |\n"
                         for r in s.itertuples())
     files[1].write_text(text)
+    from .plots import plot_metric, plot_time
     for f, fn in ((files[2], plot_metric), (files[3], plot_time)):
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         fn(df, ax=ax)
@@ -442,7 +440,8 @@ def run(args) -> int:
 def load_results(folder=None) -> dict[str, pd.DataFrame]:
     """The per-task CSVs of :func:`write_outputs` (single-run format), ``{task: DataFrame}``.
 
-    A grid run (``hmf-lab reproduce``) writes ``cells.csv`` instead: :func:`hmf_lab.grid.load_grid`.
+    A grid run (``hmf-lab reproduce``) writes ``cells.csv`` instead: :func:`hmf_lab.grid.load_grid`
+    (the shipped one: ``hmf_lab/assets/results``).
 
     >>> sorted(load_results())  # doctest: +SKIP
     ['intent', 'lm', 'translation']
@@ -470,9 +469,6 @@ def live_compare(task: str = "lm", compression: float = 4, fine_tune_steps: int 
                   eval_kw={key: eval_size} if eval_size else dict(base.eval_kw),
                   prune_every=max(1, int(fine_tune_steps) // 10))
     return run_task(task, [compression], settings=st, progress=progress, log=lambda *a: None)
-
-
-from .exercises import check_hmf_gain  # noqa: E402  (moved to exercises.py; name kept here)
 
 
 def compression_slider(task: str = "lm", fine_tune_steps: int = 0, eval_size: int | None = 2000,
@@ -540,3 +536,15 @@ def regime_explorer(task: str = "intent", quick: bool | None = None, steps: int 
         w.observe(show, names="value")
     show()
     return box
+
+
+def __getattr__(name):
+    # moved: the plots to hmf_lab.plots, the exercise check to hmf_lab.exercises (this module stays free of
+    # the course layer); the old names `reproduce.plot_metric` / `.plot_time` / `.check_hmf_gain` still work
+    if name in ("plot_metric", "plot_time"):
+        from . import plots
+        return getattr(plots, name)
+    if name == "check_hmf_gain":
+        from . import exercises
+        return exercises.check_hmf_gain
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ def test_registry_matches_sha256sums_and_json(repo):
         for ds in data.DATASETS.values():
             for rel, sha in ds.files.items():
                 assert sums[rel] == sha
-    shipped = json.loads((repo / "data" / "datasets.json").read_text())
+    shipped = json.loads((repo / "hmf_lab" / "assets" / "datasets.json").read_text())
     assert shipped == json.loads(data.registry_json())
     for ds in data.DATASETS.values():
         assert ds.source and ds.licence and ds.raw

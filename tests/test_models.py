@@ -97,7 +97,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_missing_checkpoint_says_how_to_rebuild(monkeypatch, tmp_path):
-    monkeypatch.setattr(M, "_DATA", tmp_path)
+    import hmf_lab.checkpoints as C
+    monkeypatch.setattr(C, "assets_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="scripts/train_models.py --task intent"):
         M.load_pretrained("intent")
 
@@ -123,5 +124,5 @@ def test_shipped_lm_has_learned_something():
 
 
 def test_total_size_of_data_folder(repo):
-    total = sum(p.stat().st_size for p in (repo / "data").rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for d in ("data", "hmf_lab/assets") for p in (repo / d).rglob("*") if p.is_file())
     assert total < 20 * 2 ** 20

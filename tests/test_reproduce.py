@@ -113,7 +113,7 @@ def test_errors():
 
 @pytest.mark.slow
 @pytest.mark.data("tinyshakespeare")
-@pytest.mark.skipif(not HAVE_LM, reason="needs data/char_lm.pt")
+@pytest.mark.skipif(not HAVE_LM, reason="needs hmf_lab/assets/char_lm.pt")
 def test_cli_quick_run_writes_table_and_plots(tmp_path):
     from hmf_lab.cli import main
     assert main(["reproduce", "--task", "lm", "--compression", "4", "--out", str(tmp_path), "--quick",
@@ -154,7 +154,7 @@ def test_load_results_missing_folder(tmp_path):
 
 
 @pytest.mark.data("tinyshakespeare")
-@pytest.mark.skipif(not HAVE_LM, reason="needs data/char_lm.pt")
+@pytest.mark.skipif(not HAVE_LM, reason="needs hmf_lab/assets/char_lm.pt")
 def test_live_compare_post_training_and_slider():
     df = R.live_compare("lm", 4, eval_size=500, min_run_time=0.01)
     assert list(df.method) == ["dense", "hmf", "lmf", "prune"]
