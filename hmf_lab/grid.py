@@ -389,6 +389,9 @@ def write_grid(df: pd.DataFrame, out, sweep_task: str | None = None) -> list[Pat
     if len(tr) and "m_token_accuracy" in tr:
         text += ("\nSecondary metric (BLEU is often 0 after short training): teacher-forced token accuracy.\n\n"
                  + results_markdown(tr, "m_token_accuracy", "token_accuracy"))
+    if "bleu" in set(df.metric):
+        from .bleu import signature
+        text += f"\nBLEU: corpus BLEU on lower-cased word tokens, sacrebleu signature `{signature()}`.\n"
     files["results.md"].write_text(text)
     written = list(files.values())
     for task in df.task.unique():

@@ -362,6 +362,7 @@ def run_cell(cell: Cell, progress: bool = False) -> dict:
     params = hl.count_params(model)
     row.update(value=float(scores[t.metric]), before=float(before), steps=steps, lr=lr,
                params=params, dense_params=dense_params, actual_compression=dense_params / params,
-               seconds=time.time() - t0, **{f"m_{k}": float(v) for k, v in scores.items() if k != t.metric},
+               seconds=time.time() - t0, **{f"m_{k}": (float(v) if isinstance(v, (int, float)) else v) for k, v in scores.items()
+                  if k != t.metric},
                **_describe_structure(model, layers), **extra)
     return row

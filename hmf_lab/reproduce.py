@@ -345,6 +345,9 @@ def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
         text += "\n" + "| compression | HMF vs LMF (% better metric) | HMF speed-up over CSR pruning |\n|---|---|---|\n"
         text += "".join(f"| {r.compression:g}x | {r.hmf_vs_lmf_gain_pct:+.2f}% | {r.hmf_speedup_vs_prune:.2f}x |\n"
                         for r in s.itertuples())
+    if "bleu" in set(df.get("metric", [])) or task == "translation":
+        from .bleu import signature
+        text += f"\nBLEU: sacrebleu corpus BLEU on lower-cased word tokens, signature `{signature()}`\n"
     files[1].write_text(text)
     from .plots import plot_metric, plot_time
     for f, fn in ((files[2], plot_metric), (files[3], plot_time)):
