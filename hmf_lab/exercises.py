@@ -246,7 +246,7 @@ def check_hmf_gain(results, compression: float, answer, *, regime: str = "post",
 
     ``results``: the cells of ``hmf-lab reproduce`` (``hl.grid.load_grid``: columns ``label``, ``value``,
     mean over seeds) or one task table of the older format (``method``, ``after``). Never raises for a
-    wrong answer: prints PASS or FAIL with a hint and returns a bool (``False`` while ``answer`` is ``None``).
+    wrong answer: prints "Correct" or FAIL with a hint and returns a bool (``False`` while ``answer`` is ``None``).
     An answer within 0.05 percentage points passes. The expected answer is whatever the results say,
     whichever way it falls.
 
@@ -254,7 +254,7 @@ def check_hmf_gain(results, compression: float, answer, *, regime: str = "post",
     >>> df = pd.DataFrame({"task": "lm", "regime": "post", "metric": "bits_per_char", "label": ["hmf", "lmf"] * 2,
     ...                    "seed": [0, 0, 1, 1], "compression": 4.0, "value": [2.0, 2.5, 2.0, 2.5]})
     >>> check_hmf_gain(df, 4, 20.0)
-    PASS: HMF is 20.00% better than LMF at 4x (lm, post).
+    Correct: HMF is 20.00% better than LMF at 4x (lm, post).
     True
     >>> check_hmf_gain(df, 4, -20.0)
     FAIL: -20.0 is not HMF's gain over LMF at 4x. Hint: lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100, on the means over seeds.
@@ -287,9 +287,8 @@ def check_hmf_gain(results, compression: float, answer, *, regime: str = "post",
         print(f"FAIL: the answer must be a number (a percentage), got {answer!r}")
         return False
     if abs(got - want) <= 0.05:
-        print(f"PASS: HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x "
-              f"({r.task}, {regime}).")
-        return True
+        return _ok(f"HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x "
+                   f"({r.task}, {regime}).")
     lower = df.metric.iloc[0] in ("bits_per_char", "perplexity")
     hint = ("lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100" if lower
             else "higher is better, so the gain is (hmf - lmf) / lmf * 100")

@@ -462,6 +462,7 @@ def plot_leaderboard(df: pd.DataFrame, ax=None, by: str = "vs_best"):
     ax.set_xlabel("")
     ax.set_title(f"split heuristics on {df['matrix'].nunique()} matrices (lower is better)")
     ax.tick_params(axis="x", rotation=30)
+    return ax
 
 
 # ------------------------------------------------------------------ reproduce results (moved from reproduce.py)
