@@ -170,6 +170,7 @@ def test_lstm_modes_agree_forward_and_gradients(name):
             assert _close(grads[mode][k], g, atol=1e-4), (mode, k)
 
 
+@pytest.mark.slow
 def test_reconstructed_eval_cache_follows_training():
     m = _lstms()["hmf-top"]
     m.mode = "reconstructed"

@@ -290,6 +290,7 @@ def test_runtime_explorer_times_four_layers(W):
     assert {"ideal", "floor", "error"} <= set(rt.timings.columns) and "raw kernels" in rt.table.value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("c", [2, 4, 8, 16])
 def test_runtime_explorer_uses_a_balanced_split_and_shows_its_error(c):
     W = hl.synthetic.with_spectrum(256, 256, "power", decay=0.7, seed=2)
