@@ -86,6 +86,11 @@ def heuristic_arg(text) -> str:
     return text
 
 
+def heuristic_or_none(text) -> str:
+    """A registered split heuristic name, or 'none' (skip the heuristic comparison)."""
+    return text if text == "none" else heuristic_arg(text)
+
+
 def out_dir(text) -> Path:
     """An output folder, checked before the run: not a file, creatable, writable (it is created here)."""
     p = Path(text)

@@ -390,7 +390,7 @@ def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import compression_arg, nonnegative_int, out_dir, positive_int  # checked before the run
+    from .cli import compression_arg, heuristic_or_none, nonnegative_int, out_dir, positive_int  # checked before the run
     from .grid import SWEEP_FRACS
     parser.add_argument("--task", nargs="+", default=["lm"], choices=sorted(TASKS),
                         help="lm (char LSTM, Tiny Shakespeare), intent (SNIPS), translation (en->es)")
@@ -411,7 +411,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task of the trained split sweep (if among --task; 'none' for no sweep)")
     parser.add_argument("--sweep-fracs", nargs="+", type=float, default=list(SWEEP_FRACS),
                         help="split fractions of the sweep (of the largest feasible split; 0 is the LMF row)")
-    parser.add_argument("--heuristic", default="greedy",
+    parser.add_argument("--heuristic", default="greedy", type=heuristic_or_none,
                         help="split heuristic compared on the sweep task (a name in hl.HEURISTICS; 'none' to skip)")
     parser.add_argument("--fine-tune-steps", type=nonnegative_int, default=None, help="override the post fine-tuning steps")
     parser.add_argument("--scratch-steps", type=nonnegative_int, default=None, help="override the scratch training steps")
