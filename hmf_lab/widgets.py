@@ -122,6 +122,10 @@ def _check_nonneg(value, name: str, *, strict: bool) -> float:
     return v
 
 
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def _on_loop() -> asyncio.AbstractEventLoop | None:
     """The event loop running in this thread (a notebook kernel's), or None (a script, a test)."""
     try:
@@ -262,7 +266,9 @@ class Explorer:
         self._cv = threading.Condition()  # guards the fields below (helper threads and their requests)
         self._handle: asyncio.TimerHandle | None = None  # debounced timing on the kernel's loop
         self._task: asyncio.Task | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # the kernel's main event loop (a cell runs on it): timing runs there even when a slider message
+        # arrives on another thread (JupyterLab may route widget messages to a kernel subshell thread)
+        self._loop: asyncio.AbstractEventLoop | None = _on_loop() if _on_main_thread() else None
         self._build_thread: threading.Thread | None = None  # SVDs of the timed layers (loop mode)
         self._worker: threading.Thread | None = None  # the timing thread (no loop)
         self._due = 0.0
@@ -517,12 +523,15 @@ class Explorer:
         self._generation += 1
         if self._closed:
             return
-        loop = _on_loop()
-        if loop is not None:  # a notebook kernel: debounce and time on its event loop
-            self._loop = loop
-            if self._handle is not None:
-                self._handle.cancel()
-            self._handle = loop.call_later(self.debounce, self._start_task, self._generation)
+        here = _on_loop()
+        if (self._loop is None or self._loop.is_closed()) and here is not None and _on_main_thread():
+            self._loop = here
+        home = self._loop
+        if home is not None and not home.is_closed():  # a notebook kernel: debounce and time on its main loop
+            if here is home:
+                self._debounce()
+            else:  # a message handled on another thread (a kernel subshell): hand the request to the main loop
+                home.call_soon_threadsafe(self._debounce)
             return
         with self._cv:  # no loop: one helper thread, woken with the latest request
             self._due = time.monotonic() + self.debounce
@@ -532,6 +541,14 @@ class Explorer:
             self._cv.notify_all()
 
     # loop mode -----------------------------------------------------------
+    def _debounce(self) -> None:
+        """On the main loop: (re)start the debounce timer for the latest request."""
+        if self._closed:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._loop.call_later(self.debounce, self._start_task, self._generation)
+
     def _start_task(self, generation: int) -> None:
         if generation != self._generation or self._closed:
             return
