@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from ._env import quick_mode
-from .synthetic import singular_values, with_spectrum as synthetic  # matrices with known spectra
+from .synthetic import singular_values, with_spectrum  # matrices with known spectra
 from ._validation import as_int, as_matrix, check_compression
 
-__all__ = ["ExerciseError", "quick", "singular_values", "synthetic", "check_break_even_rank", "check_eckart_young",
+__all__ = ["ExerciseError", "quick", "singular_values", "with_spectrum", "check_break_even_rank", "check_eckart_young",
            "check_hmf_params", "check_max_rank", "check_csr_bytes", "check_best_at_budget", "check_rows"]
 
 
@@ -89,7 +89,7 @@ def check_break_even_rank(m: int, n: int, answer) -> bool:
 def check_eckart_young(W, rank: int, answer, *, rtol: float = 1e-3) -> bool:
     """Check a predicted relative error of the best rank-``rank`` approximation of ``W``.
 
-    >>> W = synthetic(10, 10, "flat")
+    >>> W = with_spectrum(10, 10, "flat")
     >>> check_eckart_young(W, 5, 0.5 ** 0.5)
     Correct: sqrt(sum of s_i^2 beyond rank 5 / sum of all s_i^2) = 0.7071.
     True
@@ -167,7 +167,7 @@ def check_best_at_budget(W, compression, split, rank, *, cache=None, step: int |
     The optimum is searched over splits ``range(0, m+1, step)`` (default ``max(1, m // 32)``); an answer
     within ``rtol`` of it passes. Pass the ``hl.HMFCache`` you used to reuse its SVDs.
 
-    >>> W = synthetic(32, 32, "exp", decay=0.3)
+    >>> W = with_spectrum(32, 32, "exp", decay=0.3)
     >>> check_best_at_budget(W, 4, split=0, rank=None)
     Not answered yet: replace `None` in the exercise cell with your answer, then rerun this cell.
     False
@@ -235,3 +235,14 @@ def check_rows(W, split, rank, answer, *, tol: float = 1e-6) -> bool:
         )
     print(f"Correct: rows {sorted(rows)} reach the optimum, error {e:.4f} (best of {best.n_subsets} subsets).")
     return True
+
+
+def __getattr__(name):
+    # `hl.exercises.synthetic` was a function while `hl.synthetic` is a module: one name per thing.
+    if name == "synthetic":
+        import warnings
+
+        warnings.warn("hl.exercises.synthetic is renamed: use hl.synthetic.with_spectrum(m, n, spectrum, ...) "
+                      "(the same function; also hl.exercises.with_spectrum)", DeprecationWarning, stacklevel=2)
+        return with_spectrum
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

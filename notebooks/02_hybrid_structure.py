@@ -56,7 +56,7 @@ ax = hl.plots.blocks(f)
 
 # %%
 size = 128 if QUICK else 512
-W_flat = hl.exercises.synthetic(size, size, "flat")
+W_flat = hl.synthetic.with_spectrum(size, size, "flat")
 b = hl.budget(W_flat.shape, compression=4)
 cache = hl.HMFCache(W_flat)
 b = b[b["split"] % max(1, size // 32) == 0].copy()

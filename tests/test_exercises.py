@@ -13,14 +13,14 @@ from hmf_lab import exercises as ex
 
 def test_synthetic_has_the_designed_spectrum():
     for kind in ("exp", "power", "flat"):
-        W = ex.synthetic(40, 25, kind, decay=0.3, seed=3)
+        W = ex.with_spectrum(40, 25, kind, decay=0.3, seed=3)
         assert W.shape == (40, 25) and W.dtype == torch.float32
         torch.testing.assert_close(torch.linalg.svdvals(W), ex.singular_values(25, kind, decay=0.3), atol=1e-5,
                                    rtol=1e-4)
     s = np.linspace(1, 0, 5)
-    torch.testing.assert_close(torch.linalg.svdvals(ex.synthetic(5, 8, s)), torch.tensor(s, dtype=torch.float32),
+    torch.testing.assert_close(torch.linalg.svdvals(ex.with_spectrum(5, 8, s)), torch.tensor(s, dtype=torch.float32),
                                atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ex.synthetic(6, 6, seed=1), ex.synthetic(6, 6, seed=1))
+    torch.testing.assert_close(ex.with_spectrum(6, 6, seed=1), ex.with_spectrum(6, 6, seed=1))
 
 
 def test_synthetic_errors():
@@ -29,9 +29,17 @@ def test_synthetic_errors():
     with pytest.raises(ValueError, match="count must be an int >= 1"):
         ex.singular_values(0)
     with pytest.raises(ValueError, match="spectrum must hold min"):
-        ex.synthetic(4, 4, [1.0, 2.0])
+        ex.with_spectrum(4, 4, [1.0, 2.0])
     with pytest.raises(ValueError, match="m and n must be >= 1"):
-        ex.synthetic(0, 4)
+        ex.with_spectrum(0, 4)
+
+
+def test_old_name_synthetic_still_works_and_says_its_new_name():
+    with pytest.warns(DeprecationWarning, match=r"use hl.synthetic.with_spectrum"):
+        old = ex.synthetic
+    assert old is ex.with_spectrum is hl.synthetic.with_spectrum
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        ex.nope
 
 
 def test_quick_reads_the_environment(monkeypatch):
@@ -61,7 +69,7 @@ def test_break_even_rank():
 
 
 def test_eckart_young():
-    W = ex.synthetic(30, 20, "exp", decay=0.2)
+    W = ex.with_spectrum(30, 20, "exp", decay=0.2)
     truth = hl.relative_error(W, hl.lmf(W, rank=6))
     assert ex.check_eckart_young(W, 6, truth)
     assert ex.check_eckart_young(W, 6, torch.tensor(truth))
@@ -93,7 +101,7 @@ def test_csr_bytes():
 
 
 def test_best_at_budget():
-    W = ex.synthetic(32, 32, "exp", decay=0.15)
+    W = ex.with_spectrum(32, 32, "exp", decay=0.15)
     cache = hl.HMFCache(W)
     b = hl.budget((32, 32), 4, step=1)
     errs = [cache.error(k, r) for k, r in zip(b["split"], b["rank"])]

@@ -116,6 +116,7 @@ def test_errors():
         R.run_task("lm", compressions=[1])
 
 
+@pytest.mark.slow
 @pytest.mark.data("tinyshakespeare")
 @pytest.mark.skipif(not HAVE_LM, reason="needs hmf_lab/assets/char_lm.pt")
 def test_cli_quick_run_writes_table_and_plots(tmp_path):
@@ -150,6 +151,7 @@ def test_load_results_missing_folder(tmp_path):
         R.load_results(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.data("tinyshakespeare")
 @pytest.mark.skipif(not HAVE_LM, reason="needs hmf_lab/assets/char_lm.pt")
 def test_live_compare_post_training_and_slider():
