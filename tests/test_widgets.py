@@ -523,7 +523,7 @@ def test_slider_message_on_a_subshell_thread_is_timed_on_the_main_loop():
     import asyncio
     import threading
 
-    W = hl.exercises.synthetic(64, 48, "power", decay=0.7, seed=2)
+    W = hl.synthetic.with_spectrum(64, 48, "power", decay=0.7, seed=2)
     seen = []
 
     async def main():
