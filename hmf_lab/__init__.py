@@ -28,6 +28,8 @@ from .timing import measure
 from .lstm import (CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM, choose_split_rank,
                    lmf_rank)
 from .compress import compress, count_params, sparsify
+from . import engines  # the fastest correct engine per compressed layer
+from .report import Report, apply_plan as report_apply_plan, report  # per-layer compression report and plan
 from . import bleu, data, models, tasks  # real NLP data sets, small LSTM models and their tasks, BLEU
 
 __version__ = "0.1.0"
@@ -67,7 +69,7 @@ __all__ = [
     "synthetic", "leaderboard", "output_error", "plot_leaderboard", "oracle", "OracleResult",
     "HMFLinear", "LMFLinear", "SparseLinear",
     "timing", "measure",
-    "compress", "sparsify", "count_params", "choose_split_rank", "lmf_rank",
+    "compress", "sparsify", "count_params", "engines", "report", "Report", "report_apply_plan", "choose_split_rank", "lmf_rank",
     "CompressedLSTM", "GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM",
     "bleu", "data", "models", "tasks",
     "exercises", "plots", "widgets", "explorer",

@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS = {
     "bench": ("hmf_lab.bench", "time dense, HMF, LMF and CSR pruning side by side (layers and LSTMs)"),
     "reproduce": ("hmf_lab.reproduce", "compress real NLP models with HMF, LMF and pruning and compare"),
+    "report": ("hmf_lab.report", "per-layer report of HMF, LMF and pruning on any model, and a compression plan"),
 }
 
 

@@ -26,7 +26,8 @@ from .synthetic import singular_values, with_spectrum  # matrices with known spe
 from ._validation import as_int, as_matrix, check_compression
 
 __all__ = ["ExerciseError", "quick", "singular_values", "with_spectrum", "check_break_even_rank", "check_eckart_young",
-           "check_hmf_params", "check_max_rank", "check_csr_bytes", "check_best_at_budget", "check_rows"]
+           "check_hmf_params", "check_max_rank", "check_csr_bytes", "check_best_at_budget", "check_rows",
+           "check_hmf_gain"]
 
 
 class ExerciseError(AssertionError):
@@ -235,6 +236,64 @@ def check_rows(W, split, rank, answer, *, tol: float = 1e-6) -> bool:
         )
     print(f"Correct: rows {sorted(rows)} reach the optimum, error {e:.4f} (best of {best.n_subsets} subsets).")
     return True
+
+
+# --------------------------------------------------------------------------- notebook 06 (moved from reproduce.py)
+
+
+def check_hmf_gain(results, compression: float, answer, *, regime: str = "post", task: str | None = None) -> bool:
+    """Exercise check: HMF's relative gain over LMF (in %, positive = HMF better) at ``compression``.
+
+    ``results``: the cells of ``hmf-lab reproduce`` (``hl.grid.load_grid``: columns ``label``, ``value``,
+    mean over seeds) or one task table of the older format (``method``, ``after``). Never raises for a
+    wrong answer: prints "Correct" or FAIL with a hint and returns a bool (``False`` while ``answer`` is ``None``).
+    An answer within 0.05 percentage points passes. The expected answer is whatever the results say,
+    whichever way it falls.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"task": "lm", "regime": "post", "metric": "bits_per_char", "label": ["hmf", "lmf"] * 2,
+    ...                    "seed": [0, 0, 1, 1], "compression": 4.0, "value": [2.0, 2.5, 2.0, 2.5]})
+    >>> check_hmf_gain(df, 4, 20.0)
+    Correct: HMF is 20.00% better than LMF at 4x (lm, post).
+    True
+    >>> check_hmf_gain(df, 4, -20.0)
+    FAIL: -20.0 is not HMF's gain over LMF at 4x. Hint: lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100, on the means over seeds.
+    False
+    """
+    import pandas as pd
+
+    if _pending(answer):
+        return False
+    df = pd.DataFrame(results)
+    if "label" not in df:   # older per-task format: one row per method, 'after' = after fine-tuning
+        df = df[df.method.isin(["hmf", "lmf"])].assign(label=df.method, value=df["after"], seed=0,
+                                                       regime=regime)
+    if task is not None:
+        df = df[df.task == task]
+    if "regime" in df:
+        df = df[df.regime == regime]
+    from .grid import hmf_vs_lmf
+    comp = hmf_vs_lmf(df[df.label.isin(["hmf", "lmf"])])
+    row = comp[comp.compression == float(compression)] if len(comp) else comp
+    if not len(row):
+        print(f"FAIL: no HMF and LMF results at compression {compression} (regime {regime!r}); "
+              f"available: {sorted(set(comp.compression)) if len(comp) else []}")
+        return False
+    r = row.iloc[0]
+    want = float(r.pct)
+    try:
+        got = float(answer)
+    except (TypeError, ValueError):
+        print(f"FAIL: the answer must be a number (a percentage), got {answer!r}")
+        return False
+    if abs(got - want) <= 0.05:
+        return _ok(f"HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x "
+                   f"({r.task}, {regime}).")
+    lower = df.metric.iloc[0] in ("bits_per_char", "perplexity")
+    hint = ("lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100" if lower
+            else "higher is better, so the gain is (hmf - lmf) / lmf * 100")
+    print(f"FAIL: {answer} is not HMF's gain over LMF at {compression:g}x. Hint: {hint}, on the means over seeds.")
+    return False
 
 
 def __getattr__(name):

@@ -36,6 +36,7 @@ def _copy_bias(module: nn.Module, linear: nn.Linear) -> None:
 
 
 MODES = ("factorized", "reconstructed")
+SPARSE_MODES = ("csr", "reconstructed")  # SparseLinear: sparse kernel, or the masked dense weight
 
 
 def _check_mode(mode) -> str:
@@ -405,6 +406,20 @@ class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
     """
 
     _stored = ("values",)  # n_params counts these
+    _mode = "csr"
+
+    @property
+    def mode(self) -> str:
+        """``"csr"`` (sparse kernel, default) or ``"reconstructed"`` (the masked dense weight, cached, through
+        ``F.linear``): same numbers; :mod:`hmf_lab.engines` picks the faster one by measuring."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in SPARSE_MODES:
+            raise ValueError(f"mode must be one of {SPARSE_MODES}, got {value!r}")
+        self._mode = value
+        self.clear_cache()
 
     def __init__(self, in_features: int, out_features: int, nnz: int, bias: bool = True, dtype=None):
         super().__init__()
@@ -450,7 +465,13 @@ class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
                                        (self.out_features, self.in_features), check_invariants=False)
 
     def to_dense(self) -> torch.Tensor:
-        return self.weight.to_dense()
+        """The (m, n) dense weight, zeros where pruned (built by indexing: the CSR tensor's own ``to_dense``
+        bumps the buffers' version counters, which would defeat the inference cache)."""
+        m, n = self.out_features, self.in_features
+        rows = torch.repeat_interleave(torch.arange(m, device=self.values.device), self.crow_indices.diff())
+        W = self.values.new_zeros(m, n)
+        W[rows, self.col_indices] = self.values
+        return W
 
     @classmethod
     def from_dense(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, mask=None) -> "SparseLinear":
@@ -497,6 +518,9 @@ class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
         vals = self._buffers["values"]
         if not isinstance(x, torch.Tensor) or x.dtype != vals.dtype or x.shape[-1:] != (self.in_features,):
             _bad_input(self, x, vals.dtype)
+        if self._mode == "reconstructed":
+            W = self._cached("W", self.to_dense, self.crow_indices, self.col_indices, self.values, always=True)
+            return nn.functional.linear(x, W, self.bias)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)  # (B, n)
         y = self.matmul(x2)

@@ -194,8 +194,41 @@ class CompressedLSTM(nn.Module):
         x = input.data if isinstance(input, PackedSequence) else input
         return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
 
+    def _forward_fused(self, input: torch.Tensor, hx=None):
+        """Inference on W_hat through torch's fused LSTM kernel (``_VF.lstm``, what ``nn.LSTM.forward``
+        calls), with the cached flat weight list: no ``functional_call`` and no ``nn.LSTM`` wrapper, which
+        cost about as much as the kernel itself on small LSTMs (``hl.engines`` picks this engine there)."""
+        store = self.__dict__.setdefault("_inference_cache", {})
+        mods = (*self.ih._modules.values(), *self.hh._modules.values())
+        if store.get("dicts", (None,))[0] != mods:  # the matrices' parameter/buffer dicts, looked up once
+            store["dicts"] = (mods, [d for m in mods for d in (m._parameters, m._buffers)])
+        key = [(t.data_ptr(), -1 if t.is_inference() else t._version) for d in store["dicts"][1]
+               for t in d.values() if t is not None]
+        hit = store.get("flat")
+        if hit is None or hit[0] != key:
+            w = self._dense_weights(differentiable=False)
+            names = [f"{kind}_{which}{sfx}" for sfx, _, _ in self._pairs() for kind in
+                     (("weight", "bias") if self.bias else ("weight",)) for which in ("ih", "hh")]
+            hit = store["flat"] = (key, [w[n] for n in names])
+        batched = input.dim() == 3
+        x = input if batched else input.unsqueeze(0 if self.batch_first else 1)
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        if hx is None:
+            B = x.shape[0 if self.batch_first else 1]
+            h0 = c0 = x.new_zeros(LD, B, H)
+        else:
+            h0, c0 = hx if batched else (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+        y, h, c = torch._VF.lstm(x, (h0, c0), hit[1], self.bias, self.num_layers, self.dropout, self.training,
+                                 self.bidirectional, self.batch_first)
+        if not batched:
+            return y.squeeze(0 if self.batch_first else 1), (h.squeeze(1), c.squeeze(1))
+        return y, (h, c)
+
     def forward(self, input, hx=None):
         self._check_input(input, hx)
+        if (self._mode == "reconstructed" and not isinstance(input, PackedSequence)
+                and not (torch.is_grad_enabled() and self._differentiating(input))):
+            return self._forward_fused(input, hx)  # inference: the fused kernel on the cached W_hat
         diff = self._differentiating(input)
         if self._mode == "reconstructed" or (self._mode == "auto" and diff):
             from torch.func import functional_call
