@@ -21,7 +21,7 @@ from .timing import measure
 from .lstm import (CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM, choose_split_rank,
                    lmf_rank)
 from .compress import compress, count_params, sparsify
-from . import bleu, data, models  # real NLP data sets, small LSTM models, BLEU
+from . import bleu, data, models, tasks  # real NLP data sets, small LSTM models and their tasks, BLEU
 from . import exercises, plots, widgets  # course: plots, sliders, exercise checks
 from .widgets import explorer
 
@@ -36,6 +36,6 @@ __all__ = [
     "timing", "measure",
     "compress", "sparsify", "count_params", "choose_split_rank", "lmf_rank",
     "CompressedLSTM", "GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM",
-    "bleu", "data", "models",
+    "bleu", "data", "models", "tasks",
     "exercises", "plots", "widgets", "explorer",
 ]

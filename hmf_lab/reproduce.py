@@ -48,7 +48,7 @@ __all__ = ["RESULTS_DIR", "load_results", "live_compare", "check_hmf_gain", "com
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "data" / "results"
 
 #: CLI task name -> shipped checkpoint name
-TASKS = {"lm": "char_lm", "intent": "intent", "translation": "translation"}
+TASKS = {t.cli_name: name for name, t in M.TASKS.items()}  # derived from the one registry, hmf_lab.tasks
 METHODS = ("hmf", "lmf", "prune")
 
 

@@ -1,0 +1,85 @@
+"""The one task registry (hmf_lab.tasks): the Task interface, registration, lookup, the quick variant."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import hmf_lab as hl
+from hmf_lab import tasks as T
+from hmf_lab.training import TrainConfig, train_lm
+
+HAVE_DATA = Path(os.environ.get("HMF_LAB_DATA", "/nonexistent")).is_dir()
+TEXT = "to be or not to be, that is the question. " * 40
+
+
+def test_registry_names_and_the_derived_views():
+    assert list(T.TASKS) == ["char_lm", "intent", "translation"]
+    assert {n: t.cli_name for n, t in T.TASKS.items()} == {"char_lm": "lm", "intent": "intent",
+                                                           "translation": "translation"}
+    import hmf_lab.reproduce as R
+    assert R.TASKS == {"lm": "char_lm", "intent": "intent", "translation": "translation"}
+    assert hl.models.TASKS is T.TASKS and hl.models.LMTask is T.LMTask
+
+
+def test_get_task_by_registry_and_cli_name():
+    assert type(T.get_task("lm", text=TEXT)) is T.LMTask
+    assert type(T.get_task("char_lm", text=TEXT)) is T.LMTask
+    with pytest.raises(ValueError, match=r"unknown task 'nope'; expected one of \['char_lm', 'intent', 'lm'"):
+        T.get_task("nope")
+
+
+def test_task_train_is_the_one_loop():
+    """Task.train on its batches gives the same losses as the plain loop on the same data and seed."""
+    task = T.LMTask(text=TEXT)
+    cfg = TrainConfig(steps=4, batch_size=3, seq_len=16, seed=5)
+    torch.manual_seed(0)
+    a = task.build(embed=4, hidden=8)
+    b = task.build(embed=4, hidden=8)
+    b.load_state_dict(a.state_dict())
+    la = task.train(a, cfg, progress=False)
+    lb = train_lm(b, task.train_ids, cfg, progress=False)
+    assert la == lb and len(la) == 4
+
+
+def test_is_better_follows_the_direction():
+    assert T.LMTask.is_better(T.LMTask.__new__(T.LMTask), 1.0, 2.0)          # bits/char: lower wins
+    assert not T.IntentTask.is_better(T.IntentTask.__new__(T.IntentTask), 0.5, 0.9)  # accuracy: higher wins
+
+
+def test_register_task_checks_its_argument():
+    with pytest.raises(TypeError, match="subclass of hmf_lab.tasks.Task"):
+        T.register_task(dict)
+
+    class Nameless(T.Task):
+        pass
+
+    with pytest.raises(ValueError, match="must set the class attributes `name` and `cli_name`"):
+        T.register_task(Nameless)
+    assert "" not in T.TASKS
+
+
+def test_a_new_task_registers_and_the_base_marks_what_to_implement():
+    class Toy(T.Task):
+        name, cli_name, metric = "toy", "toy", "loss"
+
+    try:
+        assert T.register_task(Toy) is Toy and T.TASKS["toy"] is Toy
+        assert type(T.get_task("toy")) is Toy
+        toy = Toy()
+        for call in (toy.build, lambda: toy.evaluate(None),
+                     toy.sample_input, toy.vocab_payload, lambda: Toy.from_vocab(None),
+                     lambda: toy.batch_loss(None, None, TrainConfig())):
+            with pytest.raises(NotImplementedError):
+                call()
+    finally:
+        T.TASKS.pop("toy", None)
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not HAVE_DATA, reason="HMF_LAB_DATA not set")
+def test_pretrained_quick_variant_uses_the_checkpoint_vocabulary():
+    task, model = T.IntentTask.pretrained(quick=True)
+    assert task.x_test.shape[0] == T.IntentTask.quick_eval["eval_n"]
+    assert task.vocab_payload() == hl.models.load_pretrained("intent", with_payload=True)[1]["vocab"]
+    assert 0.0 <= task.evaluate(model)[task.metric] <= 1.0
