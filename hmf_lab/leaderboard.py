@@ -31,7 +31,7 @@ from ._validation import as_inputs, as_matrix, check_compression
 from .core import hmf, hmf_params, relative_error
 from .heuristics import HEURISTICS, _resolve, clear_cache
 
-__all__ = ["leaderboard", "plot_leaderboard", "summary", "compare", "plot_oracle", "suite", "pretrained_matrices", "pretrained_inputs",
+__all__ = ["leaderboard", "summary", "compare", "suite", "pretrained_matrices", "pretrained_inputs",
            "output_error"]
 
 COLUMNS = ["matrix", "m", "n", "compression", "heuristic", "split", "rank", "rank_reached", "params",
@@ -337,35 +337,6 @@ def compare(W, split, rank, heuristics=None, X=None, *, oracle=None) -> pd.DataF
     return df.sort_values(key, kind="stable").reset_index(drop=True)
 
 
-def plot_oracle(result, marks: dict | None = None, ax=None):
-    """Histogram of the error of every dense-row subset (from :func:`hmf_lab.oracle`), heuristics marked.
-
-    ``marks``: label -> row indices or HMF result; each gets a vertical line at its error.
-
-    >>> import torch, hmf_lab as hl
-    >>> W = hl.synthetic.heavy_tailed(8, 6, seed=0)
-    >>> res = hl.oracle(W, 2, 2)
-    >>> ax = plot_oracle(res, {"top": [0, 1]})
-    >>> len(ax.lines)
-    2
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.2))
-    ax.hist(result.errors, bins=min(60, max(10, result.n_subsets // 20)), color="0.8", edgecolor="0.6")
-    ax.axvline(result.error, color="k", lw=2, label=f"oracle {result.error:.3f}")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, rows) in enumerate((marks or {}).items()):
-        e = result.error_of(rows.rows if hasattr(rows, "rows") else rows)
-        ax.axvline(e, color=colors[i % len(colors)], ls="--", lw=1.5, label=f"{label} {e:.3f}")
-    what = "output" if result.objective == "output" else "weight"
-    ax.set_xlabel(f"relative {what} error (split {result.split}, rank {result.rank})")
-    ax.set_ylabel(f"subsets (of {result.n_subsets})")
-    ax.legend(fontsize=8)
-    return ax
-
-
 def summary(df: pd.DataFrame, by: str = "vs_best") -> pd.DataFrame:
     """Heuristic x compression table of the geometric mean of ``by`` over matrices (1 = best everywhere).
 
@@ -381,30 +352,10 @@ def summary(df: pd.DataFrame, by: str = "vs_best") -> pd.DataFrame:
     return t.loc[t.mean(axis=1).sort_values().index]
 
 
-def plot_leaderboard(df: pd.DataFrame, ax=None, by: str = "vs_best"):
-    """Bar chart: geometric mean of ``by`` (error over the best heuristic's, or over "top"'s) per heuristic.
-
-    One bar per (heuristic, compression), best first; lower is better, 1 = best (or = top).
-
-    >>> import torch, hmf_lab as hl
-    >>> df = hl.leaderboard(["top", "row_norm"], [torch.randn(16, 12)], compressions=[2, 4], progress=False)
-    >>> ax = plot_leaderboard(df)
-    >>> len(ax.patches) >= 4
-    True
-    """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    t = summary(df, by=by)
-    long = t.reset_index().melt(id_vars="heuristic", var_name="compression", value_name=by)
-    long["compression"] = long["compression"].map(lambda c: f"{c:g}x")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.5))
-    sns.barplot(data=long, x="heuristic", y=by, hue="compression", order=list(t.index), ax=ax)
-    ax.axhline(1.0, color="k", lw=0.8, ls="--")
-    what = "error / best heuristic's error" if by == "vs_best" else ("error / top's error" if by == "vs_top" else by)
-    ax.set_ylabel(f"{what}\n(geometric mean over matrices)")
-    ax.set_xlabel("")
-    ax.set_title(f"split heuristics on {df['matrix'].nunique()} matrices (lower is better)")
-    ax.tick_params(axis="x", rotation=30)
-    return ax
+def __getattr__(name):
+    # the plots of this lab moved to hmf_lab.plots (math never imports plotting); the old names
+    # `hmf_lab.leaderboard.plot_leaderboard` / `.plot_oracle` stay reachable, imported only when asked for
+    if name in ("plot_leaderboard", "plot_oracle"):
+        from . import plots
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

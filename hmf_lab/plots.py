@@ -25,9 +25,10 @@ import pandas as pd
 import torch
 
 from ._validation import as_matrix
+from .leaderboard import summary
 
 __all__ = ["spectrum", "blocks", "blocks_svg", "block_layout", "residual", "error_map", "pareto", "pareto_front",
-           "timing_bars"]
+           "timing_bars", "plot_leaderboard", "plot_oracle"]
 
 # The one palette of the kit: Okabe & Ito's colour-blind-safe set (Color Universal Design, 2008), as seaborn's
 # "colorblind" palette is built on. Every plot takes its colours from here; importing this module also makes it
@@ -459,4 +460,65 @@ def timing_bars(timings, ax=None, *, unit: str = "us", baseline: str | None = No
     ax.invert_yaxis()
     ax.set_xlabel(f"median time ({'µs' if unit == 'us' else unit})")
     ax.set_title("inference time (speed-up vs " + (baseline or str(t['name'].iloc[0])) + ")")
+    return ax
+
+
+# ------------------------------------------------------------------ split-heuristics lab
+
+
+def plot_oracle(result, marks: dict | None = None, ax=None):
+    """Histogram of the error of every dense-row subset (from :func:`hmf_lab.oracle`), heuristics marked.
+
+    ``marks``: label -> row indices or HMF result; each gets a vertical line at its error.
+
+    >>> import torch, hmf_lab as hl
+    >>> W = hl.synthetic.heavy_tailed(8, 6, seed=0)
+    >>> res = hl.oracle(W, 2, 2)
+    >>> ax = plot_oracle(res, {"top": [0, 1]})
+    >>> len(ax.lines)
+    2
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.2))
+    ax.hist(result.errors, bins=min(60, max(10, result.n_subsets // 20)), color="0.8", edgecolor="0.6")
+    ax.axvline(result.error, color="k", lw=2, label=f"oracle {result.error:.3f}")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, rows) in enumerate((marks or {}).items()):
+        e = result.error_of(rows.rows if hasattr(rows, "rows") else rows)
+        ax.axvline(e, color=colors[i % len(colors)], ls="--", lw=1.5, label=f"{label} {e:.3f}")
+    what = "output" if result.objective == "output" else "weight"
+    ax.set_xlabel(f"relative {what} error (split {result.split}, rank {result.rank})")
+    ax.set_ylabel(f"subsets (of {result.n_subsets})")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_leaderboard(df: pd.DataFrame, ax=None, by: str = "vs_best"):
+    """Bar chart: geometric mean of ``by`` (error over the best heuristic's, or over "top"'s) per heuristic.
+
+    One bar per (heuristic, compression), best first; lower is better, 1 = best (or = top).
+
+    >>> import torch, hmf_lab as hl
+    >>> df = hl.leaderboard(["top", "row_norm"], [torch.randn(16, 12)], compressions=[2, 4], progress=False)
+    >>> ax = plot_leaderboard(df)
+    >>> len(ax.patches) >= 4
+    True
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    t = summary(df, by=by)  # hmf_lab.leaderboard.summary
+    long = t.reset_index().melt(id_vars="heuristic", var_name="compression", value_name=by)
+    long["compression"] = long["compression"].map(lambda c: f"{c:g}x")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    sns.barplot(data=long, x="heuristic", y=by, hue="compression", order=list(t.index), ax=ax)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    what = "error / best heuristic's error" if by == "vs_best" else ("error / top's error" if by == "vs_top" else by)
+    ax.set_ylabel(f"{what}\n(geometric mean over matrices)")
+    ax.set_xlabel("")
+    ax.set_title(f"split heuristics on {df['matrix'].nunique()} matrices (lower is better)")
+    ax.tick_params(axis="x", rotation=30)
     return ax

@@ -44,8 +44,8 @@ __all__ = ["RESULTS_DIR", "load_results", "live_compare", "check_hmf_gain", "com
            "summary", "write_outputs", "TASKS", "Settings", "FULL", "QUICK", "load_task", "cubic_sparsity", "GradualPruner",
            "run_task", "time_side_by_side", "markdown_table", "plot_metric", "plot_time", "add_arguments", "run"]
 
-#: the shipped results of a full run (``hmf-lab reproduce --task lm intent translation --out data/results``)
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "data" / "results"
+#: the shipped results of a full run (``hmf-lab reproduce --task lm intent translation --out hmf_lab/assets/results``)
+RESULTS_DIR = Path(__file__).resolve().parent / "assets" / "results"  # package data (travels in the wheel)
 
 #: CLI task name -> shipped checkpoint name
 TASKS = {t.cli_name: name for name, t in M.TASKS.items()}  # derived from the one registry, hmf_lab.tasks
@@ -485,7 +485,7 @@ def run(args) -> int:
 
 
 def load_results(folder=None) -> dict[str, pd.DataFrame]:
-    """The CSVs of a reproduce run, ``{task: DataFrame}`` (default: the shipped ``data/results``).
+    """The CSVs of a reproduce run, ``{task: DataFrame}`` (default: the shipped ``hmf_lab/assets/results``).
 
     >>> sorted(load_results())  # doctest: +SKIP
     ['intent', 'lm', 'translation']

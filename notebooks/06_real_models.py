@@ -47,10 +47,10 @@ QUICK = hl.exercises.quick()  # HMF_LAB_QUICK=1 (CI) shrinks the live part
 # %% [markdown]
 # ## The shipped results of a full run
 #
-# `data/results/` holds the CSV, markdown and plots of one full run, made with
+# `hmf_lab/assets/results/` (package data) holds the CSV, markdown and plots of one full run, made with
 #
 # ```
-# hmf-lab reproduce --task lm intent translation --compression 2 4 8 16 --out data/results
+# hmf-lab reproduce --task lm intent translation --compression 2 4 8 16 --out hmf_lab/assets/results
 # ```
 #
 # (about half an hour on two CPU cores; timings depend on the machine and on what else runs on it). Each

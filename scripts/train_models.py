@@ -1,10 +1,10 @@
-"""Reproduce the shipped checkpoints in data/: char_lm.pt, intent.pt, translation.pt.
+"""Reproduce the shipped checkpoints in hmf_lab/assets/: char_lm.pt, intent.pt, translation.pt.
 
     python scripts/train_models.py --task char_lm intent translation
 
 Seeded, single-threaded by default (the numbers depend a little on the torch build and thread count).
 Each checkpoint stores the model config, a float16 state dict, the vocabulary, the training settings
-and the metrics measured at the end of training (also written to data/checkpoints.json).
+and the metrics measured at the end of training (also written, with the file's SHA-256, to hmf_lab/assets/checkpoints.json).
 """
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 
 
-from hmf_lab.models import checkpoint_path, get_task, save_checkpoint
-
-DATA = Path(__file__).resolve().parents[1] / "data"
+from hmf_lab.checkpoints import assets_dir, checkpoint_path, save_checkpoint
+from hmf_lab.models import get_task
 
 
 def main(argv=None):
@@ -27,10 +26,10 @@ def main(argv=None):
                    choices=["char_lm", "intent", "translation"])
     p.add_argument("--steps", type=int, default=None, help="override the number of training steps")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=None, help="folder for the checkpoints (default: data/)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the checkpoints (default: hmf_lab/assets/)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    summary_file = DATA / "checkpoints.json"
+    summary_file = assets_dir() / "checkpoints.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     for name in args.task:
         t0 = time.time()
@@ -41,10 +40,10 @@ def main(argv=None):
                 "threads": args.threads, "torch": str(torch.__version__)}
         out = (args.out / checkpoint_path(name).name) if args.out else checkpoint_path(name)
         out.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(model, out, extra={"vocab": task.vocab_payload(), "info": info})
-        print(name, json.dumps(info))
+        sha = save_checkpoint(model, out, extra={"vocab": task.vocab_payload(), "info": info})
+        print(name, sha, json.dumps(info))
         if args.out is None:
-            summary[name] = info
+            summary[name] = {"file": out.name, "sha256": sha, **info}
             summary_file.write_text(json.dumps(summary, indent=2) + "\n")
 
 

@@ -1,4 +1,10 @@
-"""Shared pytest set-up: quick mode, data folder, deterministic seeds, headless matplotlib."""
+"""Shared pytest set-up: quick mode, deterministic seeds, headless matplotlib, the ``data`` marker gate.
+
+A test that needs a real data set carries ``@pytest.mark.data("tinyshakespeare", ...)`` (no names: all
+of them). Before it runs, ``hl.data.available(name)`` is asked (which fetches the data when allowed);
+if it says False the test is skipped with ``hl.data.skip_note(name)``: the same one line a notebook
+prints. The data folder comes from ``HMF_LAB_DATA`` (``.ci/run`` sets it), else the user cache.
+"""
 from __future__ import annotations
 
 import os
@@ -12,9 +18,21 @@ matplotlib.use("Agg")
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HMF_LAB_QUICK", "1")
-_default_data = REPO.parent / "shared" / "data"
-if _default_data.is_dir():
-    os.environ.setdefault("HMF_LAB_DATA", str(_default_data))
+
+
+def require_data(*names: str) -> None:
+    """Skip the calling test unless every named data set (default: all) is available."""
+    from hmf_lab import data
+
+    for name in names or tuple(data.DATASETS):
+        if not data.available(name):
+            pytest.skip(data.skip_note(name))
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("data")
+    if marker is not None:
+        require_data(*marker.args)
 
 
 @pytest.fixture(autouse=True)

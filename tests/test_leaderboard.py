@@ -151,13 +151,13 @@ def test_compare_and_plot_oracle():
     plt.close(fig)
 
 
+@pytest.mark.data("tinyshakespeare")
 def test_pretrained_inputs_shapes():
     mats = LB.pretrained_matrices(["char_lm"])
     if not mats:
         pytest.skip("the char_lm checkpoint is not shipped in data/")
     X = LB.pretrained_inputs("char_lm", length=64)
-    if not X:
-        pytest.skip("Tiny Shakespeare is not available (HMF_LAB_DATA)")
+    assert X, "Tiny Shakespeare is available (data marker) but gave no inputs"
     assert set(X) <= set(mats) and len(X) >= 2
     for name, x in X.items():
         assert x.ndim == 2 and x.shape[1] == mats[name].shape[1] and x.shape[0] >= 64

@@ -1,7 +1,5 @@
 """Small LSTM models: shapes, seeded training, metrics, shipped checkpoints (tiny configs only)."""
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +7,6 @@ import torch
 import hmf_lab as hl
 from hmf_lab import models as M
 
-HAVE_DATA = Path(os.environ.get("HMF_LAB_DATA", "/nonexistent")).is_dir()
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason="HMF_LAB_DATA not set")
 SHIPPED = [n for n in M.PRETRAINED if M.checkpoint_path(n).is_file()]
 
 
@@ -101,7 +97,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_missing_checkpoint_says_how_to_rebuild(monkeypatch, tmp_path):
-    monkeypatch.setattr(M, "_DATA", tmp_path)
+    import hmf_lab.checkpoints as C
+    monkeypatch.setattr(C, "assets_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="scripts/train_models.py --task intent"):
         M.load_pretrained("intent")
 
@@ -115,7 +112,7 @@ def test_shipped_checkpoints_load_with_weights_only(name):
     assert not any("embedding" in k for k in W)
 
 
-@needs_data
+@pytest.mark.data("tinyshakespeare")
 @pytest.mark.skipif("char_lm" not in SHIPPED, reason="char_lm.pt not built")
 def test_shipped_lm_has_learned_something():
     model, payload = M.load_pretrained("char_lm", with_payload=True)
@@ -127,5 +124,5 @@ def test_shipped_lm_has_learned_something():
 
 
 def test_total_size_of_data_folder(repo):
-    total = sum(p.stat().st_size for p in (repo / "data").rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for d in ("data", "hmf_lab/assets") for p in (repo / d).rglob("*") if p.is_file())
     assert total < 20 * 2 ** 20

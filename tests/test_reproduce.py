@@ -1,7 +1,5 @@
 """hmf-lab reproduce: pruning schedule, reconstructed fine-tuning, tables, plots, one quick CLI run."""
 import math
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,7 +10,6 @@ import hmf_lab as hl
 from hmf_lab import models as M
 from hmf_lab import reproduce as R
 
-HAVE_DATA = Path(os.environ.get("HMF_LAB_DATA", "/nonexistent")).is_dir()
 HAVE_LM = M.checkpoint_path("char_lm").is_file()
 
 
@@ -119,7 +116,8 @@ def test_errors():
         R.run_task("lm", compressions=[1])
 
 
-@pytest.mark.skipif(not (HAVE_DATA and HAVE_LM), reason="needs HMF_LAB_DATA and data/char_lm.pt")
+@pytest.mark.data("tinyshakespeare")
+@pytest.mark.skipif(not HAVE_LM, reason="needs hmf_lab/assets/char_lm.pt")
 def test_cli_quick_run_writes_table_and_plots(tmp_path):
     from hmf_lab.cli import main
     assert main(["reproduce", "--task", "lm", "--compression", "4", "--out", str(tmp_path), "--quick",
@@ -152,7 +150,8 @@ def test_load_results_missing_folder(tmp_path):
         R.load_results(tmp_path)
 
 
-@pytest.mark.skipif(not (HAVE_DATA and HAVE_LM), reason="needs HMF_LAB_DATA and data/char_lm.pt")
+@pytest.mark.data("tinyshakespeare")
+@pytest.mark.skipif(not HAVE_LM, reason="needs hmf_lab/assets/char_lm.pt")
 def test_live_compare_post_training_and_slider():
     df = R.live_compare("lm", 4, eval_size=500, min_run_time=0.01)
     assert list(df.method) == ["dense", "hmf", "lmf", "prune"]

@@ -1,6 +1,4 @@
 """The one task registry (hmf_lab.tasks): the Task interface, registration, lookup, the quick variant."""
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +7,6 @@ import hmf_lab as hl
 from hmf_lab import tasks as T
 from hmf_lab.training import TrainConfig, train_lm
 
-HAVE_DATA = Path(os.environ.get("HMF_LAB_DATA", "/nonexistent")).is_dir()
 TEXT = "to be or not to be, that is the question. " * 40
 
 
@@ -76,8 +73,7 @@ def test_a_new_task_registers_and_the_base_marks_what_to_implement():
         T.TASKS.pop("toy", None)
 
 
-@pytest.mark.data
-@pytest.mark.skipif(not HAVE_DATA, reason="HMF_LAB_DATA not set")
+@pytest.mark.data("snips")
 def test_pretrained_quick_variant_uses_the_checkpoint_vocabulary():
     task, model = T.IntentTask.pretrained(quick=True)
     assert task.x_test.shape[0] == T.IntentTask.quick_eval["eval_n"]

@@ -1,0 +1,190 @@
+"""Data that fetches itself, against a local HTTP server (no network): mirror, public-source conversion,
+corrupted downloads rejected and deleted, no network -> a clear message, never a crash."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from hmf_lab import data
+
+
+@pytest.fixture
+def serve():
+    """``serve(folder) -> base URL``: a threaded static HTTP server on localhost."""
+    servers = []
+
+    def start(folder: Path) -> str:
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        handler.log_message = lambda *a, **k: None
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path):
+    """A fresh user cache and no HMF_LAB_DATA: the code's defaults."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("HMF_LAB_DATA", raising=False)
+    monkeypatch.delenv("HMF_LAB_DATA_URL", raising=False)
+    monkeypatch.delenv("HMF_LAB_OFFLINE", raising=False)
+    monkeypatch.setattr(data, "_FAILED", {})
+    monkeypatch.setattr(data, "_WHY", {})
+    return tmp_path / "cache" / "hmf_lab"
+
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 50
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def _fake_text_dataset(monkeypatch, url: str, sha: str):
+    ds = data.Dataset(name="tinyshakespeare", task="character-level language modelling",
+                      files={"tinyshakespeare/input.txt": sha}, source=url, licence="test",
+                      raw={"input.txt": [url, sha]}, convert="copy")
+    monkeypatch.setitem(data.DATASETS, "tinyshakespeare", ds)
+
+
+def test_public_source_download_on_first_access(serve, cache, monkeypatch, tmp_path):
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "input.txt").write_text(TEXT)
+    _fake_text_dataset(monkeypatch, serve(tmp_path / "www") + "/input.txt", _sha(TEXT.encode()))
+    assert data.load_text() == TEXT                                  # fetched on first access
+    assert (cache / "data" / "tinyshakespeare" / "input.txt").read_text() == TEXT
+    assert data.available("tinyshakespeare", download=False)
+
+
+def test_corrupted_download_is_rejected_deleted_and_named(serve, cache, monkeypatch, tmp_path):
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "input.txt").write_text(TEXT.replace("Citizen", "Citizem", 1))   # one byte off
+    url = serve(tmp_path / "www") + "/input.txt"
+    _fake_text_dataset(monkeypatch, url, _sha(TEXT.encode()))
+    with pytest.raises(ValueError, match=r"download of http://127\.0\.0\.1:\d+/input\.txt .*rejected and deleted"):
+        data.fetch("tinyshakespeare")
+    assert not (cache / "data" / "tinyshakespeare" / "input.txt").exists()
+    assert not any((cache / "data").rglob("*.txt"))
+    assert data.available("tinyshakespeare") is False
+    assert "rejected" in data.skip_note("tinyshakespeare")
+
+
+def test_snips_is_converted_from_its_json(serve, cache, monkeypatch, tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    utt = {"data": [{"text": "add "}, {"text": "Daft Punk", "entity": "artist"}, {"text": " to my "},
+                    {"text": "Café 🍕 Mix", "entity": "playlist"}, {"text": "?"}]}
+    raw = {}
+    for intent in data.SNIPS_INTENTS:
+        for split, suffix in (("train", "_full"), ("validate", "")):
+            body = json.dumps({intent: [utt, utt]}, ensure_ascii=False).encode("utf-8")
+            if intent == "PlayMusic":   # upstream stores this emoji as CESU-8 (two encoded surrogates)
+                body = body.replace("🍕".encode("utf-8"), b"\xed\xa0\xbc\xed\xbd\x95")
+            (www / f"{split}_{intent}{suffix}.json").write_bytes(body)
+            raw[f"{split}_{intent}{suffix}.json"] = body
+    expected = data.snips_to_tsv(raw)
+    line = "AddToPlaylist\tadd Daft Punk to my Café 🍕 Mix ?\tO B-artist I-artist O O B-playlist I-playlist I-playlist O\n"
+    assert expected["snips/test.tsv"].startswith(line * 2)
+    assert "PlayMusic\tadd Daft Punk to my Café 🍕 Mix ?" in expected["snips/train.tsv"]
+    base = serve(www)
+    ds = data.Dataset(name="snips", task="intent", source=base, licence="test", convert="snips",
+                      files={rel: _sha(text.encode()) for rel, text in expected.items()},
+                      raw={f: [f"{base}/{f}", ""] for f in raw})
+    monkeypatch.setitem(data.DATASETS, "snips", ds)
+    pairs = data.load_snips("test")
+    assert pairs[0] == ("AddToPlaylist", "add Daft Punk to my Café 🍕 Mix ?") and len(pairs) == 14
+    # a converted output that does not match the registry is deleted and rejected, naming the source
+    monkeypatch.setitem(data.DATASETS, "snips", data.Dataset(**{**ds.__dict__, "files": {
+        "snips/train.tsv": "0" * 64, "snips/test.tsv": ds.files["snips/test.tsv"]}}))
+    with pytest.raises(ValueError, match="converted from the public source of 'snips'.*deleted"):
+        data.fetch("snips", force=True)
+    assert not (cache / "data" / "snips" / "train.tsv").exists()
+
+
+def test_snips_conversion_errors():
+    with pytest.raises(ValueError, match="SNIPS conversion needs train_AddToPlaylist_full.json"):
+        data.snips_to_tsv({})
+    files = {f"{s}_{i}{x}.json": json.dumps({i: []}).encode()
+             for i in data.SNIPS_INTENTS for s, x in (("train", "_full"), ("validate", ""))}
+    files["validate_GetWeather.json"] = json.dumps({"Other": []}).encode()
+    with pytest.raises(ValueError, match="validate_GetWeather.json: expected a JSON object with the single key 'GetWeather'"):
+        data.snips_to_tsv(files)
+    files["validate_GetWeather.json"] = b"\xff not json"
+    with pytest.raises(ValueError, match="validate_GetWeather.json: not valid UTF-8/CESU-8 JSON"):
+        data.snips_to_tsv(files)
+    files["validate_GetWeather.json"] = json.dumps({"GetWeather": [{"nodata": 1}]}).encode()
+    with pytest.raises(ValueError, match="utterance 0 is not"):
+        data.snips_to_tsv(files)
+
+
+def test_deb_reader_rejects_non_packages(tmp_path):
+    f = tmp_path / "x.deb"
+    f.write_bytes(b"not an archive")
+    with pytest.raises(ValueError, match="x.deb is not a Debian package"):
+        data._deb_members(f)
+    f.write_bytes(b"!<arch>\n")
+    with pytest.raises(ValueError, match="holds no data.tar"):
+        data._deb_members(f)
+
+
+def test_no_network_gives_a_clear_message_not_a_crash(cache, monkeypatch):
+    _fake_text_dataset(monkeypatch, "http://127.0.0.1:9/input.txt", "0" * 64)   # port 9: nothing listens
+    with pytest.raises(FileNotFoundError, match=r"could not download from http://127\.0\.0\.1:9/input\.txt.*no network"):
+        data.fetch("tinyshakespeare")
+    assert data.available("tinyshakespeare") is False
+    note = data.skip_note("tinyshakespeare")
+    assert "no network connection" in note and "hl.data.fetch('tinyshakespeare')" in note and "\n" not in note
+
+
+def test_offline_switch_never_downloads(cache, monkeypatch):
+    monkeypatch.setenv("HMF_LAB_OFFLINE", "1")
+    _fake_text_dataset(monkeypatch, "http://127.0.0.1:9/input.txt", "0" * 64)
+    with pytest.raises(FileNotFoundError, match="downloads are off: HMF_LAB_OFFLINE=1"):
+        data.load_text()
+
+
+def test_mirror_serves_the_converted_layout(serve, cache, monkeypatch, tmp_path):
+    """HMF_LAB_DATA_URL: the converted files in the HMF_LAB_DATA layout, same SHA-256."""
+    www = tmp_path / "mirror"
+    (www / "tinyshakespeare").mkdir(parents=True)
+    (www / "tinyshakespeare" / "input.txt").write_text(TEXT)
+    _fake_text_dataset(monkeypatch, "http://127.0.0.1:9/unused", _sha(TEXT.encode()))
+    monkeypatch.setenv("HMF_LAB_DATA_URL", serve(www) + "/")
+    assert data.available("tinyshakespeare") and data.load_text() == TEXT
+    # a mirror serving a corrupt copy is rejected, and the bad file deleted
+    (www / "tinyshakespeare" / "input.txt").write_text(TEXT + "extra")
+    with pytest.raises(ValueError, match=r"mirror HMF_LAB_DATA_URL=.*rejected and deleted"):
+        data.fetch("tinyshakespeare", force=True)
+    assert not (cache / "data" / "tinyshakespeare" / "input.txt").exists()
+
+
+@pytest.mark.data
+def test_mirror_round_trip_of_the_real_data(serve, monkeypatch, tmp_path):
+    """Serve the real converted data (wherever it came from) as a mirror; a fresh cache fetches all of it."""
+    src = {n: data.fetch(n) for n in data.DATASETS}     # available (data marker): already present
+    www = tmp_path / "mirror"
+    for files in src.values():
+        for rel, p in files.items():
+            (www / rel).parent.mkdir(parents=True, exist_ok=True)
+            (www / rel).write_bytes(Path(p).read_bytes())
+    monkeypatch.delenv("HMF_LAB_DATA", raising=False)
+    monkeypatch.delenv("HMF_LAB_OFFLINE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh"))
+    monkeypatch.setenv("HMF_LAB_DATA_URL", serve(www))
+    monkeypatch.setattr(data, "_FAILED", {})
+    for name in data.DATASETS:
+        assert data.available(name), data.skip_note(name)
+    assert data.verify() == {rel: True for ds in data.DATASETS.values() for rel in ds.files}
+    assert data.data_dir() == tmp_path / "fresh" / "hmf_lab" / "data"
