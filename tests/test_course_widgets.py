@@ -75,3 +75,19 @@ def test_heuristic_explorer_rejects_bad_arguments(W):
         HeuristicExplorer(W, share=1.5, time=False)
     with pytest.raises(ValueError, match="value must be one of compressions"):
         HeuristicExplorer(W, value=3, time=False)
+
+
+@pytest.mark.parametrize("size", [128])
+def test_rank_doubling_demo_has_an_interior_optimum(size):
+    """Notebook 02's demonstration matrix (loud rows sorted to the top + a decaying tail): at 4x the lowest-error
+    split lies strictly inside the feasible range, and the rank bound reaches about (m+n)/n = 2x LMF's at the end."""
+    W = hl.synthetic.loud_rows(size, size, n_loud=size // 16, loudness=4.0, rank=size // 8, noise=0.3, seed=0)
+    W = W[torch.argsort(W.norm(dim=1), descending=True)]
+    b = hl.budget(W.shape, compression=4, step=2)
+    cache = hl.HMFCache(W)
+    b["error"] = [cache.error(k, r) for k, r in zip(b["split"], b["rank"])]
+    best = b.loc[b["error"].idxmin()]
+    assert 0 < best["split"] < b["split"].max()
+    assert best["error"] < b["error"].iloc[0] and best["error"] < b["error"].iloc[-1]
+    lmf_rank = int(b["rank"].iloc[0])
+    assert 1.8 <= b["rank_bound"].max() / lmf_rank <= (size + size) / size
