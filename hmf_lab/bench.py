@@ -45,11 +45,9 @@ from torch import nn
 from ._env import quick_mode
 from .layers import HMFLinear, LMFLinear, SparseLinear
 from .lstm import HMFLSTM, LMFLSTM, SparseLSTM, choose_split_rank, lmf_rank
-from .timing import measure
+from .timing import FLOAT_BYTES, csr_bytes, race, raw_kernels
 
 __all__ = ["BenchConfig", "run_bench", "summary", "to_markdown", "add_arguments", "run", "QUICK", "FULL"]
-
-FLOAT_BYTES = 4
 
 
 @dataclass
@@ -71,6 +69,7 @@ class BenchConfig:
     clock: str = "wall"  # "wall", or "thread": CPU time of the timing thread (robust on a busy machine, 1 thread)
     progress: bool = True
     layers: bool = True  # False skips the layer table
+    floors: bool = True  # time each layer's raw kernels (hl.timing.raw_kernels) in the same rounds
 
 
 FULL = BenchConfig()
@@ -79,9 +78,9 @@ QUICK = BenchConfig(sizes=(256,), batches=(1,), threads=(1,), compressions=(4,),
 
 
 def _csr_bytes(layer: SparseLinear) -> int:
+    """Weights the timed CSR kernel streams: ``hl.timing.csr_bytes`` with the int32 indices of ``_csr32``."""
     w = layer._csr32()
-    idx = w.col_indices().element_size()
-    return layer.nnz * (FLOAT_BYTES + idx) + (layer.out_features + 1) * w.crow_indices().element_size()
+    return csr_bytes(layer.out_features, layer.nnz, FLOAT_BYTES, w.col_indices().element_size())
 
 
 def _layer_modules(n: int, c: float, gen: torch.Generator, dense: nn.Linear):
@@ -103,21 +102,19 @@ def _layer_modules(n: int, c: float, gen: torch.Generator, dense: nn.Linear):
     }
 
 
-def _pool(timings) -> tuple[float, float, int, float]:
-    """(median, IQR, number of blocks, fastest block) over every block of every round."""
-    times = np.concatenate([np.asarray(t.times or (t.median,)) for t in timings])
-    q1, med, q3 = np.percentile(times, [25, 50, 75])
-    return float(med), float(q3 - q1), int(times.size), float(times.min())
+class _Results(dict):
+    """{name: (median, iqr, n, fastest)} with the :class:`~hmf_lab.timing.Race` behind it in ``.race``."""
+
+    race = None
 
 
 def _race(fns: dict, args: tuple, threads: int, min_run_time: float, rounds: int, clock: str = "wall") -> dict:
-    """Interleaved measurements: every fn once per round; pooled (median, iqr, n, min) per fn."""
-    got = {name: [] for name in fns}
-    for rnd in range(rounds):
-        for name, fn in fns.items():  # warm-up 3: TorchScript specialises a loop on its first calls
-            got[name].append(measure(fn, *args, min_run_time=min_run_time, threads=threads,
-                                     warmup=3 if rnd == 0 else 1, label=str(name), clock=clock))
-    return {name: _pool(ts) for name, ts in got.items()}
+    """Interleaved measurements through the kit's one harness (``hl.timing.race``): every fn once per round;
+    {name: (median, iqr, n, fastest)} pooled over every block, and the verdict in ``.race.warning``."""
+    r = race(fns, *args, rounds=rounds, min_run_time=min_run_time, threads=threads, warmup=2, clock=clock)
+    out = _Results({name: (row.median, row.iqr, row.n, row.min) for name, row in zip(fns, r.table.itertuples())})
+    out.race = r
+    return out
 
 
 def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
@@ -139,11 +136,18 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
                 for c, ms in mods.items():
                     for method, (mod, *_rest) in ms.items():
                         fns[(method, c)] = mod
+                if cfg.floors:  # the raw kernels of every layer, timed in the same rounds
+                    for (method, c), mod in list(fns.items()):
+                        fns[("floor:" + method, c)] = raw_kernels(mod)
                 with torch.inference_mode():
                     res = _race(fns, (x,), threads, cfg.min_run_time, cfg.rounds, cfg.clock)
+                warning = res.race.warning
                 t_dense = res[("dense", 1.0)][0]
                 t_csr = {c: res[("csr", c)][0] for c in cfg.compressions}
                 for (method, c), (med, iqr, nblocks, fastest) in res.items():
+                    if method.startswith("floor:"):
+                        continue
+                    floor = res.get(("floor:" + method, c), (np.nan,))[0]
                     if method == "dense":
                         params, nbytes, note = n * n, dense_bytes, "nn.Linear"
                     else:
@@ -152,7 +156,9 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
                                      method=method, params=params, bytes=nbytes,
                                      median_us=med * 1e6, iqr_us=iqr * 1e6, min_us=fastest * 1e6, n=nblocks,
                                      speedup=t_dense / med, ideal=dense_bytes / nbytes,
-                                     vs_csr=(t_csr[c] / med) if method != "dense" else np.nan, config=note))
+                                     vs_csr=(t_csr[c] / med) if method != "dense" else np.nan,
+                                     floor_us=floor * 1e6, of_floor=floor / med, unreliable=res.race.unreliable,
+                                     config=note, warning=warning))
                 bar.update(1)
 
 
@@ -201,7 +207,9 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
                                  median_us=med * 1e6, iqr_us=iqr * 1e6, min_us=fastest * 1e6, n=nblocks,
                                  speedup=t_dense / med, ideal=dense_bytes / nbytes,
                                  vs_csr=(t_csr[c] / med) if method != "dense" else np.nan,
-                                 config=note + (f", seq={cfg.seq}" if method == "dense" else "")))
+                                 floor_us=np.nan, of_floor=np.nan, unreliable=res.race.unreliable,
+                                 config=note + (f", seq={cfg.seq}" if method == "dense" else ""),
+                                 warning=res.race.warning))
             bar.update(1)
 
 
@@ -211,7 +219,9 @@ def run_bench(cfg: BenchConfig = FULL) -> pd.DataFrame:
     Columns: kind, size, batch, threads, compression, method, params, bytes, median_us, iqr_us, min_us
     (fastest block: what a quiet machine approaches), n (blocks),
     speedup (dense median / median), ideal (dense bytes / bytes), of_ideal (speedup / ideal),
-    vs_csr (CSR median / median at the same compression), config.
+    vs_csr (CSR median / median at the same compression), floor_us (the layer's raw kernels,
+    ``hl.timing.raw_kernels``, same rounds; layers only), of_floor (floor / median: 1.0 = no overhead),
+    unreliable and warning (``hl.timing.race``'s verdict for the group, in words), config.
     """
     from tqdm.auto import tqdm
 
@@ -236,7 +246,8 @@ def run_bench(cfg: BenchConfig = FULL) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["of_ideal"] = df["speedup"] / df["ideal"]
     cols = ["kind", "size", "batch", "threads", "compression", "method", "params", "bytes", "median_us", "iqr_us",
-            "min_us", "n", "speedup", "ideal", "of_ideal", "vs_csr", "config"]
+            "min_us", "n", "speedup", "ideal", "of_ideal", "vs_csr", "floor_us", "of_floor", "unreliable", "config",
+            "warning"]
     order = {"dense": 0, "hmf": 1, "hmf-eager": 2, "hmf-reconstructed": 3, "lmf": 4, "csr": 5}
     df = df[cols].sort_values(["kind", "size", "batch", "threads", "compression", "method"],
                               key=lambda s: s.map(order) if s.name == "method" else s, kind="stable")
@@ -303,7 +314,8 @@ def _machine() -> dict:
 
 def _report(df: pd.DataFrame, cfg: BenchConfig, before: dict, after: dict, seconds: float) -> str:
     show = ["size", "batch", "threads", "compression", "method", "params", "median_us", "iqr_us", "min_us", "speedup",
-            "ideal", "of_ideal", "vs_csr", "config"]
+            "ideal", "of_ideal", "vs_csr", "floor_us", "of_floor", "trust", "config"]
+    df = df.assign(trust=np.where(df["unreliable"], "UNRELIABLE", "ok"))
     parts = ["# hmf-lab bench", "",
              f"torch {before['torch']}, Python {before['python']}, {before['cores']} CPU cores; load average "
              f"(1 min) {before['load_1min']} before, {after['load_1min']} after; {seconds:.0f} s; clock: "
@@ -318,12 +330,19 @@ def _report(df: pd.DataFrame, cfg: BenchConfig, before: dict, after: dict, secon
                   "machine for the real table.", ""]
     parts += ["speedup = dense median / median; ideal = dense bytes / compressed bytes (weights; CSR with "
               "int32 indices); of_ideal = speedup / ideal; vs_csr = CSR median / median at the same compression; "
-              "min_us = the fastest block.", ""]
+              "min_us = the fastest block; floor_us = the same matrix kernels called directly on pre-packed "
+              "tensors (`hl.timing.raw_kernels`, timed in the same rounds), of_floor = floor_us / median_us "
+              "(1.0: no Python overhead); trust = the harness's verdict for the group (reasons below).", ""]
     for kind, title in (("layer", "## Layers (square m = n, y = x W^T + b)"),
                         ("lstm", "## LSTMs (input = hidden, nn.LSTM signature)")):
         part = df[df["kind"] == kind]
         if len(part):
             parts += [title, "", to_markdown(part[show]), ""]
+            flagged = part[part["unreliable"]].drop_duplicates(["size", "batch", "threads"])
+            for r in flagged.itertuples():
+                parts += [f"- size {r.size}, batch {r.batch}, {r.threads} thread(s): {r.warning}"]
+            if len(flagged):
+                parts += [""]
     s = summary(df)
     if len(s):
         parts += ["## Targets (issue 3)", "", to_markdown(s), ""]

@@ -50,21 +50,23 @@ def _differentiating(x: torch.Tensor, *params: torch.Tensor) -> bool:
 
 
 class _InferenceCache:
-    """Inference weights (packed factors, W_hat, int32 CSR) cached on the module.
+    """Inference weights (packed factors, W_hat, int32 CSR) cached on the module, in train and eval mode.
 
-    Only in eval mode (or ``always=True`` for buffers), keyed on the storage and version counter of
-    the tensors they are built from, so optimizer steps, ``load_state_dict`` and ``copy_`` rebuild them;
-    ``train()``/``eval()`` and :meth:`clear_cache` drop them (call it after editing weights through
-    ``.data``, which autograd's version counter does not see). The price: in eval mode a packed copy of
-    the factors (e.g. [D ; V]) sits beside the parameters; ``clear_cache()`` frees it.
+    Entries are keyed on the storage and version counter of the tensors they are built from, so optimizer
+    steps, ``load_state_dict`` and ``copy_`` rebuild them, whatever ``module.training`` says: a layer runs
+    at the same speed in ``train()`` and ``eval()`` mode whenever autograd is not recording (the
+    differentiable path never reads the cache). ``train()``/``eval()`` and :meth:`clear_cache` drop the
+    entries (call it after editing weights through ``.data``, which autograd's version counter does not
+    see). The price: a packed copy of the factors (e.g. [V ; D]) sits beside the parameters once the layer
+    has run without autograd; ``clear_cache()`` frees it.
     """
 
     def _cached(self, name: str, build, *sources: torch.Tensor, always: bool = False) -> torch.Tensor:
-        if self.training and not always:
-            with torch.no_grad():
-                return build()
-        key = tuple((t.data_ptr(), -1 if t.is_inference() else t._version) for t in sources)
-        store = self.__dict__.setdefault("_inference_cache", {})
+        # ``always`` is accepted for callers written when training mode skipped the cache (it no longer does)
+        key = [(t.data_ptr(), -1 if t.is_inference() else t._version) for t in sources]
+        store = self.__dict__.get("_inference_cache")
+        if store is None:
+            store = self.__dict__["_inference_cache"] = {}
         hit = store.get(name)
         if hit is None or hit[0] != key:
             with torch.no_grad():
@@ -73,12 +75,26 @@ class _InferenceCache:
         return hit[1]
 
     def clear_cache(self) -> None:
-        """Drop the cached inference weights (they are rebuilt on the next inference forward)."""
+        """Drop the cached inference weights (they are rebuilt on the next forward without autograd)."""
         self.__dict__.pop("_inference_cache", None)
 
     def train(self, mode: bool = True):
         self.clear_cache()
         return super().train(mode)
+
+
+def _bad_input(layer: nn.Module, x, dtype: torch.dtype) -> None:
+    """Raise the error that says what is wrong with a layer's input ``x`` (called only when the cheap
+    check in ``forward`` failed)."""
+    n, name = layer.in_features, type(layer).__name__
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} input must be a torch.Tensor of shape (..., {n}), got {type(x).__name__}; "
+                        f"convert it first, e.g. torch.as_tensor(x, dtype={dtype})")
+    if x.dtype != dtype:
+        raise TypeError(f"{name} input must have the layer's dtype {dtype}, got {x.dtype}; convert it first, "
+                        f"e.g. x.to({dtype}) (or the layer with .to({x.dtype}) if it is floating)")
+    if x.ndim == 0 or x.shape[-1] != n:
+        raise ValueError(f"{name} input must have shape (..., {n}) (in_features={n}), got {tuple(x.shape)}")
 
 
 class _StoredValues:
@@ -111,21 +127,49 @@ class _ModeSwitch(_InferenceCache):
         self.clear_cache()
 
 
-class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
-    """``y = x @ W_hat.T + b`` with ``W_hat = P [D ; U V]``: D, U, V trainable ``nn.Parameter``s.
+def _check_rows(rows, m: int, k: int) -> torch.Tensor:
+    """``rows`` as a (k,) int64 tensor of distinct indices in [0, m), or raise (nothing cast or clipped)."""
+    if rows is None:
+        return torch.arange(k)
+    if isinstance(rows, torch.Tensor):
+        t = rows.detach()
+    else:
+        try:
+            t = torch.as_tensor(rows)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"rows must be a sequence of {k} distinct int row indices in [0, {m}), "
+                            f"got {type(rows).__name__} ({e})") from None
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(f"rows must hold integer row indices, got dtype {t.dtype} ({t.reshape(-1)[:4].tolist()}...); "
+                        "pass ints, e.g. rows=[0, 5, 9]")
+    t = t.to(torch.int64).cpu()
+    if tuple(t.shape) != (k,):
+        raise ValueError(f"rows must have shape ({k},) for split {k}, got {tuple(t.shape)}")
+    if k and (int(t.min()) < 0 or int(t.max()) >= m):
+        raise ValueError(f"rows must be row indices in [0, m)=[0, {m}), got min {int(t.min())}, max {int(t.max())}")
+    if torch.unique(t).numel() != k:
+        raise ValueError(f"rows must be distinct, got repeated indices in {t.tolist()[:16]}")
+    return t
 
-    ``rows`` (buffer) are the dense rows of the output; the others are ``lower_rows``.
-    ``mode`` switches the forward: ``"factorized"`` (default: one GEMM for D and V stacked, one for U,
-    no W_hat) or ``"reconstructed"`` (a dense GEMM with W_hat, cached in eval mode), as in
-    tensorly-torch; ``hmf-lab bench`` shows when each wins. Both give the same numbers.
+
+class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
+    """``y = x @ W_hat.T + b`` with ``W_hat = P [D ; U V]``: ``dense`` (D), ``U``, ``V`` trainable ``nn.Parameter``s.
+
+    The names follow :class:`~hmf_lab.core.HMFResult`: ``dense`` (k, n) are the rows kept exactly
+    (``D`` is an alias), ``U`` (m-k, r) and ``V`` (r, n) the factorization of the others. ``rows`` (buffer)
+    are the output positions of the dense rows; ``inverse`` (buffer) maps ``[D ; U V]`` order back to the
+    output order. ``mode`` switches the forward: ``"factorized"`` (default: one matrix-vector pass over
+    the stacked [V ; D], one over U, no W_hat) or ``"reconstructed"`` (a dense GEMM with W_hat, cached),
+    as in tensorly-torch; ``hmf-lab bench`` shows when each wins. Both give the same numbers. Without
+    autograd recording, train and eval mode run the same cached kernels.
 
     >>> import torch, hmf_lab as hl
     >>> layer = hl.HMFLinear(in_features=16, out_features=8, split=2, rank=3)
-    >>> tuple(layer.D.shape), tuple(layer.U.shape), tuple(layer.V.shape), layer.n_params
+    >>> tuple(layer.dense.shape), tuple(layer.U.shape), tuple(layer.V.shape), layer.n_params
     ((2, 16), (6, 3), (3, 16), 98)
     """
 
-    _stored = ("D", "U", "V")  # n_params counts these
+    _stored = ("dense", "U", "V")  # n_params counts these
 
     def __init__(self, in_features: int, out_features: int, split: int, rank: int, bias: bool = True,
                  rows=None, dtype=None):
@@ -137,13 +181,11 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         r = check_rank(rank, m, n, k)
         self.in_features, self.out_features, self.split, self.rank = n, m, k, r
         kw = {"dtype": dtype}
-        self.D = nn.Parameter(torch.empty(k, n, **kw))  # (k, n)
+        self.dense = nn.Parameter(torch.empty(k, n, **kw))  # (k, n): D
         self.U = nn.Parameter(torch.empty(m - k, r, **kw))  # (m-k, r)
         self.V = nn.Parameter(torch.empty(r, n, **kw))  # (r, n)
         self.bias = nn.Parameter(torch.zeros(m, **kw)) if bias else None
-        rows = torch.arange(k) if rows is None else torch.as_tensor(rows, dtype=torch.int64)
-        if rows.shape != (k,):
-            raise ValueError(f"rows must have shape ({k},) for split {k}, got {tuple(rows.shape)}")
+        rows = _check_rows(rows, m, k)
         keep = torch.ones(m, dtype=torch.bool)
         keep[rows] = False
         # output position of each [D-rows ; UV-rows] entry; identity when the dense rows are the top k
@@ -155,13 +197,24 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         self.register_load_state_dict_post_hook(lambda module, keys: module._refresh_order())
         self.reset_parameters()
 
+    # ``D``: the older name of ``dense`` (state dicts saved with a "D" key still load)
+    @property
+    def D(self) -> nn.Parameter:
+        """Alias of :attr:`dense` (the k dense rows, (k, n))."""
+        return self.dense
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kw):
+        if prefix + "D" in state_dict and prefix + "dense" not in state_dict:
+            state_dict[prefix + "dense"] = state_dict.pop(prefix + "D")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kw)
+
     def _refresh_order(self) -> None:
         # cached Python bool so forward skips the output permutation when rows are the top k
         self._is_top = bool(torch.equal(self.inverse, torch.arange(self.out_features, device=self.inverse.device)))
         self.clear_cache()
 
     def reset_parameters(self) -> None:
-        for p in (self.D, self.U, self.V):
+        for p in (self.dense, self.U, self.V):
             if p.numel():
                 nn.init.kaiming_uniform_(p, a=5 ** 0.5)
 
@@ -176,7 +229,7 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         m, n = f.shape
         layer = cls(n, m, f.split, f.rank, bias=bias is not None, rows=f.rows, dtype=f.V.dtype)
         with torch.no_grad():
-            layer.D.copy_(f.dense)
+            layer.dense.copy_(f.dense)
             layer.U.copy_(f.U)
             layer.V.copy_(f.V)
             if bias is not None:
@@ -192,65 +245,82 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
 
     def to_dense(self) -> torch.Tensor:
         """The (m, n) reconstruction ``W_hat``."""
-        W = torch.cat([self.D, self.U @ self.V], dim=0)  # (m, n) in [D ; UV] order
+        W = torch.cat([self.dense, self.U @ self.V], dim=0)  # (m, n) in [D ; UV] order
         return W[self.inverse]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        diff = torch.is_grad_enabled() and _differentiating(x, self.D, self.U, self.V)
+        p = self._parameters  # direct dict access: this runs per token, keep it lean
+        V = p["V"]
+        if type(x) is not torch.Tensor or x.dtype != V.dtype or x.shape[-1:] != V.shape[1:]:
+            if not isinstance(x, torch.Tensor) or x.dtype != V.dtype or x.shape[-1:] != V.shape[1:]:
+                _bad_input(self, x, V.dtype)
+        if torch.is_grad_enabled() and (x.requires_grad or V.requires_grad or p["U"].requires_grad
+                                        or p["dense"].requires_grad):
+            if self._mode == "reconstructed":
+                return nn.functional.linear(x, self.to_dense(), self.bias)
+            return self._forward_plain(x)
         if self._mode == "reconstructed":
-            W = self.to_dense() if diff else self._cached("W", self.to_dense, self.D, self.U, self.V)
-            return nn.functional.linear(x, W, self.bias)
-        return self._forward_plain(x) if diff else self._forward_fast(x)
+            return nn.functional.linear(x, self._cached("W", self.to_dense, p["dense"], p["U"], V), p.get("bias"))
+        return self._forward_fast(x)
 
     def _forward_plain(self, x: torch.Tensor) -> torch.Tensor:
         """The reference path (autograd): three GEMMs and a concatenation."""
-        top = x @ self.D.T  # (..., k)
+        top = x @ self.dense.T  # (..., k)
         low = (x @ self.V.T) @ self.U.T  # (..., r) -> (..., m-k)
         y = torch.cat([top, low], dim=-1)
-        if not self.is_top:
+        if not self._is_top:
             y = y[..., self.inverse]
         return y if self.bias is None else y + self.bias
 
+    def _pack(self):
+        """(VD, b_vd, b_low): the stacked [V ; D] (r+k, n), its bias ([0 ; b_D], (r+k,)) and the U rows' bias
+        (m-k,), with the bias in [D ; UV] order (so a permuted layer adds it before the row order is undone)."""
+        p = self._parameters
+        D, V, bias = p["dense"], p["V"], p.get("bias")
+        VD = torch.cat([V, D]).contiguous()  # (r+k, n)
+        if bias is None:
+            return VD, None, None
+        b = bias[self.inverse.argsort()] if not self._is_top else bias  # [D ; UV] order
+        k, r = self.split, self.rank
+        b_vd = torch.cat([b.new_zeros(r), b[:k]])  # (r+k,)
+        return VD, b_vd, b[k:].contiguous()
+
     def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
-        """Inference: x reads the stacked [D ; V] (k+r, n) in one pass, then U (m-k, r) in one more, written
-        straight into the output (batch 1: matrix-vector kernels, no concatenation)."""
+        """Inference without autograd: x reads the stacked [V ; D] (r+k, n) in one pass (bias of the dense
+        rows fused), then U (m-k, r) in one more (its bias fused). At batch 1 both are matrix-vector kernels
+        writing into one buffer [V x ; D x + b_D ; U V x + b_U], whose last m entries are the output: no
+        concatenation, no extra bias pass, no copy (the price of an HMF layer over LMF is one more kernel
+        launch, not more bytes). The packed factors are cached (see :class:`_InferenceCache`)."""
+        p = self._parameters
+        U = p["U"]
+        bias = p.get("bias")
+        VD, b_vd, b_low = self._cached("pack", self._pack, p["dense"], U, p["V"], *(() if bias is None else (bias,)))
         k, r, m, n = self.split, self.rank, self.out_features, self.in_features
-        p = self._parameters  # direct dict access: this path runs per token, keep it lean
-        D, U, V, bias = p["D"], p["U"], p["V"], p.get("bias")
-        DV = self._cached("DV", lambda: torch.cat([D, V]).contiguous(), D, V)  # (k+r, n)
         if x.numel() == n:  # batch 1 (any leading shape of ones)
-            b = bias if self._is_top else None  # in [D ; UV] order the bias is added after the row order
-            t = torch.mv(DV, x.reshape(n))  # (k+r,)
-            y = x.new_empty(m)
-            if k:
-                if b is None:
-                    y[:k] = t[:k]
-                else:
-                    torch.add(t[:k], b[:k], out=y[:k])
-            if r:
-                if b is None:
-                    torch.mv(U, t[k:], out=y[k:])  # (m-k, r) @ (r,)
-                else:
-                    torch.addmv(b[k:], U, t[k:], out=y[k:])
+            buf = x.new_empty(r + m)  # [V x (r) ; D x + b_D (k) ; U (V x) + b_U (m-k)]
+            xv = x.view(n) if x.is_contiguous() else x.reshape(n)
+            if b_vd is None:
+                torch.mv(VD, xv, out=buf[:r + k])
+                if r:
+                    torch.mv(U, buf[:r], out=buf[r + k:])
+            else:
+                torch.addmv(b_vd, VD, xv, out=buf[:r + k])
+                if r:
+                    torch.addmv(b_low, U, buf[:r], out=buf[r + k:])
+            y = buf[r:]  # (m,) in [D ; UV] order
             if not self._is_top:
                 y = y.index_select(0, self.inverse)  # one index op undoes the row order
-                if bias is not None:
-                    y += bias
-            return y.reshape(*x.shape[:-1], m)
-        b = bias
+            return y.view(*x.shape[:-1], m)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, n)  # (B, n)
-        t = x2 @ DV.T  # (B, k+r)
+        t = x2 @ VD.T if b_vd is None else torch.addmm(b_vd, x2, VD.T)  # (B, r+k)
         if r == 0:
             y = t
-        elif k == 0:
-            y = t @ U.T if b is None else torch.addmm(b, t, U.T)
         else:
-            y = torch.cat([t[:, :k], t[:, k:] @ U.T], dim=1)  # (B, m) in [D ; UV] order
+            low = t[:, :r] @ U.T if b_low is None else torch.addmm(b_low, t[:, :r], U.T)  # (B, m-k)
+            y = low if k == 0 else torch.cat([t[:, r:], low], dim=1)  # (B, m) in [D ; UV] order
         if not self._is_top:
             y = y.index_select(1, self.inverse)
-        if b is not None and not (k == 0 and r):
-            y += b
         return y.reshape(*lead, m)
 
     def extra_repr(self) -> str:
@@ -303,14 +373,25 @@ class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         return self.U @ self.V
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self._parameters  # direct dict access: this runs per token, keep it lean
+        U, V, bias = p["U"], p["V"], p.get("bias")
+        if type(x) is not torch.Tensor or x.dtype != V.dtype or x.shape[-1:] != V.shape[1:]:
+            if not isinstance(x, torch.Tensor) or x.dtype != V.dtype or x.shape[-1:] != V.shape[1:]:
+                _bad_input(self, x, V.dtype)
         if self._mode == "reconstructed":
-            diff = _differentiating(x, self.U, self.V)
-            W = self.to_dense() if diff else self._cached("W", self.to_dense, self.U, self.V)
-            return nn.functional.linear(x, W, self.bias)
-        if self.bias is not None and x.ndim == 2:
-            return torch.addmm(self.bias, x @ self.V.T, self.U.T)  # bias fused into the second GEMM
-        y = (x @ self.V.T) @ self.U.T  # (..., r) -> (..., m)
-        return y if self.bias is None else y + self.bias
+            diff = _differentiating(x, U, V)
+            W = self.to_dense() if diff else self._cached("W", self.to_dense, U, V)
+            return nn.functional.linear(x, W, bias)
+        n = self.in_features
+        if x.numel() == n:  # batch 1: two matrix-vector kernels (differentiable too)
+            xv = x.view(n) if x.is_contiguous() else x.reshape(n)
+            t = torch.mv(V, xv)  # (r,)
+            y = torch.mv(U, t) if bias is None else torch.addmv(bias, U, t)  # (m,), bias fused
+            return y.view(*x.shape[:-1], self.out_features)
+        if bias is not None and x.ndim == 2:
+            return torch.addmm(bias, x @ V.T, U.T)  # bias fused into the second GEMM
+        y = (x @ V.T) @ U.T  # (..., r) -> (..., m)
+        return y if bias is None else y + bias
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
@@ -413,6 +494,9 @@ class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
         return (w @ x2.T).T  # (B, m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        vals = self._buffers["values"]
+        if not isinstance(x, torch.Tensor) or x.dtype != vals.dtype or x.shape[-1:] != (self.in_features,):
+            _bad_input(self, x, vals.dtype)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)  # (B, n)
         y = self.matmul(x2)

@@ -183,14 +183,21 @@ def blocks(f, ax=None, *, lmf=None, annotate: bool = True):
 
 
 def blocks_svg(m: int, n: int, split: int, rank: int, lmf_rank: int | None = None, width: int = 460,
-               max_height: int = 260) -> str:
+               max_height: int = 260, lmf_only: bool = False) -> str:
     """The :func:`blocks` picture as an inline SVG string (cheap enough to redraw on every slider move).
+
+    ``lmf_only``: only W and the LMF factors (rank ``lmf_rank``), for a notebook before HMF is introduced.
 
     >>> svg = blocks_svg(64, 64, 8, 4)
     >>> svg.startswith("<svg") and 'data-block="U"' in svg
     True
+    >>> "HMF" in blocks_svg(64, 64, 0, 4, 4, lmf_only=True)
+    False
     """
     layout = block_layout(m, n, split, rank, lmf_rank)
+    if lmf_only:  # W, then the LMF blocks moved left to where HMF's would start
+        shift = layout[4][1] - layout[1][1]
+        layout = [layout[0]] + [(name, x - shift, y, w, h) for name, x, y, w, h in layout[4:]]
     right = max(x + w for _, x, _, w, _ in layout)
     scale = min(width / right, max_height / m)  # tall matrices: fit the height, keep the aspect
     width = int(right * scale) + 2

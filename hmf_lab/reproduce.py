@@ -238,8 +238,9 @@ def compressed_layers(model: nn.Module) -> list[str]:
 
 def time_side_by_side(named_models: dict, inputs, min_run_time: float = 0.3, rounds: int = 5) -> dict:
     """Time several models on the same input, interleaved: ``rounds`` rounds, each measuring every model
-    once (``hl.measure``, one thread, ``min_run_time / rounds`` seconds). Returns ``{name: (best, spread)}``
-    in seconds per call: the fastest per-round median and the range of the per-round medians.
+    once (``hl.timing.race``, the kit's one harness: one thread, eval mode, ``min_run_time / rounds``
+    seconds). Returns ``{name: (best, spread)}`` in seconds per call: the fastest per-round median and the
+    range of the per-round medians; ``.warning`` says in words when the machine was too busy to trust them.
 
     Interleaving and taking the best round keep the comparison fair on a shared, noisy machine: a burst
     of load from another process slows one round of every model, not one model.
@@ -249,21 +250,33 @@ def time_side_by_side(named_models: dict, inputs, min_run_time: float = 0.3, rou
     >>> sorted(r), r["a"][0] > 0
     (['a'], True)
     """
-    from .timing import measure
-    per = {name: [] for name in named_models}
+    from .timing import race
+
     fns = {}
     for name, model in named_models.items():
-        model.eval()
+        model.eval()  # inference caches and dropout off: the speed of the deployed model
 
         def fn(model=model):
             with torch.inference_mode():
                 return model(*inputs)
         fns[name] = fn
-    for _ in range(max(1, int(rounds))):
-        for name, fn in fns.items():
-            per[name].append(measure(fn, min_run_time=min_run_time / max(1, int(rounds)), threads=1,
-                                     label=name).median)
-    return {name: (min(v), max(v) - min(v)) for name, v in per.items()}
+    rounds = max(1, int(rounds))
+    r = race(fns, rounds=rounds, min_run_time=min_run_time / rounds, threads=1, warmup=0)
+    out = _SideBySide({name: (min(t.median for t in ts), max(t.median for t in ts) - min(t.median for t in ts))
+                       for name, ts in r.timings.items()})
+    out.race = r
+    return out
+
+
+class _SideBySide(dict):
+    """``time_side_by_side``'s {name: (best, spread)}; ``.race`` is the ``hl.timing.Race`` behind it and
+    ``.warning`` its verdict in words ('' when the timing can be trusted)."""
+
+    race = None
+
+    @property
+    def warning(self) -> str:
+        return self.race.warning if self.race is not None else ""
 
 
 def run_task(task: str, compressions=(4, 8), methods=METHODS, quick: bool = False, progress: bool = True,
@@ -334,12 +347,14 @@ def run_task(task: str, compressions=(4, 8), methods=METHODS, quick: bool = Fals
         dense_times.append(td)
         for r in rows[-len(methods):]:
             tm, spread = times[r["method"]]
-            r.update(time_us=tm * 1e6, time_spread_us=spread * 1e6, dense_time_us=td * 1e6, speedup=td / tm)
+            r.update(time_us=tm * 1e6, time_spread_us=spread * 1e6, dense_time_us=td * 1e6, speedup=td / tm,
+                     timing_warning=times.warning)
     dt = min(dense_times)
     rows.insert(0, dict(task=task, metric=t.metric, method="dense", compression=1.0, params=dense_params,
                         actual_compression=1.0, before=base, after=base, fine_tune_steps=0, fine_tune_s=0.0,
                         time_us=dt * 1e6, time_spread_us=max(dense_times) * 1e6 - dt * 1e6,
-                        dense_time_us=dt * 1e6, speedup=1.0))
+                        dense_time_us=dt * 1e6, speedup=1.0,
+                        timing_warning=next((r["timing_warning"] for r in rows if r.get("timing_warning")), "")))
     return pd.DataFrame(rows)
 
 
@@ -357,6 +372,8 @@ def markdown_table(df: pd.DataFrame) -> str:
     for r in df.itertuples():
         lines.append(f"| {r.method} | {r.compression:g}x ({r.actual_compression:.2f}x) | {r.params:,} | "
                      f"{r.before:.4g} | {r.after:.4g} | {r.time_us:.0f} | {r.speedup:.2f} |")
+    if "timing_warning" in df:  # the timing harness's verdict, next to the numbers
+        lines += ["", *(f"**{w}**" for w in dict.fromkeys(df["timing_warning"].fillna("")) if w)]
     return "\n".join(lines) + "\n"
 
 
@@ -435,6 +452,9 @@ def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
         text += "\n" + "| compression | HMF vs LMF (% better metric) | HMF speed-up over CSR pruning |\n|---|---|---|\n"
         text += "".join(f"| {r.compression:g}x | {r.hmf_vs_lmf_gain_pct:+.2f}% | {r.hmf_speedup_vs_prune:.2f}x |\n"
                         for r in s.itertuples())
+    if "bleu" in set(df.get("metric", [])) or task == "translation":
+        from .bleu import signature
+        text += f"\nBLEU: sacrebleu corpus BLEU on lower-cased word tokens, signature `{signature()}`\n"
     files[1].write_text(text)
     for f, fn in ((files[2], plot_metric), (files[3], plot_time)):
         fig, ax = plt.subplots(figsize=(5.5, 3.8))

@@ -205,7 +205,7 @@ def evaluate_translation(model, src: torch.Tensor, tgt: torch.Tensor, tgt_vocab:
     ``references`` are the tokenized reference sentences (default: decoded from ``tgt``, so ``<unk>``
     stays in them).
     """
-    from .bleu import corpus_bleu
+    from .bleu import corpus_bleu, signature
     model.eval()
     correct = total = 0
     hyps = []
@@ -221,5 +221,6 @@ def evaluate_translation(model, src: torch.Tensor, tgt: torch.Tensor, tgt_vocab:
         hyps += [tgt_vocab.decode(h) for h in model.translate(s, max_len=int(t.shape[1]) + 10)]
     if references is None:
         references = [[w for w in tgt_vocab.decode(row) if w not in _SPECIALS] for row in tgt.tolist()]
-    return {"bleu": 100 * corpus_bleu(hyps, [[r] for r in references]), "token_accuracy": correct / max(total, 1)}
+    return {"bleu": 100 * corpus_bleu(hyps, [[r] for r in references]), "token_accuracy": correct / max(total, 1),
+            "bleu_signature": signature()}   # sacrebleu's, so the score is comparable with published ones
 

@@ -4,8 +4,18 @@
 (``.lock``) and heuristic menu (``.heuristic``) drive read-out widgets (``.error_out``,
 ``.params_out``, ...) whose ``.value`` is what the student sees, plus ``.state`` with the numbers.
 Errors come from cached spectra (``hl.HMFCache``), so a slider move costs a dictionary look-up; the
-timed inference (HMF vs dense vs LMF vs pruning at the same budget) follows in a background thread,
-debounced, so dragging a slider never waits for it.
+timed inference (HMF vs dense vs LMF vs pruning at the same budget, each beside its ideal speed-up from
+bytes and its raw-kernel floor) follows debounced, so dragging a slider never waits for it.
+
+Background work, made safe (see :class:`Explorer`): in a notebook kernel the timing runs on the
+kernel's own event loop (``asyncio``), one measurement per loop turn, so it may set the torch thread
+count and slider messages are served in between; only the SVDs behind the timed layers and the cache
+warm-up run in helper threads, and they touch the shared spectrum cache under a lock. Outside a
+kernel (scripts, tests) the timing runs in one helper thread that never changes process-wide state.
+:meth:`Explorer.stop` ends everything with timed joins.
+
+The experiment helpers (``layers_at_budget``, ``tradeoff_table``) live in :mod:`hmf_lab.tradeoff`
+and are re-exported here under their old names.
 
 Example
 -------
@@ -17,8 +27,10 @@ Example
 """
 from __future__ import annotations
 
+import asyncio
 import atexit
 import math
+import numbers
 import threading
 import time
 import weakref
@@ -27,16 +39,20 @@ from html import escape
 import ipywidgets as W_
 import pandas as pd
 import torch
-from torch import nn
+import traitlets
 
 from ._validation import as_int, as_matrix, check_compression
-from .core import HMFCache, budget, hmf_params, prune
+from .core import HMFCache, hmf_params
 from .heuristics import HEURISTICS
-from .layers import HMFLinear, LMFLinear, SparseLinear
 from .plots import blocks_svg
+from .tradeoff import dense_layer, layers_at_budget, lmf_layer, lmf_rank_at, time_layers, tradeoff_table
 
 __all__ = ["Explorer", "explorer", "RunTimeExplorer", "BudgetExplorer", "HeuristicExplorer", "layers_at_budget",
            "tradeoff_table"]
+
+#: a heuristic whose spectrum for one split takes longer than this (seconds) on the kernel thread gets a
+#: note in the status line (e.g. ``greedy`` without ``precompute``)
+SLOW_MOVE = 0.3
 
 
 def _label(text: str, width: str = "10em") -> W_.HTML:
@@ -49,96 +65,70 @@ def _readout(css: str) -> W_.Label:
     return out
 
 
-def layers_at_budget(W, split: int, rank: int, heuristic="top", *, bias: bool = False,
-                     cache: HMFCache | None = None) -> dict[str, nn.Module]:
-    """Dense, HMF(split, rank), LMF and pruned (CSR) layers of ``W`` at the HMF's parameter budget.
-
-    LMF gets the largest rank within the budget; pruning keeps as many values as HMF stores.
-    Returns ``{"dense": nn.Linear, "HMF": HMFLinear, "LMF": LMFLinear, "pruned (CSR)": SparseLinear}``.
-
-    >>> import torch
-    >>> L = layers_at_budget(torch.randn(32, 32), split=4, rank=6)
-    >>> {k: v.n_params for k, v in L.items() if k != "dense"}
-    {'HMF': 488, 'LMF': 448, 'pruned (CSR)': 488}
-    """
-    W = as_matrix(W)
-    m, n = W.shape
-    cache = cache if cache is not None else HMFCache(W)
-    f = cache.hmf(split, rank, heuristic)
-    params = f.n_params
-    dense = nn.Linear(n, m, bias=bias, dtype=W.dtype)
-    with torch.no_grad():
-        dense.weight.copy_(W)
-    rl = max(1, min(params // (m + n), m, n))
-    g = cache.hmf(0, rl, "top")  # split 0: the truncated SVD of W, i.e. LMF
-    lm = LMFLinear(n, m, rl, bias=bias, dtype=W.dtype)
-    with torch.no_grad():
-        lm.U.copy_(g.U)
-        lm.V.copy_(g.V)
-    p = prune(W, m * n / params)
-    out = {"dense": dense, "HMF": HMFLinear.from_result(f), "LMF": lm, "pruned (CSR)": SparseLinear.from_csr(p.weight)}
-    for mod in out.values():
-        mod.requires_grad_(False)
-    return out
+class InvalidChoice(traitlets.TraitError, ValueError):
+    """A menu value that is not one of its options (a ``TraitError`` and a ``ValueError``)."""
 
 
-def tradeoff_table(W, compressions=(2, 4, 8), *, heuristic="top", cache: HMFCache | None = None,
-                   step: int | None = None, time: bool = True, batch: int = 1, min_run_time: float = 0.05,
-                   progress: bool = False) -> pd.DataFrame:
-    """HMF (best split on the grid), LMF and pruning at each compression: error, parameters and run time.
+class _Menu(W_.Dropdown):
+    """A Dropdown whose error for an unknown value lists the options."""
 
-    For each compression the HMF row is the (split, rank) of ``hl.budget`` with the lowest error over
-    splits ``range(0, m+1, step)`` (default m // 32); LMF is split 0; pruning keeps as many values.
-    ``time`` adds the median seconds of one layer call on ``batch`` inputs (``hl.measure``).
-    Columns: method, compression, split, rank, params, error, time.
+    @traitlets.validate("value")
+    def _validate_value(self, proposal):
+        value = proposal.value
+        opts = list(self._options_values)
+        if value is not None and value not in opts:
+            raise InvalidChoice(f"{self.description or 'menu'}: {value!r} is not an option; choose one of {opts}")
+        return value
 
-    >>> import torch
-    >>> t = tradeoff_table(torch.randn(32, 32), compressions=(2,), time=False)
-    >>> t["method"].tolist(), bool((t["params"] <= 512).all())
-    (['HMF', 'LMF', 'pruned (CSR)'], True)
-    """
-    from tqdm.auto import tqdm
 
-    from .core import relative_error
-    from .timing import measure
+def _fmt_us(seconds: float) -> str:
+    return "–" if not math.isfinite(seconds) else f"{seconds * 1e6:,.1f} µs"
 
-    W = as_matrix(W)
-    m, n = W.shape
-    cache = cache if cache is not None else HMFCache(W)
+
+def _timing_html(table: pd.DataFrame, caption: str, warning: str = "") -> str:
+    """A tiny bar chart in HTML (no matplotlib, so it redraws in microseconds), each time beside its
+    references: the ideal speed-up from bytes and the raw kernels' time; the harness's warning below."""
+    top = float(table["median"].max()) or 1.0
+    has_refs = "ideal" in table.columns
     rows = []
-    for c in tqdm(compressions, desc="trade-off", disable=not progress):
-        b = budget((m, n), c, step=step or max(1, m // 32))
-        errs = [cache.error(k, r, heuristic) for k, r in zip(b["split"], b["rank"])]
-        i = min(range(len(errs)), key=errs.__getitem__)
-        k, r = int(b["split"].iloc[i]), int(b["rank"].iloc[i])
-        layers = layers_at_budget(W, k, r, heuristic, cache=cache)
-        rl = layers["LMF"].rank
-        p = layers["pruned (CSR)"]
-        entries = [("HMF", k, r, layers["HMF"].n_params, errs[i]),
-                   ("LMF", 0, rl, layers["LMF"].n_params, cache.error(0, rl, "top")),
-                   ("pruned (CSR)", -1, -1, p.n_params, relative_error(W, p.to_dense()))]
-        x = torch.randn(batch, n, dtype=W.dtype)
-        for name, kk, rr, params, err in entries:
-            t = float("nan")
-            if time:
-                with torch.inference_mode():
-                    t = measure(layers[name], x, min_run_time=min_run_time, warmup=2).median
-            rows.append((name, float(c), kk, rr, int(params), float(err), t))
-    return pd.DataFrame(rows, columns=["method", "compression", "split", "rank", "params", "error", "time"])
-
-
-def _timing_html(df: pd.DataFrame, caption: str) -> str:
-    """A tiny bar chart in HTML (no matplotlib, so it redraws in microseconds)."""
-    top = float(df["median"].max()) or 1.0
-    rows = []
-    for name, med, ratio in zip(df["name"], df["median"], df["ratio"]):
-        w = max(1, int(200 * med / top))
-        rows.append(f"<tr><td>{escape(str(name))}</td><td><div style='background:#4c72b0;height:10px;"
-                    f"width:{w}px'></div></td><td style='text-align:right;padding:0 1em'>{med * 1e6:,.1f} µs</td>"
-                    f"<td style='text-align:right;padding:0 1em'>{ratio:.2f}x</td></tr>")
+    for r in table.itertuples():
+        w = max(1, int(200 * r.median / top))
+        cells = [f"<td>{escape(str(r.name))}</td><td><div style='background:#0072b2;height:10px;width:{w}px'>"
+                 f"</div></td>",
+                 f"<td style='text-align:right;padding:0 1em'>{_fmt_us(r.median)} ± {r.iqr * 1e6:,.1f}</td>",
+                 f"<td style='text-align:right;padding:0 1em'>{r.ratio:.2f}x</td>"]
+        if has_refs:
+            cells += [f"<td style='text-align:right;padding:0 1em'>{r.ideal:.2f}x</td>",
+                      f"<td style='text-align:right;padding:0 1em'>{_fmt_us(r.floor)}</td>"]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    head = ("<tr><th>layer</th><th></th><th style='padding:0 1em'>median ± IQR</th>"
+            "<th style='padding:0 1em'>speed-up vs dense</th>"
+            + ("<th style='padding:0 1em' title='dense bytes / bytes this layer streams: the memory-bandwidth "
+               "limit at batch 1'>ideal (bytes)</th><th style='padding:0 1em' title='the same matrix kernels "
+               "called directly: what the layer costs without Python around it'>raw kernels</th>"
+               if has_refs else "") + "</tr>")
+    warn = (f"<div class='hmf-timing-warning' style='color:#b00;max-width:48em'>⚠ {escape(warning)}</div>"
+            if warning else "")
     return (f"<table class='hmf-timing'><caption style='text-align:left'>{escape(caption)}</caption>"
-            "<tr><th>layer</th><th></th><th style='padding:0 1em'>median</th>"
-            "<th style='padding:0 1em'>speed-up vs dense</th></tr>" + "".join(rows) + "</table>")
+            + head + "".join(rows) + "</table>" + warn)
+
+
+def _check_nonneg(value, name: str, *, strict: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (strict and v == 0):
+        need = "> 0" if strict else ">= 0"
+        raise ValueError(f"{name} must be a finite number of seconds {need}, got {value!r}")
+    return v
+
+
+def _on_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread (a notebook kernel's), or None (a script, a test)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class Explorer:
@@ -146,24 +136,42 @@ class Explorer:
 
     Parameters mirror :func:`explorer`. Widgets a test (or a student) can drive: ``split``, ``rank``
     (IntSlider), ``lock`` (Checkbox: keep the compression while moving either slider), ``heuristic``
-    (Dropdown over ``hl.HEURISTICS``). Read-outs (``Label``; ``.value`` is the shown text):
-    ``error_out``, ``params_out``, ``compression_out``, ``rank_out``, ``lmf_out``; ``blocks_out``
-    (HTML, SVG picture) and ``timing_out`` (HTML). ``state`` holds the numbers behind them,
-    ``timings`` the last timing table, ``latencies`` the seconds each :meth:`update` took.
+    (Dropdown over ``hl.HEURISTICS``; an unknown value raises a ``ValueError`` listing the options).
+    Read-outs (``Label``; ``.value`` is the shown text): ``error_out``, ``params_out``,
+    ``compression_out``, ``rank_out``, ``lmf_out``; ``blocks_out`` (HTML, SVG picture) and ``timing_out``
+    (HTML: median ± IQR, speed-up, ideal speed-up from bytes, raw-kernel time, and the harness's warning in
+    words when the machine is too busy to trust the numbers). ``state`` holds the numbers behind them,
+    ``timings`` the last timing table (``timing_warning`` its verdict), ``latencies`` the seconds each
+    :meth:`update` took.
+
+    ``lmf_only=True`` (notebook 01, before HMF is introduced): the rank slider alone, read-outs for error,
+    parameters and compression only (no rank bound, no "LMF (same size)", no HMF in the picture), the
+    rank slider on multiples of ``rank_step`` (default: about min(m, n) // 32, at least 2, and never a
+    divisor of the break-even rank, so dragging shows where compression crosses 1x only to within a
+    step: the exact break-even rank stays Exercise 1), and timing of dense vs LMF at the slider's rank.
+
+    Threads: the timed layers are built (SVDs) in a helper thread and timed on the kernel's event loop
+    in steps; without a running loop one helper thread does both, without changing the torch thread
+    count (process-wide), and the read-out says which count it used. :meth:`stop` ends all of them.
     """
 
     def __init__(self, W, *, X=None, split: int | None = None, rank: int | None = None, heuristic: str = "top",
                  split_step: int | None = None, precompute: bool = True, timing: bool = True, batch: int = 1,
                  debounce: float = 0.5, min_run_time: float = 0.1, timing_threads: int | None = 1,
-                 lmf_only: bool = False, progress: bool = True):
+                 lmf_only: bool = False, progress: bool = True, rank_step: int | None = None,
+                 timing_rounds: int = 2, timing_clock: str = "wall"):
+        from .timing import _check_threads
+
         self.W = as_matrix(W)
         m, n = self.W.shape
         self.shape = (m, n)
-        self.cache = HMFCache(self.W, X=X)
-        self._tcache = HMFCache(self.W, X=X, max_items=4)  # full SVDs for the timing thread, not shared
         step = as_int(split_step, "split_step") if split_step is not None else max(1, m // 32)
         if step < 1:
             raise ValueError(f"split_step must be an int >= 1, got {step}")
+        if not isinstance(heuristic, str):
+            raise TypeError(f"heuristic must be the name (str) of a registered heuristic, one of {sorted(HEURISTICS)}; "
+                            f"got {type(heuristic).__name__} {heuristic!r}. Register a function first with "
+                            "@hl.register_heuristic('my_rule'), then pass heuristic='my_rule'")
         self._have = frozenset({"X"} if X is not None else set())
         if heuristic not in HEURISTICS:
             raise ValueError(f"unknown heuristic {heuristic!r}; valid names are {sorted(HEURISTICS)}")
@@ -171,25 +179,67 @@ class Explorer:
         if missing:
             raise ValueError(f"heuristic {heuristic!r} needs {sorted(missing)}, which this explorer was not given; "
                              f"pass X=calibration inputs (N, n) or pick one of {self._usable()}")
-        k0 = 0 if lmf_only else (step * round(m / 8 / step) if split is None else as_int(split, "split"))
-        k0 = min(max(k0, 0), m)
-        r0 = max(1, min(m, n) // 8) if rank is None else as_int(rank, "rank")
-        r0 = min(max(r0, 1), max(1, min(m - k0, n)))
-        self.batch, self.debounce, self.min_run_time = as_int(batch, "batch"), float(debounce), float(min_run_time)
-        self.timing_enabled = bool(timing) and not lmf_only
-        self.timing_threads = timing_threads  # 1: steadier numbers on a busy machine, and the kernel stays responsive
-        self.lmf_only = lmf_only
+        if lmf_only and split not in (None, 0):
+            raise ValueError(f"lmf_only=True shows LMF (split 0), got split={split!r}; drop split or pass lmf_only=False")
+        if split is None:
+            k0 = 0 if lmf_only else step * round(m / 8 / step)
+        else:
+            k0 = as_int(split, "split")
+            if not 0 <= k0 <= m:
+                raise ValueError(f"split must be an int in [0, m]=[0, {m}], got {k0}")
+        rmax = max(1, min(m - k0, n))
+        if rank is None:
+            r0 = min(max(1, min(m, n) // 8), rmax)
+        else:
+            r0 = as_int(rank, "rank")
+            if not 1 <= r0 <= rmax:
+                raise ValueError(f"rank must be an int in [1, min(m - split, n)]=[1, {rmax}] at split {k0}, got {r0}")
+        if rank_step is not None:
+            rstep = as_int(rank_step, "rank_step")
+            if rstep < 1:
+                raise ValueError(f"rank_step must be an int >= 1, got {rstep}")
+        elif lmf_only:  # multiples of a step that skips the break-even rank (notebook 01's Exercise 1)
+            rstep, even = max(2, min(m, n) // 32), (m * n - 1) // (m + n)
+            while even % rstep == 0:
+                rstep += 1
+            if rank is None:
+                r0 = max(rstep, r0 // rstep * rstep)
+        else:
+            rstep = 1
+        rmin = rstep if lmf_only and rank_step is None and rstep <= rmax else 1
+        self.batch = as_int(batch, "batch")
+        if self.batch < 1:
+            raise ValueError(f"batch must be an int >= 1 (inputs per timed call), got {self.batch}")
+        self.debounce = _check_nonneg(debounce, "debounce", strict=False)
+        self.min_run_time = _check_nonneg(min_run_time, "min_run_time", strict=True)
+        self.timing_threads = _check_threads(timing_threads)  # 1: steadier numbers, and the kernel stays responsive
+        self.timing_rounds = as_int(timing_rounds, "timing_rounds")
+        if self.timing_rounds < 1:
+            raise ValueError(f"timing_rounds must be an int >= 1, got {self.timing_rounds}")
+        from .timing import CLOCKS
+
+        if timing_clock not in CLOCKS:
+            raise ValueError(f"timing_clock must be one of {sorted(CLOCKS)}, got {timing_clock!r}")
+        self.timing_clock = timing_clock
+        self.timing_enabled = bool(timing)
+        self.lmf_only = bool(lmf_only)
+        self._precompute = bool(precompute)
+
+        self.cache = HMFCache(self.W, X=X)
+        self._cache_lock = threading.RLock()  # self.cache: the kernel thread and the warm-up thread
+        self._tcache = HMFCache(self.W, X=X, max_items=4)  # full SVDs of the timed layers
+        self._tcache_lock = threading.Lock()  # self._tcache and time_now(): one timing at a time
 
         # continuous_update=True: a move costs a cache look-up (~1 ms kernel-side for 1024x1024, see
         # scripts/measure_latency.py), so the read-outs follow a drag; only the timing is debounced.
         cu = dict(continuous_update=True, style={"description_width": "5em"}, layout=W_.Layout(width="26em"))
         self.split = W_.IntSlider(value=k0, min=0, max=m, step=step, description="split k", **cu)
-        self.rank = W_.IntSlider(value=r0, min=1, max=max(1, min(m - k0, n)), description="rank r", **cu)
+        self.rank = W_.IntSlider(value=r0, min=rmin, max=rmax, step=rstep, description="rank r", **cu)
         self.split.add_class("hmf-split")
         self.rank.add_class("hmf-rank")
         self.lock = W_.Checkbox(value=False, description="lock compression", indent=False)
-        self.heuristic = W_.Dropdown(options=self._usable(), value=heuristic, description="dense rows",
-                                     style={"description_width": "6em"})
+        self.heuristic = _Menu(options=self._usable(), value=heuristic, description="dense rows",
+                               style={"description_width": "6em"})
         self.error_out = _readout("hmf-error")
         self.params_out = _readout("hmf-params")
         self.compression_out = _readout("hmf-compression")
@@ -199,17 +249,28 @@ class Explorer:
         self.status = W_.HTML()
         self.status.add_class("hmf-status")
         self.timing_out = W_.HTML("<i>timing follows a moment after the sliders stop</i>" if self.timing_enabled else "")
+        self.timing_out.add_class("hmf-timing-out")
         self.state: dict = {}
         self.timings: pd.DataFrame | None = None
+        self.timing_warning: str = ""
+        self.timing_race = None  # the last hl.timing.Race
         self.latencies: list[float] = []
         self._budget: dict[int, int] | None = None
         self._locked_compression: float | None = None
         self._busy = False
-        self._timer: threading.Timer | None = None
-        self._timing_lock = threading.Lock()
-        self._generation = 0
+        self._generation = 0  # timing requests; a job for an older generation stops at its next step
         self._closed = False
+        self._cv = threading.Condition()  # guards the fields below (helper threads and their requests)
+        self._handle: asyncio.TimerHandle | None = None  # debounced timing on the kernel's loop
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._build_thread: threading.Thread | None = None  # SVDs of the timed layers (loop mode)
+        self._worker: threading.Thread | None = None  # the timing thread (no loop)
+        self._due = 0.0
+        self._done = 0
+        self._warm_thread: threading.Thread | None = None
         self._warm_generation = 0
+        self._warm_heuristic = heuristic
         _LIVE.add(self)
 
         self.split.observe(self._on_split, names="value")
@@ -217,22 +278,25 @@ class Explorer:
         self.lock.observe(self._on_lock, names="value")
         self.heuristic.observe(self._on_heuristic, names="value")
 
+        labels = {"bound": _label("rank bound k+r"), "lmf": _label("LMF (same size)")}
         readouts = W_.GridBox(
             [_label("relative error"), self.error_out, _label("parameters"), self.params_out,
-             _label("compression"), self.compression_out, _label("rank bound k+r"), self.rank_out,
-             _label("LMF (same size)"), self.lmf_out],
+             _label("compression"), self.compression_out, labels["bound"], self.rank_out,
+             labels["lmf"], self.lmf_out],
             layout=W_.Layout(grid_template_columns="repeat(4, auto)", grid_gap="2px 12px"))
-        if lmf_only:
-            for w in (self.split, self.lock, self.heuristic):
+        if self.lmf_only:
+            for w in (self.split, self.lock, self.heuristic, self.rank_out, self.lmf_out, *labels.values()):
                 w.layout.display = "none"
-            self.lmf_out.layout.display = "none"
         controls = W_.VBox([W_.HBox([self.split, self.rank]), W_.HBox([self.lock, self.heuristic])])
         self.widget = W_.VBox([controls, readouts, self.status, self.blocks_out, self.timing_out])
         self.widget.add_class("hmf-explorer")
-        self._precompute = bool(precompute)
-        self._warm_thread: threading.Thread | None = None
         if precompute:
             self.warm(progress=progress)
+        elif self.heuristic.value != "top" and not self.lmf_only:
+            self.status.value = (f"<span style='color:#a60'>precompute=False: each new split computes the "
+                                 f"'{escape(heuristic)}' rows on the kernel thread (slow heuristics such as "
+                                 "'greedy' take seconds per move); pass precompute=True to fill every split "
+                                 "once up front and in the background after a menu change</span>")
         self.update()
 
     # ------------------------------------------------------------------ display
@@ -247,24 +311,48 @@ class Explorer:
         grid = list(range(0, m + 1, self.split.step))
         return grid if grid[-1] == m else grid + [m]
 
-    def warm(self, progress: bool = True, _generation: int | None = None) -> None:
-        """Compute the spectrum of every slider position for the current heuristic (one SVD each).
+    def warm(self, progress: bool = True, _generation: int | None = None, heuristic: str | None = None) -> None:
+        """Compute the spectrum of every slider position for ``heuristic`` (default: the menu's; one SVD each).
 
-        A background warm-up (``_generation`` set) stops early when a newer one replaces it.
+        A background warm-up (``_generation`` set) stops early when a newer one replaces it. Each SVD is
+        computed under the cache lock, so a slider move waits at most for one.
         """
         from tqdm.auto import tqdm
 
         m, n = self.shape
-        h = self.heuristic.value
+        h = self.heuristic.value if heuristic is None else heuristic
         splits = [0] if self.lmf_only else self.splits
         for k in tqdm(splits, desc="caching spectra", disable=not progress or len(splits) < 8, leave=False):
             if self._closed or (_generation is not None and _generation != self._warm_generation):
                 return  # stop() / interpreter exit, or a newer heuristic's warm-up took over: stop between SVDs
             r = 0 if k == m else 1
             try:
-                self.cache.tail_energy(self.cache.rows(k, r, h))
+                with self._cache_lock:
+                    self.cache.tail_energy(self.cache.rows(k, r, h))
             except (ValueError, TypeError, RuntimeError):  # update() shows the heuristic's message if it is visited
                 continue
+
+    def _start_warm(self, heuristic: str) -> None:
+        """Fill ``heuristic``'s spectra in one helper thread; a running one switches to the new heuristic."""
+        with self._cv:
+            if self._closed:
+                return
+            self._warm_generation += 1
+            self._warm_heuristic = heuristic
+            if self._warm_thread is None:
+                self._warm_thread = threading.Thread(target=self._warm_loop, daemon=True, name="hmf-explorer-warm")
+                self._warm_thread.start()
+
+    def _warm_loop(self) -> None:
+        while True:
+            with self._cv:
+                gen, h = self._warm_generation, self._warm_heuristic
+            self.warm(progress=False, _generation=gen, heuristic=h)
+            with self._cv:
+                if self._closed or gen == self._warm_generation:
+                    self._warm_thread = None
+                    self._cv.notify_all()
+                    return
 
     # ------------------------------------------------------------------ current values
     def _k_r(self) -> tuple[int, int]:
@@ -277,7 +365,8 @@ class Explorer:
         # LMF = no dense rows: the tail energy of W's own spectrum (cached once, no row selection needed)
         if rank < 1:
             return 1.0
-        t = self.cache.tail_energy(torch.zeros(0, dtype=torch.int64))
+        with self._cache_lock:
+            t = self.cache.tail_energy(torch.zeros(0, dtype=torch.int64))
         return math.sqrt(t[rank] / self.cache.norm2) if self.cache.norm2 > 0 else 0.0
 
     def _usable(self) -> list[str]:
@@ -295,14 +384,19 @@ class Explorer:
         k, r = self._k_r()
         h = self.heuristic.value
         try:
-            err = self.cache.error(k, r, h)
+            with self._cache_lock:
+                err = self.cache.error(k, r, h)
         except (ValueError, TypeError, RuntimeError) as e:
             self.status.value = f"<span style='color:#b00'>heuristic {escape(h)!s} failed: {escape(str(e))}</span>"
             return self.state
-        if self.status.value:
+        took = time.perf_counter() - t0
+        if took > SLOW_MOVE and not self._precompute:
+            self.status.value = (f"<span style='color:#a60'>'{escape(h)}' took {took:.1f} s for this split on the "
+                                 "kernel thread; pass precompute=True to compute every split once up front</span>")
+        elif self.status.value and "failed" in self.status.value:
             self.status.value = ""
         params = hmf_params(m, n, k, r)
-        rl = min(params // (m + n), m, n)
+        rl = lmf_rank_at(params, m, n) if params >= m + n else 0
         lmf_err = self._lmf_error(rl)
         self.state = dict(split=k, rank=r, heuristic=h, error=err, params=params, compression=m * n / params,
                           rank_bound=min(k + r, m, n), lmf_rank=rl, lmf_error=lmf_err)
@@ -311,7 +405,7 @@ class Explorer:
         self.compression_out.value = f"{m * n / params:.2f}x" + (" (locked)" if self._budget is not None else "")
         self.rank_out.value = f"{min(k + r, m, n)}"
         self.lmf_out.value = f"{lmf_err:.4f} (r={rl})" if rl >= 1 else "n/a (r<1)"
-        self.blocks_out.value = blocks_svg(m, n, k, r, rl)
+        self.blocks_out.value = blocks_svg(m, n, 0, r, r, lmf_only=True) if self.lmf_only else blocks_svg(m, n, k, r, rl)
         self.rank.disabled = k == m
         self.latencies.append(time.perf_counter() - t0)
         if self.timing_enabled:
@@ -324,7 +418,6 @@ class Explorer:
             return
         self._busy = True
         try:
-            m, n = self.shape
             k = int(change["new"])
             if self._budget is not None:
                 if k not in self._budget:  # too many dense rows for the budget: stop at the last split that fits
@@ -387,66 +480,193 @@ class Explorer:
         self.update()
         if self._precompute and not self._closed:
             # fill the new heuristic's spectra in the background (later moves are cache hits); one warm-up
-            # thread at a time: the previous one stops at its next SVD and is joined here
-            self._warm_generation += 1
-            if self._warm_thread is not None:
-                self._warm_thread.join()
-            self._warm_thread = threading.Thread(
-                target=self.warm, kwargs={"progress": False, "_generation": self._warm_generation}, daemon=True)
-            self._warm_thread.start()
+            # thread at a time: a running one switches to the new heuristic at its next SVD (no join here)
+            self._start_warm(change["new"])
 
     def refresh_heuristics(self) -> None:
         """Re-read ``hl.HEURISTICS`` into the menu (after registering a new heuristic)."""
         self.heuristic.options = self._usable()
 
     # ------------------------------------------------------------------ timing
+    def _timed_layers(self, k: int, r: int, h: str) -> dict:
+        """The layers to time at (k, r): dense, HMF, LMF, pruned at HMF's budget; dense and LMF(r) in lmf_only."""
+        with self._tcache_lock:
+            if self.lmf_only:
+                return {"dense": dense_layer(self.W), "LMF": lmf_layer(self.W, r, cache=self._tcache)}
+            return layers_at_budget(self.W, k, r, h, cache=self._tcache)
+
+    def _caption(self, k: int, r: int, race) -> str:
+        m, n = self.shape
+        where = (f"LMF r={r}" if self.lmf_only else f"k={k}, r={r}") + f" ({m * n / hmf_params(m, n, k, r):.2f}x)"
+        clock = "" if self.timing_clock == "wall" else ", thread CPU clock"
+        return f"timed inference at {where}, batch {self.batch}, {race.threads} torch thread(s), eval mode{clock}"
+
+    def _show(self, k: int, r: int, race) -> pd.DataFrame:
+        df = race.table
+        df.attrs.update(warning=race.warning, unreliable=race.unreliable, threads=race.threads)
+        self.timings = df
+        self.timing_race = race
+        self.timing_warning = race.warning
+        self.timing_out.value = _timing_html(df, self._caption(k, r, race), race.warning)
+        return df
+
+    def _time_kw(self) -> dict:
+        return dict(batch=self.batch, rounds=self.timing_rounds, min_run_time=self.min_run_time,
+                    threads=self.timing_threads, clock=self.timing_clock)
+
     def _schedule_timing(self) -> None:
         self._generation += 1
-        if self._timer is not None:
-            self._timer.cancel()
         if self._closed:
             return
-        self._timer = threading.Timer(self.debounce, self._timing_job, args=(self._generation,))
-        self._timer.daemon = True
-        self._timer.start()
+        loop = _on_loop()
+        if loop is not None:  # a notebook kernel: debounce and time on its event loop
+            self._loop = loop
+            if self._handle is not None:
+                self._handle.cancel()
+            self._handle = loop.call_later(self.debounce, self._start_task, self._generation)
+            return
+        with self._cv:  # no loop: one helper thread, woken with the latest request
+            self._due = time.monotonic() + self.debounce
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._worker_loop, daemon=True, name="hmf-explorer-timing")
+                self._worker.start()
+            self._cv.notify_all()
+
+    # loop mode -----------------------------------------------------------
+    def _start_task(self, generation: int) -> None:
+        if generation != self._generation or self._closed:
+            return
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = asyncio.ensure_future(self._timing_async(generation))
+
+    async def _timing_async(self, generation: int) -> None:
+        k, r = self._k_r()
+        h = self.heuristic.value
+        try:
+            layers = await self._off_thread(lambda: self._timed_layers(k, r, h))
+            if generation != self._generation or self._closed:
+                return
+            steps = time_layers(layers, _steps=True, **self._time_kw())
+            try:
+                while True:
+                    next(steps)  # one measurement on the kernel thread
+                    await asyncio.sleep(0)  # serve slider messages in between
+                    if generation != self._generation or self._closed:
+                        steps.close()
+                        return
+            except StopIteration as stop:
+                self._show(k, r, stop.value)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # shown, not lost in the kernel log
+            self.timing_out.value = f"<span style='color:#b00'>timing failed: {escape(repr(e))}</span>"
+
+    async def _off_thread(self, fn):
+        """Run ``fn`` in a helper thread (the SVDs of the timed layers), awaiting it on the loop."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def deliver(value, error):
+            if not fut.done():
+                fut.set_exception(error) if error is not None else fut.set_result(value)
+
+        def run():
+            try:
+                value, error = fn(), None
+            except BaseException as e:  # handed to the awaiting coroutine
+                value, error = None, e
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(deliver, value, error)
+
+        t = threading.Thread(target=run, daemon=True, name="hmf-explorer-build")
+        with self._cv:
+            self._build_thread = t
+        t.start()
+        return await fut
+
+    # thread mode ---------------------------------------------------------
+    def _worker_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and (self._done == self._generation or time.monotonic() < self._due):
+                    if self._done == self._generation:
+                        self._worker = None  # nothing to do: end (the next request starts a new one)
+                        self._cv.notify_all()
+                        return
+                    self._cv.wait(max(0.0, self._due - time.monotonic()))
+                if self._closed:
+                    self._worker = None
+                    self._cv.notify_all()
+                    return
+                generation = self._generation
+            try:
+                self._timing_job(generation)
+            finally:
+                with self._cv:
+                    self._done = max(self._done, generation)
 
     def _timing_job(self, generation: int) -> None:
         if generation != self._generation or self._closed:
             return
         try:
-            self.time_now()
+            k, r = self._k_r()
+            layers = self._timed_layers(k, r, self.heuristic.value)
+            steps = time_layers(layers, _steps=True, **self._time_kw())
+            try:
+                while True:
+                    next(steps)
+                    if generation != self._generation or self._closed:
+                        steps.close()
+                        return
+            except StopIteration as stop:
+                self._show(k, r, stop.value)
         except Exception as e:  # a background thread must not die silently: show what went wrong
             self.timing_out.value = f"<span style='color:#b00'>timing failed: {escape(repr(e))}</span>"
 
     def time_now(self) -> pd.DataFrame:
-        """Time dense, HMF, LMF and pruned (CSR) layers at the current budget on a batch of ``batch`` inputs."""
-        from .timing import compare
+        """Time the layers at the current sliders now, on this thread (dense, HMF, LMF and pruned (CSR) at
+        the HMF's budget; dense and LMF in ``lmf_only`` mode), each with its ideal speed-up from bytes and its
+        raw-kernel floor. Returns the table (``hl.timing.race``'s, plus ideal, floor, bytes); its
+        ``attrs["warning"]`` (also ``.timing_warning``) says in words when it cannot be trusted."""
+        k, r = self._k_r()
+        layers = self._timed_layers(k, r, self.heuristic.value)
+        return self._show(k, r, time_layers(layers, **self._time_kw()))
 
-        with self._timing_lock:
-            k, r = self._k_r()
-            h = self.heuristic.value
-            m, n = self.shape
-            if k == m:
-                r = 0
-            layers = layers_at_budget(self.W, k, r, h, cache=self._tcache)
-            x = torch.randn(self.batch, n, dtype=self.W.dtype)
-            with torch.inference_mode():
-                df = compare(layers, x, min_run_time=self.min_run_time, warmup=2, threads=self.timing_threads)
-            self.timings = df
-            self.timing_out.value = _timing_html(
-                df, f"timed inference at k={k}, r={r} ({m * n / hmf_params(m, n, k, r):.2f}x), batch {self.batch}")
-            return df
+    # ------------------------------------------------------------------ lifecycle
+    def _threads(self) -> list[threading.Thread]:
+        with self._cv:
+            return [t for t in (self._worker, self._warm_thread, self._build_thread) if t is not None]
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Wait (at most ``timeout`` s) until no background work runs or is pending; True when idle."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = [t for t in self._threads() if t.is_alive()]
+            with self._cv:
+                pending = self._worker is not None
+            if not busy and not pending:
+                return True
+            for t in busy:
+                t.join(max(0.0, min(0.1, deadline - time.monotonic())))
+        return not any(t.is_alive() for t in self._threads())
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Cancel pending timing and wait for the background threads (timing, cache warm-up) to finish."""
-        self._closed = True
-        self._generation += 1
-        for t in (self._timer, self._warm_thread):
-            if t is not None:
-                if isinstance(t, threading.Timer):
-                    t.cancel()
-                if t.is_alive() and t is not threading.current_thread():
-                    t.join(timeout)
+        """Cancel pending timing and end the background threads (timing, SVDs, warm-up), each join timed."""
+        with self._cv:
+            self._closed = True
+            self._generation += 1
+            self._cv.notify_all()
+        for obj in (self._handle, self._task):
+            if obj is not None:
+                if self._loop is not None and _on_loop() is not self._loop and not self._loop.is_closed():
+                    self._loop.call_soon_threadsafe(obj.cancel)
+                elif _on_loop() is self._loop:
+                    obj.cancel()
+        deadline = time.monotonic() + timeout
+        for t in self._threads():
+            if t.is_alive() and t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         """Stop the background threads and close the widgets."""
@@ -462,17 +682,20 @@ _LIVE: "weakref.WeakSet[Explorer]" = weakref.WeakSet()
 @atexit.register
 def _stop_all() -> None:
     for ex in list(_LIVE):
-        ex.stop()
+        ex.stop(timeout=10.0)
 
 
 def explorer(W, **kw) -> Explorer:
     """Split and rank sliders over ``W`` with live error, parameters, compression, rank bound and run time.
 
     Keyword arguments (see :class:`Explorer`): ``X`` calibration inputs for data-aware heuristics,
-    ``split``/``rank`` start values, ``heuristic``, ``split_step`` (default m // 32), ``precompute``
-    (cache every slider position's spectrum up front, default True), ``timing`` (debounced timed
-    inference, default True), ``batch``, ``debounce`` seconds, ``min_run_time`` and ``timing_threads`` (torch
-    threads for the timing, default 1), ``lmf_only`` (rank slider only).
+    ``split``/``rank`` start values (out of range raises), ``heuristic`` (a registered name),
+    ``split_step`` (default m // 32), ``precompute`` (cache every slider position's spectrum up front,
+    default True), ``timing`` (debounced timed inference, default True; in eval mode, with ideal and
+    raw-kernel references and a warning when the machine is busy), ``batch`` (>= 1), ``debounce`` seconds
+    (>= 0), ``min_run_time``, ``timing_threads`` (torch threads for the timing, default 1),
+    ``timing_rounds`` (interleaved rounds, default 2), ``timing_clock`` ("wall", or "thread" on a busy
+    machine), ``lmf_only`` (rank slider only: notebook 01), ``rank_step``.
 
     >>> import torch, hmf_lab as hl
     >>> ex = hl.explorer(torch.randn(32, 32), lmf_only=True, timing=False)
@@ -485,31 +708,49 @@ def explorer(W, **kw) -> Explorer:
 class RunTimeExplorer:
     """Compression, batch-size and thread sliders that time dense / HMF / LMF / pruned layers of ``W``.
 
-    Sliders update on release (``continuous_update=False``): each change times four layers. The last
-    table is ``.timings`` (``hl.timing.compare``'s DataFrame); the bar chart is drawn in ``.plot``.
+    HMF uses a balanced split at every compression (``hl.choose_split_rank``: k close to r, never a
+    rank-1 degenerate layer) and the read-out shows the error of every timed layer, so speed and error
+    are seen together. Sliders update on release (``continuous_update=False``): each change times four
+    layers and their raw kernels (``hl.timing.race``, eval mode, interleaved rounds). The last table is
+    ``.timings`` (name, median, iqr, ratio, ideal, floor, ...); ``.errors`` the relative errors;
+    ``.table`` (HTML) shows the numbers with their references and the harness's warning; the bar chart
+    is drawn in ``.plot``. ``split_fraction`` (optional): pick the budget split nearest
+    ``split_fraction * m`` instead (among ranks >= 2).
     """
 
-    def __init__(self, W, *, compressions=(2, 4, 8, 16), batches=(1, 4, 16, 64, 256), split_fraction: float = 0.25,
-                 min_run_time: float = 0.1, run: bool = True):
+    def __init__(self, W, *, compressions=(2, 4, 8, 16), batches=(1, 4, 16, 64, 256), split_fraction=None,
+                 min_run_time: float = 0.1, run: bool = True, rounds: int = 2):
         import os
 
         self.W = as_matrix(W)
         self.cache = HMFCache(self.W, max_items=8)
-        self.split_fraction = float(split_fraction)
-        self.min_run_time = float(min_run_time)
+        self.split_fraction = None if split_fraction is None else float(split_fraction)
+        if self.split_fraction is not None and not 0 <= self.split_fraction <= 1:
+            raise ValueError(f"split_fraction must be in [0, 1] or None (balanced split), got {split_fraction!r}")
+        self.min_run_time = _check_nonneg(min_run_time, "min_run_time", strict=True)
+        self.rounds = as_int(rounds, "rounds")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be an int >= 1, got {self.rounds}")
         comps = [check_compression(c) for c in compressions]
+        bs = [as_int(b, "batches") for b in batches]
+        if not comps or not bs or min(bs) < 1:
+            raise ValueError(f"compressions and batches must be non-empty, batches >= 1; got {list(compressions)}, "
+                             f"{list(batches)}")
         cu = dict(continuous_update=False, style={"description_width": "7em"}, layout=W_.Layout(width="24em"))
         self.compression = W_.SelectionSlider(options=[(f"{c:g}x", c) for c in comps], value=comps[min(1, len(comps) - 1)],
                                               description="compression", **cu)
-        self.batch = W_.SelectionSlider(options=[int(b) for b in batches], value=int(batches[0]), description="batch",
-                                        **cu)
+        self.batch = W_.SelectionSlider(options=bs, value=bs[0], description="batch", **cu)
         self.threads = W_.IntSlider(value=1, min=1, max=max(1, os.cpu_count() or 1), description="threads", **cu)
         self.plot = W_.Output()
         self.info = W_.HTML()
+        self.table = W_.HTML()
+        self.table.add_class("hmf-timing-out")
         self.timings: pd.DataFrame | None = None
+        self.errors: dict = {}
+        self.timing_warning = ""
         for w in (self.compression, self.batch, self.threads):
             w.observe(lambda change: self.run(), names="value")
-        self.widget = W_.VBox([W_.HBox([self.compression, self.batch, self.threads]), self.info, self.plot])
+        self.widget = W_.VBox([W_.HBox([self.compression, self.batch, self.threads]), self.info, self.table, self.plot])
         if run:
             self.run()
 
@@ -517,31 +758,48 @@ class RunTimeExplorer:
         return self.widget._repr_mimebundle_(**kw)
 
     def choice(self) -> tuple[int, int]:
-        """(split, rank) used for HMF: the budget's split nearest ``split_fraction * m``."""
-        m, _ = self.W.shape
-        b = budget(tuple(self.W.shape), self.compression.value)
+        """(split, rank) used for HMF: the balanced split at the slider's compression (``hl.choose_split_rank``),
+        or with ``split_fraction`` the budget's split nearest ``split_fraction * m`` among ranks >= 2."""
+        from .core import budget
+        from .lstm import choose_split_rank
+
+        m, n = self.W.shape
+        c = self.compression.value
+        if self.split_fraction is None:
+            return choose_split_rank((m, n), c)
+        b = budget((m, n), c)
+        b = b[b["rank"] >= 2] if (b["rank"] >= 2).any() else b
         i = (b["split"] - self.split_fraction * m).abs().idxmin()
         return int(b.loc[i, "split"]), int(b.loc[i, "rank"])
 
     def run(self) -> pd.DataFrame:
-        """Time the four layers at the sliders' setting and redraw the bars."""
+        """Time the four layers at the sliders' setting, show errors, references and warning, redraw the bars."""
         import matplotlib.pyplot as plt
 
+        from .core import relative_error
         from .plots import timing_bars
-        from .timing import compare
 
         k, r = self.choice()
         layers = layers_at_budget(self.W, k, r, cache=self.cache)
-        x = torch.randn(self.batch.value, self.W.shape[1], dtype=self.W.dtype)
-        with torch.inference_mode():
-            self.timings = compare(layers, x, min_run_time=self.min_run_time, threads=self.threads.value)
+        rl = layers["LMF"].rank
+        self.errors = {"dense": 0.0, "HMF": self.cache.error(k, r, "top"), "LMF": self.cache.error(0, rl, "top"),
+                       "pruned (CSR)": relative_error(self.W, layers["pruned (CSR)"].to_dense())}
+        race = time_layers(layers, batch=self.batch.value, rounds=self.rounds, min_run_time=self.min_run_time,
+                           threads=self.threads.value)
+        df = race.table
+        df["error"] = [self.errors[name] for name in df["name"]]
+        df.attrs.update(warning=race.warning, unreliable=race.unreliable, threads=race.threads)
+        self.timings, self.timing_warning = df, race.warning
         m, n = self.W.shape
-        self.info.value = (f"{m}x{n} at {self.compression.value:g}x: HMF k={k}, r={r}; batch {self.batch.value}, "
-                           f"{self.threads.value} thread(s)")
+        self.info.value = (f"{m}x{n} at {self.compression.value:g}x: HMF k={k}, r={r} (error {self.errors['HMF']:.3f}), "
+                           f"LMF r={rl} (error {self.errors['LMF']:.3f}), pruning (error "
+                           f"{self.errors['pruned (CSR)']:.3f}); batch {self.batch.value}, {race.threads} thread(s)")
+        self.table.value = _timing_html(df, f"batch {self.batch.value}, {race.threads} torch thread(s), eval mode",
+                                        race.warning)
         self.plot.clear_output(wait=True)
         with self.plot:
             fig, ax = plt.subplots(figsize=(6, 2.4))
-            timing_bars(self.timings, ax=ax)
+            timing_bars(df, ax=ax)
             fig.tight_layout()
             if _in_notebook():
                 from IPython.display import display

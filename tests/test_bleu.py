@@ -1,7 +1,7 @@
-"""BLEU against NLTK's documented values (nltk.translate.bleu_score docstrings)."""
+"""BLEU (sacrebleu underneath) against NLTK's documented unsmoothed values (nltk.translate.bleu_score docstrings)."""
 import pytest
 
-from hmf_lab.bleu import corpus_bleu, ngrams, sentence_bleu
+from hmf_lab.bleu import bleu, corpus_bleu, ngrams, sentence_bleu, signature
 
 HYP1 = ['It', 'is', 'a', 'guide', 'to', 'action', 'which', 'ensures', 'that', 'the', 'military', 'always',
         'obeys', 'the', 'commands', 'of', 'the', 'party']
@@ -22,13 +22,13 @@ REF2A = ['he', 'was', 'interested', 'in', 'world', 'history', 'because', 'he', '
 ])
 def test_corpus_bleu_matches_nltk(weights, expected):
     got = corpus_bleu([HYP1, HYP2], [[REF1A, REF1B, REF1C], [REF2A]], weights=weights)
-    assert got == pytest.approx(expected, abs=1e-12)
+    assert got == pytest.approx(expected, abs=1e-9)
 
 
 def test_sentence_bleu_matches_nltk():
     s1 = sentence_bleu(HYP1, [REF1A, REF1B, REF1C])
     s2 = sentence_bleu(HYP2, [REF2A])
-    assert s1 == pytest.approx(0.5045666840058485, abs=1e-12)
+    assert s1 == pytest.approx(0.5045666840058485, abs=1e-9)
     assert (s1 + s2) / 2 == pytest.approx(0.6223247442490669, abs=1e-10)
 
 
@@ -49,5 +49,19 @@ def test_bleu_errors():
         corpus_bleu(["a b"], [[["a", "b"]]])
     with pytest.raises(TypeError, match="wrap a single reference"):
         corpus_bleu([["a"]], [["a", "b"]])
-    with pytest.raises(ValueError, match="weights must be"):
+    with pytest.raises(ValueError, match="weights must be uniform"):
         corpus_bleu([["a"]], [[["a"]]], weights=())
+    with pytest.raises(ValueError, match="weights must be uniform"):
+        corpus_bleu([["a"]], [[["a"]]], weights=(0.7, 0.3))
+    with pytest.raises(TypeError, match="references must be a list"):
+        corpus_bleu([["a"]], None)
+    with pytest.raises(ValueError, match="at least one hypothesis"):
+        bleu([], [])
+
+
+def test_sacrebleu_signature_and_variable_reference_counts():
+    sig = signature()
+    assert sig.startswith("nrefs:1|case:mixed|eff:no|tok:none|smooth:none|version:2.")
+    s = bleu([HYP1, HYP2], [[REF1A, REF1B, REF1C], [REF2A]])
+    assert s.score == pytest.approx(100 * 0.5920778868801042, abs=1e-9)
+    assert corpus_bleu([], []) == 0.0

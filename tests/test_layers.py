@@ -39,7 +39,7 @@ def test_hmf_linear_output(bias, heuristic):
 def test_hmf_linear_parameters_are_trainable():
     layer = hl.HMFLinear.from_linear(linear(), split=2, rank=3, heuristic="row_norm")
     names = {n for n, p in layer.named_parameters() if p.requires_grad}
-    assert {"D", "U", "V", "bias"} <= names
+    assert {"dense", "U", "V", "bias"} <= names
     layer(torch.randn(4, 20)).sum().backward()
     assert all(p.grad is not None for p in (layer.D, layer.U, layer.V, layer.bias))
 
@@ -109,3 +109,84 @@ def test_layers_reject_non_linear():
 def test_layer_constructor_errors(make, exc, msg):
     with pytest.raises(exc, match=msg):
         make()
+
+
+# --------------------------------------------------------------------------- same speed path in train and eval
+
+@pytest.mark.parametrize("make", [
+    lambda lin: hl.HMFLinear.from_linear(lin, split=3, rank=4),
+    lambda lin: hl.HMFLinear.from_linear(lin, split=3, rank=4, heuristic=[1, 7, 2]),
+    lambda lin: hl.LMFLinear.from_linear(lin, rank=5),
+    lambda lin: hl.SparseLinear.from_linear(lin, compression=3),
+])
+@pytest.mark.parametrize("batch", [(20,), (1, 20), (4, 20)])
+def test_train_and_eval_give_the_same_output_under_inference_mode(make, batch):
+    layer = make(linear())
+    x = torch.randn(*batch)
+    with torch.inference_mode():
+        y_train = layer.train()(x)
+        y_eval = layer.eval()(x)
+    torch.testing.assert_close(y_train, y_eval, rtol=0, atol=0)
+    torch.testing.assert_close(y_eval, x @ layer.to_dense().T + layer.bias.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_cache_is_used_in_train_mode_without_autograd_and_cleared_by_mode_switch():
+    layer = hl.HMFLinear.from_linear(linear(), split=3, rank=4).train()
+    with torch.no_grad():
+        layer(torch.randn(1, 20))
+    assert "pack" in layer.__dict__.get("_inference_cache", {})  # train mode, no autograd: the fast path
+    layer.eval()
+    assert "_inference_cache" not in layer.__dict__  # train()/eval() and clear_cache() free it
+    with torch.no_grad():
+        layer(torch.randn(1, 20))
+        layer.dense.mul_(2)  # the version counter changes: rebuilt, in either mode
+        y = layer.train()(torch.randn(1, 20))
+    assert y.shape == (1, 16)
+    layer.clear_cache()
+    assert "_inference_cache" not in layer.__dict__
+
+
+def test_dense_is_the_name_and_D_an_alias_and_old_state_dicts_load():
+    layer = hl.HMFLinear.from_linear(linear(), split=3, rank=4)
+    assert layer.D is layer.dense and "dense" in layer.state_dict() and "D" not in layer.state_dict()
+    f = hl.hmf(linear().weight.detach(), 3, 4)
+    torch.testing.assert_close(layer.dense.detach(), f.dense)
+    old = {("D" if k == "dense" else k): v for k, v in layer.state_dict().items()}  # saved before the rename
+    fresh = hl.HMFLinear(20, 16, split=3, rank=4)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.dense, layer.dense)
+
+
+@pytest.mark.parametrize("rows, exc, match", [
+    ([-1, 0], ValueError, r"rows must be row indices in \[0, m\)=\[0, 16\), got min -1"),
+    ([0, 16], ValueError, r"rows must be row indices in \[0, m\)=\[0, 16\), got min 0, max 16"),
+    ([0.5, 1.5], TypeError, "rows must hold integer row indices, got dtype torch.float32"),
+    ([True, False], TypeError, "rows must hold integer row indices, got dtype torch.bool"),
+    ([1, 1], ValueError, r"rows must be distinct, got repeated indices in \[1, 1\]"),
+    ([1, 2, 3], ValueError, r"rows must have shape \(2,\) for split 2, got \(3,\)"),
+    ("ab", TypeError, "rows must be a sequence of 2 distinct int row indices"),
+])
+def test_hmf_linear_rows_are_checked_at_construction(rows, exc, match):
+    with pytest.raises(exc, match=match):
+        hl.HMFLinear(20, 16, split=2, rank=3, rows=rows)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: hl.HMFLinear.from_linear(linear(), split=3, rank=4),
+    lambda: hl.LMFLinear.from_linear(linear(), rank=5),
+    lambda: hl.SparseLinear.from_linear(linear(), compression=3),
+])
+def test_layer_forward_validates_its_input(make):
+    layer = make()
+    name = type(layer).__name__
+    with pytest.raises(ValueError, match=rf"{name} input must have shape \(\.\.\., 20\) \(in_features=20\), got \(2, 21\)"):
+        layer(torch.randn(2, 21))
+    with pytest.raises(ValueError, match=rf"{name} input must have shape"):
+        layer(torch.tensor(1.0))
+    with pytest.raises(TypeError, match=rf"{name} input must be a torch.Tensor of shape \(\.\.\., 20\), got list"):
+        layer([0.0] * 20)
+    with pytest.raises(TypeError, match=rf"{name} input must have the layer's dtype torch.float32, got torch.float64"):
+        layer(torch.randn(2, 20, dtype=torch.float64))
+    with pytest.raises(TypeError, match="got torch.int64"):
+        layer(torch.ones(2, 20, dtype=torch.int64))
+    assert layer(torch.nn.Parameter(torch.randn(20))).shape == (16,)  # tensor subclasses pass

@@ -1,0 +1,112 @@
+"""HMFLinear and LMFLinear at batch 1 against their raw GEMV floor, and where HMF's old gap to LMF went.
+
+Two tables from one run (``hl.timing.race``: interleaved rounds, eval mode, ``torch.inference_mode``,
+one torch thread, medians; the harness's verdict is printed under each table):
+
+1. **Layer vs raw floor** at 1024 and 2048 (4x, balanced split): each layer beside the same
+   matrix-vector kernels called directly on pre-packed tensors (``hl.timing.raw_kernels``). ``overhead``
+   is layer - floor in µs; ``of_floor`` = floor / layer (1.0: no overhead; the target is >= 0.9).
+2. **HMF vs LMF at equal bytes** (1024², 4x: HMF k=87, r=88 stores 261,000 values, LMF r=128 stores
+   262,144): the previous HMF forward (reproduced op for op below), today's, LMF, and both floors.
+
+What the measurement explains (quote it in notebook 03). At equal bytes, HMF and LMF stream the same
+weights through two matrix-vector kernels each, so their floors are equal within noise. The previous
+HMF forward was slower than LMF for three reasons, none of them bytes:
+
+- in training mode (what the explorer timed) it rebuilt the packed [D ; V] (k+r, n) on every call,
+  copying 0.7 MB per call: that alone made HMF look slower than dense (issue 13);
+- in eval mode it still ran two more small ops than LMF: the dense rows' bias was added in a separate
+  ``add`` into a slice of the output, and the cache key was rebuilt from a generator each call;
+- LMF took the ``addmm`` path with a (1, n) matrix, HMF the ``mv`` path, so the two were not even timing
+  the same kernels.
+
+Today's forward packs [V ; D] once (cached, valid in train and eval mode), fuses both biases into the
+two ``addmv`` calls, and writes both into one buffer whose tail is the output, so HMF and LMF run the
+same two kernels plus the same few Python-level operations. What remains above the floor is Python:
+about 8-12 µs per call for module dispatch, the input check, the cache look-up and the output view. At
+2048² (floor ~120 µs) that is within 10%; at 1024² (floor ~30 µs) it is not, and cannot be in eager
+PyTorch: ``nn.Linear`` itself pays ~5 µs over a bare ``torch.mv``. The measured numbers, not this text,
+are the result: rerun on a quiet machine.
+
+    python benchmarks/layer_overhead.py                  # about a minute
+    python benchmarks/layer_overhead.py --clock thread   # on a busy machine: CPU time of the timing thread
+"""
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+import torch
+
+import hmf_lab as hl
+from hmf_lab.timing import race, raw_kernels, weight_bytes
+
+
+class PreviousHMFLinear(hl.HMFLinear):
+    """HMFLinear with the eval-mode batch-1 forward it had before this change, op for op (for comparison)."""
+
+    def _forward_fast(self, x):
+        k, r, m, n = self.split, self.rank, self.out_features, self.in_features
+        p = self._parameters
+        D, U, V, bias = p["dense"], p["U"], p["V"], p.get("bias")
+        key = tuple((t.data_ptr(), t._version) for t in (D, V))  # the old cache key, rebuilt per call
+        store = self.__dict__.setdefault("_prev", {})
+        if store.get("key") != key:
+            store["key"], store["DV"] = key, torch.cat([D, V]).contiguous()  # (k+r, n)
+        DV = store["DV"]
+        t = torch.mv(DV, x.reshape(n))  # (k+r,)
+        y = x.new_empty(m)
+        torch.add(t[:k], bias[:k], out=y[:k])  # the dense rows' bias: a separate op
+        torch.addmv(bias[k:], U, t[k:], out=y[k:])
+        return y.reshape(*x.shape[:-1], m)
+
+
+def layers(n: int, c: float = 4.0, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    k, r = hl.choose_split_rank((n, n), c)
+    h = hl.HMFLinear(n, n, k, r).eval().requires_grad_(False)
+    prev = PreviousHMFLinear(n, n, k, r).eval().requires_grad_(False)
+    prev.load_state_dict(h.state_dict())
+    lm = hl.LMFLinear(n, n, hl.lmf_rank((n, n), c)).eval().requires_grad_(False)
+    dense = torch.nn.Linear(n, n).eval().requires_grad_(False)
+    return {"dense": dense, "HMF": h, "HMF (previous forward)": prev, "LMF": lm}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="+", type=int, default=[1024, 2048])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--min-run-time", type=float, default=0.1)
+    p.add_argument("--clock", choices=("wall", "thread"), default="wall")
+    a = p.parse_args(argv)
+    for n in a.sizes:
+        L = layers(n)
+        fns = {}
+        for name, mod in L.items():
+            fns[name] = mod
+            if name != "HMF (previous forward)":
+                fns["floor:" + name] = raw_kernels(mod)
+        x = torch.randn(1, n)
+        r = race(fns, x, rounds=a.rounds, min_run_time=a.min_run_time, threads=1, clock=a.clock, inference=True)
+        med = dict(zip(r.table["name"], r.table["median"]))
+        rows = []
+        for name, mod in L.items():
+            floor = med.get("floor:" + name, med["floor:HMF"] if name.startswith("HMF") else float("nan"))
+            t = med[name]
+            rows.append(dict(layer=name, values=getattr(mod, "n_params", n * n), bytes=weight_bytes(mod),
+                             layer_us=t * 1e6, floor_us=floor * 1e6, overhead_us=(t - floor) * 1e6,
+                             of_floor=floor / t, speedup_vs_dense=med["dense"] / t,
+                             ideal=weight_bytes(L["dense"]) / weight_bytes(mod)))
+        df = pd.DataFrame(rows)
+        k, rk = L["HMF"].split, L["HMF"].rank
+        print(f"\n## {n}x{n}, 4x (HMF k={k}, r={rk}; LMF r={L['LMF'].rank}), batch 1, {r.threads} thread, eval, "
+              f"clock={a.clock}, {a.rounds} interleaved rounds")
+        print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        gap = med["HMF"] / med["LMF"]
+        print(f"HMF / LMF time: {gap:.2f} (previous forward: {med['HMF (previous forward)'] / med['LMF']:.2f}); "
+              f"floors HMF / LMF: {med['floor:HMF'] / med['floor:LMF']:.2f}")
+        print(r.warning or "harness: timing looks reliable")
+
+
+if __name__ == "__main__":
+    main()
