@@ -204,8 +204,9 @@ def blocks_svg(m: int, n: int, split: int, rank: int, lmf_rank: int | None = Non
     top = 18
     height = int(m * scale + top + 4)
     rl = layout[-1][4]
-    alt = (f"To-scale blocks: dense W {m}x{n}; HMF with D {split}x{n} (dense rows), U {m - split}x{rank}, "
-           f"V {rank}x{n}; LMF with U {m}x{rl}, V {rl}x{n}. Areas are parameter counts.")
+    hmf_part = "" if lmf_only else f"HMF with D {split}x{n} (dense rows), U {m - split}x{rank}, V {rank}x{n}; "
+    alt = (f"To-scale blocks: dense W {m}x{n}; {hmf_part}LMF with U {m}x{rl}, V {rl}x{n}. "
+           "Areas are parameter counts.")
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
              f'aria-label="{escape(alt)}" class="hmf-blocks" font-family="sans-serif" font-size="10">'
              f'<title>{escape(alt)}</title>']

@@ -42,7 +42,7 @@ import torch
 import traitlets
 
 from ._validation import as_int, as_matrix, check_compression
-from .core import HMFCache, hmf_params
+from .core import HMFCache, budget, hmf_params
 from .heuristics import HEURISTICS
 from .plots import blocks_svg
 from .tradeoff import dense_layer, layers_at_budget, lmf_layer, lmf_rank_at, time_layers, tradeoff_table
@@ -823,15 +823,15 @@ def _in_notebook() -> bool:
 # Added by the notebook engineer: sliders only wire controls to hl.budget / HMFCache / hl.timing and plots.
 
 
-def _time_modules(modules: dict, batch: int, n: int, min_run_time: float) -> pd.DataFrame:
-    """Median seconds of each module on one batch (eval mode, inference mode, 1 thread), dense first."""
-    from .timing import compare
+def _time_modules(modules: dict, batch: int, min_run_time: float) -> tuple[pd.DataFrame, str]:
+    """``hl.tradeoff.time_layers`` on ``modules`` (the first is the baseline): its table (median, ratio, ideal,
+    ...) and the harness's warning ('' when the numbers can be trusted)."""
+    race = time_layers(modules, batch=batch, rounds=1, min_run_time=min_run_time, floors=False)
+    return race.table, race.warning
 
-    for mod in modules.values():
-        mod.eval()
-    x = torch.randn(batch, n)
-    with torch.inference_mode():
-        return compare(modules, x, min_run_time=min_run_time, warmup=2, threads=1)
+
+def _warning_html(warning: str) -> str:
+    return f"<div class='hmf-timing-warning' style='color:#D55E00'>⚠ {escape(warning)}</div>" if warning else ""
 
 
 class BudgetExplorer:
@@ -913,21 +913,25 @@ class BudgetExplorer:
         row = b[b["split"] == self.split.value].iloc[0]
         k, r = int(row["split"]), int(row["rank"])
         ib = b["error"].idxmin()
-        rl = int(b["rank"].iloc[0]) if int(b["split"].iloc[0]) == 0 else max(1, hmf_params(m, n, k, r) // (m + n))
+        rl = lmf_rank_at(hmf_params(m, n, k, r), m, n)  # LMF at this HMF's size: the layer that is timed
         st = dict(compression=self.compression.value, split=k, rank=r, params=hmf_params(m, n, k, r),
                   error=float(row["error"]), best_split=int(b.loc[ib, "split"]), best_rank=int(b.loc[ib, "rank"]),
                   best_error=float(b.loc[ib, "error"]), lmf_rank=rl, lmf_error=self.cache.error(0, rl, "top"))
         times = ""
         if self.timing_enabled:
             layers = layers_at_budget(self.W, k, r, self.heuristic, cache=self.cache)
-            t = _time_modules({"dense": layers["dense"], "HMF": layers["HMF"], "LMF": layers["LMF"]}, self.batch, n,
-                              self.min_run_time).set_index("name")
+            t, warning = _time_modules({"dense": layers["dense"], "HMF": layers["HMF"], "LMF": layers["LMF"]},
+                                       self.batch, self.min_run_time)
+            t = t.set_index("name")
             st.update(time_dense=float(t.loc["dense", "median"]), time_hmf=float(t.loc["HMF", "median"]),
                       time_lmf=float(t.loc["LMF", "median"]))
             times = (f"<tr><td>measured time (batch {self.batch}, 1 thread)</td>"
                      f"<td>{st['time_hmf'] * 1e6:,.1f} µs ({st['time_dense'] / st['time_hmf']:.2f}x dense)</td>"
                      f"<td>dense {st['time_dense'] * 1e6:,.1f} µs</td>"
-                     f"<td>{st['time_lmf'] * 1e6:,.1f} µs ({st['time_dense'] / st['time_lmf']:.2f}x dense)</td></tr>")
+                     f"<td>{st['time_lmf'] * 1e6:,.1f} µs ({st['time_dense'] / st['time_lmf']:.2f}x dense)</td></tr>"
+                     f"<tr><td colspan='4'>ideal speed-up from bytes: HMF {float(t.loc['HMF', 'ideal']):.2f}x, LMF "
+                     f"{float(t.loc['LMF', 'ideal']):.2f}x{_warning_html(warning)}</td></tr>")
+            st["timing_warning"] = warning
         self.state = st
         self.readout.value = (
             "<table class='hmf-budget-table'><tr><th></th><th>HMF (your split)</th><th>best on this line</th>"
@@ -1022,7 +1026,7 @@ class HeuristicExplorer:
 
         m, n = self.W.shape
         k, r = self.choice()
-        rows = []
+        rows, warnings = [], []
         for h in self.heuristics.value:
             try:
                 f = self.cache.hmf(k, r, h)
@@ -1033,12 +1037,10 @@ class HeuristicExplorer:
             if self.X is not None:
                 row["output_error"] = output_error(self.W, f, self.X)
             if self.timing_enabled and k:
-                layer = HMFLinear.from_result(f).requires_grad_(False)
-                dense = nn.Linear(n, m, bias=False)
-                with torch.no_grad():
-                    dense.weight.copy_(self.W)
-                t = _time_modules({"dense": dense, h: layer}, self.batch, n, self.min_run_time)
+                layer = HMFLinear.from_result(f).requires_grad_(False).eval()
+                t, warning = _time_modules({"dense": dense_layer(self.W), h: layer}, self.batch, self.min_run_time)
                 row["time_us"], row["speedup"] = float(t["median"].iloc[1] * 1e6), float(t["ratio"].iloc[1])
+                warnings.append(warning)
             rows.append(row)
         df = pd.DataFrame(rows)
         if len(df) and df["error"].notna().any():
@@ -1054,5 +1056,6 @@ class HeuristicExplorer:
             ((c, rec[c]) for c in cols)) + "</tr>" for rec in df.to_dict("records"))
         self.readout.value = (f"<b>{m}x{n} at {self.compression.value:g}x: split k={k}, rank r={r}</b>"
                               f"<table class='hmf-heuristic-table'><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>"
-                              f"{body}</table>")
+                              f"{body}</table>" + _warning_html(next((w for w in warnings if w), "")))
+        self.state["timing_warning"] = next((w for w in warnings if w), "")
         return df
