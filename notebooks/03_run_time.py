@@ -61,7 +61,7 @@ df["error"] = df["name"].map(errors)
 print(f"{size}x{size} at 4x: HMF k={k}, r={r} (balanced); LMF r={layers['LMF'].rank}; {race.threads} thread(s)")
 print(race.warning or "The timing harness saw no reason to distrust these numbers (small spread, idle cores).")
 ax = hl.plots.timing_bars(df)
-df[["name", "median", "iqr", "ratio", "error"]].round(6)
+df.assign(median_us=df["median"] * 1e6, iqr_us=df["iqr"] * 1e6)[["name", "median_us", "iqr_us", "ratio", "error"]].round(3)
 
 # %% [markdown]
 # *Figure: median time per call of each layer as horizontal bars (shorter is faster; whiskers: interquartile
@@ -86,8 +86,10 @@ import pandas as pd
 p = hl.prune(W_big, compression=4)
 m = W_big.shape[0]
 assert hl.timing.csr_bytes(m, p.nnz) == p.nnz * 4 + p.nnz * 4 + (m + 1) * 4  # values + int32 indices + int32 pointers
-table = df.set_index("name")[["median", "floor", "bytes", "error"]]
-table["GB/s"] = table["bytes"] / table["median"] / 1e9
+table = df.set_index("name")[["bytes", "error"]]
+table["median (µs)"] = df.set_index("name")["median"] * 1e6
+table["floor (µs)"] = df.set_index("name")["floor"] * 1e6
+table["GB/s"] = table["bytes"] / df.set_index("name")["median"] / 1e9
 table["ideal speed-up"] = df.set_index("name")["ideal"]  # dense bytes / this layer's bytes
 table["measured speed-up"] = df.set_index("name")["ratio"]
 table["of ideal"] = table["measured speed-up"] / table["ideal speed-up"]
