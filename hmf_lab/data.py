@@ -25,6 +25,7 @@ True
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -490,7 +491,10 @@ def sword_to_tsv(debs: dict[str, Path], work: Path) -> dict[str, str]:
     found = modules.parse_modules()
     if not set(_SWORD_MODULES) <= set(found):
         raise ValueError(f"expected the SWORD modules {list(_SWORD_MODULES)}, found {sorted(found)}")
-    return _pair_verses(*(modules.get_bible_from_module(m) for m in _SWORD_MODULES))
+    bibles = [modules.get_bible_from_module(m) for m in _SWORD_MODULES]
+    for b in bibles:   # pysword inflates a whole book per verse read: keep the last block (measured 65 s -> 6 s)
+        b._decompressed_text = functools.lru_cache(maxsize=2)(b._decompressed_text)
+    return _pair_verses(*bibles)
 
 
 #: module ids inside sword-text-kjv 14.3-1 and sword-text-sparv 2.60-1 (English, Spanish)

@@ -188,3 +188,23 @@ def test_mirror_round_trip_of_the_real_data(serve, monkeypatch, tmp_path):
         assert data.available(name), data.skip_note(name)
     assert data.verify() == {rel: True for ds in data.DATASETS.values() for rel in ds.files}
     assert data.data_dir() == tmp_path / "fresh" / "hmf_lab" / "data"
+
+
+def test_sword_pairs_titles_and_verses_with_markup_stripped():
+    """The verse-pair conversion on a two-chapter fake module (the real one needs the Debian packages)."""
+    from types import SimpleNamespace
+
+    book = SimpleNamespace(name="Matthew", get_indicies=lambda offset: [offset + 2, offset + 3, offset + 5])
+    structure = SimpleNamespace(get_books=lambda: {"nt": [book]}, _book_offset=lambda name: 10)
+
+    def bible(texts):
+        return SimpleNamespace(get_structure=lambda: structure, _text_for_index=lambda t, i: texts.get(i, ""))
+
+    en = bible({10: '<div type="book"/> <milestone n="Mt" type="x-usfm-h"/> <title type="main">THE GOSPEL</title>',
+                12: '<w lemma="strong:G0976">The</w>  book\n of <note>a footnote-free module</note>',
+                13: "verse missing in Spanish", 15: "Then"})
+    es = bible({10: '<title type="main">San Mateo</title>', 12: "<w>LIBRO</w> de", 15: "Entonces"})
+    out = data._pair_verses(en, es)["translation_en_es/kjv_rv1909.nt.en-es.tsv"]
+    assert out == ("THE GOSPEL\tSan Mateo\n"
+                   "The book of a footnote-free module\tLIBRO de\n"
+                   "Then\tEntonces\n")

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import site
 import subprocess
 import sys
-import sysconfig
 import venv
 from pathlib import Path
 
@@ -51,7 +49,9 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(repo, tmp_path):
     py = target / "bin" / "python"
     purelib = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                         cwd=tmp_path, env=env).strip())
-    (purelib / "zz_dev_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # every site-packages folder this interpreter sees (the dev venv may itself reach its deps through a .pth)
+    dev_sites = [p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages")) and Path(p).is_dir()]
+    (purelib / "zz_dev_dependencies.pth").write_text("\n".join(dev_sites) + "\n")
     _run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], cwd=tmp_path, env=env)
 
     # 3. from an empty working directory: the checkpoint loads, and one hmf-lab command runs
