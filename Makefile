@@ -1,10 +1,14 @@
 # Two commands for a fresh machine:  make lab   (open the notebook series)   make test   (run every test)
+# For instructors: make student / make instructor (notebook copies without / with solutions in build/),
+# make book (every notebook executed to HTML in build/book; HMF_LAB_QUICK=1 for a fast build),
+# make app (the explorer as a sliders-only web page with Voila on 127.0.0.1:$(APP_PORT)).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hmf_lab-installed
+APP_PORT ?= 8866
 
-.PHONY: lab test env bench clean
+.PHONY: lab test env bench clean student instructor book app
 
 env: $(STAMP)
 
@@ -23,8 +27,29 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# the fast subset for the edit-test loop (< 60 s): no slow, notebook or browser tests (markers: pyproject.toml)
+.PHONY: quick
+quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not notebook and not browser"
+
 bench: $(STAMP)
 	$(VENV)/bin/hmf-lab bench
 
+# the lessons notebooks/NN_*.ipynb: student copies drop cells tagged `solution`, instructor copies keep them
+student: $(STAMP)
+	$(PY) -m hmf_lab._course student --out build/student
+
+instructor: $(STAMP)
+	$(PY) -m hmf_lab._course instructor --out build/instructor
+
+# executes every notebook (full mode unless HMF_LAB_QUICK=1) and writes build/book/index.html + one page each
+book: $(STAMP)
+	$(PY) -m hmf_lab._course book --out build/book
+
+# the explorer alone, sliders only (no code), at http://127.0.0.1:$(APP_PORT)
+app: $(STAMP)
+	$(VENV)/bin/voila apps/explorer.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(APP_PORT) \
+		--VoilaConfiguration.show_tracebacks=True
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build

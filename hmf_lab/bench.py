@@ -20,7 +20,7 @@ Example
 ...                   seq=4, min_run_time=0.002, lstm_min_run_time=0.002, rounds=1, progress=False)
 >>> df = run_bench(cfg)
 >>> sorted(df["method"].unique())
-['csr', 'dense', 'hmf', 'hmf-eager', 'hmf-reconstructed', 'lmf']
+['dense', 'hmf', 'hmf-eager', 'hmf-reconstructed', 'lmf', 'prune']
 >>> list(df.columns[:6])
 ['kind', 'size', 'batch', 'threads', 'compression', 'method']
 """
@@ -98,7 +98,7 @@ def _layer_modules(n: int, c: float, gen: torch.Generator, dense: nn.Linear):
         "hmf": (h, h.n_params, h.n_params * FLOAT_BYTES, f"split={k} rank={r}"),
         "hmf-reconstructed": (recon, recon.n_params, n * n * FLOAT_BYTES, f"split={k} rank={r}, W_hat dense"),
         "lmf": (lm, lm.n_params, lm.n_params * FLOAT_BYTES, f"rank={rl}"),
-        "csr": (sp, sp.nnz, _csr_bytes(sp), f"nnz={sp.nnz}, int32 indices"),
+        "prune": (sp, sp.nnz, _csr_bytes(sp), f"nnz={sp.nnz}, int32 indices"),
     }
 
 
@@ -143,7 +143,7 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
                     res = _race(fns, (x,), threads, cfg.min_run_time, cfg.rounds, cfg.clock)
                 warning = res.race.warning
                 t_dense = res[("dense", 1.0)][0]
-                t_csr = {c: res[("csr", c)][0] for c in cfg.compressions}
+                t_csr = {c: res[("prune", c)][0] for c in cfg.compressions}
                 for (method, c), (med, iqr, nblocks, fastest) in res.items():
                     if method.startswith("floor:"):
                         continue
@@ -185,7 +185,7 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
                 "hmf": (h, h.n_params, h.n_params * FLOAT_BYTES, f"split={k} rank={r} per gate, TorchScript loop"),
                 "hmf-eager": (he, he.n_params, he.n_params * FLOAT_BYTES, f"split={k} rank={r} per gate, Python loop"),
                 "lmf": (lm, lm.n_params, lm.n_params * FLOAT_BYTES, f"rank={rl} per gate, TorchScript loop"),
-                "csr": (sp, sp.n_params, csr_bytes, "CSR int32, TorchScript loop"),
+                "prune": (sp, sp.n_params, csr_bytes, "CSR int32, TorchScript loop"),
             }
         x = torch.randn(cfg.seq, cfg.lstm_batch, H, generator=gen)
         for threads in cfg.lstm_threads:
@@ -196,7 +196,7 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
             with torch.inference_mode():
                 res = _race(fns, (x,), threads, cfg.lstm_min_run_time, cfg.rounds, cfg.clock)
             t_dense = res[("dense", 1.0)][0]
-            t_csr = {c: res[("csr", c)][0] for c in cfg.compressions}
+            t_csr = {c: res[("prune", c)][0] for c in cfg.compressions}
             for (method, c), (med, iqr, nblocks, fastest) in res.items():
                 if method == "dense":
                     params, nbytes, note = dense_params, dense_bytes, "nn.LSTM"
@@ -248,7 +248,7 @@ def run_bench(cfg: BenchConfig = FULL) -> pd.DataFrame:
     cols = ["kind", "size", "batch", "threads", "compression", "method", "params", "bytes", "median_us", "iqr_us",
             "min_us", "n", "speedup", "ideal", "of_ideal", "vs_csr", "floor_us", "of_floor", "unreliable", "config",
             "warning"]
-    order = {"dense": 0, "hmf": 1, "hmf-eager": 2, "hmf-reconstructed": 3, "lmf": 4, "csr": 5}
+    order = {"dense": 0, "hmf": 1, "hmf-eager": 2, "hmf-reconstructed": 3, "lmf": 4, "prune": 5}
     df = df[cols].sort_values(["kind", "size", "batch", "threads", "compression", "method"],
                               key=lambda s: s.map(order) if s.name == "method" else s, kind="stable")
     return df.reset_index(drop=True)
@@ -264,7 +264,7 @@ TARGETS = [
         kind="layer", size=2048, batch=1, threads=1, compression=4, method="hmf"), "of_ideal", 0.85),
     ("HMF-LSTM 1024, 4x, batch 1, seq 64, 1 thread: faster than nn.LSTM", dict(
         kind="lstm", size=1024, batch=1, threads=1, compression=4, method="hmf"), "speedup", 2.0),
-    ("HMF-LSTM 1024, 4x, batch 1, seq 64, 1 thread: faster than pruned (CSR) LSTM", dict(
+    ("HMF-LSTM 1024, 4x, batch 1, seq 64, 1 thread: faster than the pruned LSTM (CSR)", dict(
         kind="lstm", size=1024, batch=1, threads=1, compression=4, method="hmf"), "vs_csr", 2.32),
 ]
 
@@ -283,7 +283,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         group = df[(df["kind"] == row["kind"]) & (df["size"] == row["size"]) & (df["batch"] == row["batch"])
                    & (df["threads"] == row["threads"])]
         dense_min = float(group[group["method"] == "dense"]["min_us"].iloc[0])
-        csr = group[(group["method"] == "csr") & (group["compression"] == row["compression"])]
+        csr = group[(group["method"] == "prune") & (group["compression"] == row["compression"])]
         from_min = {"speedup": dense_min / row["min_us"],
                     "of_ideal": dense_min / row["min_us"] / row["ideal"],
                     "vs_csr": float(csr["min_us"].iloc[0]) / row["min_us"] if len(csr) else np.nan}[col]

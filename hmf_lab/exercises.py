@@ -31,9 +31,9 @@ import torch
 
 from ._env import quick_mode
 from ._validation import as_int, as_matrix, check_compression
-from .synthetic import singular_values, with_spectrum as synthetic  # matrices with known spectra
+from .synthetic import singular_values, with_spectrum  # matrices with known spectra
 
-__all__ = ["ExerciseError", "EXERCISES", "quick", "singular_values", "synthetic", "spectrum_summary", "pending", "reset", "progress",
+__all__ = ["ExerciseError", "EXERCISES", "quick", "singular_values", "with_spectrum", "spectrum_summary", "pending", "reset", "progress",
            "check_break_even_rank", "check_eckart_young", "check_hmf_params", "check_max_rank", "check_my_hmf",
            "check_csr_bytes", "check_best_at_budget", "check_rows", "check_hmf_gain"]
 
@@ -92,7 +92,7 @@ def spectrum_summary(W, fractions=(0.1, 0.25, 0.5)) -> dict:
     ``s1/s_median``: the top singular value over the median one; ``lmf_error@1/8``: LMF's relative error at
     rank ``min(m, n) // 8``; ``row_norm max/median``: how uneven the rows are (loud rows give a large value).
 
-    >>> d = spectrum_summary(synthetic(40, 40, "flat"))
+    >>> d = spectrum_summary(with_spectrum(40, 40, "flat"))
     >>> round(d["energy@0.5"], 3), round(d["s1/s_median"], 3)
     (0.5, 1.0)
     """
@@ -233,7 +233,7 @@ def check_break_even_rank(m: int, n: int, answer) -> bool:
 def check_eckart_young(W, rank: int, answer, *, rtol: float = 1e-3) -> bool:
     """Check a predicted relative error of the best rank-``rank`` approximation of ``W``.
 
-    >>> W = synthetic(10, 10, "flat")
+    >>> W = with_spectrum(10, 10, "flat")
     >>> check_eckart_young(W, 5, 0.5 ** 0.5)
     PASS — Correct: sqrt(sum of s_i^2 beyond rank 5 / sum of all s_i^2) = 0.7071.
     True
@@ -375,7 +375,7 @@ def check_best_at_budget(W, compression, split, rank, *, cache=None, step: int |
     The optimum is searched over splits ``range(0, m+1, step)`` (default ``max(1, m // 32)``); an answer
     within ``rtol`` of it passes. Pass the ``hl.HMFCache`` you used to reuse its SVDs.
 
-    >>> W = synthetic(32, 32, "exp", decay=0.3)
+    >>> W = with_spectrum(32, 32, "exp", decay=0.3)
     >>> check_best_at_budget(W, 4, split=0, rank=None)
     Not answered yet: replace `None` in the exercise cell with your answer, then rerun this cell.
     False
@@ -439,33 +439,67 @@ def check_rows(W, split, rank, answer, *, tol: float = 1e-6) -> bool:
     return f"rows {sorted(rows)} reach the optimum, error {e:.4f} (best of {best.n_subsets} subsets)."
 
 
-@_check
-def check_hmf_gain(results, compression: float, answer) -> bool:
-    """Check HMF's relative gain over LMF (in %) after fine-tuning at ``compression``, from a results table.
+def check_hmf_gain(results, compression: float, answer, *, regime: str = "post", task: str | None = None) -> bool:
+    """Exercise check: HMF's relative gain over LMF (in %, positive = HMF better) at ``compression``.
+
+    ``results``: the cells of ``hmf-lab reproduce`` (``hl.grid.load_grid``: columns ``label``, ``value``,
+    mean over seeds) or one task table of the older format (``method``, ``after``). Never raises for a
+    wrong answer: prints "Correct" or FAIL with a hint and returns a bool (``False`` while ``answer`` is ``None``).
+    An answer within 0.05 percentage points passes. The expected answer is whatever the results say,
+    whichever way it falls.
 
     >>> import pandas as pd
-    >>> df = pd.DataFrame({"task": "lm", "metric": "bits_per_char", "method": ["hmf", "lmf", "prune"],
-    ...                    "compression": 4.0, "after": [2.0, 2.5, 2.2], "time_us": [1.0, 1.0, 2.0]})
+    >>> df = pd.DataFrame({"task": "lm", "regime": "post", "metric": "bits_per_char", "label": ["hmf", "lmf"] * 2,
+    ...                    "seed": [0, 0, 1, 1], "compression": 4.0, "value": [2.0, 2.5, 2.0, 2.5]})
     >>> check_hmf_gain(df, 4, 20.0)
-    PASS — Correct: HMF is 20.00% better than LMF at 4x here (the paper reports 16.77% better).
+    Correct: HMF is 20.00% better than LMF at 4x (lm, post).
     True
+    >>> check_hmf_gain(df, 4, -20.0)
+    FAIL: -20.0 is not HMF's gain over LMF at 4x. Hint: lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100, on the means over seeds.
+    False
     """
-    from .reproduce import summary
+    import pandas as pd
 
     if pending(answer):
-        return None
-    s = summary(results)
-    row = s[s.compression == float(compression)]
+        return False
+    df = pd.DataFrame(results)
+    if "label" not in df:   # older per-task format: one row per method, 'after' = after fine-tuning
+        df = df[df.method.isin(["hmf", "lmf"])].assign(label=df.method, value=df["after"], seed=0,
+                                                       regime=regime)
+    if task is not None:
+        df = df[df.task == task]
+    if "regime" in df:
+        df = df[df.regime == regime]
+    from .grid import hmf_vs_lmf
+    comp = hmf_vs_lmf(df[df.label.isin(["hmf", "lmf"])])
+    row = comp[comp.compression == float(compression)] if len(comp) else comp
     if not len(row):
-        raise _Wrong(f"no HMF/LMF results at compression {compression} in this table.",
-                     f"use one of {sorted(s.compression.tolist())}.")
-    want = float(row.hmf_vs_lmf_gain_pct.iloc[0])
-    a = _number(answer, "the gain in percent")
-    if abs(a - want) > 0.05:
-        lower = results.metric.iloc[0] in ("bits_per_char", "perplexity")
-        how = ("(lmf - hmf) / lmf * 100: lower bits per char is better" if lower
-               else "(hmf - lmf) / lmf * 100: higher is better")
-        raise _Wrong(f"{a:g} is not HMF's gain over LMF at {compression:g}x.",
-                     f"use the 'after' column (after fine-tuning) and compute {how}.")
-    return (f"HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x here "
-            "(the paper reports 16.77% better).")
+        print(f"FAIL: no HMF and LMF results at compression {compression} (regime {regime!r}); "
+              f"available: {sorted(set(comp.compression)) if len(comp) else []}")
+        return False
+    r = row.iloc[0]
+    want = float(r.pct)
+    try:
+        got = float(answer)
+    except (TypeError, ValueError):
+        print(f"FAIL: the answer must be a number (a percentage), got {answer!r}")
+        return False
+    if abs(got - want) <= 0.05:
+        return _ok(f"HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x "
+                   f"({r.task}, {regime}).")
+    lower = df.metric.iloc[0] in ("bits_per_char", "perplexity")
+    hint = ("lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100" if lower
+            else "higher is better, so the gain is (hmf - lmf) / lmf * 100")
+    print(f"FAIL: {answer} is not HMF's gain over LMF at {compression:g}x. Hint: {hint}, on the means over seeds.")
+    return False
+
+
+def __getattr__(name):
+    # `hl.exercises.synthetic` was a function while `hl.synthetic` is a module: one name per thing.
+    if name == "synthetic":
+        import warnings
+
+        warnings.warn("hl.exercises.synthetic is renamed: use hl.synthetic.with_spectrum(m, n, spectrum, ...) "
+                      "(the same function; also hl.exercises.with_spectrum)", DeprecationWarning, stacklevel=2)
+        return with_spectrum
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

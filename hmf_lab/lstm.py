@@ -266,8 +266,11 @@ class LMFLSTM(HMFLSTM):
                          split=0, rank=rank, dtype=dtype, _build=_build)
 
     @classmethod
-    def from_lstm(cls, lstm: nn.LSTM, compression=None, split=None, rank=None, heuristic="top"):
-        """Rank ``lmf_rank((H, n), compression, rank)`` per gate block of every matrix (SVD, Eckart–Young)."""
+    def from_lstm(cls, lstm: nn.LSTM, compression=None, split=None, rank=None):
+        """Rank ``lmf_rank((H, n), compression, rank)`` per gate block of every matrix (SVD, Eckart–Young).
+
+        LMF keeps no dense rows, so it takes no split heuristic; ``split`` may only be None or 0.
+        """
         if split not in (None, 0):
             raise ValueError(f"LMF has no dense rows: split must be None or 0, got {split!r}; use method 'hmf'")
         return super().from_lstm(lstm, compression, split=None, rank=rank, heuristic="top")

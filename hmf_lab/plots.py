@@ -28,7 +28,8 @@ from ._validation import as_matrix
 from .leaderboard import summary
 
 __all__ = ["spectrum", "blocks", "blocks_svg", "block_layout", "residual", "error_map", "pareto", "pareto_front",
-           "timing_bars", "plot_leaderboard", "plot_oracle"]
+           "timing_bars", "plot_leaderboard", "plot_oracle", "plot_metric", "plot_time", "plot_regimes",
+           "plot_split_sweep"]
 
 # The one palette of the kit: Okabe & Ito's colour-blind-safe set (Color Universal Design, 2008), as seaborn's
 # "colorblind" palette is built on. Every plot takes its colours from here; importing this module also makes it
@@ -529,4 +530,111 @@ def plot_leaderboard(df: pd.DataFrame, ax=None, by: str = "vs_best"):
     ax.set_xlabel("")
     ax.set_title(f"split heuristics on {df['matrix'].nunique()} matrices (lower is better)")
     ax.tick_params(axis="x", rotation=30)
+    return ax
+
+
+# ------------------------------------------------------------------ reproduce results (moved from reproduce.py)
+
+METHOD_COLORS = {"dense": "black", "hmf": "tab:blue", "hmf(best)": "tab:purple", "lmf": "tab:orange",
+                 "prune": "tab:green"}
+_COLORS = METHOD_COLORS
+
+
+def plot_metric(df: pd.DataFrame, ax=None, before: bool = True):
+    """Metric vs compression per method of one ``reproduce`` task table (after fine-tuning solid, before dashed); returns the Axes."""
+    ax = _axes(ax, (5, 3.5))
+    dense = df[df.method == "dense"]
+    comp = df[df.method != "dense"]
+    for method, g in comp.groupby("method", sort=False):
+        g = g.sort_values("compression")
+        ax.plot(g.compression, g.after, "o-", color=_COLORS.get(method), label=f"{method} (fine-tuned)")
+        if before:
+            ax.plot(g.compression, g.before, "x--", color=_COLORS.get(method), alpha=0.5, label=f"{method} (before)")
+    if len(dense):
+        ax.axhline(float(dense.after.iloc[0]), color="black", lw=1, ls=":", label="dense")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("compression (x)")
+    ax.set_ylabel(df.metric.iloc[0])
+    ax.set_title(f"{df.task.iloc[0]}: {df.metric.iloc[0]} vs compression")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_time(df: pd.DataFrame, ax=None):
+    """Time per sequence vs compression per method of one ``reproduce`` task table (dense as a line); returns the Axes."""
+    ax = _axes(ax, (5, 3.5))
+    comp = df[df.method != "dense"]
+    for method, g in comp.groupby("method", sort=False):
+        g = g.sort_values("compression")
+        ax.plot(g.compression, g.time_us / 1e3, "o-", color=_COLORS.get(method), label=method)
+    dense = df[df.method == "dense"]
+    if len(dense):
+        ax.axhline(float(dense.time_us.iloc[0]) / 1e3, color="black", lw=1, ls=":", label="dense")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("compression (x)")
+    ax.set_ylabel("time per sequence (ms, batch 1, 1 thread)")
+    ax.set_title(f"{df.task.iloc[0]}: inference time")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_regimes(summary: pd.DataFrame, ax=None, labels=("dense", "hmf", "hmf(best)", "lmf", "prune")):
+    """Mean ± sd of the metric per method, post vs scratch, per compression (one task of ``hl.grid.summarize``); returns the Axes.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> s = pd.DataFrame(dict(task="t", metric="accuracy", regime=["post", "scratch"], compression=4.0,
+    ...                       label="hmf", mean=[0.8, 0.7], sd=[0.01, 0.02], n=3))
+    >>> {c.get_label(): tuple(c.lines[0].get_ydata()) for c in plot_regimes(s).containers}
+    {'hmf': (0.8, 0.7)}
+    """
+    ax = _axes(ax, (7, 3.8))
+    keys = sorted({(r, c) for r, c in zip(summary.regime, summary.compression)})
+    x = {k: i for i, k in enumerate(keys)}
+    present = [lab for lab in labels if lab in set(summary.label)]
+    width = 0.8 / max(len(present), 1)
+    for j, lab in enumerate(present):
+        g = summary[summary.label == lab].sort_values(["regime", "compression"])
+        xs = [x[(r, c)] - 0.4 + width * (j + 0.5) for r, c in zip(g.regime, g.compression)]
+        ax.errorbar(xs, g["mean"], yerr=g["sd"], fmt="o", capsize=3, color=METHOD_COLORS.get(lab), label=lab)
+    ax.set_xticks(range(len(keys)), [f"{r}\n{c:g}x" for r, c in keys])
+    metric = summary.metric.iloc[0] if len(summary) else ""
+    ax.set_ylabel(f"{metric} (mean ± sd over seeds)")
+    if len(summary):
+        ax.set_title(f"{summary.task.iloc[0]}: post-training compression vs trained from scratch")
+    ax.legend(fontsize=7, ncol=len(present))
+    return ax
+
+
+def plot_split_sweep(cells: pd.DataFrame, ax=None):
+    """Trained iso-budget split sweep: metric vs split fraction (0 = LMF, 1 = all-rows end), seed error bars, per regime; returns the Axes.
+
+    ``cells``: rows of ``hl.grid`` for one task and compression (labels ``lmf``, ``hmf@f``, ``hmf``,
+    ``hmf[heuristic]``). The default split is drawn as a dotted line, a heuristic's rows as a dashed one.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> c = pd.DataFrame(dict(task="t", metric="accuracy", compression=8.0, regime="scratch", seed=[0, 1] * 3,
+    ...     label=["lmf"] * 2 + ["hmf@0.5"] * 2 + ["hmf@1"] * 2, split_frac=[None] * 2 + [0.5] * 2 + [1.0] * 2,
+    ...     value=[0.5, 0.6, 0.7, 0.7, 0.6, 0.6]))
+    >>> {c.get_label(): tuple(c.lines[0].get_xdata()) for c in plot_split_sweep(c).containers}
+    {'scratch': (0.0, 0.5, 1.0)}
+    """
+    ax = _axes(ax, (6, 3.8))
+    styles = {"post": ("tab:red", "s"), "scratch": ("tab:blue", "o")}
+    for regime, g in cells.groupby("regime"):
+        color, marker = styles.get(regime, ("gray", "o"))
+        pts = g[(g.label == "lmf") | g.label.str.startswith("hmf@")]
+        frac = pts.split_frac.where(pts.label != "lmf", 0.0).astype(float)
+        agg = pts.assign(frac=frac).groupby("frac")["value"].agg(["mean", "std"]).fillna(0.0).sort_index()
+        ax.errorbar(agg.index, agg["mean"], yerr=agg["std"], fmt=marker + "-", capsize=3, color=color, label=regime)
+        default = g[g.label == "hmf"]["value"]
+        if len(default):
+            ax.axhline(float(default.mean()), color=color, ls=":", lw=1, label=f"{regime}: default split")
+        for lab, h in g[g.label.str.startswith("hmf[")].groupby("label"):
+            ax.axhline(float(h["value"].mean()), color=color, ls="--", lw=1, label=f"{regime}: {lab[4:-1]} rows")
+    if len(cells):
+        c0 = cells.iloc[0]
+        ax.set_title(f"{c0.task}, {float(c0.compression):g}x: trained split sweep (equal budget)")
+        ax.set_ylabel(f"{c0.metric} (mean ± sd over seeds)")
+    ax.set_xlabel("split: fraction of the largest feasible split (0 = LMF, 1 = all-rows end)")
+    ax.legend(fontsize=7)
     return ax

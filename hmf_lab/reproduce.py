@@ -1,24 +1,26 @@
-"""``hmf-lab reproduce``: compress real NLP models with HMF, LMF and pruning at equal size, fine-tune, compare.
+"""``hmf-lab reproduce``: HMF vs LMF vs pruning on real NLP models, post-training and trained from scratch.
 
-For each task (``lm``: character LSTM on Tiny Shakespeare, bits per char; ``intent``: LSTM on SNIPS,
-accuracy; ``translation``: LSTM encoder–decoder English -> Spanish, BLEU) and each compression ``c``:
+The grid (tasks x regimes x methods x compressions x seeds; :mod:`hmf_lab.grid`, cells in
+:mod:`hmf_lab.regimes`): for each task (``lm``: character LSTM on Tiny Shakespeare, bits per char;
+``intent``: LSTM on SNIPS, accuracy; ``translation``: LSTM encoder–decoder English -> Spanish, BLEU) and
+compression ``c``, every ``nn.LSTM`` and every ``nn.Linear`` with both sides >= 32
+(:func:`compressed_layers`) is compressed ``c``-fold per weight matrix (for an LSTM, per gate block):
 
-1. the shipped dense model (``hl.models.load_pretrained``) is compressed by ``hl.compress`` with every
-   ``nn.LSTM`` and every ``nn.Linear`` with both sides >= 32 (:func:`compressed_layers`; not the
-   embeddings, not the 7-way intent head) compressed ``c``-fold per weight matrix — for an LSTM, per
-   gate block; HMF keeps the ``--heuristic`` rows dense (default ``top``, the paper's choice). Parameters are counted the same way for every method (``hl.count_params``:
-   stored weight values of those layers; biases, embeddings and sparse indices excluded);
-2. the metric is measured right away ("before fine-tuning": post-training compression; for pruning,
-   one-shot magnitude pruning);
-3. each method gets the same fine-tuning budget (steps, batch, learning rate, seed). HMF and LMF
-   fine-tune their factors; pruning starts from the dense model and prunes gradually with the cubic
-   schedule of Zhu & Gupta (2017) through ``torch.nn.utils.prune`` masks, reaching the final sparsity
-   at 70% of the steps; then ``hl.sparsify`` turns it into CSR modules;
-4. the dense, HMF, LMF and CSR models are timed side by side (``hl.measure`` in interleaved rounds, the
-   best round counts; one thread, batch 1, one sequence: 128 characters / one utterance / one
-   teacher-forced sentence pair).
+- regime ``post``: the shipped dense model is compressed (HMF keeps the top rows dense, the paper's
+  choice) and fine-tuned; pruning prunes gradually from the dense weights (Zhu & Gupta, :class:`GradualPruner`);
+- regime ``scratch``: every structure is trained from initialization with the dense baseline's optimizer,
+  steps and data (HMF/LMF start from the factorized default init, scale preserved: see
+  :mod:`hmf_lab.regimes`); pruning prunes gradually during training;
+- ``--seeds N``: mean ± sd; HMF minus LMF in %, marked when inside the noise (paired t-test, 5%);
+- the trained split sweep (one task, ``--sweep-task``): HMF from split 0 (= LMF) to the all-rows end at
+  the same budget, plus a split heuristic (``--heuristic``); "HMF (best split)" takes the sweep's best;
+- cells run in parallel through joblib (``--jobs N``) or on a Dask cluster (``--scheduler ADDRESS``).
 
-Outputs in ``--out``: ``<task>.csv``, ``<task>.md`` and ``<task>_metric.png`` / ``<task>_time.png``.
+Outputs in ``--out``: ``cells.csv`` (one row per cell), ``summary.csv``, ``hmf_vs_lmf.csv``, ``sweep.csv``,
+``results.md``, ``run.json`` (command, settings, wall time, load) and plots (``<task>_regimes.png``,
+``sweep_<task>_<c>x.png``). Timing is not part of the grid (cells share busy cores); ``hmf-lab bench`` and
+:func:`time_side_by_side` measure speed. :func:`run_task` / :func:`live_compare` keep the single-run
+post-training path with side-by-side timing (notebook 06's slider).
 
 >>> import hmf_lab.reproduce as R
 >>> [round(R.cubic_sparsity(t, 0.75, 0, 10), 3) for t in (0, 5, 10, 20)]
@@ -42,9 +44,10 @@ from ._env import quick_mode
 
 __all__ = ["RESULTS_DIR", "load_results", "live_compare", "check_hmf_gain", "compressed_layers", "fine_tune",
            "summary", "write_outputs", "TASKS", "Settings", "FULL", "QUICK", "load_task", "cubic_sparsity", "GradualPruner",
-           "run_task", "time_side_by_side", "markdown_table", "plot_metric", "plot_time", "add_arguments", "run"]
+           "run_task", "time_side_by_side", "markdown_table", "plot_metric", "plot_time", "add_arguments", "run",
+           "compression_slider", "regime_explorer"]
 
-#: the shipped results of a full run (``hmf-lab reproduce --task lm intent translation --out hmf_lab/assets/results``)
+#: the shipped results of the full grid run (``hmf-lab reproduce ... --out hmf_lab/assets/results``; see its README.md)
 RESULTS_DIR = Path(__file__).resolve().parent / "assets" / "results"  # package data (travels in the wheel)
 
 #: CLI task name -> shipped checkpoint name
@@ -89,17 +92,8 @@ def load_task(task: str, **eval_kw):
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
-    name = TASKS[task]
-    model, payload = M.load_pretrained(name, with_payload=True)
-    v = payload["vocab"]
-    if name == "char_lm":
-        t = M.LMTask(vocab=M.CharVocab(v), **eval_kw)
-    elif name == "intent":
-        t = M.IntentTask(vocab=M.WordVocab(None, words=v["words"]), labels=v["labels"], **eval_kw)
-    else:
-        t = M.TranslationTask(vocabs=(M.WordVocab(None, words=v["src"]), M.WordVocab(None, words=v["tgt"])),
-                              **eval_kw)
-    return t, model
+    from .tasks import TASKS as REGISTRY
+    return REGISTRY[TASKS[task]].pretrained(**eval_kw)
 
 
 # ------------------------------------------------------------------------------------ pruning
@@ -164,54 +158,13 @@ class GradualPruner:
 # ------------------------------------------------------------------------------- fine-tuning
 
 
-class _ReconstructedLSTM(nn.Module):
-    """Training view of a compressed LSTM: its factors rebuild W_ih, W_hh each call, torch's fused LSTM runs them.
-
-    Same function and same gradients w.r.t. the factors as the compressed LSTM's own (per-step,
-    Python) training loop, many times faster to train; the parameters are the compressed module's own.
-    """
-
-    def __init__(self, comp: nn.Module):
-        super().__init__()
-        self.comp = comp
-        template = comp.to_lstm()
-        for p in template.parameters():
-            p.requires_grad_(False)
-        self._template = [template]   # a list: not a submodule, so its parameters stay out of the optimizer
-
-    def forward(self, x, hx=None):
-        from torch.func import functional_call
-        c, w = self.comp, {}
-        for layer in range(c.num_layers):
-            for d in range(c.num_directions):
-                sfx = f"_l{layer}" + ("_reverse" if d else "")
-                ih, hh = c.ih[layer * c.num_directions + d], c.hh[layer * c.num_directions + d]
-                w["weight_ih" + sfx], w["weight_hh" + sfx] = ih.to_dense(), hh.to_dense()
-                if c.bias:
-                    w["bias_ih" + sfx], w["bias_hh" + sfx] = ih.bias, hh.bias
-        return functional_call(self._template[0], w, (x,) if hx is None else (x, hx))
-
-
-def _swap_lstms(model: nn.Module, wrap: bool) -> nn.Module:
-    """Replace every factorized LSTM by its :class:`_ReconstructedLSTM` view (``wrap``) or back."""
-    from .lstm import CompressedLSTM
-    for name, mod in list(model.named_modules()):
-        hit = isinstance(mod, _ReconstructedLSTM) if not wrap else (
-            isinstance(mod, CompressedLSTM) and all(hasattr(m, "to_dense") for m in list(mod.ih) + list(mod.hh)))
-        if name and hit:
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, _ReconstructedLSTM(mod) if wrap else mod.comp)
-    return model
-
-
 def fine_tune(task, model: nn.Module, steps: int, lr: float, progress: bool = True, callback=None):
-    """``task.fine_tune`` with HMF/LMF LSTMs trained through their dense reconstruction (see above)."""
-    _swap_lstms(model, wrap=True)
-    try:
-        losses = task.fine_tune(model, steps, lr=lr, progress=progress, callback=callback)
-    finally:
-        _swap_lstms(model, wrap=False)
+    """``task.fine_tune``, then drop the factors' inference caches.
+
+    Compressed LSTMs train in ``mode="auto"`` (:class:`~hmf_lab.lstm.CompressedLSTM`): while autograd
+    records, W_hat is rebuilt differentiably and torch's fused LSTM kernel runs it.
+    """
+    losses = task.fine_tune(model, steps, lr=lr, progress=progress, callback=callback)
     for mod in model.modules():   # drop inference caches of the factors
         if hasattr(mod, "clear_cache"):
             mod.clear_cache()
@@ -377,49 +330,6 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-_COLORS = {"dense": "black", "hmf": "tab:blue", "lmf": "tab:orange", "prune": "tab:green"}
-
-
-def plot_metric(df: pd.DataFrame, ax=None, before: bool = True):
-    """Metric vs compression per method (after fine-tuning solid, before dashed); returns the Axes."""
-    import matplotlib.pyplot as plt
-    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
-    dense = df[df.method == "dense"]
-    comp = df[df.method != "dense"]
-    for method, g in comp.groupby("method", sort=False):
-        g = g.sort_values("compression")
-        ax.plot(g.compression, g.after, "o-", color=_COLORS.get(method), label=f"{method} (fine-tuned)")
-        if before:
-            ax.plot(g.compression, g.before, "x--", color=_COLORS.get(method), alpha=0.5, label=f"{method} (before)")
-    if len(dense):
-        ax.axhline(float(dense.after.iloc[0]), color="black", lw=1, ls=":", label="dense")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("compression (x)")
-    ax.set_ylabel(df.metric.iloc[0])
-    ax.set_title(f"{df.task.iloc[0]}: {df.metric.iloc[0]} vs compression")
-    ax.legend(fontsize=7)
-    return ax
-
-
-def plot_time(df: pd.DataFrame, ax=None):
-    """Time per sequence vs compression per method (dense as a line); returns the Axes."""
-    import matplotlib.pyplot as plt
-    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
-    comp = df[df.method != "dense"]
-    for method, g in comp.groupby("method", sort=False):
-        g = g.sort_values("compression")
-        ax.plot(g.compression, g.time_us / 1e3, "o-", color=_COLORS.get(method), label=method)
-    dense = df[df.method == "dense"]
-    if len(dense):
-        ax.axhline(float(dense.time_us.iloc[0]) / 1e3, color="black", lw=1, ls=":", label="dense")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("compression (x)")
-    ax.set_ylabel("time per sequence (ms, batch 1, 1 thread)")
-    ax.set_title(f"{df.task.iloc[0]}: inference time")
-    ax.legend(fontsize=7)
-    return ax
-
-
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per compression: HMF vs LMF relative metric gain (%) and HMF speed-up over CSR pruning.
 
@@ -456,6 +366,7 @@ def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
         from .bleu import signature
         text += f"\nBLEU: sacrebleu corpus BLEU on lower-cased word tokens, signature `{signature()}`\n"
     files[1].write_text(text)
+    from .plots import plot_metric, plot_time
     for f, fn in ((files[2], plot_metric), (files[3], plot_time)):
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         fn(df, ax=ax)
@@ -469,35 +380,77 @@ def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .grid import SWEEP_FRACS
     parser.add_argument("--task", nargs="+", default=["lm"], choices=sorted(TASKS),
                         help="lm (char LSTM, Tiny Shakespeare), intent (SNIPS), translation (en->es)")
+    parser.add_argument("--regime", default="both", choices=["post", "scratch", "both"],
+                        help="post: compress the shipped model, fine-tune; scratch: train every structure from "
+                             "initialization with the dense baseline's budget; both (default)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (mean ± sd over them); default 3")
     parser.add_argument("--compression", nargs="+", type=float, default=[4, 8], help="e.g. 2 4 8 16")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--out", type=Path, required=True, help="folder for CSV, markdown and plots")
+    parser.add_argument("--methods", nargs="+", default=["dense", *METHODS], choices=["dense", *METHODS])
+    parser.add_argument("--out", type=Path, required=True, help="folder for CSVs, results.md and plots")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (joblib)")
+    parser.add_argument("--scheduler", default=None,
+                        help="a Dask scheduler address (e.g. tcp://127.0.0.1:8786): run the cells there "
+                             "(joblib's dask backend) instead of local processes")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny fine-tuning/evaluation budget (about a minute per task; also HMF_LAB_QUICK=1)")
-    parser.add_argument("--heuristic", default="top", help="HMF split heuristic (a name in hl.HEURISTICS)")
-    parser.add_argument("--fine-tune-steps", type=int, default=None, help="override the fine-tuning budget")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for training (timing uses 1)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bars")
+                        help="tiny training/evaluation budget (for CI and trying things; also HMF_LAB_QUICK=1)")
+    parser.add_argument("--sweep-task", default="intent",
+                        help="task of the trained split sweep (if among --task; 'none' for no sweep)")
+    parser.add_argument("--sweep-fracs", nargs="+", type=float, default=list(SWEEP_FRACS),
+                        help="split fractions of the sweep (of the largest feasible split; 0 is the LMF row)")
+    parser.add_argument("--heuristic", default="greedy",
+                        help="split heuristic compared on the sweep task (a name in hl.HEURISTICS; 'none' to skip)")
+    parser.add_argument("--fine-tune-steps", type=int, default=None, help="override the post fine-tuning steps")
+    parser.add_argument("--scratch-steps", type=int, default=None, help="override the scratch training steps")
+    parser.add_argument("--threads", type=int, default=1, help="ignored: every cell runs on one torch thread")
+    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
 
 
 def run(args) -> int:
+    """``hmf-lab reproduce``: the grid (:func:`hmf_lab.grid.run_grid`), then its tables and plots in ``--out``."""
+    import json
+    import os
+    import sys
+
+    from . import grid as G
     quick = bool(args.quick or quick_mode())
-    torch.set_num_threads(args.threads)
-    for task in args.task:
-        st = copy.deepcopy((QUICK if quick else FULL)[task])
-        if args.fine_tune_steps is not None:
-            st.fine_tune_steps = args.fine_tune_steps
-        t0 = time.time()
-        df = run_task(task, args.compression, args.methods, quick=quick, progress=not args.no_progress,
-                      settings=st, heuristic=args.heuristic)
-        files = write_outputs(df, Path(args.out))
-        print(markdown_table(df))
-        s = summary(df)
-        if len(s):
-            print(s.to_string(index=False))
-        print(f"[{task}] {time.time() - t0:.0f} s; wrote " + ", ".join(str(f) for f in files))
+    regimes = ["post", "scratch"] if args.regime == "both" else [args.regime]
+    steps = {k: v for k, v in (("post", args.fine_tune_steps), ("scratch", args.scratch_steps)) if v is not None}
+    sweep = None if str(args.sweep_task).lower() == "none" else args.sweep_task
+    heur = None if str(args.heuristic).lower() == "none" else args.heuristic
+    if heur is not None:
+        from .heuristics import HEURISTICS
+        if heur not in HEURISTICS:
+            raise ValueError(f"unknown heuristic {heur!r}; valid names are {sorted(HEURISTICS)} (or 'none')")
+    load0 = os.getloadavg()
+    t0 = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    df = G.run_grid(args.task, regimes, args.compression, args.seeds, jobs=args.jobs, scheduler=args.scheduler,
+                    quick=quick, methods=args.methods, sweep_task=sweep, sweep_fracs=args.sweep_fracs,
+                    best_heuristic=heur, steps=steps, progress=not args.no_progress,
+                    log_file=out / "cells_partial.jsonl")
+    wall = time.time() - t0
+    files = G.write_grid(df, out)
+    (out / "cells_partial.jsonl").unlink(missing_ok=True)
+    import subprocess
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip() or None
+    except OSError:
+        commit = None
+    info = dict(commit=commit, command="hmf-lab reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"] else None,
+                tasks=list(args.task), regimes=regimes, seeds=args.seeds, compressions=list(args.compression),
+                jobs=args.jobs, scheduler=args.scheduler, quick=quick, wall_s=round(wall, 1), cells=len(df),
+                loadavg_start=load0, loadavg_end=os.getloadavg(), cpus=os.cpu_count(),
+                settings={t: vars(G.settings_for(t, quick)) for t in args.task}, steps_override=steps,
+                sweep_task=sweep, sweep_fracs=list(args.sweep_fracs), heuristic=heur)
+    (out / "run.json").write_text(json.dumps(info, indent=1, default=str))
+    print(G.results_markdown(df))
+    print(f"{len(df)} cells in {wall:.0f} s with jobs={args.jobs}" + (f" on {args.scheduler}" if args.scheduler else "")
+          + "; wrote " + ", ".join(str(f) for f in files + [out / "run.json"]))
     return 0
 
 
@@ -505,16 +458,20 @@ def run(args) -> int:
 
 
 def load_results(folder=None) -> dict[str, pd.DataFrame]:
-    """The CSVs of a reproduce run, ``{task: DataFrame}`` (default: the shipped ``hmf_lab/assets/results``).
+    """The per-task CSVs of :func:`write_outputs` (single-run format), ``{task: DataFrame}``.
+
+    A grid run (``hmf-lab reproduce``) writes ``cells.csv`` instead: :func:`hmf_lab.grid.load_grid`
+    (the shipped one: ``hmf_lab/assets/results``).
 
     >>> sorted(load_results())  # doctest: +SKIP
     ['intent', 'lm', 'translation']
     """
     folder = Path(folder) if folder is not None else RESULTS_DIR
-    files = sorted(folder.glob("*.csv"))
+    files = sorted(f for f in folder.glob("*.csv") if f.stem in TASKS)
     if not files:
-        raise FileNotFoundError(f"no result CSVs in {folder}; create them with `hmf-lab reproduce --task lm "
-                                f"intent translation --compression 2 4 8 16 --out {folder}`")
+        raise FileNotFoundError(f"no per-task result CSVs (lm.csv, intent.csv, translation.csv) in {folder}; "
+                                f"create them with `hmf-lab reproduce`'s Python twin `run_task` + `write_outputs`, "
+                                f"or load a grid run with hl.grid.load_grid")
     return {f.stem: pd.read_csv(f) for f in files}
 
 
@@ -532,16 +489,6 @@ def live_compare(task: str = "lm", compression: float = 4, fine_tune_steps: int 
                   eval_kw={key: eval_size} if eval_size else dict(base.eval_kw),
                   prune_every=max(1, int(fine_tune_steps) // 10))
     return run_task(task, [compression], settings=st, progress=progress, log=lambda *a: None)
-
-
-def check_hmf_gain(results: pd.DataFrame, compression: float, answer) -> bool:
-    """Exercise check, kept under its old name: see :func:`hmf_lab.exercises.check_hmf_gain` (checks live there).
-
-    Prints PASS, FAIL with a hint, or the "not answered yet" reminder; never raises.
-    """
-    from .exercises import check_hmf_gain as _check_hmf_gain  # lazy: no teaching import at load time
-
-    return _check_hmf_gain(results, compression, answer)
 
 
 def compression_slider(task: str = "lm", fine_tune_steps: int = 0, eval_size: int | None = 2000,
@@ -571,3 +518,53 @@ def compression_slider(task: str = "lm", fine_tune_steps: int = 0, eval_size: in
     slider.observe(show, names="value")
     show()
     return box
+
+
+def regime_explorer(task: str = "intent", quick: bool | None = None, steps: int | None = None,
+                    compressions=(2, 4, 8, 16), value=8):
+    """Sliders for compression, HMF split (fraction of the largest feasible one) and regime (post / scratch).
+
+    Each change trains dense, HMF at that split and LMF at that compression in that regime
+    (:func:`hmf_lab.grid.live_regimes`: a few steps in quick mode) and shows the metric and parameters side
+    by side. Returns the widget box; ``box.result`` holds the last DataFrame.
+
+    >>> box = regime_explorer(quick=True)  # doctest: +SKIP
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    from .grid import live_regimes
+    comp = widgets.SelectionSlider(options=list(compressions), value=value, description="compression",
+                                   continuous_update=False)
+    split = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.25, description="split (frac)",
+                                continuous_update=False)
+    regime = widgets.ToggleButtons(options=["post", "scratch"], value="scratch", description="regime")
+    out = widgets.Output()
+    box = widgets.VBox([comp, split, regime, out])
+    box.sliders = dict(compression=comp, split=split, regime=regime)
+    cols = ["label", "compression", "params", "actual_compression", "split_hh", "rank_hh", "before", "value"]
+
+    def show(change=None):
+        with out:
+            out.clear_output(wait=True)
+            df = live_regimes(task, comp.value, split.value, regime.value, quick=quick, steps=steps)
+            box.result = df
+            print(f"{task}, {regime.value}, {comp.value}x, HMF split at {split.value:g} of the largest "
+                  f"(0 = LMF's structure); metric: {df.metric.iloc[0]}")
+            display(df[[c for c in cols if c in df]].round(4))
+    for w in (comp, split, regime):
+        w.observe(show, names="value")
+    show()
+    return box
+
+
+def __getattr__(name):
+    # moved: the plots to hmf_lab.plots, the exercise check to hmf_lab.exercises (this module stays free of
+    # the course layer); the old names `reproduce.plot_metric` / `.plot_time` / `.check_hmf_gain` still work
+    if name in ("plot_metric", "plot_time"):
+        from . import plots
+        return getattr(plots, name)
+    if name == "check_hmf_gain":
+        from . import exercises
+        return exercises.check_hmf_gain
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -89,7 +89,7 @@ def with_spectrum(m: int, n: int, spectrum="exp", *, seed: int = 0, **kw) -> tor
     """An (m, n) float32 matrix ``Q1 diag(s) Q2^T`` with exactly the singular values ``s`` (random orthogonal Q's).
 
     ``spectrum`` is a kind for :func:`singular_values` (keyword arguments go there) or the values themselves.
-    (The notebooks call it as ``hl.exercises.synthetic``.)
+    (``hl.exercises.with_spectrum`` is the same function; ``hl.exercises.synthetic`` its deprecated name.)
 
     >>> W = with_spectrum(30, 20, "power", decay=1.0)
     >>> torch.allclose(torch.linalg.svdvals(W), singular_values(20, "power", decay=1.0), atol=1e-5)

@@ -113,9 +113,9 @@ class Task:
 
         >>> task, model = LMTask.pretrained(quick=True)  # doctest: +SKIP
         """
-        from . import models  # the checkpoint section (late: it imports this module)
+        from .checkpoints import load_pretrained  # late: checkpoints are package data, not needed to train
 
-        model, payload = models.load_pretrained(cls.name, with_payload=True)
+        model, payload = load_pretrained(cls.name, with_payload=True)
         kw = {**(cls.quick_eval if quick else {}), **kwargs}
         return cls.from_vocab(payload["vocab"], **kw), model
 

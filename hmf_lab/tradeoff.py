@@ -81,16 +81,16 @@ def lmf_layer(W, rank: int, *, bias: bool = False, cache: HMFCache | None = None
 
 def layers_at_budget(W, split: int, rank: int, heuristic="top", *, bias: bool = False,
                      cache: HMFCache | None = None) -> dict[str, nn.Module]:
-    """Dense, HMF(split, rank), LMF and pruned (CSR) layers of ``W`` at the HMF's parameter budget, in
+    """Dense, HMF(split, rank), LMF and pruning (CSR) layers of ``W`` at the HMF's parameter budget, in
     eval mode with gradients off (ready to time).
 
     LMF gets the largest rank within the budget (:func:`lmf_rank_at`); pruning keeps as many values as
-    HMF stores. Returns ``{"dense": nn.Linear, "HMF": HMFLinear, "LMF": LMFLinear, "pruned (CSR)": SparseLinear}``.
+    HMF stores. Returns ``{"dense": nn.Linear, "HMF": HMFLinear, "LMF": LMFLinear, "pruning (CSR)": SparseLinear}``.
 
     >>> import torch
     >>> L = layers_at_budget(torch.randn(32, 32), split=4, rank=6)
     >>> {k: v.n_params for k, v in L.items() if k != "dense"}
-    {'HMF': 488, 'LMF': 448, 'pruned (CSR)': 488}
+    {'HMF': 488, 'LMF': 448, 'pruning (CSR)': 488}
     """
     W = as_matrix(W)
     m, n = W.shape
@@ -100,7 +100,7 @@ def layers_at_budget(W, split: int, rank: int, heuristic="top", *, bias: bool = 
     dense = dense_layer(W, bias=bias)
     lm = lmf_layer(W, lmf_rank_at(params, m, n), bias=bias, cache=cache)
     p = prune(W, m * n / params)
-    out = {"dense": dense, "HMF": HMFLinear.from_result(f), "LMF": lm, "pruned (CSR)": SparseLinear.from_csr(p.weight)}
+    out = {"dense": dense, "HMF": HMFLinear.from_result(f), "LMF": lm, "pruning (CSR)": SparseLinear.from_csr(p.weight)}
     return {name: _frozen(mod) for name, mod in out.items()}
 
 
@@ -173,7 +173,7 @@ def tradeoff_table(W, compressions=(2, 4, 8), *, heuristic="top", cache: HMFCach
     >>> import torch
     >>> t = tradeoff_table(torch.randn(32, 32), compressions=(2,), time=False)
     >>> t["method"].tolist(), bool((t["params"] <= 512).all())
-    (['HMF', 'LMF', 'pruned (CSR)'], True)
+    (['HMF', 'LMF', 'pruning (CSR)'], True)
     """
     from tqdm.auto import tqdm
 
@@ -190,10 +190,10 @@ def tradeoff_table(W, compressions=(2, 4, 8), *, heuristic="top", cache: HMFCach
         k, r = int(b["split"].iloc[i]), int(b["rank"].iloc[i])
         layers = layers_at_budget(W, k, r, heuristic, cache=cache)
         rl = layers["LMF"].rank
-        p = layers["pruned (CSR)"]
+        p = layers["pruning (CSR)"]
         entries = [("HMF", k, r, layers["HMF"].n_params, errs[i]),
                    ("LMF", 0, rl, layers["LMF"].n_params, cache.error(0, rl, "top")),
-                   ("pruned (CSR)", -1, -1, p.n_params, relative_error(W, p.to_dense()))]
+                   ("pruning (CSR)", -1, -1, p.n_params, relative_error(W, p.to_dense()))]
         times, warning = {}, ""
         if time:
             res = time_layers({name: layers[name] for name, *_ in entries}, batch=batch, rounds=1,

@@ -625,7 +625,7 @@ class Explorer:
             self.timing_out.value = f"<span style='color:#b00'>timing failed: {escape(repr(e))}</span>"
 
     def time_now(self) -> pd.DataFrame:
-        """Time the layers at the current sliders now, on this thread (dense, HMF, LMF and pruned (CSR) at
+        """Time the layers at the current sliders now, on this thread (dense, HMF, LMF and pruning (CSR) at
         the HMF's budget; dense and LMF in ``lmf_only`` mode), each with its ideal speed-up from bytes and its
         raw-kernel floor. Returns the table (``hl.timing.race``'s, plus ideal, floor, bytes); its
         ``attrs["warning"]`` (also ``.timing_warning``) says in words when it cannot be trusted."""
@@ -783,7 +783,7 @@ class RunTimeExplorer:
         layers = layers_at_budget(self.W, k, r, cache=self.cache)
         rl = layers["LMF"].rank
         self.errors = {"dense": 0.0, "HMF": self.cache.error(k, r, "top"), "LMF": self.cache.error(0, rl, "top"),
-                       "pruned (CSR)": relative_error(self.W, layers["pruned (CSR)"].to_dense())}
+                       "pruning (CSR)": relative_error(self.W, layers["pruning (CSR)"].to_dense())}
         race = time_layers(layers, batch=self.batch.value, rounds=self.rounds, min_run_time=self.min_run_time,
                            threads=self.threads.value)
         df = race.table
@@ -793,7 +793,7 @@ class RunTimeExplorer:
         m, n = self.W.shape
         self.info.value = (f"{m}x{n} at {self.compression.value:g}x: HMF k={k}, r={r} (error {self.errors['HMF']:.3f}), "
                            f"LMF r={rl} (error {self.errors['LMF']:.3f}), pruning (error "
-                           f"{self.errors['pruned (CSR)']:.3f}); batch {self.batch.value}, {race.threads} thread(s)")
+                           f"{self.errors['pruning (CSR)']:.3f}); batch {self.batch.value}, {race.threads} thread(s)")
         self.table.value = _timing_html(df, f"batch {self.batch.value}, {race.threads} torch thread(s), eval mode",
                                         race.warning)
         self.plot.clear_output(wait=True)

@@ -33,11 +33,11 @@ QUICK = hl.exercises.quick()  # HMF_LAB_QUICK=1 (CI) shrinks the work; a student
 # %% [markdown]
 # ## A matrix whose spectrum we choose
 #
-# `hl.exercises.synthetic(m, n, spectrum)` builds `W = Q1 diag(s) Q2^T` with random orthogonal `Q1`, `Q2`,
+# `hl.synthetic.with_spectrum(m, n, spectrum)` builds `W = Q1 diag(s) Q2^T` with random orthogonal `Q1`, `Q2`,
 # so its singular values are exactly the `s` we asked for. Here they decay exponentially, `s_i = exp(-0.05 i)`.
 
 # %%
-W_syn = hl.exercises.synthetic(256, 256, "exp", decay=0.05)
+W_syn = hl.synthetic.with_spectrum(256, 256, "exp", decay=0.05)
 s = torch.linalg.svdvals(W_syn)
 print("measured :", s[:5].numpy().round(4))
 print("designed :", hl.exercises.singular_values(5, "exp", decay=0.05).numpy().round(4))

@@ -33,7 +33,7 @@ QUICK = hl.exercises.quick()  # HMF_LAB_QUICK=1 (CI) shrinks the work; a student
 
 # %%
 size = 256 if QUICK else 1024
-W_big = hl.exercises.synthetic(size, size, "power", decay=0.5)  # a square matrix large enough to time
+W_big = hl.synthetic.with_spectrum(size, size, "power", decay=0.5)  # a square matrix large enough to time
 W = hl.models.pretrained_weights("char_lm")["lstm.weight_hh_l0"]  # (4H, H): the LSTM's hidden-to-gates matrix
 print("timing matrix", tuple(W_big.shape), "| LSTM weight", tuple(W.shape))
 

@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    W = hl.exercises.synthetic(a.size, a.size, "power", decay=0.5)
+    W = hl.synthetic.with_spectrum(a.size, a.size, "power", decay=0.5)
     rng = random.Random(0)
 
     t0 = time.perf_counter()

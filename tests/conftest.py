@@ -13,11 +13,18 @@ from pathlib import Path
 import matplotlib
 import pytest
 import torch
+from hypothesis import settings
 
 matplotlib.use("Agg")
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HMF_LAB_QUICK", "1")
+
+# hypothesis: one profile for every property test (was loaded at import time by one test module);
+# HYPOTHESIS_PROFILE=thorough runs more examples
+settings.register_profile("hmf", max_examples=40, deadline=None)
+settings.register_profile("thorough", max_examples=400, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hmf"))
 
 
 def require_data(*names: str) -> None:

@@ -36,7 +36,7 @@ def test_table_rows_and_ratios(table):
         assert np.allclose(g["of_ideal"], g["speedup"] / g["ideal"])
         for c in (2, 4):
             at = g[g["compression"] == c]
-            csr = at[at["method"] == "csr"].iloc[0]
+            csr = at[at["method"] == "prune"].iloc[0]
             assert np.allclose(at["vs_csr"], csr["median_us"] / at["median_us"])
             # equal compression: every method stores at most the budget (integer ranks round down, which
             # costs a lot only at these tiny sizes)
@@ -44,14 +44,14 @@ def test_table_rows_and_ratios(table):
             assert (at["params"] <= budget + 1e-9).all() and (at["params"] >= 0.6 * budget).all()
     assert (table["min_us"] <= table["median_us"] + 1e-9).all()
     # CSR's bytes count values + int32 indices: its ideal is about half the compression
-    csr = layers[(layers["method"] == "csr") & (layers["compression"] == 4)].iloc[0]
+    csr = layers[(layers["method"] == "prune") & (layers["compression"] == 4)].iloc[0]
     assert csr["bytes"] == csr["params"] * 8 + (48 + 1) * 4
 
 
 def test_summary_reads_targets():
     rows = []
-    for kind, size, methods in (("layer", 2048, {"dense": 1000.0, "hmf": 300.0, "csr": 600.0}),
-                                ("lstm", 1024, {"dense": 1000.0, "hmf": 400.0, "csr": 1000.0})):
+    for kind, size, methods in (("layer", 2048, {"dense": 1000.0, "hmf": 300.0, "prune": 600.0}),
+                                ("lstm", 1024, {"dense": 1000.0, "hmf": 400.0, "prune": 1000.0})):
         for method, t in methods.items():
             rows.append(dict(kind=kind, size=size, batch=1, threads=1, compression=1.0 if method == "dense" else 4.0,
                              method=method, median_us=t, min_us=t / 2, ideal=4.0 if method == "hmf" else 1.0))
@@ -73,18 +73,20 @@ def test_markdown():
     assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.123 |", "| 2 |  |"]
 
 
+@pytest.mark.slow
 def test_cli_quick_writes_csv_and_markdown(tmp_path, capsys):
     argv = ["bench", "--quick", "--out", str(tmp_path), "--sizes", "32", "--lstm-hidden", "8", "--seq", "2",
             "--no-progress", "--clock", "thread"]
     assert cli.main(argv) == 0
     df = pd.read_csv(tmp_path / "bench.csv")
-    assert set(df["method"]) == {"dense", "hmf", "hmf-eager", "hmf-reconstructed", "lmf", "csr"}
+    assert set(df["method"]) == {"dense", "hmf", "hmf-eager", "hmf-reconstructed", "lmf", "prune"}
     md = (tmp_path / "bench.md").read_text()
     assert "## Layers" in md and "## LSTMs" in md and "ideal" in md
     out = capsys.readouterr().out
     assert "load average" in out and "CPU time of the timing thread" in out
 
 
+@pytest.mark.slow
 def test_wrapper_script_help(repo):
     out = subprocess.run([sys.executable, str(repo / "benchmarks" / "run_bench.py"), "--help"],
                          capture_output=True, text=True, check=True)

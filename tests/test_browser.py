@@ -1,9 +1,11 @@
-"""A real browser: JupyterLab on loopback, Debian's Chromium via Playwright, notebook 02 run end to end.
+"""A real browser: JupyterLab on loopback, Debian's Chromium via Playwright, notebook 02 run end to end;
+and the `make app` page (Voilà serving apps/explorer.ipynb) with a slider moved by the keyboard.
 
 Opens a temporary copy of notebook 02 (the repository's file is never touched), runs all cells,
 moves the split slider with the keyboard and checks that the error read-out changes; fails on
 "Error displaying widget" or a traceback in any output; saves a screenshot (to a temporary folder,
 or to the path in HMF_LAB_SCREENSHOT: `HMF_LAB_SCREENSHOT=docs/notebook02.png` refreshes the README's).
+The app test saves its screenshot to HMF_LAB_SCREENSHOT_APP when set (`docs/app.png`).
 Skips when Chromium is missing, unless HMF_LAB_REQUIRE_BROWSER=1 (set by .ci/run).
 """
 from __future__ import annotations
@@ -105,6 +107,8 @@ def _output_problems(page) -> list[str]:
     return bad
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_notebook02_in_jupyterlab(lab, tmp_path):
     _require_browser()
     from playwright.sync_api import expect, sync_playwright
@@ -180,4 +184,87 @@ def test_notebook02_in_jupyterlab(lab, tmp_path):
         finally:
             browser.close()
     assert _sha(NOTEBOOK) == before, "the browser test must not modify the repository's notebook"
+    assert shot.stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------------------------- make app
+APP = REPO / "apps" / "explorer.ipynb"
+
+
+@pytest.fixture
+def voila_app(tmp_path):
+    """Voilà serving apps/explorer.ipynb on a free loopback port, as `make app` does; yields the URL."""
+    port = _free_port()
+    env = dict(os.environ, HMF_LAB_QUICK="1", JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
+    log = open(tmp_path / "voila.log", "w")
+    cmd = [sys.executable, "-m", "voila", str(APP), "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
+           "--show_tracebacks=True"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}voila/static/voila.js", timeout=2).read()  # static: runs no kernel
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    log.flush()
+                    pytest.fail("Voilà did not start:\n" + (tmp_path / "voila.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_app_in_voila(voila_app, tmp_path):
+    """`make app`: the explorer alone in a page, sliders and read-outs only; a key press moves the error."""
+    _require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    before = _sha(APP)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(180_000)
+            page.goto(voila_app)
+            explorer = page.locator(".hmf-explorer")
+            try:
+                explorer.wait_for(timeout=180_000)
+            except Exception:
+                page.screenshot(path=str(tmp_path / "failure.png"))
+                raise
+            readout = page.locator(".hmf-error").first
+            expect(readout).not_to_have_text("", timeout=60_000)
+            body = page.locator("body").inner_text()
+            code = [t for t in ("import hmf_lab", "hl.explorer(", "pretrained_weights(") if t in body]
+            assert not code and not page.locator(".CodeMirror, .cm-editor").count(), f"the app shows code: {code}"
+            assert "Traceback" not in body and "Error displaying widget" not in body, body[-2000:]
+            first = readout.inner_text()
+            handle = page.locator(".hmf-split .noUi-handle").first
+            handle.focus()
+            page.keyboard.press("ArrowRight")
+            expect(readout).not_to_have_text(first, timeout=30_000)
+            assert float(readout.inner_text()) != float(first)
+            # the debounced timing follows the move before the picture is taken
+            split = page.locator(".hmf-split .widget-readout").first.inner_text().strip()
+            expect(page.locator(".hmf-timing caption").first).to_contain_text(f"k={split},", timeout=90_000)
+            body = page.locator("body").inner_text()
+            assert "Traceback" not in body and "Error displaying widget" not in body, body[-2000:]
+            shot = Path(os.environ.get("HMF_LAB_SCREENSHOT_APP") or tmp_path / "app.png")
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert _sha(APP) == before, "the browser test must not modify the app notebook"
     assert shot.stat().st_size > 10_000

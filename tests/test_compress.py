@@ -39,6 +39,7 @@ def _same_state(a: nn.Module, b: nn.Module) -> bool:
     ("prune", False, hl.PrunedLSTM, nn.Linear),
     ("prune", True, hl.SparseLSTM, hl.SparseLinear),
 ])
+@pytest.mark.slow
 def test_replaces_modules_and_keeps_signature(method, sparse, lstm_type, linear_type):
     model = TinyLM().eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -67,6 +68,7 @@ def test_hmf_compression_one_is_exact():
     assert torch.allclose(y, y0, atol=1e-5) and torch.allclose(h, h0, atol=1e-5) and torch.allclose(c, c0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["hmf", "lmf", "prune"])
 def test_compressed_models_train(method):
     small = hl.compress(TinyLM(), method, compression=2)
@@ -100,6 +102,7 @@ def test_sparsify_matches_masked_model():
     assert isinstance(single, hl.SparseLinear) and single.nnz == 32
 
 
+@pytest.mark.slow
 def test_layers_and_overrides():
     model = TinyLM()
     part = hl.compress(model, "hmf", compression=4, layers=["lstm"])
@@ -114,6 +117,7 @@ def test_layers_and_overrides():
     assert isinstance(whole, hl.HMFLSTM)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["hmf", "prune"])
 def test_state_dict_round_trip(method):
     a = hl.compress(TinyLM(), method, compression=3)
@@ -170,6 +174,7 @@ def test_compress_inside_inference_mode_gives_trainable_model():
     assert all(not p.is_inference() and p.requires_grad for p in small.parameters())
 
 
+@pytest.mark.slow
 def test_sparsify_right_after_a_training_step():
     """Masked weights still hold the last forward's graph; sparsify must not need a no_grad pass first."""
     model = nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4))

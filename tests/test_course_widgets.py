@@ -11,7 +11,7 @@ from hmf_lab.widgets import BudgetExplorer, HeuristicExplorer
 
 @pytest.fixture
 def W():
-    return hl.exercises.synthetic(48, 40, "exp", decay=0.1, seed=2)
+    return hl.synthetic.with_spectrum(48, 40, "exp", decay=0.1, seed=2)
 
 
 def test_budget_explorer_follows_the_compression_slider(W):

@@ -123,6 +123,7 @@ def _lstms():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["hmf-top", "hmf-row_norm", "lmf", "csr"])
 @pytest.mark.parametrize("B", [1, 3])
 def test_lstm_engines_agree(name, B):
@@ -149,6 +150,7 @@ def test_lstm_engines_agree(name, B):
         assert _close(y.detach(), outs["plain"][0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["hmf-row_norm", "lmf"])
 def test_lstm_modes_agree_forward_and_gradients(name):
     x = torch.randn(4, 2, 6)
@@ -168,6 +170,7 @@ def test_lstm_modes_agree_forward_and_gradients(name):
             assert _close(grads[mode][k], g, atol=1e-4), (mode, k)
 
 
+@pytest.mark.slow
 def test_reconstructed_eval_cache_follows_training():
     m = _lstms()["hmf-top"]
     m.mode = "reconstructed"

@@ -30,6 +30,7 @@ def _lower_tail_error(W, rows, r):
 @settings(max_examples=25, deadline=None)
 @given(m=st.integers(2, 24), n=st.integers(1, 20), data=st.data(),
        dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 10_000))
+@pytest.mark.slow
 def test_every_builtin_returns_valid_distinct_rows(m, n, data, dtype, seed):
     k = data.draw(st.integers(0, m - 1))
     r = data.draw(st.integers(1, min(m - k, n)))
@@ -234,6 +235,7 @@ def test_cache_hits_by_content_and_misses_on_change():
 # --------------------------------------------------------------------------- the kit's claims
 
 
+@pytest.mark.slow
 def test_claim_loud_rows_best_data_free_2x_better_than_top():
     for seed in range(3):
         W = S.loud_rows(128, 96, n_loud=8, loudness=10.0, rank=8, noise=0.05, seed=seed)
@@ -245,6 +247,7 @@ def test_claim_loud_rows_best_data_free_2x_better_than_top():
         assert err["top"] >= 2 * best, (seed, err)
 
 
+@pytest.mark.slow
 def test_claim_activation_2x_lower_output_error_than_top():
     W = S.heavy_tailed(96, 64, seed=0)
     X = S.concentrated_inputs(400, 64, directions=6, noise=0.01, seed=0)

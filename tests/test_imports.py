@@ -14,7 +14,7 @@ HEAVY = ["ipywidgets", "matplotlib", "seaborn", "IPython", "hmf_lab.plots", "hmf
 #: the math, layers, models and data modules: they may not import the course layer (plots, widgets, exercises)
 MATH = ["_env", "_validation", "core", "heuristics", "synthetic", "oracle", "leaderboard", "layers", "gate_hmf",
         "lstm_engines", "lstm_base", "lstm", "compress", "timing", "vocab", "networks", "training", "tasks",
-        "models", "data", "bleu"]
+        "models", "checkpoints", "data", "bleu", "tradeoff"]
 COURSE = {"plots", "widgets", "exercises"}
 
 

@@ -19,6 +19,7 @@ def mats():
             "heavy": hl.synthetic.heavy_tailed(40, 32, seed=1)}
 
 
+@pytest.mark.slow
 def test_columns_and_scores(mats):
     df = hl.leaderboard(["top", "row_norm", "greedy", "activation", "fisher"], mats, [4, 8], progress=False)
     assert list(df.columns) == LB.COLUMNS
@@ -33,6 +34,7 @@ def test_columns_and_scores(mats):
     assert loud.loc[(4.0, "greedy"), "weight_error"] < 0.75 * loud.loc[(4.0, "top"), "weight_error"]
 
 
+@pytest.mark.slow
 def test_with_inputs_and_grads(mats):
     X = hl.synthetic.concentrated_inputs(200, 32, directions=3, seed=0)
     grads = {"heavy": torch.randn(40, 32)}
@@ -71,6 +73,7 @@ def test_list_and_callable_inputs():
     assert math.isnan(df["vs_top"].iloc[0])  # no "top" to compare with
 
 
+@pytest.mark.slow
 def test_plot_reads_back(mats):
     import matplotlib.pyplot as plt
     df = hl.leaderboard(["top", "row_norm", "greedy"], mats, [4, 8], progress=False)
@@ -151,6 +154,7 @@ def test_compare_and_plot_oracle():
     plt.close(fig)
 
 
+@pytest.mark.slow
 @pytest.mark.data("tinyshakespeare")
 def test_pretrained_inputs_shapes():
     mats = LB.pretrained_matrices(["char_lm"])

@@ -206,6 +206,8 @@ def test_errors():
         hl.HMFLSTM.from_lstm(nn.LSTM(3, 4, proj_size=2), compression=2)
     with pytest.raises(ValueError, match="LMF has no dense rows"):
         hl.LMFLSTM.from_lstm(nn.LSTM(3, 4), compression=2, split=2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'heuristic'"):  # LMF has no split to choose
+        hl.LMFLSTM.from_lstm(nn.LSTM(3, 4), compression=2, heuristic="row_norm")
     m = hl.HMFLSTM.from_lstm(nn.LSTM(3, 4), compression=1)
     with pytest.raises(ValueError, match="input_size. Expected 3, got 5"):
         m(torch.randn(2, 1, 5))

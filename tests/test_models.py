@@ -15,6 +15,7 @@ def lm_task():
     return M.LMTask(text=hl.data.fallback_text()[:60_000])
 
 
+@pytest.mark.slow
 def test_lm_learns_on_fallback_corpus(lm_task):
     torch.set_num_threads(1)
     model = lm_task.build(embed=16, hidden=32)
@@ -26,6 +27,7 @@ def test_lm_learns_on_fallback_corpus(lm_task):
     assert math.isclose(lm_task.evaluate(model)["perplexity"], 2 ** after, rel_tol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_is_seeded(lm_task):
     runs = []
     for _ in range(2):
@@ -35,12 +37,14 @@ def test_training_is_seeded(lm_task):
     assert runs[0] == runs[1]
 
 
+@pytest.mark.slow
 def test_generate_is_seeded(lm_task):
     m = lm_task.build(embed=8, hidden=16)
     a = m.generate(lm_task.vocab, "The", 20, seed=1)
     assert a == m.generate(lm_task.vocab, "The", 20, seed=1) and a.startswith("The") and len(a) == 23
 
 
+@pytest.mark.slow
 def test_intent_classifier_learns_a_toy_task():
     words = {"music": ["play", "song", "album", "track"], "weather": ["rain", "sunny", "forecast", "cold"]}
     g = torch.Generator().manual_seed(0)
@@ -58,6 +62,7 @@ def test_intent_classifier_learns_a_toy_task():
     assert model(*task.sample_input()).shape == (1, 2)
 
 
+@pytest.mark.slow
 def test_translator_shapes_and_metrics():
     pairs = [("the big house is red", "la casa grande es roja"), ("a small dog runs fast", "un perro pequeño corre rápido"),
              ("the dog is in the house", "el perro está en la casa")] * 30
@@ -112,6 +117,7 @@ def test_shipped_checkpoints_load_with_weights_only(name):
     assert not any("embedding" in k for k in W)
 
 
+@pytest.mark.slow
 @pytest.mark.data("tinyshakespeare")
 @pytest.mark.skipif("char_lm" not in SHIPPED, reason="char_lm.pt not built")
 def test_shipped_lm_has_learned_something():

@@ -22,7 +22,7 @@ def _close():
 
 @pytest.fixture
 def W():
-    return hl.exercises.synthetic(48, 40, "exp", decay=0.2, seed=1)
+    return hl.synthetic.with_spectrum(48, 40, "exp", decay=0.2, seed=1)
 
 
 def test_spectrum_draws_singular_values_and_energy(W):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import hmf_lab as hl
@@ -31,8 +31,7 @@ def matrix_split(draw):
     return W, k
 
 
-settings.register_profile("hmf", max_examples=40, deadline=None)
-settings.load_profile("hmf")
+# the hypothesis profile (max_examples, deadline) is set in tests/conftest.py
 
 
 @given(matrix_split())

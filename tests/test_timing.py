@@ -93,6 +93,7 @@ def test_compare_errors():
         compare({"a": lambda: None}, label="x")
 
 
+@pytest.mark.slow
 def test_thread_clock_leaves_out_sleeping():
     import time
 

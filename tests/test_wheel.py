@@ -18,11 +18,12 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SNIPPET = """
-import hmf_lab as hl, hmf_lab.reproduce, pathlib, sys
+import hmf_lab as hl, hmf_lab.reproduce, hmf_lab.grid, pathlib, sys
 m = hl.models.load_pretrained("char_lm")
 print("hmf_lab from", pathlib.Path(hl.__file__).parent)
 print("load_pretrained('char_lm'):", type(m).__name__, sum(p.numel() for p in m.parameters()), "parameters")
-print("registry:", sorted(hl.data.DATASETS), "| shipped results:", sorted(hl.reproduce.load_results()))
+print("registry:", sorted(hl.data.DATASETS), "| shipped results:",
+      sorted(hl.grid.load_grid(hl.reproduce.RESULTS_DIR).task.unique()))
 """
 
 

@@ -13,7 +13,7 @@ from hmf_lab.widgets import Explorer, RunTimeExplorer, layers_at_budget
 
 @pytest.fixture
 def W():
-    return hl.exercises.synthetic(64, 48, "power", decay=0.7, seed=2)
+    return hl.synthetic.with_spectrum(64, 48, "power", decay=0.7, seed=2)
 
 
 def shown(ex: Explorer) -> dict:
@@ -162,7 +162,7 @@ def test_lmf_only_shows_no_hmf_and_no_empty_labels(W):
 
 def test_lmf_only_coarse_rank_steps_keep_the_break_even_rank_an_exercise():
     """Exercise 1 asks for the largest rank with r*(m+n) < m*n; the slider must not land on it."""
-    W = hl.exercises.synthetic(256, 64, "power", decay=0.7, seed=2)
+    W = hl.synthetic.with_spectrum(256, 64, "power", decay=0.7, seed=2)
     m, n = W.shape
     ex = hl.explorer(W, lmf_only=True, timing=False)
     answer = (m * n - 1) // (m + n)  # 51
@@ -171,7 +171,7 @@ def test_lmf_only_coarse_rank_steps_keep_the_break_even_rank_an_exercise():
     assert answer not in reachable and answer + 1 not in reachable or answer % ex.rank.step != 0
     assert answer not in reachable
     for even in (48, 60):  # square 96x96 (break-even 47) and shapes whose break-even the default step divides
-        W2 = hl.exercises.synthetic(even * 2, even * 2, "power", decay=0.7, seed=2)
+        W2 = hl.synthetic.with_spectrum(even * 2, even * 2, "power", decay=0.7, seed=2)
         ex2 = hl.explorer(W2, lmf_only=True, timing=False, precompute=False)
         mm = W2.shape[0]
         assert ((mm * mm - 1) // (2 * mm)) % ex2.rank.step != 0
@@ -206,7 +206,7 @@ def test_timing_readout_and_debounce(W):
     ex = hl.explorer(W, timing=True, debounce=0.05, min_run_time=0.005, timing_rounds=1)
     assert ex.wait(timeout=60)  # the debounced job started by the first update
     assert ex.timings is not None
-    assert list(ex.timings["name"]) == ["dense", "HMF", "LMF", "pruned (CSR)"]
+    assert list(ex.timings["name"]) == ["dense", "HMF", "LMF", "pruning (CSR)"]
     html = ex.timing_out.value
     assert "hmf-timing" in html and "µs" in html and "ideal (bytes)" in html and "raw kernels" in html
     assert "torch thread(s)" in html and "eval mode" in html
@@ -243,7 +243,7 @@ def test_timing_on_the_kernel_event_loop():
     import asyncio
     import threading
 
-    W = hl.exercises.synthetic(64, 48, "power", decay=0.7, seed=2)
+    W = hl.synthetic.with_spectrum(64, 48, "power", decay=0.7, seed=2)
     seen = []
 
     async def main():
@@ -272,7 +272,7 @@ def test_timing_on_the_kernel_event_loop():
 def test_layers_at_budget_same_size_and_same_outputs(W):
     L = layers_at_budget(W, split=8, rank=6)
     m, n = W.shape
-    assert L["HMF"].n_params == L["pruned (CSR)"].n_params == hl.hmf_params(m, n, 8, 6)
+    assert L["HMF"].n_params == L["pruning (CSR)"].n_params == hl.hmf_params(m, n, 8, 6)
     assert L["LMF"].n_params <= L["HMF"].n_params
     x = torch.randn(3, n)
     torch.testing.assert_close(L["dense"](x), x @ W.T)
@@ -281,7 +281,7 @@ def test_layers_at_budget_same_size_and_same_outputs(W):
 
 def test_runtime_explorer_times_four_layers(W):
     rt = RunTimeExplorer(W, min_run_time=0.005, rounds=1, compressions=(2, 4), batches=(1, 8))
-    assert list(rt.timings["name"]) == ["dense", "HMF", "LMF", "pruned (CSR)"]
+    assert list(rt.timings["name"]) == ["dense", "HMF", "LMF", "pruning (CSR)"]
     k, r = rt.choice()
     assert hl.hmf_params(64, 48, k, r) <= 64 * 48 / rt.compression.value
     first = rt.timings
@@ -290,9 +290,10 @@ def test_runtime_explorer_times_four_layers(W):
     assert {"ideal", "floor", "error"} <= set(rt.timings.columns) and "raw kernels" in rt.table.value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("c", [2, 4, 8, 16])
 def test_runtime_explorer_uses_a_balanced_split_and_shows_its_error(c):
-    W = hl.exercises.synthetic(256, 256, "power", decay=0.7, seed=2)
+    W = hl.synthetic.with_spectrum(256, 256, "power", decay=0.7, seed=2)
     rt = RunTimeExplorer(W, compressions=(c,), batches=(1,), run=False)
     k, r = rt.choice()
     assert r >= 2 and abs(k - r) <= max(2, 0.1 * r)  # balanced: k close to r, never the r = 1 end
@@ -370,7 +371,7 @@ def test_tradeoff_table_same_budget_per_compression(W):
     m, n = W.shape
     t = tradeoff_table(W, compressions=(2, 4), min_run_time=0.005, step=8)
     assert "timing_warning" in t.columns
-    assert t["method"].tolist() == ["HMF", "LMF", "pruned (CSR)"] * 2
+    assert t["method"].tolist() == ["HMF", "LMF", "pruning (CSR)"] * 2
     for c, g in t.groupby("compression"):
         assert (g["params"] <= m * n / c + 1e-9).all()
         hmf_row = g[g["method"] == "HMF"].iloc[0]
@@ -444,7 +445,7 @@ def test_stress_500_random_changes_then_stop():
     """500 rapid random slider and menu changes on 512x512 (helper threads: no event loop), then stop()."""
     import numpy as np
 
-    W = hl.exercises.synthetic(512, 512, "power", decay=0.7, seed=3)
+    W = hl.synthetic.with_spectrum(512, 512, "power", decay=0.7, seed=3)
     ex = hl.explorer(W, debounce=0.002, min_run_time=0.002, timing_rounds=1, progress=False)
     _random_moves(ex, np.random.default_rng(0), 500, ["top", "row_norm", "leverage"])
     ex.stop()
@@ -458,7 +459,7 @@ def test_stress_500_random_changes_on_the_event_loop():
 
     import numpy as np
 
-    W = hl.exercises.synthetic(512, 512, "power", decay=0.7, seed=4)
+    W = hl.synthetic.with_spectrum(512, 512, "power", decay=0.7, seed=4)
 
     async def main():
         ex = hl.explorer(W, debounce=0.002, min_run_time=0.002, timing_rounds=1, progress=False)
@@ -473,6 +474,7 @@ def test_stress_500_random_changes_on_the_event_loop():
     _check_final(ex, W)
 
 
+@pytest.mark.slow
 def test_process_exits_cleanly_after_heuristic_changes(tmp_path):
     """Changing the menu twice (refresh_heuristics, then a pick) used to leave an unjoined warm-up thread
     inside a torch kernel at exit, which aborted the interpreter ("terminate called ...")."""
@@ -482,7 +484,7 @@ def test_process_exits_cleanly_after_heuristic_changes(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(
         "import torch, hmf_lab as hl\n"
-        "W = hl.exercises.synthetic(64, 48, 'power', decay=0.7, seed=2)\n"
+        "W = hl.synthetic.with_spectrum(64, 48, 'power', decay=0.7, seed=2)\n"
         "ex = hl.explorer(W, timing=False, progress=False)\n"
         "@hl.register_heuristic('exit_test_last')\n"
         "def last(W, split, *, rank, X=None):\n"

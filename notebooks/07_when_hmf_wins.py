@@ -1,0 +1,206 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 7 · When does HMF win?
+#
+# Notebook 06 cut HMF, LMF and pruning out of trained models and fine-tuned them. This notebook asks the
+# question behind it: **under which conditions does HMF beat LMF and pruning, and under which does it not?**
+# Three things differ between the kit's first experiments and the paper's setting (as far as the paper's
+# abstract and the same group's related papers tell; the full text is not available to us):
+#
+# 1. **How the structure gets its weights.** *Post*: compress a trained model, then fine-tune. For a cut,
+#    truncated SVD is Eckart–Young optimal, so at equal size LMF starts with the smaller weight error by
+#    construction; HMF can only win through *which* rows it keeps or through training. *Scratch*: train every
+#    structure from initialization with the dense model's budget — the paper's regime.
+# 2. **The split.** At one budget HMF can keep 0 dense rows (that *is* LMF) up to almost all rows at rank 1.
+#    Notebook 04 mapped the *weight error* over splits; here the split is *trained*.
+# 3. **Speed.** Inference at batch 1 is memory-bound once the weights leave the cache, overhead-bound when
+#    they fit. The kit's shipped models (hidden 128–256) fit in a desktop CPU's cache.
+#
+# Everything below comes from one committed run of `hmf-lab reproduce` (see `data/results/README.md`) plus
+# a small live version you can steer.
+
+# %%
+import json
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+import hmf_lab as hl
+from hmf_lab import grid as G
+from hmf_lab import reproduce as R
+
+QUICK = hl.exercises.quick()
+RESULTS = R.RESULTS_DIR
+
+try:
+    cells = G.load_grid(RESULTS)
+    run_info = json.loads((RESULTS / "run.json").read_text()) if (RESULTS / "run.json").is_file() else {}
+except FileNotFoundError as e:
+    cells, run_info = None, {}
+    print(f"no committed grid results: {e}")
+if run_info:
+    print(f"run: {run_info.get('command')}\n{run_info.get('cells')} cells, {run_info.get('seeds')} seeds, "
+          f"wall {run_info.get('wall_s', 0) / 60:.0f} min with jobs={run_info.get('jobs')}, "
+          f"load average at start {run_info.get('loadavg_start')}")
+
+# %% [markdown]
+# ## 1. Post vs scratch, every task, with seeds
+#
+# Mean ± sd over seeds. "HMF − LMF" is HMF's gain over LMF in % of LMF's mean (positive = HMF better,
+# whichever way the metric goes); "(noise)" marks a difference inside the seed noise: a **paired t-test at
+# the 5% level** over seeds (the same seed gives HMF and LMF the same initialization and the same batches).
+# The scratch budget is short (see the run's README): these are *equal-budget* comparisons, not converged
+# models.
+
+# %%
+if cells is not None:
+    display(Markdown(G.results_markdown(cells)))
+
+# %%
+if cells is not None:
+    tasks = list(cells.task.unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        hl.plots.plot_regimes(G.summarize(cells[cells.task == task]), ax=ax)
+    fig.tight_layout()
+
+# %% [markdown]
+# The HMF − LMF differences in one table (`diff_mean` in the metric's units, sign: positive = HMF better;
+# `diff_sd` = the seed-to-seed spread of that difference):
+
+# %%
+if cells is not None:
+    cmp = pd.concat([G.hmf_vs_lmf(cells, lab) for lab in ("hmf", "hmf(best)")], ignore_index=True)
+    display(cmp.round(4))
+
+# %% [markdown]
+# ## 2. The trained split sweep
+#
+# At equal budget, HMF's split runs from 0 (= LMF) to the all-rows end (rank 1). Each point below is a
+# trained model (mean ± sd over seeds), for both regimes; the dotted lines are HMF's default split, the
+# dashed ones a split heuristic choosing the dense rows. This is the trained counterpart of notebook 04's
+# error map.
+
+# %%
+if cells is not None:
+    sweep = G.sweep_table(cells)
+    sweep_task = sweep.groupby("task")["frac"].nunique().idxmax()
+    comps = sorted(sweep[sweep.task == sweep_task].compression.unique())
+    fig, axes = plt.subplots(1, len(comps), figsize=(6 * len(comps), 3.8), squeeze=False)
+    for ax, c in zip(axes[0], comps):
+        hl.plots.plot_split_sweep(cells[(cells.task == sweep_task) & (cells.compression == c)], ax=ax)
+    fig.tight_layout()
+    display(sweep[sweep.task == sweep_task].round(4))
+
+# %% [markdown]
+# ## 3. Speed: where does a compressed model run faster than dense?
+#
+# Engineer-facing speed results (the never-slower table and the crossover with hidden size) live in
+# `data/results/speed/` when the kit ships them.
+
+# %%
+from pathlib import Path
+
+candidates = [RESULTS / "speed", Path(R.__file__).resolve().parents[1] / "data" / "results" / "speed"]
+speed_dir = next((d for d in candidates if d.is_dir()), candidates[0])
+speed_files = sorted(speed_dir.glob("*.csv")) + sorted(speed_dir.glob("*.md")) if speed_dir.is_dir() else []
+if not speed_files:
+    print(f"no speed results in {speed_dir}: run the speed benchmarks (benchmarks/) to create them; "
+          "notebook 03 measures single layers live")
+for f in speed_files:
+    if f.suffix == ".md":
+        display(Markdown(f.read_text()))
+    else:
+        display(Markdown(f"**{f.name}**"))
+        display(pd.read_csv(f).head(30))
+for f in sorted(speed_dir.glob("*.png")) if speed_dir.is_dir() else []:
+    from IPython.display import Image
+    display(Image(filename=str(f)))
+
+# %% [markdown]
+# ## 4. Live: compression, split and regime
+#
+# Each change trains dense, HMF at the chosen split and LMF at the chosen compression, in the chosen regime,
+# on the intent task (quick mode: a handful of steps, so the numbers are rough; full mode: the committed
+# run's budget, a few seconds per model on a quiet machine). Split 0 gives HMF LMF's structure: the two rows
+# should then agree.
+
+# %%
+if hl.data.available("snips"):
+    explorer = R.regime_explorer("intent", quick=QUICK)
+    display(explorer)
+else:
+    print(hl.data.skip_note("snips"))
+
+# %% [markdown]
+# ## 5. Which of the paper's claims hold here, which do not, and why
+#
+# The cell below computes the evidence from the committed run; the discussion after it reads it.
+
+# %%
+def claim_summary(cells):
+    """One line per (task, regime, compression): HMF − LMF in % and whether it is inside the noise."""
+    rows = []
+    for lab in ("hmf", "hmf(best)"):
+        for r in G.hmf_vs_lmf(cells, lab).itertuples():
+            rows.append(dict(task=r.task, regime=r.regime, compression=f"{r.compression:g}x", hmf=lab,
+                             gain_pct=round(r.pct, 2), verdict="inside noise" if r.inside_noise
+                             else ("HMF better" if r.pct > 0 else "LMF better")))
+    return pd.DataFrame(rows)
+
+
+if cells is not None:
+    verdicts = claim_summary(cells)
+    display(verdicts.pivot_table(index=["task", "compression", "hmf"], columns="regime", values="verdict",
+                                 aggfunc="first"))
+    wins = verdicts[verdicts.verdict == "HMF better"]
+    print(f"HMF better than LMF beyond the noise in {len(wins)} of {len(verdicts)} comparisons; "
+          f"LMF better in {int((verdicts.verdict == 'LMF better').sum())}; inside the noise in "
+          f"{int((verdicts.verdict == 'inside noise').sum())}.")
+
+# %% [markdown]
+# ### Reading the committed run (numbers: the tables above and `hmf_lab/assets/results/README.md`)
+#
+# **"HMF is 16.77% more accurate than LMF at similar compression" — does not hold here.**
+# - *Post-training* (compress the trained model, fine-tune briefly), HMF beats LMF nowhere beyond the seed
+#   noise. LMF is better beyond the noise on the language model (about 4–6% in bits per character) and on
+#   translation at 8x; on intent the two tie. That is what Eckart–Young predicts: cut out of a trained
+#   matrix at equal size, the truncated SVD has the smaller weight error, and a short fine-tuning does not
+#   undo the head start. HMF's dense rows are exact, but its factorized rows get a *smaller* rank than LMF's
+#   (the budget paid for the dense rows), and the trained matrices are not low-rank enough for that trade.
+# - *Trained from scratch* at equal budget, the gap closes: every HMF − LMF difference except one falls
+#   inside the noise, with either sign. The exception (intent at 4x with the sweep's best split, about +1%) is
+#   picked on the same seeds it is reported with, so it is an optimistic number. This is the regime where the
+#   paper's argument — HMF's larger rank bound, "doubling the rank" — could pay off, and here it does not
+#   pay off measurably. Caveats the kit cannot remove in one session: the budgets are short (the lm and
+#   translation scratch rows are the first 20 steps of training), the models are small (hidden 128–256), and
+#   the paper's exact models, budgets and LMF baseline are unknown to us.
+#
+# **"Doubling the rank" — holds, as a statement about the structure.** At equal budget HMF's rank bound is
+# larger than LMF's (notebook 02); at the all-rows end it reaches (m + n) / n times LMF's. The trained sweep
+# shows that a larger rank *bound* is not a better model: post-training, the all-rows end (rank 1 for the
+# factorized rows) is the worst split; from scratch the split barely matters.
+#
+# **"HMF runs more than 2.32x faster than pruning" — a speed claim; see section 3.** On this kit's small
+# models, batch-1 inference is overhead-bound rather than memory-bound, so compressed models gain little
+# speed over dense, and CSR pruning pays for its index arithmetic; where weights leave the cache, the
+# bytes-moved argument favours HMF and LMF (both stream about 1/c of the weights, CSR about 2/c with 32-bit
+# indices). Section 3 shows the kit's measurements when they are shipped.
+#
+# **What the kit's own numbers add.** Gradual magnitude pruning (Zhu & Gupta), given the same budget, is the
+# strongest of the three at these sizes in the scratch regime, and often post-training: an accuracy claim
+# for HMF over pruning would need the speed regime, not the accuracy regime. A split heuristic that reads
+# the trained weights (greedy rows) matches the paper's `top` rows post-training and does not help from
+# scratch, where the initial rows carry no information.
+#
+# **Try it.** In section 4, set the split to 0 (HMF = LMF, the rows should agree), then to 1 (the all-rows
+# end) in the post regime at 8x, and compare with scratch. The committed run's command is in `run_info`
+# above; `hmf-lab reproduce ... --jobs N` reruns it with more steps on a machine with time to spare.
