@@ -195,6 +195,12 @@ def progress() -> dict[str, bool]:
     return dict(_PASSED)
 
 
+def _ok(msg: str) -> bool:
+    """The PASS line for checks written without :func:`_check` (``check_hmf_gain``)."""
+    print(f"PASS — Correct: {msg}")
+    return True
+
+
 def _number(answer, what: str) -> float:
     if isinstance(answer, torch.Tensor) and answer.numel() == 1:
         answer = answer.item()
@@ -452,7 +458,7 @@ def check_hmf_gain(results, compression: float, answer, *, regime: str = "post",
     >>> df = pd.DataFrame({"task": "lm", "regime": "post", "metric": "bits_per_char", "label": ["hmf", "lmf"] * 2,
     ...                    "seed": [0, 0, 1, 1], "compression": 4.0, "value": [2.0, 2.5, 2.0, 2.5]})
     >>> check_hmf_gain(df, 4, 20.0)
-    Correct: HMF is 20.00% better than LMF at 4x (lm, post).
+    PASS — Correct: HMF is 20.00% better than LMF at 4x (lm, post).
     True
     >>> check_hmf_gain(df, 4, -20.0)
     FAIL: -20.0 is not HMF's gain over LMF at 4x. Hint: lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100, on the means over seeds.
