@@ -31,8 +31,27 @@ __all__ = ["spectrum", "blocks", "blocks_svg", "block_layout", "residual", "erro
            "timing_bars", "plot_leaderboard", "plot_oracle", "plot_metric", "plot_time", "plot_regimes",
            "plot_split_sweep"]
 
-# one colour per block kind, shared by the matplotlib and SVG pictures
-COLORS = {"W": "#9e9e9e", "D": "#1f77b4", "U": "#ff7f0e", "V": "#2ca02c", "LMF U": "#ffbb78", "LMF V": "#98df8a"}
+# The one palette of the kit: Okabe & Ito's colour-blind-safe set (Color Universal Design, 2008), as seaborn's
+# "colorblind" palette is built on. Every plot takes its colours from here; importing this module also makes it
+# matplotlib's default colour cycle, so pandas/matplotlib plots in the notebooks use it too.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+#: one colour per method, the same in every figure (labels: "dense", "HMF", "LMF", "pruning (CSR)")
+METHOD_PALETTE = {"dense": "#000000", "hmf": PALETTE[0], "lmf": PALETTE[1], "prune": PALETTE[2],
+                  "HMF": PALETTE[0], "LMF": PALETTE[1], "pruned (CSR)": PALETTE[2], "pruning (CSR)": PALETTE[2]}
+# one colour and hatch per block kind, shared by the matplotlib and SVG pictures; the block name is written on
+# every block too, so the picture never relies on colour alone
+COLORS = {"W": "#BBBBBB", "D": PALETTE[0], "U": PALETTE[1], "V": PALETTE[2], "LMF U": PALETTE[5], "LMF V": PALETTE[6]}
+HATCHES = {"W": "", "D": "", "U": "//", "V": "\\\\", "LMF U": "..", "LMF V": "xx"}
+
+
+def _use_palette() -> None:
+    import matplotlib as mpl
+    from cycler import cycler
+
+    mpl.rcParams["axes.prop_cycle"] = cycler(color=PALETTE)
+
+
+_use_palette()
 
 
 def _axes(ax, figsize=(6, 4)):
@@ -69,18 +88,18 @@ def spectrum(W, ax=None, *, energy: bool = True, label: str | None = None, log: 
     s = _singular_values(W)
     ax = _axes(ax)
     r = np.arange(1, len(s) + 1)
-    ax.plot(r, s, color="C0", label=label or "singular value $s_r$")
+    ax.plot(r, s, color=PALETTE[0], label=label or "singular value $s_r$")
     if log and (s > 0).any():
         ax.set_yscale("log")
     ax.set_xlabel("rank r")
-    ax.set_ylabel("singular value $s_r$", color="C0")
+    ax.set_ylabel("singular value $s_r$", color=PALETTE[0])
     if energy:
         total = float((s**2).sum())
         cum = np.cumsum(s**2) / total if total > 0 else np.ones_like(s)
         twin = getattr(ax, "energy_ax", None) or ax.twinx()
-        twin.plot(r, cum, color="C3", label="cumulative energy")
+        twin.plot(r, cum, color=PALETTE[3], ls="--", label="cumulative energy (dashed)")
         twin.set_ylim(0, 1.02)
-        twin.set_ylabel("energy captured by rank r", color="C3")
+        twin.set_ylabel("energy captured by rank r (dashed)", color=PALETTE[3])
         ax.energy_ax = twin
     ax.set_title("spectrum")
     return ax
@@ -144,9 +163,11 @@ def blocks(f, ax=None, *, lmf=None, annotate: bool = True):
     rl = layout[-1][4]
     ax = _axes(ax, figsize=(8, 3.5))
     for name, x, y, w, h in layout:
-        ax.add_patch(Rectangle((x, y), w, h, facecolor=COLORS[name], edgecolor="black", lw=0.6, label=name))
+        ax.add_patch(Rectangle((x, y), w, h, facecolor=COLORS[name], hatch=HATCHES[name], edgecolor="black", lw=0.6,
+                               label=name))
         if annotate and w * h > 0:
-            ax.text(x + w / 2, y + h / 2, name, ha="center", va="center", fontsize=8)
+            ax.text(x + w / 2, y + h / 2, name, ha="center", va="center", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
     p = _block_params(m, n, k, r, rl)
     if annotate:
         ax.text(layout[0][1] + n / 2, -0.04 * m, f"dense {m}x{n}\n{p['dense']:,} params", ha="center", va="bottom",
@@ -184,14 +205,22 @@ def blocks_svg(m: int, n: int, split: int, rank: int, lmf_rank: int | None = Non
     width = int(right * scale) + 2
     top = 18
     height = int(m * scale + top + 4)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'class="hmf-blocks" font-family="sans-serif" font-size="10">']
+    rl = layout[-1][4]
+    hmf_part = "" if lmf_only else f"HMF with D {split}x{n} (dense rows), U {m - split}x{rank}, V {rank}x{n}; "
+    alt = (f"To-scale blocks: dense W {m}x{n}; {hmf_part}LMF with U {m}x{rl}, V {rl}x{n}. "
+           "Areas are parameter counts.")
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="{escape(alt)}" class="hmf-blocks" font-family="sans-serif" font-size="10">'
+             f'<title>{escape(alt)}</title>']
     captions = {"W": f"dense {m}x{n}", "D": f"HMF k={split}, r={rank}", "LMF U": f"LMF r={layout[-1][4]}"}
     for name, x, y, w, h in layout:
         X, Y, Wd, H = x * scale, y * scale + top, w * scale, h * scale
         parts.append(f'<rect data-block="{escape(name)}" x="{X:.1f}" y="{Y:.1f}" width="{Wd:.1f}" height="{H:.1f}" '
                      f'fill="{COLORS[name]}" stroke="black" stroke-width="0.5"><title>{escape(name)}: '
                      f'{int(h)}x{int(w)}</title></rect>')
+        if Wd >= 9 and H >= 9:  # the block's name on the block itself: readable without colour
+            parts.append(f'<text x="{X + Wd / 2:.1f}" y="{Y + H / 2 + 3:.1f}" text-anchor="middle" '
+                         f'font-weight="bold" fill="black">{escape(name.replace("LMF ", ""))}</text>')
         if name in captions:
             parts.append(f'<text x="{X:.1f}" y="12">{escape(captions[name])}</text>')
     parts.append("</svg>")
@@ -358,6 +387,40 @@ def pareto(df: pd.DataFrame, ax=None, *, x: str = "params", y: str = "error", ti
     return ax
 
 
+def budget_line(b: pd.DataFrame, ax=None, *, current: int | None = None):
+    """Error along one iso-compression line: ``hl.budget`` rows with an ``error`` column, the best split marked.
+
+    ``current`` (a split) is marked too. Split 0 is LMF; the right end keeps the most dense rows.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import pandas as pd
+    >>> b = pd.DataFrame({"split": [0, 4, 8], "rank": [6, 4, 1], "error": [0.5, 0.3, 0.6]})
+    >>> ax = budget_line(b, current=8)
+    >>> ax.lines[0].get_ydata().tolist(), ax.lines[1].get_xdata().tolist()
+    ([0.5, 0.3, 0.6], [4])
+    """
+    for c in ("split", "rank", "error"):
+        if c not in b.columns:
+            raise ValueError(f"budget_line() needs hl.budget's columns plus 'error', got {list(b.columns)}")
+    ax = _axes(ax, figsize=(6, 2.6))
+    ax.plot(b["split"], b["error"], color=PALETTE[0], marker=".", label="HMF on this line")
+    i = b["error"].idxmin()
+    ax.plot([b.loc[i, "split"]], [b.loc[i, "error"]], "*", ms=14, color=PALETTE[3],
+            label=f"best: k={int(b.loc[i, 'split'])}, r={int(b.loc[i, 'rank'])}")
+    if current is not None and (b["split"] == current).any():
+        j = b.index[b["split"] == current][0]
+        ax.plot([current], [b.loc[j, "error"]], "o", ms=9, mfc="none", mec="black", mew=1.5,
+                label=f"yours: k={current}, r={int(b.loc[j, 'rank'])}")
+    ax.set_xlabel("split k (dense rows); 0 = LMF")
+    ax.set_ylabel("relative error")
+    ax.set_title("error along the iso-compression line")
+    ax.legend(fontsize=8)
+    return ax
+
+
+__all__ += ["budget_line", "PALETTE", "METHOD_PALETTE"]
+
+
 def _timing_table(timings) -> pd.DataFrame:
     if isinstance(timings, pd.DataFrame):
         if "median" not in timings.columns:
@@ -399,9 +462,7 @@ def timing_bars(timings, ax=None, *, unit: str = "us", baseline: str | None = No
     base = t["median"].iloc[0] if baseline is None else t.set_index("name").loc[baseline, "median"]
     ax = _axes(ax, figsize=(6, 0.5 + 0.5 * len(t)))
     y = np.arange(len(t))
-    import seaborn as sns
-
-    colors = sns.color_palette("deep", len(t))
+    colors = [METHOD_PALETTE.get(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(t["name"])]
     ax.barh(y, t["median"] * scale[unit], xerr=t["iqr"] * scale[unit], color=colors)
     for i, (med, name) in enumerate(zip(t["median"], t["name"])):
         ax.text(med * scale[unit], i, f"  {base / med:.2f}x", va="center", fontsize=8)

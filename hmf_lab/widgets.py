@@ -42,12 +42,13 @@ import torch
 import traitlets
 
 from ._validation import as_int, as_matrix, check_compression
-from .core import HMFCache, hmf_params, largest_rank
+from .core import HMFCache, budget, hmf_params, largest_rank
 from .heuristics import HEURISTICS
 from .plots import blocks_svg
 from .tradeoff import dense_layer, layers_at_budget, lmf_layer, lmf_rank_at, time_layers, tradeoff_table
 
-__all__ = ["Explorer", "explorer", "RunTimeExplorer", "layers_at_budget", "tradeoff_table"]
+__all__ = ["Explorer", "explorer", "RunTimeExplorer", "BudgetExplorer", "HeuristicExplorer", "layers_at_budget",
+           "tradeoff_table"]
 
 #: a heuristic whose spectrum for one split takes longer than this (seconds) on the kernel thread gets a
 #: note in the status line (e.g. ``greedy`` without ``precompute``)
@@ -120,6 +121,10 @@ def _check_nonneg(value, name: str, *, strict: bool) -> float:
         need = "> 0" if strict else ">= 0"
         raise ValueError(f"{name} must be a finite number of seconds {need}, got {value!r}")
     return v
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _on_loop() -> asyncio.AbstractEventLoop | None:
@@ -262,7 +267,9 @@ class Explorer:
         self._cv = threading.Condition()  # guards the fields below (helper threads and their requests)
         self._handle: asyncio.TimerHandle | None = None  # debounced timing on the kernel's loop
         self._task: asyncio.Task | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # the kernel's main event loop (a cell runs on it): timing runs there even when a slider message
+        # arrives on another thread (JupyterLab may route widget messages to a kernel subshell thread)
+        self._loop: asyncio.AbstractEventLoop | None = _on_loop() if _on_main_thread() else None
         self._build_thread: threading.Thread | None = None  # SVDs of the timed layers (loop mode)
         self._worker: threading.Thread | None = None  # the timing thread (no loop)
         self._due = 0.0
@@ -517,12 +524,15 @@ class Explorer:
         self._generation += 1
         if self._closed:
             return
-        loop = _on_loop()
-        if loop is not None:  # a notebook kernel: debounce and time on its event loop
-            self._loop = loop
-            if self._handle is not None:
-                self._handle.cancel()
-            self._handle = loop.call_later(self.debounce, self._start_task, self._generation)
+        here = _on_loop()
+        if (self._loop is None or self._loop.is_closed()) and here is not None and _on_main_thread():
+            self._loop = here
+        home = self._loop
+        if home is not None and not home.is_closed():  # a notebook kernel: debounce and time on its main loop
+            if here is home:
+                self._debounce()
+            else:  # a message handled on another thread (a kernel subshell): hand the request to the main loop
+                home.call_soon_threadsafe(self._debounce)
             return
         with self._cv:  # no loop: one helper thread, woken with the latest request
             self._due = time.monotonic() + self.debounce
@@ -532,6 +542,14 @@ class Explorer:
             self._cv.notify_all()
 
     # loop mode -----------------------------------------------------------
+    def _debounce(self) -> None:
+        """On the main loop: (re)start the debounce timer for the latest request."""
+        if self._closed:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._loop.call_later(self.debounce, self._start_task, self._generation)
+
     def _start_task(self, generation: int) -> None:
         if generation != self._generation or self._closed:
             return
@@ -816,3 +834,245 @@ def _in_notebook() -> bool:
         return ip is not None and ip.__class__.__name__ == "ZMQInteractiveShell"
     except Exception:
         return False
+
+
+# --------------------------------------------------------------------------- course widgets (notebooks 04, 05)
+# Added by the notebook engineer: sliders only wire controls to hl.budget / HMFCache / hl.timing and plots.
+
+
+def _time_modules(modules: dict, batch: int, min_run_time: float) -> tuple[pd.DataFrame, str]:
+    """``hl.tradeoff.time_layers`` on ``modules`` (the first is the baseline): its table (median, ratio, ideal,
+    ...) and the harness's warning ('' when the numbers can be trusted)."""
+    race = time_layers(modules, batch=batch, rounds=1, min_run_time=min_run_time, floors=False)
+    return race.table, race.warning
+
+
+def _warning_html(warning: str) -> str:
+    return f"<div class='hmf-timing-warning' style='color:#D55E00'>⚠ {escape(warning)}</div>" if warning else ""
+
+
+class BudgetExplorer:
+    """A compression slider that moves the iso-compression line of the (split, rank) map, and a split slider
+    that walks along it: error, parameters and measured time of the chosen HMF beside the best one on the
+    line (the budget solver), LMF and dense.
+
+    Widgets: ``compression`` (SelectionSlider), ``split`` (SelectionSlider over the line's feasible splits),
+    ``best`` (Button: jump to the budget solver's answer); read-outs ``readout`` (HTML table), ``plot``
+    (Output: error along the line, current and best point marked). ``state`` holds the numbers shown.
+
+    >>> import torch, hmf_lab as hl
+    >>> bx = hl.widgets.BudgetExplorer(torch.randn(64, 64), time=False)
+    >>> bx.compression.value = 8.0
+    >>> bx.state["params"] <= 64 * 64 / 8 and bx.state["best_error"] <= bx.state["error"]
+    True
+    """
+
+    def __init__(self, W, *, compressions=(2, 3, 4, 6, 8, 12, 16), value: float = 4, step: int | None = None,
+                 cache: HMFCache | None = None, heuristic: str = "top", time: bool = True, batch: int = 1,
+                 min_run_time: float = 0.05):
+        self.W = as_matrix(W)
+        m, n = self.W.shape
+        self.cache = cache if cache is not None else HMFCache(self.W)
+        self.step = as_int(step, "step") if step is not None else max(1, m // 32)
+        if self.step < 1:
+            raise ValueError(f"step must be an int >= 1, got {self.step}")
+        if heuristic not in HEURISTICS:
+            raise ValueError(f"unknown heuristic {heuristic!r}; valid names are {sorted(HEURISTICS)}")
+        self.heuristic, self.timing_enabled = heuristic, bool(time)
+        self.batch, self.min_run_time = as_int(batch, "batch"), float(min_run_time)
+        comps = [check_compression(c) for c in compressions]
+        if check_compression(value) not in comps:
+            raise ValueError(f"value must be one of compressions {comps}, got {value!r}")
+        cu = dict(continuous_update=False, style={"description_width": "7em"}, layout=W_.Layout(width="30em"))
+        self.compression = W_.SelectionSlider(options=[(f"{c:g}x", c) for c in comps], value=float(value),
+                                              description="compression", **cu)
+        self.split = W_.SelectionSlider(options=[0], value=0, description="split k", **cu)
+        self.best = W_.Button(description="jump to the best split", layout=W_.Layout(width="16em"))
+        self.readout = W_.HTML()
+        self.readout.add_class("hmf-budget-readout")
+        self.plot = W_.Output()
+        self.state: dict = {}
+        self.table: pd.DataFrame | None = None
+        self._busy = False
+        self.compression.observe(lambda change: self._on_compression(), names="value")
+        self.split.observe(lambda change: None if self._busy else self.update(), names="value")
+        self.best.on_click(lambda _: self._jump())
+        self.widget = W_.VBox([W_.HBox([self.compression, self.best]), self.split, self.readout, self.plot])
+        self.widget.add_class("hmf-budget")
+        self._on_compression(jump=True)
+
+    def _repr_mimebundle_(self, **kw):
+        return self.widget._repr_mimebundle_(**kw)
+
+    def _on_compression(self, jump: bool = True) -> None:
+        """New compression: recompute the line (every feasible split with its largest rank and error)."""
+        m, n = self.W.shape
+        b = budget((m, n), self.compression.value, step=self.step)
+        b["error"] = [self.cache.error(k, r, self.heuristic) for k, r in zip(b["split"], b["rank"])]
+        self.table = b.reset_index(drop=True)
+        self._busy = True
+        try:
+            self.split.options = [int(k) for k in b["split"]]
+            self.split.value = int(b.loc[b["error"].idxmin(), "split"]) if jump else self.split.options[0]
+        finally:
+            self._busy = False
+        self.update()
+
+    def _jump(self) -> None:
+        self.split.value = int(self.table.loc[self.table["error"].idxmin(), "split"])
+
+    def update(self) -> dict:
+        """Recompute the read-outs (and time the layers) at the current slider values; returns :attr:`state`."""
+        import matplotlib.pyplot as plt
+
+        m, n = self.W.shape
+        b = self.table
+        row = b[b["split"] == self.split.value].iloc[0]
+        k, r = int(row["split"]), int(row["rank"])
+        ib = b["error"].idxmin()
+        rl = lmf_rank_at(hmf_params(m, n, k, r), m, n)  # LMF at this HMF's size: the layer that is timed
+        st = dict(compression=self.compression.value, split=k, rank=r, params=hmf_params(m, n, k, r),
+                  error=float(row["error"]), best_split=int(b.loc[ib, "split"]), best_rank=int(b.loc[ib, "rank"]),
+                  best_error=float(b.loc[ib, "error"]), lmf_rank=rl, lmf_error=self.cache.error(0, rl, "top"))
+        times = ""
+        if self.timing_enabled:
+            layers = layers_at_budget(self.W, k, r, self.heuristic, cache=self.cache)
+            t, warning = _time_modules({"dense": layers["dense"], "HMF": layers["HMF"], "LMF": layers["LMF"]},
+                                       self.batch, self.min_run_time)
+            t = t.set_index("name")
+            st.update(time_dense=float(t.loc["dense", "median"]), time_hmf=float(t.loc["HMF", "median"]),
+                      time_lmf=float(t.loc["LMF", "median"]))
+            times = (f"<tr><td>measured time (batch {self.batch}, 1 thread)</td>"
+                     f"<td>{st['time_hmf'] * 1e6:,.1f} µs ({st['time_dense'] / st['time_hmf']:.2f}x dense)</td>"
+                     f"<td>dense {st['time_dense'] * 1e6:,.1f} µs</td>"
+                     f"<td>{st['time_lmf'] * 1e6:,.1f} µs ({st['time_dense'] / st['time_lmf']:.2f}x dense)</td></tr>"
+                     f"<tr><td colspan='4'>ideal speed-up from bytes: HMF {float(t.loc['HMF', 'ideal']):.2f}x, LMF "
+                     f"{float(t.loc['LMF', 'ideal']):.2f}x{_warning_html(warning)}</td></tr>")
+            st["timing_warning"] = warning
+        self.state = st
+        self.readout.value = (
+            "<table class='hmf-budget-table'><tr><th></th><th>HMF (your split)</th><th>best on this line</th>"
+            "<th>LMF (split 0)</th></tr>"
+            f"<tr><td>split k, rank r</td><td>k={k}, r={r}</td><td>k={st['best_split']}, r={st['best_rank']}</td>"
+            f"<td>r={rl}</td></tr>"
+            f"<tr><td>relative error</td><td>{st['error']:.4f}</td><td>{st['best_error']:.4f}</td>"
+            f"<td>{st['lmf_error']:.4f}</td></tr>"
+            f"<tr><td>parameters</td><td>{st['params']:,} / {m * n:,}</td><td>budget {m * n / st['compression']:,.0f}"
+            f"</td><td>{rl * (m + n):,}</td></tr>" + times + "</table>")
+        if _in_notebook():  # outside a kernel there is nowhere to draw (and clear_output would print escapes)
+            from IPython.display import display
+
+            from .plots import budget_line
+
+            self.plot.clear_output(wait=True)
+            with self.plot:
+                fig, ax = plt.subplots(figsize=(6, 2.6))
+                budget_line(b, current=k, ax=ax)
+                fig.tight_layout()
+                display(fig)
+                plt.close(fig)
+        return st
+
+
+class HeuristicExplorer:
+    """Compression and split sliders that compare split heuristics live: for each heuristic, the weight error
+    (and the output error on calibration inputs ``X``), the parameters (equal for all: same k and r) and the
+    measured time of its HMF layer (a non-top row set costs a row permutation at inference).
+
+    Widgets: ``compression`` (SelectionSlider), ``share`` (FloatSlider: share of the budget spent on dense rows),
+    ``heuristics`` (SelectMultiple); read-out ``readout`` (HTML table), ``table`` (the DataFrame shown).
+
+    >>> import torch, hmf_lab as hl
+    >>> hx = hl.widgets.HeuristicExplorer(torch.randn(48, 32), heuristics=["top", "row_norm"], time=False)
+    >>> hx.share.value = 0.5
+    >>> list(hx.table["heuristic"]), int(hx.table["params"].nunique())
+    (['top', 'row_norm'], 1)
+    """
+
+    def __init__(self, W, *, X=None, heuristics=("top", "random", "row_norm", "residual", "leverage", "greedy"),
+                 compressions=(2, 4, 8, 16), value: float = 4, share: float = 0.25, time: bool = True,
+                 batch: int = 1, min_run_time: float = 0.02):
+        self.W = as_matrix(W)
+        self.X = X
+        self.cache = HMFCache(self.W, X=X)
+        have = {"X"} if X is not None else set()
+        usable = [h for h in heuristics if set(getattr(HEURISTICS.get(h), "requires", ())) <= have]
+        unknown = [h for h in heuristics if h not in HEURISTICS]
+        if unknown or not usable:
+            raise ValueError(f"heuristics must be registered names usable without gradients "
+                             f"({sorted(HEURISTICS)}; 'activation' needs X), got {list(heuristics)}")
+        comps = [check_compression(c) for c in compressions]
+        if check_compression(value) not in comps:
+            raise ValueError(f"value must be one of compressions {comps}, got {value!r}")
+        if not 0 <= float(share) < 1:
+            raise ValueError(f"share must be in [0, 1), got {share!r}")
+        self.timing_enabled, self.batch, self.min_run_time = bool(time), as_int(batch, "batch"), float(min_run_time)
+        cu = dict(continuous_update=False, style={"description_width": "9em"}, layout=W_.Layout(width="30em"))
+        self.compression = W_.SelectionSlider(options=[(f"{c:g}x", c) for c in comps], value=float(value),
+                                              description="compression", **cu)
+        self.share = W_.FloatSlider(value=float(share), min=0.0, max=0.9, step=0.05, readout_format=".0%",
+                                    description="dense-row share", **cu)
+        self.heuristics = W_.SelectMultiple(options=usable, value=tuple(usable),
+                                            description="heuristics", rows=min(8, len(usable)),
+                                            style={"description_width": "7em"})
+        self.readout = W_.HTML()
+        self.readout.add_class("hmf-heuristic-readout")
+        self.table: pd.DataFrame | None = None
+        self.state: dict = {}
+        for w in (self.compression, self.share, self.heuristics):
+            w.observe(lambda change: self.update(), names="value")
+        self.widget = W_.HBox([W_.VBox([self.compression, self.share, self.heuristics]), self.readout])
+        self.widget.add_class("hmf-heuristics")
+        self.update()
+
+    def _repr_mimebundle_(self, **kw):
+        return self.widget._repr_mimebundle_(**kw)
+
+    def choice(self) -> tuple[int, int]:
+        """(split, rank): the budget's split whose dense rows take the share closest to the slider's."""
+        m, n = self.W.shape
+        b = budget((m, n), self.compression.value)
+        share = b["split"] * n / (m * n / self.compression.value)
+        i = (share - self.share.value).abs().idxmin()
+        return int(b.loc[i, "split"]), int(b.loc[i, "rank"])
+
+    def update(self) -> pd.DataFrame:
+        """Recompute every selected heuristic's errors (and time) at the sliders' (split, rank)."""
+        from .layers import HMFLinear
+        from .leaderboard import output_error
+
+        m, n = self.W.shape
+        k, r = self.choice()
+        rows, warnings = [], []
+        for h in self.heuristics.value:
+            try:
+                f = self.cache.hmf(k, r, h)
+            except (ValueError, TypeError, RuntimeError) as e:  # show a failing heuristic, never raise in a callback
+                rows.append(dict(heuristic=h, error=float("nan"), note=str(e)[:80]))
+                continue
+            row = dict(heuristic=h, split=k, rank=r, params=f.n_params, error=self.cache.error(k, r, h))
+            if self.X is not None:
+                row["output_error"] = output_error(self.W, f, self.X)
+            if self.timing_enabled and k:
+                layer = HMFLinear.from_result(f).requires_grad_(False).eval()
+                t, warning = _time_modules({"dense": dense_layer(self.W), h: layer}, self.batch, self.min_run_time)
+                row["time_us"], row["speedup"] = float(t["median"].iloc[1] * 1e6), float(t["ratio"].iloc[1])
+                warnings.append(warning)
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        if len(df) and df["error"].notna().any():
+            df["vs_best"] = df["error"] / df["error"].min()
+        self.table = df
+        self.state = dict(split=k, rank=r, compression=self.compression.value, params=hmf_params(m, n, k, r))
+        cols = [c for c in ("heuristic", "error", "output_error", "vs_best", "params", "time_us", "speedup", "note")
+                if c in df.columns]
+        fmt = {"error": "{:.4f}", "output_error": "{:.4f}", "vs_best": "{:.2f}x", "params": "{:,}",
+               "time_us": "{:,.1f} µs", "speedup": "{:.2f}x dense"}
+        body = "".join("<tr>" + "".join(
+            f"<td>{escape(fmt[c].format(v) if c in fmt and pd.notna(v) else str(v))}</td>" for c, v in
+            ((c, rec[c]) for c in cols)) + "</tr>" for rec in df.to_dict("records"))
+        self.readout.value = (f"<b>{m}x{n} at {self.compression.value:g}x: split k={k}, rank r={r}</b>"
+                              f"<table class='hmf-heuristic-table'><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>"
+                              f"{body}</table>" + _warning_html(next((w for w in warnings if w), "")))
+        self.state["timing_warning"] = next((w for w in warnings if w), "")
+        return df

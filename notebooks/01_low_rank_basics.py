@@ -50,6 +50,10 @@ print("designed :", hl.exercises.singular_values(5, "exp", decay=0.05).numpy().r
 ax = hl.plots.spectrum(W_syn)
 
 # %% [markdown]
+# *Figure: singular values of the synthetic 256 x 256 matrix on a log scale (solid line, left axis) fall on a
+# straight line — exponential decay; the dashed line (right axis) is the cumulative energy, rising from 0 to 1.*
+
+# %% [markdown]
 # ## Eckart–Young: the best rank-r approximation
 #
 # Keep the `r` largest singular triplets of the SVD `W = U S V^T` and drop the rest. No rank-`r` matrix is
@@ -73,7 +77,6 @@ print("from the spectrum :", round(((s[r:] ** 2).sum() / (s ** 2).sum()).sqrt().
 # move in opposite directions:
 
 # %%
-m, n = W_syn.shape
 for r in [8, 32, 64, 128, 160]:
     f = hl.lmf(W_syn, rank=r)
     print(f"rank {r:4d}: {f.n_params:7,d} values, compression {f.compression:5.2f}x, error {hl.relative_error(W_syn, f):.4f}")
@@ -90,39 +93,64 @@ W = hl.models.pretrained_weights("char_lm")["lstm.weight_hh_l0"]  # (4H, H): the
 print(tuple(W.shape), W.dtype)
 fig, axs = plt.subplots(1, 2, figsize=(11, 3.5))
 hl.plots.spectrum(W, ax=axs[0]).set_title("trained LSTM weight")
-hl.plots.spectrum(torch.randn_like(W) * W.std(), ax=axs[1]).set_title("random matrix, same shape and scale")
+W_random = torch.randn(W.shape, generator=torch.Generator().manual_seed(0)) * W.std()
+hl.plots.spectrum(W_random, ax=axs[1]).set_title("random matrix, same shape and scale")
 fig.tight_layout()
 
 # %% [markdown]
-# Training leaves structure behind: the trained spectrum falls off faster at the top than the random one, so a
-# low rank keeps more of it. But the tail is long, which is why LMF alone loses accuracy quickly — the motivation
-# for the hybrid structure of the next notebook.
+# *Figure: spectra of the trained LSTM weight (left) and of a random matrix of the same shape and scale (right).
+# Solid: singular values (log scale); dashed: cumulative energy. The trained curve starts higher and drops
+# faster; both have a long tail.*
+#
+# How much faster? `hl.exercises.spectrum_summary` measures it (notebook 5 quotes the same numbers):
+
+# %%
+import pandas as pd
+
+pd.DataFrame({"trained W": hl.exercises.spectrum_summary(W),
+              "random, same shape": hl.exercises.spectrum_summary(W_random)}).round(3)
+
+# %% [markdown]
+# Read the table: the top 10% of the trained matrix's singular directions carry a much larger share of its energy
+# (`energy@0.1`) than for the random matrix, and its top singular value stands far above the median one
+# (`s1/s_median`). So training leaves structure behind, and a low rank keeps more of the trained matrix than of
+# a random one. But there is no sharp knee: LMF at rank `n/8` still leaves a large relative error
+# (`lmf_error@1/8`), and half of the directions are needed for most of the energy. The rows are about equally
+# loud (`row_norm max/median` is small): no few rows stand out. Keep these numbers in mind — they explain why LMF
+# alone loses accuracy quickly at high compression (the motivation for the hybrid structure of notebook 2), and
+# why the choice of dense rows matters little on this matrix (notebook 5).
 #
 # ## Try it: the rank slider
 #
-# Drag the slider: the relative error, the parameter count and the compression follow live. Where does the
-# compression cross 1x?
+# Drag the slider: the relative error, the parameter count, the compression and the measured time of the
+# factorized layer against the dense one follow. Where does the compression cross 1x — and is the factorized
+# layer already faster there?
 
 # %%
-hl.explorer(W, lmf_only=True)
+hl.explorer(W, lmf_only=True, min_run_time=0.02 if QUICK else 0.1)
 
 # %% [markdown]
 # ## Exercise 1 · the break-even rank
 #
-# For the LSTM weight `W` (shape `m x n` below), what is the **largest rank** at which LMF still stores *fewer*
-# numbers than `W`? Replace `None` by your answer (an integer) and run the check cell.
+# A feed-forward layer of BERT-base has a `768 x 3072` weight (`m = 768` outputs, `n = 3072` inputs). What is the
+# **largest rank** at which LMF of it still stores *fewer* numbers than the matrix itself? Replace `None` by your
+# answer (an integer) and run the check cell. (The slider above works on a different shape, on purpose.)
+#
+# How the checks work: the check cell prints **PASS**, or **FAIL** with a hint, or a reminder while the answer
+# is still `None` — it never stops *Run All*. The collapsed cell after it holds a worked solution (click to
+# unfold). After unfolding it, `hl.exercises.reset("break_even_rank")` (or re-running the question cell) sets
+# `answer` back to `None` so you can try again.
 
 # %%
-m, n = W.shape
 answer = None  # your answer: an int
 
 # %%
-hl.exercises.check_break_even_rank(m, n, answer)
+hl.exercises.check_break_even_rank(768, 3072, answer)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (try first!): LMF stores r*(m+n) values; we need r*(m+n) < m*n
-answer = (m * n - 1) // (m + n)
-hl.exercises.check_break_even_rank(m, n, answer)
+answer = (768 * 3072 - 1) // (768 + 3072)
+hl.exercises.check_break_even_rank(768, 3072, answer)
 
 # %% [markdown]
 # ## Exercise 2 · predict the error from the spectrum
@@ -148,5 +176,5 @@ hl.exercises.check_eckart_young(W, 32, predicted)
 # - The singular values of `W` tell you everything about low-rank approximation: the truncated SVD is optimal
 #   (Eckart–Young) and its error is the energy of the dropped values.
 # - LMF at rank `r` stores `r*(m+n)` numbers; it only compresses below the break-even rank `m*n/(m+n)`.
-# - Trained weights are more compressible than random ones, but their long tail makes LMF costly in accuracy
-#   at high compression. **Next:** keep a few rows dense and factorize the rest — the hybrid structure.
+# - Trained weights are more compressible than random ones (measured above: more energy in the top directions),
+#   but their long tail makes LMF costly in accuracy at high compression. **Next:** keep a few rows dense and factorize the rest — the hybrid structure.

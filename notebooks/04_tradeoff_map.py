@@ -40,6 +40,11 @@ df.head()
 ax = hl.plots.error_map(df, compressions=(2, 4, 8, 16))
 
 # %% [markdown]
+# *Figure: the error map. Horizontal axis: rank `r`; vertical axis: split `k` (dense rows); colour: relative error
+# (light = small, dark = large; the colour bar gives the values). Labelled white contour lines mark compressions
+# 2x, 4x, 8x and 16x.*
+
+# %% [markdown]
 # ## The Pareto frontier, with run time
 #
 # For each compression: the best HMF on the grid, LMF and pruning at the same budget — with their measured
@@ -51,6 +56,11 @@ tradeoff = hl.widgets.tradeoff_table(W, compressions=comps, cache=cache, step=st
                                      min_run_time=0.01 if QUICK else 0.2, progress=True)
 ax = hl.plots.pareto(tradeoff)
 tradeoff
+
+# %% [markdown]
+# *Figure: relative error (y) against stored parameters (x) for the best HMF, LMF and pruning at each compression;
+# each method has its own marker shape (legend), the colour gives the measured time (colour bar, µs), and the
+# black step line is the Pareto front. The table lists the same points.*
 
 # %% [markdown]
 # Read the table before the plot: which split did the best HMF pick at each compression? On a matrix trained
@@ -67,6 +77,10 @@ ax = hl.plots.pareto(df.assign(method="HMF (all k, r)"), time=None)
 len(front), len(df)
 
 # %% [markdown]
+# *Figure: every `(k, r)` of the sweep as a point, error against parameters, with the Pareto front as a black
+# step line along the lower-left edge.*
+
+# %% [markdown]
 # ## The budget solver
 #
 # At a given compression, `hl.budget` lists each split with the largest rank that fits; the cached spectra give
@@ -78,23 +92,37 @@ b["error"] = [cache.error(k, r) for k, r in zip(b["split"], b["rank"])]
 b.nsmallest(3, "error")
 
 # %% [markdown]
-# ## Exercise · the best structure at 12x
+# ## Live: move the iso-line
 #
-# Find the `(split, rank)` that fits compression **12x** and has the lowest error for `W` (any split on the grid
-# `range(0, m+1, step)` is fine).
+# The **compression** slider picks a white line of the map; the budget solver jumps to the best split on it.
+# The **split k** slider walks along the line (the rank follows: the largest that fits). The read-out gives the
+# error and parameters of your point, of the best one and of LMF, and the **measured time** (batch 1, one
+# thread) of HMF and LMF against dense; the plot shows the error along the line. Where on the line is the
+# optimum, and does it move as you compress more?
+
+# %%
+bx = hl.widgets.BudgetExplorer(W, compressions=(2, 3, 4, 6, 8, 16), value=4, step=step, cache=cache,
+                               min_run_time=0.01 if QUICK else 0.1)
+bx
+
+# %% [markdown]
+# ## Exercise · the best structure at 10x
+#
+# Find the `(split, rank)` that fits compression **10x** and has the lowest error for `W` (any split on the grid
+# `range(0, m+1, step)` is fine). 10x is not on the slider: compute it.
 
 # %%
 split, rank = None, None  # your answer: two ints
 
 # %%
-hl.exercises.check_best_at_budget(W, 12, split, rank, cache=cache, step=step)
+hl.exercises.check_best_at_budget(W, 10, split, rank, cache=cache, step=step)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution: evaluate every feasible pair at 12x and take the smallest error
-b12 = hl.budget(W.shape, compression=12, step=step)
-b12["error"] = [cache.error(k, r) for k, r in zip(b12["split"], b12["rank"])]
-split, rank = (int(v) for v in b12.loc[b12["error"].idxmin(), ["split", "rank"]])
-hl.exercises.check_best_at_budget(W, 12, split, rank, cache=cache, step=step)
+# Solution: evaluate every feasible pair at 10x and take the smallest error
+b10 = hl.budget(W.shape, compression=10, step=step)
+b10["error"] = [cache.error(k, r) for k, r in zip(b10["split"], b10["rank"])]
+split, rank = (int(v) for v in b10.loc[b10["error"].idxmin(), ["split", "rank"]])
+hl.exercises.check_best_at_budget(W, 10, split, rank, cache=cache, step=step)
 
 # %% [markdown]
 # ## Summary

@@ -34,14 +34,6 @@ def test_synthetic_errors():
         ex.with_spectrum(0, 4)
 
 
-def test_old_name_synthetic_still_works_and_says_its_new_name():
-    with pytest.warns(DeprecationWarning, match=r"use hl.synthetic.with_spectrum"):
-        old = ex.synthetic
-    assert old is ex.with_spectrum is hl.synthetic.with_spectrum
-    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        ex.nope
-
-
 def test_quick_reads_the_environment(monkeypatch):
     monkeypatch.setenv("HMF_LAB_QUICK", "1")
     assert ex.quick()
@@ -49,71 +41,179 @@ def test_quick_reads_the_environment(monkeypatch):
     assert not ex.quick()
 
 
-def test_unanswered_is_not_a_failure(capsys):
-    assert ex.check_break_even_rank(10, 10, None) is False
-    assert "Not answered yet" in capsys.readouterr().out
+def _out(capsys) -> str:
+    return capsys.readouterr().out
 
 
-def test_break_even_rank():
+def _passes(capsys, check, *args, **kw):
+    assert check(*args, **kw) is True
+    out = _out(capsys)
+    assert out.startswith("PASS"), out
+
+
+def _fails(capsys, check, *args, hint: str, **kw):
+    """A wrong answer returns False, prints FAIL and a hint, and never raises."""
+    assert check(*args, **kw) is False
+    out = _out(capsys)
+    assert out.startswith("FAIL") and hint in out, out
+
+
+def _pending(capsys, check, *args, **kw):
+    assert check(*args, **kw) is False
+    assert _out(capsys).strip() == ex.NOT_ANSWERED
+
+
+def test_pending_message_exists_once(capsys):
+    assert ex.pending(None) and _out(capsys).strip() == ex.NOT_ANSWERED
+    assert ex.pending(1, ...) and _out(capsys).strip() == ex.NOT_ANSWERED
+    assert not ex.pending(1, 2) and _out(capsys) == ""
+    # the oracle's and reproduce's checks are the same functions, with the same reminder
+    import importlib
+    oracle, reproduce = (importlib.import_module(f"hmf_lab.{m}") for m in ("oracle", "reproduce"))
+    W = torch.eye(4)
+    assert oracle.check_rows(W, 1, 1, None) is False and _out(capsys).strip() == ex.NOT_ANSWERED
+    assert reproduce.check_hmf_gain(None, 4, None) is False and _out(capsys).strip() == ex.NOT_ANSWERED
+    import inspect
+    assert "Not answered yet" not in inspect.getsource(oracle) + inspect.getsource(reproduce)
+    assert inspect.getsource(ex).count("print(NOT_ANSWERED)") == 1
+
+
+def test_break_even_rank(capsys):
     m, n = 300, 200
     r = (m * n - 1) // (m + n)
     assert r * (m + n) < m * n <= (r + 1) * (m + n)
-    assert ex.check_break_even_rank(m, n, r)
-    assert ex.check_break_even_rank(m, n, np.int64(r))
-    with pytest.raises(ex.ExerciseError, match="a larger rank still saves"):
-        ex.check_break_even_rank(m, n, r - 1)
-    with pytest.raises(ex.ExerciseError, match="stores at least as many values"):
-        ex.check_break_even_rank(m, n, r + 1)
-    with pytest.raises(ex.ExerciseError, match="should be a number"):
-        ex.check_break_even_rank(m, n, "120")
+    _passes(capsys, ex.check_break_even_rank, m, n, r)
+    _passes(capsys, ex.check_break_even_rank, m, n, np.int64(r))
+    _fails(capsys, ex.check_break_even_rank, m, n, r - 1, hint="a larger rank still saves")
+    _fails(capsys, ex.check_break_even_rank, m, n, r + 1, hint="stores at least as many values")
+    _fails(capsys, ex.check_break_even_rank, m, n, "120", hint="should be a finite number")
+    _fails(capsys, ex.check_break_even_rank, m, n, float("nan"), hint="should be a finite number")
+    _pending(capsys, ex.check_break_even_rank, m, n, None)
 
 
-def test_eckart_young():
+def test_eckart_young(capsys):
     W = ex.with_spectrum(30, 20, "exp", decay=0.2)
     truth = hl.relative_error(W, hl.lmf(W, rank=6))
-    assert ex.check_eckart_young(W, 6, truth)
-    assert ex.check_eckart_young(W, 6, torch.tensor(truth))
-    with pytest.raises(ex.ExerciseError, match="Eckart-Young"):
-        ex.check_eckart_young(W, 6, truth ** 2)  # forgot the square root
+    _passes(capsys, ex.check_eckart_young, W, 6, truth)
+    _passes(capsys, ex.check_eckart_young, W, 6, torch.tensor(truth))
+    _fails(capsys, ex.check_eckart_young, W, 6, truth ** 2, hint="Eckart-Young")  # forgot the square root
+    _fails(capsys, ex.check_eckart_young, W, 6, torch.ones(3), hint="should be a finite number")
+    _pending(capsys, ex.check_eckart_young, W, 6, None)
 
 
-def test_hmf_params():
+def test_hmf_params(capsys):
     f = hl.hmf(torch.randn(40, 30), split=5, rank=7)
-    assert ex.check_hmf_params(40, 30, 5, 7, f.n_params)
-    with pytest.raises(ex.ExerciseError, match="count the dense rows"):
-        ex.check_hmf_params(40, 30, 5, 7, 7 * (40 + 30))
+    _passes(capsys, ex.check_hmf_params, 40, 30, 5, 7, f.n_params)
+    _fails(capsys, ex.check_hmf_params, 40, 30, 5, 7, 7 * (40 + 30), hint="count the dense rows")
+    _pending(capsys, ex.check_hmf_params, 40, 30, 5, 7, None)
 
 
-def test_max_rank():
+def test_max_rank(capsys):
     b = hl.budget((256, 128), 4)
     truth = int(b["rank_bound"].max())
-    assert ex.check_max_rank((256, 128), 4, truth)
-    with pytest.raises(ex.ExerciseError, match="highest rank HMF reaches"):
-        ex.check_max_rank((256, 128), 4, int(b["rank"].iloc[0]))  # the LMF rank
+    _passes(capsys, ex.check_max_rank, (256, 128), 4, truth)
+    _fails(capsys, ex.check_max_rank, (256, 128), 4, int(b["rank"].iloc[0]), hint="HMF's rank bound is split + rank")
+    _pending(capsys, ex.check_max_rank, (256, 128), 4, None)
 
 
-def test_csr_bytes():
+def _my_hmf(W, split, rank):
+    D, rest = W[:split], W[split:]
+    U, S, Vh = torch.linalg.svd(rest, full_matrices=False)
+    return D, U[:, :rank] * S[:rank], Vh[:rank]
+
+
+def test_my_hmf(capsys):
+    _passes(capsys, ex.check_my_hmf, _my_hmf)
+    # common mistakes: forgetting the singular values, factorizing all of W, wrong shapes, no function
+    _fails(capsys, ex.check_my_hmf, lambda W, k, r: (W[:k], *(t[:, :r] if i == 0 else t[:r] for i, t in
+           enumerate(torch.linalg.svd(W[k:], full_matrices=False)[::2]))), hint="scale the columns")
+    _fails(capsys, ex.check_my_hmf, lambda W, k, r: (W[:k], *_my_hmf(W, 0, r)[1:]), hint="expected")
+    _fails(capsys, ex.check_my_hmf, lambda W, k, r: (W[-k:] if k else W[:0], *_my_hmf(W, k, r)[1:]),
+           hint="D = W[:split]")
+    _fails(capsys, ex.check_my_hmf, lambda W, k, r: W, hint="return D, U, V")
+    _fails(capsys, ex.check_my_hmf, 3, hint="def my_hmf")
+    _fails(capsys, ex.check_my_hmf, lambda W, k, r: 1 / 0, hint="type and shape")  # a crash inside: still FAIL
+    _pending(capsys, ex.check_my_hmf, None)
+    _pending(capsys, ex.check_my_hmf, lambda W, k, r: None)  # the notebook's template, not filled in yet
+
+
+def test_csr_bytes_default_is_int32_like_the_kernel(capsys):
     W = torch.randn(20, 30)
-    p = hl.prune(W, compression=4)
-    assert ex.check_csr_bytes(20, p.nnz, p.n_bytes)  # agrees with the library's own count
-    with pytest.raises(ex.ExerciseError, match="row pointers"):
-        ex.check_csr_bytes(20, p.nnz, p.nnz * 4)
+    layer = hl.SparseLinear.from_linear(torch.nn.Linear(30, 20), compression=4)
+    csr = layer._csr32()  # the timed kernel's matrix
+    assert csr.col_indices().element_size() == 4 and csr.crow_indices().element_size() == 4
+    nnz = layer.nnz
+    _passes(capsys, ex.check_csr_bytes, 20, nnz, nnz * 4 + nnz * 4 + 21 * 4)
+    _passes(capsys, ex.check_csr_bytes, 20, nnz, nnz * 12 + 21 * 8, index_bytes=8)
+    _fails(capsys, ex.check_csr_bytes, 20, nnz, nnz * 4, hint="row pointers")
+    _pending(capsys, ex.check_csr_bytes, 20, nnz, None)
+    del W
 
 
-def test_best_at_budget():
+def test_best_at_budget(capsys):
     W = ex.with_spectrum(32, 32, "exp", decay=0.15)
     cache = hl.HMFCache(W)
     b = hl.budget((32, 32), 4, step=1)
     errs = [cache.error(k, r) for k, r in zip(b["split"], b["rank"])]
     i = int(np.argmin(errs))
     k, r = int(b["split"].iloc[i]), int(b["rank"].iloc[i])
-    assert ex.check_best_at_budget(W, 4, k, r, cache=cache, step=1)
+    _passes(capsys, ex.check_best_at_budget, W, 4, k, r, cache=cache, step=1)
     worst = int(np.argmax(errs))
-    if errs[worst] > errs[i] * 1.05:
-        with pytest.raises(ex.ExerciseError, match="above the best"):
-            ex.check_best_at_budget(W, 4, int(b["split"].iloc[worst]), int(b["rank"].iloc[worst]), step=1)
-    with pytest.raises(ex.ExerciseError, match="over the budget"):
-        ex.check_best_at_budget(W, 4, k, r + 5)
-    with pytest.raises(ex.ExerciseError, match="is not a valid HMF"):
-        ex.check_best_at_budget(W, 4, 40, 1)
+    assert errs[worst] > errs[i] * 1.05
+    _fails(capsys, ex.check_best_at_budget, W, 4, int(b["split"].iloc[worst]), int(b["rank"].iloc[worst]),
+           step=1, hint="take the smallest")
+    _fails(capsys, ex.check_best_at_budget, W, 4, k, r + 5, hint="lists what fits")
+    _fails(capsys, ex.check_best_at_budget, W, 4, 40, 1, hint="split in [0, 32]")
+    _pending(capsys, ex.check_best_at_budget, W, 4, None, None)
+    _pending(capsys, ex.check_best_at_budget, W, 4, 3, None)
     assert not math.isnan(errs[i])
+
+
+def test_rows(capsys):
+    W = torch.diag(torch.tensor([5., 4., 3., 2., 1.]))
+    _passes(capsys, ex.check_rows, W, 2, 1, [0, 1])
+    _passes(capsys, ex.check_rows, W, 2, 1, torch.tensor([1, 0]))
+    _fails(capsys, ex.check_rows, W, 2, 1, [3, 4], hint="serve worst")
+    _fails(capsys, ex.check_rows, W, 2, 1, [9, 0], hint="distinct row indices")
+    _pending(capsys, ex.check_rows, W, 2, 1, None)
+
+
+def test_hmf_gain(capsys):
+    import pandas as pd
+    df = pd.DataFrame({"task": "lm", "metric": "bits_per_char", "method": ["hmf", "lmf", "prune"],
+                       "compression": 4.0, "after": [2.0, 2.5, 2.2], "time_us": [1.0, 1.0, 2.0]})
+    assert ex.check_hmf_gain(df, 4, 20.0) is True and "Correct" in _out(capsys)
+    assert ex.check_hmf_gain(df, 4, -20.0) is False and "lower bits per char is better" in _out(capsys)
+    assert ex.check_hmf_gain(df, 8, 20.0) is False and "FAIL" in _out(capsys)
+    _pending(capsys, ex.check_hmf_gain, df, 4, None)
+
+
+def test_every_exercise_has_a_check():
+    for key in ex.EXERCISES:
+        assert callable(getattr(ex, f"check_{key}")), key
+
+
+def test_reset_sets_answers_back_and_forgets_the_result(capsys):
+    ns = {"answer": 102, "predicted": 0.3}
+    assert ex.check_break_even_rank(512, 128, ns["answer"])
+    assert ex.progress()["break_even_rank"] is True
+    ex.reset("break_even_rank", namespace=ns)
+    assert ns == {"answer": None, "predicted": 0.3}
+    assert "break_even_rank" not in ex.progress()
+    assert "Reset break_even_rank" in _out(capsys)
+    ex.reset(namespace=ns)  # every exercise: only the variables that exist
+    assert ns == {"answer": None, "predicted": None}
+    _out(capsys)
+
+
+def test_reset_in_the_callers_namespace(capsys):
+    global my_hmf  # reset() works on the caller's globals, as in a notebook
+    my_hmf = _my_hmf
+    ex.reset("my_hmf")
+    assert my_hmf is None
+    _out(capsys)
+
+
+def test_reset_unknown_id_names_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown exercise id\(s\) \['ex1'\]; expected one of \['best_at_budget'"):
+        ex.reset("ex1")

@@ -496,3 +496,57 @@ def test_process_exits_cleanly_after_heuristic_changes(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "done" in proc.stdout and "terminate called" not in proc.stderr
+
+
+def test_explorer_readout_warns_on_a_busy_machine(W):
+    """The student's view of the busy-machine flag: a CPU hog on every core, then the timing read-out."""
+    import time as _time
+
+    from test_timing import cpu_hogs, stop_hogs
+
+    ex = hl.explorer(W, timing=False, precompute=False)
+    procs = cpu_hogs()
+    try:
+        _time.sleep(0.5)
+        ex.min_run_time, ex.timing_rounds = 0.1, 2
+        df = ex.time_now()
+    finally:
+        stop_hogs(procs)
+    assert df.attrs["unreliable"] and ex.timing_warning.startswith("Unreliable timing: ")
+    assert "hmf-timing-warning" in ex.timing_out.value and "Unreliable timing: " in ex.timing_out.value
+    print("\n[explorer under a CPU hog] " + ex.timing_warning)
+
+
+def test_slider_message_on_a_subshell_thread_is_timed_on_the_main_loop():
+    """JupyterLab may route widget messages to a kernel subshell (another thread with its own loop): the
+    timing must still run on the main thread's loop, with the thread count set there."""
+    import asyncio
+    import threading
+
+    W = hl.synthetic.with_spectrum(64, 48, "power", decay=0.7, seed=2)
+    seen = []
+
+    async def main():
+        ex = hl.explorer(W, debounce=0.01, min_run_time=0.005, timing_rounds=1, progress=False)
+        await asyncio.sleep(0)
+        ex._handle.cancel()  # only the subshell's request below counts
+        orig = ex._show
+        ex._show = lambda *a: (seen.append((threading.current_thread(), int(ex.split.value))), orig(*a))[1]
+
+        async def subshell():
+            ex.split.value = 16  # the slider message, handled on the subshell's own loop
+
+        th = threading.Thread(target=lambda: asyncio.run(subshell()), name="subshell")
+        th.start()
+        while th.is_alive():
+            await asyncio.sleep(0.01)
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if seen:
+                break
+        ex.stop()
+        return ex
+
+    ex = asyncio.run(main())
+    assert seen and seen[-1] == (threading.main_thread(), 16)
+    assert ex.timings.attrs["threads"] == 1 and "process-wide" not in ex.timing_out.value
