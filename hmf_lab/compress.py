@@ -48,6 +48,7 @@ Example
 """
 from __future__ import annotations
 
+import contextvars
 import copy
 import warnings
 
@@ -59,6 +60,8 @@ from ._validation import check_compression
 from .layers import HMFLinear, LMFLinear, SparseLinear
 from .core import choose_split_rank, lmf_rank, prune, prune_keep
 from .lstm import CompressedLSTM, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
+
+_PRUNE_COUNT = contextvars.ContextVar("hmf_lab_prune_count", default="equal")
 
 __all__ = ["compress", "sparsify", "count_params", "replace_modules", "METHODS"]
 
@@ -127,7 +130,7 @@ def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, spa
         return LMFLinear.from_linear(lin, rank=lmf_rank((m, n), c, rank))
     if c is None:
         raise TypeError("method 'prune' needs compression, e.g. compression=4")
-    p = prune(lin.weight.detach(), nnz=prune_keep((m, n), c))  # LMF's count: the equal budget
+    p = prune(lin.weight.detach(), nnz=prune_keep((m, n), c, count=_PRUNE_COUNT.get()))  # LMF's count: equal budget
     if sparse:
         return SparseLinear.from_csr(p.weight, None if lin.bias is None else lin.bias.detach())
     new = copy.deepcopy(lin)
@@ -142,11 +145,12 @@ def _compress_lstm(lstm: nn.LSTM, method: str, c, split, rank, heuristic, sparse
         return LMFLSTM.from_lstm(lstm, c, rank=rank)
     if c is None:
         raise TypeError("method 'prune' needs compression, e.g. compression=4")
-    return SparseLSTM.from_lstm(lstm, c) if sparse else PrunedLSTM.from_lstm(lstm, c)
+    count = _PRUNE_COUNT.get()
+    return SparseLSTM.from_lstm(lstm, c, count=count) if sparse else PrunedLSTM.from_lstm(lstm, c, count=count)
 
 
 def compress(model: nn.Module, method: str, compression=None, *, heuristic="top", split=None, rank=None,
-             layers=None, sparse: bool = False, X=None, loss=None) -> nn.Module:
+             layers=None, sparse: bool = False, X=None, loss=None, prune_count: str = "equal") -> nn.Module:
     """A deep copy of ``model`` with its ``nn.Linear`` and ``nn.LSTM`` modules compressed by ``method``.
 
     ``method``: ``"hmf"``, ``"lmf"`` or ``"prune"``. ``compression``: dense size / compressed size for
@@ -154,6 +158,8 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
     ``heuristic``: HMF's split heuristic (a name in ``hl.HEURISTICS`` or a callable), applied per gate
     block in an LSTM. ``layers``: names (``model.named_modules()``) to replace; default all of them.
     ``sparse``: for ``"prune"``, CSR inference modules instead of trainable masked ones.
+    ``prune_count``: ``"equal"`` (default) keeps LMF's count (the equal budget); ``"floor"`` keeps
+    ``floor(m*n / compression)`` values (steps of one: for planners that fill an exact budget).
     ``X``: calibration inputs of the **model** for data-aware heuristics (``"activation"``): one batch
     (a tensor, or a tuple of positional arguments) or a list of batches. Forward hooks capture what each
     compressed layer sees (an ``nn.Linear`` its input rows; an ``nn.LSTM`` layer its input sequence for
@@ -188,10 +194,19 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
     if (X is not None or loss is not None) and method != "hmf":
         raise ValueError(f"X and loss (calibration for HMF's split heuristics) only apply to method 'hmf', "
                          f"got method {method!r}; drop X=/loss=")
+    if prune_count not in ("equal", "floor"):
+        raise ValueError(f"prune_count must be 'equal' or 'floor', got {prune_count!r}")
     names = _targets(model, layers)
     targets = set(names)
     calib, heur = _calibration(model, names, heuristic, X, loss)
+    token = _PRUNE_COUNT.set(prune_count)
+    try:
+        return _compress_targets(model, targets, method, c, split, rank, heuristic, sparse, calib, heur)
+    finally:
+        _PRUNE_COUNT.reset(token)
 
+
+def _compress_targets(model, targets, method, c, split, rank, heuristic, sparse, calib, heur):
     def convert(name, mod):
         if name not in targets:
             return None

@@ -651,7 +651,7 @@ def equal_budget(shape, compression, *, split=None, blocks: int = 1, tol: float 
     return EqualBudget(shape=(m, n), compression=c, blocks=G, split=k, rank=r, lmf_rank=rl, budget=B, tol=tol)
 
 
-def prune_keep(shape, compression, *, blocks: int = 1) -> int:
+def prune_keep(shape, compression, *, blocks: int = 1, count: str = "equal") -> int:
     """Values pruning keeps at ``compression`` in a fair comparison: LMF's count (see :func:`equal_budget`).
 
     ``shape`` is one block (an LSTM matrix is 4 gate blocks of (H, n): ``blocks=4``). Compression 1
@@ -665,9 +665,16 @@ def prune_keep(shape, compression, *, blocks: int = 1) -> int:
     G = as_int(blocks, "blocks")
     if G < 1:
         raise ValueError(f"blocks must be an int >= 1 (gate blocks per matrix), got {G}")
+    if count not in ("equal", "floor"):
+        raise ValueError(f"count must be 'equal' (LMF's count) or 'floor' (floor(m*n / compression)), got {count!r}")
     B = value_budget((m, n), compression)
     if B >= m * n:
         return G * m * n
+    if count == "floor":  # the plain budget, steps of one value (planners that fill an exact budget)
+        if B < 1:
+            raise ValueError(f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
+                             f"it must be at most m*n = {m * n}")
+        return G * B
     r = largest_rank((m, n), B, 0)
     if r < 1:
         if B < 1:

@@ -220,7 +220,7 @@ class SparseLSTM(CompressedLSTM):
         return _csr_loop, (hh._csr32(),)
 
     @classmethod
-    def from_lstm(cls, lstm: nn.LSTM, compression=None):
+    def from_lstm(cls, lstm: nn.LSTM, compression=None, count: str = "equal"):
         """CSR copy of an ``nn.LSTM``: magnitude-pruned per matrix to ``compression`` (``hl.prune``), or,
         with ``compression=None``, the zeros already there (a :class:`PrunedLSTM` or masked weights) kept out."""
         _check_lstm(lstm)
@@ -231,7 +231,7 @@ class SparseLSTM(CompressedLSTM):
             masks = _masks(lstm, sfx)
             for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
                 if compression is not None:  # pruning keeps LMF's count per gate block (equal budget)
-                    keep = prune_keep((lstm.hidden_size, W.shape[1]), compression, blocks=GATES)
+                    keep = prune_keep((lstm.hidden_size, W.shape[1]), compression, blocks=GATES, count=count)
                     mods.append(SparseLinear.from_csr(prune(W, nnz=keep).weight, b))
                 else:
                     mask = masks.get(which)
@@ -273,7 +273,7 @@ class PrunedLSTM(nn.LSTM):
     """
 
     @classmethod
-    def from_lstm(cls, lstm: nn.LSTM, compression) -> "PrunedLSTM":
+    def from_lstm(cls, lstm: nn.LSTM, compression, count: str = "equal") -> "PrunedLSTM":
         """Copy ``lstm`` and magnitude-prune each weight matrix to ``compression`` (``hl.prune``'s mask)."""
         _check_lstm(lstm)
         c = check_compression(compression)
@@ -285,7 +285,7 @@ class PrunedLSTM(nn.LSTM):
             for which in ("ih", "hh"):
                 name = f"weight_{which}{sfx}"
                 W = getattr(self, name).detach()
-                keep = prune_keep((lstm.hidden_size, W.shape[1]), c, blocks=GATES)  # LMF's count: equal budget
+                keep = prune_keep((lstm.hidden_size, W.shape[1]), c, blocks=GATES, count=count)  # equal budget
                 tprune.custom_from_mask(self, name, prune(W, nnz=keep).mask)
         return self.train(lstm.training)
 

@@ -546,6 +546,8 @@ def _fill(rep: Report, plan: dict, values: dict, sources: dict, order: list, bud
         kw = dict(plan["layers"][name])
         dv = int(rep.table[(rep.table["layer"] == name) & (rep.table["method"] == "dense")]["values"].iloc[0])
         kw["compression"] = dv / room
+        if kw["method"] == "prune":
+            kw["prune_count"] = "floor"  # steps of one value (compress's default keeps LMF's count)
         if kw["method"] == "hmf":
             rank = rep.configs[(name, *sources[name])][1]
             kw.pop("split", None)
