@@ -296,7 +296,9 @@ def test_runtime_explorer_uses_a_balanced_split_and_shows_its_error(c):
     W = hl.synthetic.with_spectrum(256, 256, "power", decay=0.7, seed=2)
     rt = RunTimeExplorer(W, compressions=(c,), batches=(1,), run=False)
     k, r = rt.choice()
-    assert r >= 2 and abs(k - r) <= max(2, 0.1 * r)  # balanced: k close to r, never the r = 1 end
+    # core's exact-budget rule: the most balanced split whose values are within 1% of LMF's; at 256x256 the
+    # 1% constraint can push k away from r (4x: k=20, r=6), but never to the degenerate r = 1 end
+    assert r >= 2
     assert (k, r) == hl.choose_split_rank((256, 256), c)
     rt.min_run_time, rt.rounds = 0.003, 1
     rt.run()
