@@ -72,12 +72,49 @@ def layers(n: int, c: float = 4.0, seed: int = 0) -> dict:
     return {"dense": dense, "HMF": h, "HMF (previous forward)": prev, "LMF": lm}
 
 
+def overhead_parts(n: int, c: float = 4.0) -> pd.DataFrame:
+    """What each Python-level step of HMFLinear's batch-1 forward costs on its own (torch.utils.benchmark,
+    median of blocked runs, 1 thread): the overhead column above is roughly their sum, and no single
+    step dominates, which is why the 10% target is out of reach at 1024 in eager PyTorch."""
+    from torch.utils.benchmark import Timer
+
+    torch.manual_seed(0)
+    k, r = hl.choose_split_rank((n, n), c)
+    h = hl.HMFLinear(n, n, k, r).eval().requires_grad_(False)
+    x = torch.randn(1, n)
+    p = h._parameters
+    with torch.inference_mode():
+        h(x)
+        VD = h._cached("pack", h._pack, p["dense"], p["U"], p["V"], p["bias"])[0]
+        t = torch.mv(VD, x.view(n))
+        low = torch.mv(p["U"], t[:r])
+        steps = {
+            "module dispatch (nn.Module.__call__ of an empty forward)": ("ident(x)", {"ident": torch.nn.Identity()}),
+            "input check (type, dtype, width)": ("type(x) is not T or x.dtype is not V.dtype or not x.ndim or "
+                                                 "x.shape[-1] != n", {"T": torch.Tensor, "V": p["V"], "n": n}),
+            "cache look-up ([V ; D] and biases, version-keyed)": (
+                "h._cached('pack', h._pack, p['dense'], p['U'], p['V'], p['bias'])", {"h": h, "p": p}),
+            "x to a vector (view)": ("x.view(n)", {"n": n}),
+            "slice t[r:]": ("t[r:]", {"t": t, "r": r}),
+            "concatenate [D x ; U V x] (m floats)": ("torch.cat((t[r:], low))", {"t": t, "low": low, "r": r}),
+            "output shape (unsqueeze)": ("low.unsqueeze(0)", {"low": low}),
+        }
+        rows = []
+        for name, (stmt, g) in steps.items():
+            g = {"torch": torch, "x": x, **g}
+            m = Timer(stmt, globals=g, num_threads=1).blocked_autorange(min_run_time=0.2)
+            rows.append(dict(step=name, us=m.median * 1e6))
+    rows.append(dict(step="sum of the steps", us=sum(r["us"] for r in rows)))
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", type=int, default=[1024, 2048])
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--min-run-time", type=float, default=0.1)
     p.add_argument("--clock", choices=("wall", "thread"), default="wall")
+    p.add_argument("--no-parts", action="store_true", help="skip the per-step overhead breakdown")
     a = p.parse_args(argv)
     for n in a.sizes:
         L = layers(n)
@@ -106,6 +143,11 @@ def main(argv=None) -> None:
         print(f"HMF / LMF time: {gap:.2f} (previous forward: {med['HMF (previous forward)'] / med['LMF']:.2f}); "
               f"floors HMF / LMF: {med['floor:HMF'] / med['floor:LMF']:.2f}")
         print(r.warning or "harness: timing looks reliable")
+        if not a.no_parts:
+            parts = overhead_parts(n)
+            print(f"\nwhere HMF's overhead goes at {n}x{n} (each step alone, µs; besides these the layer "
+                  "adds both biases inside its two addmv kernels):")
+            print(parts.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Run:  .venv/bin/python benchmarks/sweep_speed.py [--size 1024] [--step 16] [--threads 2]
 
-The foundation issue's target: every split in steps of 16 and every rank of a 1024x1024 matrix
-in under 10 s on this 2-core machine. One SVD (singular values only) per split gives the error of
+Target (issue 12; the foundation issue asked for 10 s): every split in steps of 16 and every rank of a
+1024x1024 matrix in <= 3 s on this 2-core machine. One SVD (singular values only) per split gives the error of
 every rank from tail sums of squared singular values; an ``HMFCache`` keeps them for sliders.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     t_full = hl.measure(full_sweep, min_run_time=0.1, warmup=0, threads=args.threads, label="full sweep")
     t_cached = hl.measure(cached_query, min_run_time=0.2, threads=args.threads, label="cached query")
     print(f"{args.size}x{args.size}, splits step {args.step}, all ranks: {cells} cells")
-    print(f"  full sweep  : median {t_full.median:.2f} s (n={t_full.n}, threads={t_full.threads}); target < 10 s")
+    print(f"  full sweep  : median {t_full.median:.2f} s (n={t_full.n}, threads={t_full.threads}); target <= 3 s")
     print(f"  cached query: median {t_cached.median * 1e6:.0f} us (what a slider move costs once swept)")
 
 

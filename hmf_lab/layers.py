@@ -64,7 +64,10 @@ class _InferenceCache:
 
     def _cached(self, name: str, build, *sources: torch.Tensor, always: bool = False) -> torch.Tensor:
         # ``always`` is accepted for callers written when training mode skipped the cache (it no longer does)
-        key = [(t.data_ptr(), -1 if t.is_inference() else t._version) for t in sources]
+        try:  # the hot path: a plain list of (storage, version) pairs, no per-tensor branch
+            key = [(t.data_ptr(), t._version) for t in sources]
+        except RuntimeError:  # inference tensors carry no version counter
+            key = [(t.data_ptr(), -1 if t.is_inference() else t._version) for t in sources]
         store = self.__dict__.get("_inference_cache")
         if store is None:
             store = self.__dict__["_inference_cache"] = {}
@@ -96,6 +99,16 @@ def _bad_input(layer: nn.Module, x, dtype: torch.dtype) -> None:
                         f"e.g. x.to({dtype}) (or the layer with .to({x.dtype}) if it is floating)")
     if x.ndim == 0 or x.shape[-1] != n:
         raise ValueError(f"{name} input must have shape (..., {n}) (in_features={n}), got {tuple(x.shape)}")
+
+
+def _batch1_shape(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The (m,) result of a batch-1 forward in ``x``'s leading shape (cheapest op for the common shapes)."""
+    d = x.ndim
+    if d == 1:
+        return y
+    if d == 2:
+        return y.unsqueeze(0)
+    return y.view(*x.shape[:-1], y.shape[0])
 
 
 class _StoredValues:
@@ -140,6 +153,8 @@ def _check_rows(rows, m: int, k: int) -> torch.Tensor:
         except (TypeError, ValueError, RuntimeError) as e:
             raise TypeError(f"rows must be a sequence of {k} distinct int row indices in [0, {m}), "
                             f"got {type(rows).__name__} ({e})") from None
+    if t.numel() == 0 and not isinstance(rows, torch.Tensor):
+        t = t.to(torch.int64)  # an empty list (split 0) has no dtype to check
     if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
         raise TypeError(f"rows must hold integer row indices, got dtype {t.dtype} ({t.reshape(-1)[:4].tolist()}...); "
                         "pass ints, e.g. rows=[0, 5, 9]")
@@ -252,7 +267,8 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self._parameters  # direct dict access: this runs per token, keep it lean
         V = p["V"]
-        if type(x) is not torch.Tensor or x.dtype != V.dtype or x.shape[-1:] != V.shape[1:]:
+        # cheap check first (one attribute compare each); the full one only when it fails or x is a subclass
+        if type(x) is not torch.Tensor or x.dtype is not V.dtype or not x.ndim or x.shape[-1] != self.in_features:
             if not isinstance(x, torch.Tensor) or x.dtype != V.dtype or x.shape[-1:] != V.shape[1:]:
                 _bad_input(self, x, V.dtype)
         if torch.is_grad_enabled() and (x.requires_grad or V.requires_grad or p["U"].requires_grad
@@ -289,29 +305,27 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
     def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
         """Inference without autograd: x reads the stacked [V ; D] (r+k, n) in one pass (bias of the dense
         rows fused), then U (m-k, r) in one more (its bias fused). At batch 1 both are matrix-vector kernels
-        writing into one buffer [V x ; D x + b_D ; U V x + b_U], whose last m entries are the output: no
-        concatenation, no extra bias pass, no copy (the price of an HMF layer over LMF is one more kernel
-        launch, not more bytes). The packed factors are cached (see :class:`_InferenceCache`)."""
+        and one concatenation assembles the output (cheaper here than writing both into slices of one buffer
+        with ``out=``, measured: benchmarks/layer_overhead.py); a permuted layer pays one more index op. The
+        packed factors are cached (see :class:`_InferenceCache`)."""
         p = self._parameters
         U = p["U"]
         bias = p.get("bias")
         VD, b_vd, b_low = self._cached("pack", self._pack, p["dense"], U, p["V"], *(() if bias is None else (bias,)))
         k, r, m, n = self.split, self.rank, self.out_features, self.in_features
         if x.numel() == n:  # batch 1 (any leading shape of ones)
-            buf = x.new_empty(r + m)  # [V x (r) ; D x + b_D (k) ; U (V x) + b_U (m-k)]
             xv = x.view(n) if x.is_contiguous() else x.reshape(n)
-            if b_vd is None:
-                torch.mv(VD, xv, out=buf[:r + k])
-                if r:
-                    torch.mv(U, buf[:r], out=buf[r + k:])
+            t = torch.mv(VD, xv) if b_vd is None else torch.addmv(b_vd, VD, xv)  # [V x (r) ; D x + b_D (k)]
+            if not r:
+                y = t  # k = m: every row dense
             else:
-                torch.addmv(b_vd, VD, xv, out=buf[:r + k])
-                if r:
-                    torch.addmv(b_low, U, buf[:r], out=buf[r + k:])
-            y = buf[r:]  # (m,) in [D ; UV] order
-            if not self._is_top:
-                y = y.index_select(0, self.inverse)  # one index op undoes the row order
-            return y.view(*x.shape[:-1], m)
+                low = torch.mv(U, t[:r]) if b_low is None else torch.addmv(b_low, U, t[:r])  # U V x + b_U
+                if self._is_top:
+                    return _batch1_shape(torch.cat((t[r:], low)) if k else low, x)
+                y = torch.cat((t, low))  # [V x ; D x + b_D ; U V x + b_U]
+            if not self._is_top:  # one index op drops V x and undoes the row order
+                y = y.index_select(0, self._cached("inv", lambda: self.inverse + r, self.inverse))
+            return _batch1_shape(y, x)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, n)  # (B, n)
         t = x2 @ VD.T if b_vd is None else torch.addmm(b_vd, x2, VD.T)  # (B, r+k)
@@ -376,7 +390,7 @@ class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self._parameters  # direct dict access: this runs per token, keep it lean
         U, V, bias = p["U"], p["V"], p.get("bias")
-        if type(x) is not torch.Tensor or x.dtype != V.dtype or x.shape[-1:] != V.shape[1:]:
+        if type(x) is not torch.Tensor or x.dtype is not V.dtype or not x.ndim or x.shape[-1] != self.in_features:
             if not isinstance(x, torch.Tensor) or x.dtype != V.dtype or x.shape[-1:] != V.shape[1:]:
                 _bad_input(self, x, V.dtype)
         if self._mode == "reconstructed":
@@ -388,7 +402,7 @@ class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
             xv = x.view(n) if x.is_contiguous() else x.reshape(n)
             t = torch.mv(V, xv)  # (r,)
             y = torch.mv(U, t) if bias is None else torch.addmv(bias, U, t)  # (m,), bias fused
-            return y.view(*x.shape[:-1], self.out_features)
+            return _batch1_shape(y, x)
         if bias is not None and x.ndim == 2:
             return torch.addmm(bias, x @ V.T, U.T)  # bias fused into the second GEMM
         y = (x @ V.T) @ U.T  # (..., r) -> (..., m)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from torch import nn
 
@@ -190,3 +192,25 @@ def test_layer_forward_validates_its_input(make):
     with pytest.raises(TypeError, match="got torch.int64"):
         layer(torch.ones(2, 20, dtype=torch.int64))
     assert layer(torch.nn.Parameter(torch.randn(20))).shape == (16,)  # tensor subclasses pass
+
+
+@given(data=st.data(), m=st.integers(1, 12), n=st.integers(1, 12), bias=st.booleans(),
+       lead=st.sampled_from([(), (1,), (1, 1), (3,), (2, 2)]), permuted=st.booleans())
+@settings(max_examples=80, deadline=None)
+def test_inference_fast_path_equals_the_autograd_path(data, m, n, bias, lead, permuted):
+    """The lean batch-1 / batched inference forward (cached [V ; D], one cat, one index op) gives the numbers
+    of the differentiable reference path for every split 0..m, rank (0 when k = m), row order and shape."""
+    k = data.draw(st.integers(0, m), label="split")
+    r = 0 if k == m else data.draw(st.integers(1, min(m - k, n)), label="rank")
+    rows = data.draw(st.permutations(range(m)), label="rows")[:k] if permuted else None
+    torch.manual_seed(m * 13 + n)
+    layer = hl.HMFLinear(n, m, split=k, rank=r, bias=bias, rows=rows)
+    if bias:
+        with torch.no_grad():
+            layer.bias.normal_()
+    x = torch.randn(*lead, n)
+    reference = layer(x.requires_grad_())  # autograd records: the plain path
+    with torch.no_grad():
+        fast = layer(x.detach())
+    assert fast.shape == (*lead, m)
+    torch.testing.assert_close(fast, reference.detach(), rtol=1e-5, atol=1e-5)
