@@ -27,37 +27,30 @@ SUBCOMMANDS = {
 # before any work starts (bench.py and reproduce.py use them in their add_arguments).
 
 
+def _checked(text, cast, ok, expected: str):
+    """``cast(text)`` when it parses and passes ``ok``, else argparse's error naming what was expected."""
+    try:
+        v = cast(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {v if cast is int else repr(text)}")
+    return v
+
+
 def positive_int(text) -> int:
     """An int >= 1 (sizes, batches, threads, rounds, sequence length)."""
-    try:
-        v = int(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {v}")
-    return v
+    return _checked(text, int, lambda v: v >= 1, "an int >= 1")
 
 
 def nonnegative_int(text) -> int:
     """An int >= 0 (step budgets)."""
-    try:
-        v = int(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {v}")
-    return v
+    return _checked(text, int, lambda v: v >= 0, "an int >= 0")
 
 
 def positive_float(text) -> float:
     """A finite number > 0 (seconds)."""
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return v
+    return _checked(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 #: the largest compression the CLI accepts: beyond it no factorization of the kit's models stores a value
@@ -66,15 +59,8 @@ MAX_COMPRESSION = 1e6
 
 def compression_arg(text) -> float:
     """A compression: a finite number > 1 and at most MAX_COMPRESSION (e.g. 2 4 8 16)."""
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a compression like 4 (a number > 1), got {text!r}") from None
-    if not math.isfinite(v) or v <= 1 or v > MAX_COMPRESSION:
-        raise argparse.ArgumentTypeError(
-            f"expected a finite compression > 1 and at most {MAX_COMPRESSION:g} (dense size / compressed size), "
-            f"got {text!r}")
-    return v
+    return _checked(text, float, lambda v: math.isfinite(v) and 1 < v <= MAX_COMPRESSION,
+                    f"a finite compression > 1 and at most {MAX_COMPRESSION:g} (dense size / compressed size), e.g. 4")
 
 
 def heuristic_arg(text) -> str:

@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ._validation import as_int
 from .gate_hmf import GATES
-from .lstm_engines import _scripted
+from .lstm_engines import _cell, _scripted
 
 __all__ = ["CompressedLSTM", "LSTM_MODES"]
 
@@ -141,10 +141,7 @@ class CompressedLSTM(nn.Module):
         out = xp.new_empty(T, h.shape[0], H)
         steps = range(T - 1, -1, -1) if reverse else range(T)
         for t in steps:
-            g = self._hh_gates(hh, h, xp[t])  # (4, B, H)
-            s = torch.sigmoid(g)
-            c_new = torch.addcmul(s[1] * c, s[0], torch.tanh(g[2]))
-            h_new = s[3] * torch.tanh(c_new)
+            h_new, c_new = _cell(self._hh_gates(hh, h, xp[t]), c)  # gates (4, B, H)
             if lengths is not None:
                 live = (lengths > t).unsqueeze(1)  # (B, 1)
                 h_new = torch.where(live, h_new, h)

@@ -21,6 +21,14 @@ import torch
 __all__ = []  # private machinery; the LSTM classes live in hmf_lab.lstm
 
 
+def _cell(g: torch.Tensor, c: torch.Tensor):
+    """One LSTM step's gate arithmetic (gate order i, f, g, o as nn.LSTM): gates ``g`` (4, B, H) and cell
+    ``c`` (B, H) -> ``(h, c)``. Every loop, scripted or not, calls this one function."""
+    s = torch.sigmoid(g)
+    c = torch.addcmul(s[1] * c, s[0], torch.tanh(g[2]))
+    return s[3] * torch.tanh(c), c
+
+
 def _hmf_loop(xp: torch.Tensor, DV: torch.Tensor, Ut: torch.Tensor, inverse: torch.Tensor, k: int,
               permute: bool, h: torch.Tensor, c: torch.Tensor, reverse: bool):
     """LSTM steps with a gate-blocked HMF W_hh: one (G, B, k+r) GEMM for every gate's D and V rows, one
@@ -39,9 +47,7 @@ def _hmf_loop(xp: torch.Tensor, DV: torch.Tensor, Ut: torch.Tensor, inverse: tor
             if permute:
                 z = torch.gather(z, 2, inverse.unsqueeze(1).expand_as(z))
             g = z + xp[t]
-        sg = torch.sigmoid(g)
-        c = torch.addcmul(sg[1] * c, sg[0], torch.tanh(g[2]))
-        h = sg[3] * torch.tanh(c)
+        h, c = _cell(g, c)
         out[t] = h
     return out, h, c
 
@@ -56,10 +62,7 @@ def _csr_loop(xp: torch.Tensor, W: torch.Tensor, h: torch.Tensor, c: torch.Tenso
             y = torch.mv(W, h[0]).view(G, 1, H)
         else:
             y = torch.mm(W, h.t()).view(G, H, B).transpose(1, 2)
-        g = y + xp[t]
-        sg = torch.sigmoid(g)
-        c = torch.addcmul(sg[1] * c, sg[0], torch.tanh(g[2]))
-        h = sg[3] * torch.tanh(c)
+        h, c = _cell(y + xp[t], c)
         out[t] = h
     return out, h, c
 

@@ -19,7 +19,7 @@ training script and the notebooks use only this interface:
 
 ``TASKS`` maps the registry name to the class; ``get_task`` also takes the short command-line names
 (``cli_name``: ``"lm"``, ``"intent"``, ``"translation"``). Add a task: subclass :class:`Task`, fill the
-class attributes and the five methods, decorate it with :func:`register_task`.
+class attributes (``cli_name`` defaults to ``name``) and the five methods, decorate it with :func:`register_task`.
 
 >>> import hmf_lab as hl
 >>> sorted(hl.tasks.TASKS), [t.cli_name for t in hl.tasks.TASKS.values()]
@@ -47,13 +47,13 @@ class Task:
     """
 
     name: str = ""                    # registry and checkpoint name, e.g. "char_lm"
-    cli_name: str = ""                # short name on the command line, e.g. "lm"
+    cli_name: str = ""                # short name on the command line, e.g. "lm" (default: ``name``)
     metric: str = ""                  # headline key of evaluate()
     higher_is_better: bool = True     # direction of `metric`
     base_cfg: TrainConfig = TrainConfig()  # the base (dense) training run
     arch: dict = {}                   # default keyword arguments of build()
     quick_eval: dict = {}             # constructor keywords of the quick variant (smaller evaluation)
-    train_desc: str = "train"         # progress-bar label
+    train_desc: str = ""              # progress-bar label (default: "train <cli_name>")
 
     # -- implemented by each task -------------------------------------------------------------
 
@@ -128,9 +128,11 @@ def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator: add a :class:`Task` subclass to :data:`TASKS` under ``cls.name``."""
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise TypeError(f"register_task expects a subclass of hmf_lab.tasks.Task, got {cls!r}")
-    if not cls.name or not cls.cli_name:
-        raise ValueError(f"{cls.__name__} must set the class attributes `name` and `cli_name`, "
-                         f"got name={cls.name!r}, cli_name={cls.cli_name!r}")
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} must set the class attribute `name` (and may set `cli_name`), "
+                         f"got name={cls.name!r}")
+    cls.cli_name = cls.cli_name or cls.name
+    cls.train_desc = cls.train_desc or f"train {cls.cli_name}"
     TASKS[cls.name] = cls
     return cls
 
@@ -200,13 +202,11 @@ class IntentTask(Task):
     """
 
     name = "intent"
-    cli_name = "intent"
     metric = "accuracy"
     higher_is_better = True
     base_cfg = TrainConfig(steps=800, batch_size=64, lr=3e-3, seed=0)
     arch = dict(embed=64, hidden=128)
     quick_eval = {"eval_n": 100}
-    train_desc = "train intent"
     max_len = 40
 
     def __init__(self, pairs=None, vocab=None, labels=None, eval_n: int | None = None):
@@ -264,13 +264,11 @@ class TranslationTask(Task):
     """
 
     name = "translation"
-    cli_name = "translation"
     metric = "bleu"
     higher_is_better = True
     base_cfg = TrainConfig(steps=1800, batch_size=32, lr=3e-3, seed=0)
     arch = dict(embed=64, hidden=192)
     quick_eval = {"eval_n": 12}
-    train_desc = "train translation"
     max_len = 40
     vocab_size = 3000
 

@@ -51,17 +51,18 @@ def test_register_task_checks_its_argument():
     class Nameless(T.Task):
         pass
 
-    with pytest.raises(ValueError, match="must set the class attributes `name` and `cli_name`"):
+    with pytest.raises(ValueError, match="must set the class attribute `name`"):
         T.register_task(Nameless)
     assert "" not in T.TASKS
 
 
 def test_a_new_task_registers_and_the_base_marks_what_to_implement():
     class Toy(T.Task):
-        name, cli_name, metric = "toy", "toy", "loss"
+        name, metric = "toy", "loss"
 
     try:
         assert T.register_task(Toy) is Toy and T.TASKS["toy"] is Toy
+        assert Toy.cli_name == "toy" and Toy.train_desc == "train toy"  # defaults from `name`
         assert type(T.get_task("toy")) is Toy
         toy = Toy()
         for call in (toy.build, lambda: toy.evaluate(None),
