@@ -647,6 +647,28 @@ def plot_regimes(summary: pd.DataFrame, ax=None, labels=("dense", "hmf", "hmf(be
     return ax
 
 
+def plot_regimes_by_task(summary: pd.DataFrame, width: float = 5.5):
+    """:func:`plot_regimes` for every task of ``summary`` (``hl.grid.summarize`` of several tasks), one panel
+    each, side by side; returns the array of Axes.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> s = pd.DataFrame(dict(task=["a", "b"], metric="accuracy", regime="post", compression=4.0,
+    ...                       label="hmf", mean=[0.8, 0.7], sd=0.01, n=3))
+    >>> [ax.get_title().split(":")[0] for ax in plot_regimes_by_task(s)]
+    ['a', 'b']
+    """
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(summary.task))
+    if not tasks:
+        raise ValueError("summary holds no task rows; pass hl.grid.summarize(cells) of a non-empty grid")
+    fig, axes = plt.subplots(1, len(tasks), figsize=(width * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        plot_regimes(summary[summary.task == task], ax=ax)
+    fig.tight_layout()
+    return axes[0]
+
+
 def plot_split_sweep(cells: pd.DataFrame, ax=None):
     """Trained iso-budget split sweep: metric vs split fraction (0 = LMF, 1 = all-rows end), seed error bars, per regime; returns the Axes.
 

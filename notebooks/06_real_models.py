@@ -36,7 +36,6 @@
 # structure. Notebook 07 runs that regime too ("scratch") and asks when HMF wins.
 
 # %%
-import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 import hmf_lab as hl
@@ -69,11 +68,7 @@ if cells is not None:
 
 # %%
 if cells is not None:
-    tasks = list(post.task.unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        hl.plots.plot_regimes(G.summarize(post[post.task == task]), ax=ax)
-    fig.tight_layout()
+    hl.plots.plot_regimes_by_task(G.summarize(post), width=5.5);
 
 # %% [markdown]
 # Things to look for:

@@ -66,11 +66,7 @@ if cells is not None:
 
 # %%
 if cells is not None:
-    tasks = list(cells.task.unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        hl.plots.plot_regimes(G.summarize(cells[cells.task == task]), ax=ax)
-    fig.tight_layout()
+    hl.plots.plot_regimes_by_task(G.summarize(cells), width=6);
 
 # %% [markdown]
 # The HMF − LMF differences in one table (`diff_mean` in the metric's units, sign: positive = HMF better;

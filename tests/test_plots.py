@@ -154,3 +154,15 @@ def test_error_map_shape_inference_can_fail():
         plots.error_map(df)
     ax = plots.error_map(df.assign(params=[70, 140]), shape=(40, 30), compressions=())
     assert ax.contour_set is None
+
+
+def test_regimes_by_task_draws_one_panel_per_task_and_rejects_an_empty_summary():
+    s = pd.DataFrame(dict(task=["lm", "lm", "intent"], metric=["bits_per_char", "bits_per_char", "accuracy"],
+                          regime=["post", "scratch", "post"], compression=4.0, label="hmf",
+                          mean=[2.0, 2.5, 0.9], sd=0.1, n=3))
+    axes = plots.plot_regimes_by_task(s)
+    assert [ax.get_title().split(":")[0] for ax in axes] == ["lm", "intent"]
+    assert tuple(axes[0].containers[0].lines[0].get_ydata()) == (2.0, 2.5)
+    with pytest.raises(ValueError, match="no task rows"):
+        plots.plot_regimes_by_task(s.iloc[:0])
+    plt.close("all")
