@@ -118,6 +118,9 @@ def check_compression(compression, name: str = "compression") -> float:
 def as_inputs(x, n: int, name: str = "x", like: torch.Tensor | None = None) -> torch.Tensor:
     """Return inputs ``x`` of shape (..., n) as a float tensor (dtype of ``like`` if given)."""
     if isinstance(x, np.ndarray):
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} must be float32 or float64, got numpy {x.dtype}; convert it first, "
+                            f"e.g. {name}.astype(np.float32)")
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray of shape (..., {n}), got {type(x).__name__}")

@@ -93,7 +93,7 @@ def _layer_modules(n: int, c: float, gen: torch.Generator, dense: nn.Linear):
     lm = LMFLinear(n, n, rl).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sp = SparseLinear.from_linear(dense, c).eval()
+        sp = SparseLinear.from_linear(dense, c).eval()  # LMF's count: equal stored values
     return {
         "hmf": (h, h.n_params, h.n_params * FLOAT_BYTES, f"split={k} rank={r}"),
         "hmf-reconstructed": (recon, recon.n_params, n * n * FLOAT_BYTES, f"split={k} rank={r}, W_hat dense"),

@@ -924,7 +924,8 @@ def sweep(W, splits=None, ranks=None, heuristic="top", X=None, *, cache: HMFCach
     if splits is None:
         splits = range(0, m + 1, max(1, m // 32))
     for what, seq in (("splits", splits), ("ranks", ranks)):
-        if seq is not None and (isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__")):
+        if seq is not None and (isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__")
+                                or getattr(seq, "ndim", 1) != 1):  # a 0-d tensor/array has __iter__ but no items
             raise TypeError(f"{what} must be a list or range of ints (e.g. {what}=[{seq!r}] or range(0, {m + 1}, 8)), "
                             f"got {type(seq).__name__} {seq!r}")
     splits = [check_split(k, m) for k in splits]

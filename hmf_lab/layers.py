@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ._validation import as_int, check_rank, check_split
-from .core import hmf, lmf, prune
+from .core import hmf, lmf, prune, prune_keep
 
 __all__ = ["HMFLinear", "LMFLinear", "SparseLinear"]
 
@@ -454,10 +454,19 @@ class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
         return self.values.numel()
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, compression: float) -> "SparseLinear":
-        """Keep the ``floor(m*n / compression)`` largest-magnitude weights (``hl.prune``)."""
+    def from_linear(cls, linear: nn.Linear, compression: float, count: str = "equal") -> "SparseLinear":
+        """Keep the largest-magnitude weights (``hl.prune``): as many as LMF stores at ``compression``
+        (``count="equal"``, the fair comparison, as in ``hl.compress`` and ``SparseLSTM``), or
+        ``floor(m*n / compression)`` (``count="floor"``); see ``hl.core.prune_keep``.
+
+        >>> import torch, hmf_lab as hl
+        >>> lin = torch.nn.Linear(20, 16)
+        >>> hl.SparseLinear.from_linear(lin, 4).nnz, hl.SparseLinear.from_linear(lin, 4, count="floor").nnz
+        (72, 80)
+        """
         _check_linear(linear)
-        p = prune(linear.weight.detach(), compression)
+        W = linear.weight.detach()
+        p = prune(W, nnz=prune_keep(tuple(W.shape), compression, count=count))
         return cls.from_csr(p.weight, None if linear.bias is None else linear.bias.detach())
 
     @classmethod

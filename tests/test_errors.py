@@ -297,6 +297,17 @@ def test_meta_device_and_empty_calibration():
         hl.HMFCache(torch.randn(6, 4), X=torch.full((3, 4), float("nan")))
 
 
+@pytest.mark.parametrize("X", [np.array([[object()] * 4] * 3), np.ones((3, 4), dtype=np.int64),
+                               np.ones((3, 4), dtype=np.complex64)])
+def test_calibration_numpy_of_a_wrong_dtype_is_a_type_error_naming_X(X):
+    """Found by test_garbage (hypothesis): an object ndarray X reached torch.from_numpy's raw message."""
+    with pytest.raises(TypeError, match=r"X.* must be float32 or float64, got numpy"):
+        hl.HMFCache(torch.randn(6, 4), X=X)
+    f = hl.hmf(torch.randn(6, 4), 2, 1)
+    with pytest.raises(TypeError, match=r"x must be float32 or float64, got numpy"):
+        f(X)  # HMFResult applies itself to inputs x
+
+
 def test_smaller_defects():
     """5(l): compression=10**400 raised OverflowError; sweep(splits=3) 'int' object is not iterable."""
     W = torch.randn(8, 6)
@@ -306,6 +317,9 @@ def test_smaller_defects():
         hl.compress(torch.nn.Linear(6, 8), "hmf", compression=10**400)
     with pytest.raises(TypeError, match=r"splits must be a list or range of ints \(e.g. splits=\[3\]"):
         hl.sweep(W, splits=3)
+    for zero_d in (torch.tensor(0), np.array(2)):  # found by test_garbage: "iteration over a 0-d tensor"
+        with pytest.raises(TypeError, match="ranks must be a list or range of ints"):
+            hl.sweep(W, ranks=zero_d)
     with pytest.raises(TypeError, match="ranks must be a list or range of ints"):
         hl.sweep(W, ranks="12")
 
@@ -319,9 +333,10 @@ def test_prune_transposed_weights():
         lin.weight = torch.nn.Parameter(torch.randn(4, 6).T)
     assert not lin.weight.is_contiguous()
     x = torch.randn(3, 4)
-    sp = hl.SparseLinear.from_linear(lin, 2)
+    sp = hl.SparseLinear.from_linear(lin, 2, count="floor")
     with torch.no_grad():
         assert torch.allclose(sp(x), x @ hl.prune(lin.weight.detach(), 2).to_dense().T + lin.bias, atol=1e-5)
+    assert hl.SparseLinear.from_linear(lin, 2).nnz == hl.core.prune_keep((6, 4), 2)
     for kw in ({}, {"sparse": True}):
         small = hl.compress(torch.nn.Sequential(lin), "prune", compression=2, **kw)
         assert hl.count_params(small) == hl.core.prune_keep((6, 4), 2)
