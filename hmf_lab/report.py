@@ -657,10 +657,13 @@ def load_model(checkpoint, factory: str) -> nn.Module:
 
 
 def add_arguments(parser) -> None:
+    from .cli import compression_arg  # argparse validators: a bad value stops before any work
+
     parser.add_argument("--model", required=True, help="checkpoint file (state dict, or {'config', 'state_dict'})")
     parser.add_argument("--factory", required=True, help="module:function that builds the model, e.g. hmf_lab.models:CharLM")
-    parser.add_argument("--compression", nargs="+", type=float, default=[2, 4, 8], help="compressions to report")
-    parser.add_argument("--target", type=float, default=None, help="total compression of the recommended plan")
+    parser.add_argument("--compression", nargs="+", type=compression_arg, default=[2, 4, 8],
+                        help="compressions to report")
+    parser.add_argument("--target", type=compression_arg, default=None, help="total compression of the recommended plan")
     parser.add_argument("--calibration", default=None,
                         help="torch file with model inputs (a tensor or a tuple) for output errors")
     parser.add_argument("--layers", nargs="+", default=None, help="layer names (default: every Linear/LSTM)")

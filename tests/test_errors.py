@@ -347,6 +347,8 @@ def test_prune_transposed_weights():
 
 @pytest.mark.parametrize("argv, msg", [
     (["reproduce", "--out", "{tmp}", "--compression", "0"], "argument --compression: expected a finite compression > 1"),
+    (["report", "--model", "m.pt", "--factory", "a:b", "--compression", "0"], "argument --compression: expected a finite"),
+    (["report", "--model", "m.pt", "--factory", "a:b", "--target", "nan"], "argument --target: expected a finite"),
     (["reproduce", "--out", "{tmp}", "--compression", "-1"], "argument --compression"),
     (["reproduce", "--out", "{tmp}", "--compression", "nan"], "argument --compression"),
     (["reproduce", "--out", "{tmp}", "--compression", "inf"], "argument --compression"),
