@@ -45,7 +45,7 @@ from torch import nn
 from ._env import quick_mode
 from .layers import HMFLinear, LMFLinear, SparseLinear
 from .lstm import HMFLSTM, LMFLSTM, SparseLSTM, choose_split_rank, lmf_rank
-from .timing import FLOAT_BYTES, csr_bytes, race, raw_kernels
+from .timing import FLOAT_BYTES, race, raw_kernels, weight_bytes
 
 __all__ = ["BenchConfig", "run_bench", "summary", "to_markdown", "add_arguments", "run", "QUICK", "FULL"]
 
@@ -78,9 +78,8 @@ QUICK = BenchConfig(sizes=(256,), batches=(1,), threads=(1,), compressions=(4,),
 
 
 def _csr_bytes(layer: SparseLinear) -> int:
-    """Weights the timed CSR kernel streams: ``hl.timing.csr_bytes`` with the int32 indices of ``_csr32``."""
-    w = layer._csr32()
-    return csr_bytes(layer.out_features, layer.nnz, FLOAT_BYTES, w.col_indices().element_size())
+    """Weights the timed CSR kernel streams (``hl.timing.weight_bytes``: int32 indices, as ``_csr32``)."""
+    return weight_bytes(layer)
 
 
 def _layer_modules(n: int, c: float, gen: torch.Generator, dense: nn.Linear):

@@ -156,6 +156,24 @@ class HMFResult:
         return y
 
 
+def csr_index_bytes(nnz: int) -> int:
+    """Bytes per CSR index in the kit's sparse kernel: int32 (4) below 2**31 - 1 stored values, else int64 (8)."""
+    return 4 if int(nnz) < 2**31 - 1 else 8
+
+
+def csr_bytes(m: int, nnz: int, value_bytes: int = 4, index_bytes: int = 4) -> int:
+    """Bytes of an (m, n) CSR matrix with ``nnz`` stored values: values + column indices + m+1 row pointers.
+
+    The kit's one CSR byte count (``hl.timing.csr_bytes`` is this function); ``index_bytes=4`` matches the
+    timed kernel (int32 indices, see ``SparseLinear._csr32`` and :func:`csr_index_bytes`).
+
+    >>> import hmf_lab as hl
+    >>> hl.core.csr_bytes(4, 3)
+    44
+    """
+    return int(nnz) * (int(value_bytes) + int(index_bytes)) + (int(m) + 1) * int(index_bytes)
+
+
 @dataclass(frozen=True, eq=False)
 class PruneResult:
     """Magnitude pruning: the ``nnz`` largest-magnitude entries of W, stored as CSR."""
@@ -183,11 +201,9 @@ class PruneResult:
 
     @property
     def n_bytes(self) -> int:
-        """CSR storage in bytes: values + column indices + row pointers."""
-        m, _ = self.shape
-        vb = self.weight.values().element_size()
-        ib = self.weight.col_indices().element_size()
-        return self.nnz * (vb + ib) + (m + 1) * self.weight.crow_indices().element_size()
+        """CSR bytes the sparse kernel streams: values + column indices + row pointers, with the int32 indices
+        ``SparseLinear`` runs on (int64 only past 2**31 values), whatever dtype ``weight`` holds them in."""
+        return csr_bytes(self.shape[0], self.nnz, self.weight.values().element_size(), csr_index_bytes(self.nnz))
 
     @property
     def dense_bytes(self) -> int:

@@ -49,6 +49,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .core import csr_bytes, csr_index_bytes  # the one CSR byte count lives with the other size rules
+
 __all__ = ["Timing", "measure", "compare", "race", "Race", "Reliability", "reliability", "machine_load",
            "weight_bytes", "csr_bytes", "raw_kernels"]
 
@@ -456,19 +458,6 @@ def compare(fns: dict, *args, **kw) -> pd.DataFrame:
 FLOAT_BYTES = 4
 
 
-def csr_bytes(m: int, nnz: int, value_bytes: int = FLOAT_BYTES, index_bytes: int = 4) -> int:
-    """Bytes of an (m, n) CSR matrix with ``nnz`` stored values: values + column indices + m+1 row pointers.
-
-    The kit's one CSR byte count; ``index_bytes=4`` matches the timed kernel (int32 indices, see
-    ``SparseLinear._csr32``).
-
-    >>> import hmf_lab as hl
-    >>> hl.timing.csr_bytes(4, 3)
-    44
-    """
-    return int(nnz) * (int(value_bytes) + int(index_bytes)) + (int(m) + 1) * int(index_bytes)
-
-
 def weight_bytes(module) -> int:
     """Bytes of weights a forward of ``module`` streams (bias excluded): dense m*n values, HMF/LMF their
     stored values, CSR its values and int32 indices (:func:`csr_bytes`), a reconstructed-mode layer W_hat.
@@ -483,9 +472,7 @@ def weight_bytes(module) -> int:
     if isinstance(module, torch.nn.Linear):
         return module.weight.numel() * module.weight.element_size()
     if isinstance(module, SparseLinear):
-        vb = module.values.element_size()
-        ib = 4 if module.nnz < 2**31 - 1 else 8
-        return csr_bytes(module.out_features, module.nnz, vb, ib)
+        return csr_bytes(module.out_features, module.nnz, module.values.element_size(), csr_index_bytes(module.nnz))
     if getattr(module, "mode", "factorized") == "reconstructed":
         return module.in_features * module.out_features * FLOAT_BYTES
     if hasattr(module, "n_params"):

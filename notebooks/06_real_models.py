@@ -48,7 +48,7 @@ LIVE = ("intent", "snips") if QUICK else ("lm", "tinyshakespeare")  # task of th
 # %% [markdown]
 # ## The shipped results of a full run
 #
-# `data/results/` holds one full run of the grid (`data/results/README.md` says the exact command, the
+# `hmf_lab/assets/results/` holds one full run of the grid (`hmf_lab/assets/results/README.md` says the exact command, the
 # training steps, the machine load and the wall time). Here: the **post** rows. Columns: the dense model,
 # HMF with the default split, HMF with the best split of a trained sweep (notebook 07), LMF and pruning;
 # then HMF minus LMF in % of LMF (positive = HMF better), "(noise)" when inside the seed noise.

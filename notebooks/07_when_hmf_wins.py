@@ -23,7 +23,7 @@
 # 3. **Speed.** Inference at batch 1 is memory-bound once the weights leave the cache, overhead-bound when
 #    they fit. The kit's shipped models (hidden 128–256) fit in a desktop CPU's cache.
 #
-# Everything below comes from one committed run of `hmf-lab reproduce` (see `data/results/README.md`) plus
+# Everything below comes from one committed run of `hmf-lab reproduce` (see `hmf_lab/assets/results/README.md`) plus
 # a small live version you can steer.
 
 # %%
@@ -100,7 +100,7 @@ if cells is not None:
 # ## 3. Speed: where does a compressed model run faster than dense?
 #
 # Engineer-facing speed results (the never-slower table and the crossover with hidden size) live in
-# `data/results/speed/` when the kit ships them.
+# `hmf_lab/assets/results/speed/` when the kit ships them.
 
 # %%
 from pathlib import Path

@@ -77,8 +77,8 @@ def test_prune_keeps_largest_magnitudes_and_reports_bytes():
     dropped = W.abs()[~p.mask]
     assert kept.min() >= dropped.max()
     assert torch.equal(p.to_dense(), W * p.mask)
-    # float64 values (8 B) + int64 column indices (8 B) per entry + (m+1) int64 row pointers
-    assert p.n_bytes == 256 * 16 + 33 * 8
+    # float64 values (8 B) + the kernel's int32 column indices (4 B) per entry + (m+1) int32 row pointers
+    assert p.n_bytes == 256 * 12 + 33 * 4 == hl.timing.weight_bytes(hl.SparseLinear.from_csr(p.weight).double())
     assert p.byte_compression == pytest.approx(32 * 32 * 8 / p.n_bytes)
     assert p.byte_compression < p.compression  # index overhead is real
 
