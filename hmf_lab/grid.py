@@ -434,8 +434,9 @@ def live_regimes(task: str = "intent", compression: float = 8, split_frac: float
                  steps: int | None = None) -> pd.DataFrame:
     """A small live grid in this process: dense, HMF at ``split_frac`` (None = default split) and LMF, one regime.
 
-    For sliders: quick mode (``HMF_LAB_QUICK=1`` or ``quick=True``) trains a few steps; otherwise the
-    full run's budget of :mod:`hmf_lab.regimes` (a few seconds per model for ``intent``).
+    For sliders: quick mode (``HMF_LAB_QUICK=1`` or ``quick=True``) trains a few steps; otherwise
+    :data:`hmf_lab.regimes.LIVE_STEPS` (a few seconds per model: intent scratch 150 steps, fewer than the
+    committed run's 800, said in the notebook); ``steps`` overrides both.
 
     >>> df = live_regimes("intent", 8, 0.5, "scratch", quick=True)  # doctest: +SKIP
     >>> sorted(df.label)  # doctest: +SKIP
@@ -445,6 +446,9 @@ def live_regimes(task: str = "intent", compression: float = 8, split_frac: float
     q = quick_mode() if quick is None else bool(quick)
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; expected one of {REGIMES}")
+    if steps is None and not q:
+        from .regimes import LIVE_STEPS
+        steps = LIVE_STEPS.get(task, {}).get(regime)
     cells = []
     for seed in range(int(seeds)):
         cells += [Cell(task, regime, "dense", 1.0, seed, quick=q, steps=steps),

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["Cell", "RegimeSettings", "FULL", "QUICK", "REGIMES", "settings_for", "run_cell", "factorized_init",
+__all__ = ["Cell", "RegimeSettings", "FULL", "QUICK", "LIVE_STEPS", "REGIMES", "settings_for", "run_cell", "factorized_init",
            "split_for_fraction", "max_split", "init_model", "get_task"]
 
 REGIMES = ("post", "scratch")
@@ -79,6 +79,16 @@ QUICK = {
     "lm": RegimeSettings(post_steps=3, scratch_steps=4, eval_kw={"eval_chars": 1_000}, prune_every=1),
     "intent": RegimeSettings(post_steps=4, scratch_steps=6, eval_kw={"eval_n": 60}, prune_every=1),
     "translation": RegimeSettings(post_steps=2, scratch_steps=3, eval_kw={"eval_n": 8}, prune_every=1),
+}
+
+
+#: steps of the *live* sliders (notebook 07's regime explorer, ``hl.grid.live_regimes``) in full mode: a
+#: slider move retrains three models, so each gets a few seconds on this 2-core machine instead of the
+#: committed run's budget above (intent scratch: 150 of its 800 steps). Tasks not listed use FULL.
+LIVE_STEPS = {
+    "intent": {"post": 50, "scratch": 150},
+    "lm": {"post": 10, "scratch": 30},
+    "translation": {"post": 10, "scratch": 30},
 }
 
 

@@ -159,3 +159,22 @@ def test_best_split_transfer_and_relabel():
     cells = G.transfer_cells(best2, ["intent", "lm"], seeds=2)
     assert [(c.task, c.split_frac, c.label) for c in cells] == [("lm", 0.5, "hmf(best)")] * 2
     assert {r["task"] for r in G._relabel_best(rows2, best2, "intent")} == {"intent"}
+
+
+def test_live_regimes_full_mode_uses_the_live_budget(monkeypatch):
+    """A slider move in full mode trains LIVE_STEPS (seconds), not the committed run's budget; quick mode
+    and an explicit ``steps`` keep theirs."""
+    from hmf_lab import regimes
+
+    seen = []
+    monkeypatch.setattr(G, "run_cells", lambda cells, **kw: seen.extend(cells) or
+                        [dict(label=c.label, steps=c.steps) for c in cells])
+    G.live_regimes("intent", 8, 0.5, "scratch", quick=False)
+    assert {c.steps for c in seen} == {regimes.LIVE_STEPS["intent"]["scratch"]} == {150}
+    assert regimes.LIVE_STEPS["intent"]["scratch"] < regimes.settings_for("intent").scratch_steps
+    seen.clear()
+    G.live_regimes("intent", 8, 0.5, "post", quick=True)
+    assert {c.steps for c in seen} == {None} and all(c.quick for c in seen)
+    seen.clear()
+    G.live_regimes("intent", 8, None, "post", quick=False, steps=7)
+    assert {c.steps for c in seen} == {7}
