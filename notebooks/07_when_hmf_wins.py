@@ -196,9 +196,10 @@ if cells is not None:
 # small models batch-1 inference is overhead-bound: compressed models run at about dense speed once
 # `hl.engines.choose` picks the fused dense kernel (the never-slower table, with its dense-vs-dense control
 # for the noise). Where the weights leave the cache (the hidden-1024 LSTM of `regime.md`), both factorizations
-# stream about 1/c of dense's bytes and CSR pruning about 2/c (32-bit indices), so HMF and LMF run several times
-# faster than dense and about twice as fast as CSR pruning at 4x and 8x: the paper's speed argument, seen on
-# this machine. HMF has no speed edge over LMF at equal bytes (notebook 03: same kernels, one more output copy).
+# stream about 1/c of dense's bytes and CSR pruning about 2/c (32-bit indices): measured on a quiet machine,
+# HMF runs 3.0x (4x) and 4.7x (8x) faster than dense and 3.0x / 2.6x faster than CSR pruning -- the paper's
+# "more than 2.32x faster than pruning", seen on this machine. HMF has no speed edge over LMF at equal bytes
+# (LMF is 5-8% faster: the same two kernels, plus one output copy for HMF; notebook 03).
 #
 # **What the kit's own numbers add.** Gradual magnitude pruning (Zhu & Gupta), given the same number of
 # values, is competitive on accuracy: best of the three in 3 of the 8 lm/translation cells (post LM 4x,
