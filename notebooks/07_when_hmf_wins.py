@@ -199,7 +199,7 @@ if cells is not None:
 # stream about 1/c of dense's bytes and CSR pruning about 2/c (32-bit indices): measured on a quiet machine,
 # HMF runs 3.0x (4x) and 4.7x (8x) faster than dense and 3.0x / 2.6x faster than CSR pruning -- the paper's
 # "more than 2.32x faster than pruning", seen on this machine. HMF has no speed edge over LMF at equal bytes
-# (LMF is 5-8% faster: the same two kernels, plus one output copy for HMF; notebook 03).
+# (LMF is 6-8% faster: the same two kernels, plus one output copy for HMF; notebook 03).
 #
 # **What the kit's own numbers add.** Gradual magnitude pruning (Zhu & Gupta), given the same number of
 # values, is competitive on accuracy: best of the three in 3 of the 8 lm/translation cells (post LM 4x,
