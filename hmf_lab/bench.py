@@ -77,11 +77,6 @@ QUICK = BenchConfig(sizes=(256,), batches=(1,), threads=(1,), compressions=(4,),
                     min_run_time=0.01, lstm_min_run_time=0.01, rounds=1)
 
 
-def _csr_bytes(layer: SparseLinear) -> int:
-    """Weights the timed CSR kernel streams (``hl.timing.weight_bytes``: int32 indices, as ``_csr32``)."""
-    return weight_bytes(layer)
-
-
 def _layer_modules(n: int, c: float, gen: torch.Generator, dense: nn.Linear):
     """{method: (module, params, bytes)} for one square size and compression."""
     k, r = choose_split_rank((n, n), c)
@@ -97,7 +92,7 @@ def _layer_modules(n: int, c: float, gen: torch.Generator, dense: nn.Linear):
         "hmf": (h, h.n_params, h.n_params * FLOAT_BYTES, f"split={k} rank={r}"),
         "hmf-reconstructed": (recon, recon.n_params, n * n * FLOAT_BYTES, f"split={k} rank={r}, W_hat dense"),
         "lmf": (lm, lm.n_params, lm.n_params * FLOAT_BYTES, f"rank={rl}"),
-        "prune": (sp, sp.nnz, _csr_bytes(sp), f"nnz={sp.nnz}, int32 indices"),
+        "prune": (sp, sp.nnz, weight_bytes(sp), f"nnz={sp.nnz}, int32 indices"),
     }
 
 
@@ -179,7 +174,7 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sp = SparseLSTM.from_lstm(dense, c).eval()
-            csr_bytes = sum(_csr_bytes(m) for m in list(sp.ih) + list(sp.hh))
+            csr_bytes = sum(weight_bytes(m) for m in list(sp.ih) + list(sp.hh))  # int32 indices, as timed
             mods[c] = {
                 "hmf": (h, h.n_params, h.n_params * FLOAT_BYTES, f"split={k} rank={r} per gate, TorchScript loop"),
                 "hmf-eager": (he, he.n_params, he.n_params * FLOAT_BYTES, f"split={k} rank={r} per gate, Python loop"),

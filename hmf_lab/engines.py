@@ -51,7 +51,7 @@ from .lstm import CompressedLSTM, SparseLSTM
 from .timing import measure
 
 __all__ = ["ENGINES", "engines_of", "set_engine", "current_engine", "choose", "summary", "clear_cache",
-           "compressed_modules", "compare_models", "load_note", "crossover_points"]
+           "compressed_modules", "compare_models", "load_note", "crossover_points", "capture_calls"]
 
 #: every engine name, in the order they are tried (the first available one is the reference output)
 ENGINES = ("factorized", "csr", "reconstructed")
@@ -167,16 +167,26 @@ def _scale(out) -> float:
     return max([float(t.float().abs().max()) for t in _tensors(out) if t.numel()] + [1.0])
 
 
-def _capture(model: nn.Module, modules: list, example_inputs: tuple) -> dict:
-    """Each module's first call's (args, kwargs) during ``model(*example_inputs)`` (inference mode)."""
-    got, handles = {}, []
+def capture_calls(model: nn.Module, modules: list, batches) -> dict[str, list]:
+    """Every ``(args, kwargs)`` each of ``modules`` (``(name, module)`` pairs) receives while ``model(*b)``
+    runs for each input tuple ``b`` of ``batches`` (inference mode; the hooks are removed afterwards).
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    >>> calls = capture_calls(net, [("0", net[0])], [(torch.zeros(4, 3),)])
+    >>> [tuple(args[0].shape) for args, kwargs in calls["0"]]
+    [(4, 3)]
+    """
+    got = {name: [] for name, _ in modules}
+    handles = []
     for name, mod in modules:
         def hook(m, args, kwargs, name=name):
-            got.setdefault(name, (args, kwargs))
+            got[name].append((args, kwargs))
         handles.append(mod.register_forward_pre_hook(hook, with_kwargs=True))
     try:
         with torch.inference_mode():
-            model(*example_inputs)
+            for b in batches:
+                model(*b)
     finally:
         for h in handles:
             h.remove()
@@ -241,7 +251,7 @@ def choose(model: nn.Module, *example_inputs, threads: int = 1, min_run_time: fl
     before = torch.get_num_threads()
     torch.set_num_threads(int(threads))  # also for the capture and the correctness checks
     try:
-        inputs = _capture(model, modules, example_inputs)
+        inputs = {n: calls[0] for n, calls in capture_calls(model, modules, [example_inputs]).items() if calls}
         items = modules
         if progress:
             from tqdm.auto import tqdm

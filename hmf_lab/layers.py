@@ -321,8 +321,9 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
             else:
                 low = torch.mv(U, t[:r]) if b_low is None else torch.addmv(b_low, U, t[:r])  # U V x + b_U
                 if self._is_top:
-                    return _batch1_shape(torch.cat((t[r:], low)) if k else low, x)
-                y = torch.cat((t, low))  # [V x ; D x + b_D ; U V x + b_U]
+                    y = torch.cat((t[r:], low)) if k else low  # [D x + b_D ; U V x + b_U]
+                else:
+                    y = torch.cat((t, low))  # [V x ; D x + b_D ; U V x + b_U]
             if not self._is_top:  # one index op drops V x and undoes the row order
                 y = y.index_select(0, self._cached("inv", lambda: self.inverse + r, self.inverse))
             return _batch1_shape(y, x)

@@ -44,8 +44,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["Cell", "RegimeSettings", "FULL", "QUICK", "LIVE_STEPS", "REGIMES", "settings_for", "run_cell", "factorized_init",
-           "split_for_fraction", "max_split", "init_model", "get_task"]
+__all__ = ["Cell", "RegimeSettings", "FULL", "QUICK", "LIVE_STEPS", "REGIMES", "settings_for", "run_cell",
+           "factorized_init", "split_for_fraction", "max_split", "init_model", "get_task"]
 
 REGIMES = ("post", "scratch")
 #: methods of a cell; "hmf" may carry a split fraction (the sweep) or a heuristic

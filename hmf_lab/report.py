@@ -152,25 +152,18 @@ def _output_error(dense_mod, comp_mod, calls) -> float:
 
 def _capture(model: nn.Module, names: list[str], X) -> dict:
     """Each named layer's (args, kwargs) for every batch of ``X`` (a tensor, a tuple of inputs, or a list)."""
-    batches = X if isinstance(X, list) else [X]
-    got = {n: [] for n in names}
-    handles = []
-    for n in names:
-        def hook(m, args, kwargs, n=n):
-            got[n].append((args, kwargs))
-        handles.append(model.get_submodule(n).register_forward_pre_hook(hook, with_kwargs=True))
+    from .engines import capture_calls
+
+    batches = [b if isinstance(b, tuple) else (b,) for b in (X if isinstance(X, list) else [X])]
+    modules = [(n, model.get_submodule(n)) for n in names]
     was = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            for b in batches:
-                model(*b) if isinstance(b, tuple) else model(b)
+        got = capture_calls(model, modules, batches)
     except Exception as e:
         raise ValueError(f"model could not run on X ({type(e).__name__}: {e}); X must be what model() takes: "
                          f"a tensor, a tuple of positional inputs, or a list of those (batches)") from e
     finally:
-        for h in handles:
-            h.remove()
         model.train(was)
     missing = [n for n in names if not got[n]]
     if missing:
