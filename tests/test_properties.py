@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import hmf_lab as hl
@@ -101,12 +101,15 @@ def test_call_equals_dense_product(args, batch, data):
 
 
 @given(matrices(), st.floats(1.0, 8.0))
+@example(torch.tensor([[1.5410, -0.2934]]), 1.0000000000000002)  # m*n/c = 1.9999999999999996: the guard keeps 2
 def test_prune_budget(W, c):
     m, n = W.shape
     if int(m * n / c) < 1:
         return
     p = hl.prune(W, c)
-    assert p.nnz == int(np.floor(m * n / c))
+    # the kit's one budget rule: floor(m*n / c) with a relative 1e-12 round-off guard (core.value_budget)
+    assert p.nnz == hl.core.value_budget(W.shape, c)
+    assert int(np.floor(m * n / c)) <= p.nnz <= m * n / c * (1 + 1e-12)
     assert p.compression >= c - 1e-9
     x = torch.randn(3, n, dtype=W.dtype)
     torch.testing.assert_close(p(x), x @ p.to_dense().T, rtol=1e-4, atol=1e-4)
