@@ -67,6 +67,7 @@ def as_int(value, name: str) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int, got bool {value!r}")
     if isinstance(value, torch.Tensor):
+        _not_meta(value, name)  # a meta tensor has no value to read
         if value.ndim == 0 and not value.is_floating_point() and not value.is_complex() and value.dtype != torch.bool:
             return int(value)
         raise TypeError(f"{name} must be an int, got tensor of dtype {value.dtype} and shape {tuple(value.shape)}")

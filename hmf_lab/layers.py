@@ -64,10 +64,13 @@ class _InferenceCache:
 
     def _cached(self, name: str, build, *sources: torch.Tensor, always: bool = False) -> torch.Tensor:
         # ``always`` is accepted for callers written when training mode skipped the cache (it no longer does)
-        try:  # the hot path: a plain list of (storage, version) pairs, no per-tensor branch
-            key = [(t.data_ptr(), t._version) for t in sources]
+        # the key: each source's version, then each source's storage, in one flat list (HMFLinear's batch-1
+        # path writes the same list out inline, so both find the same entry)
+        try:
+            key = [t._version for t in sources]
         except RuntimeError:  # inference tensors carry no version counter
-            key = [(t.data_ptr(), -1 if t.is_inference() else t._version) for t in sources]
+            key = [-1 if t.is_inference() else t._version for t in sources]
+        key += [t.data_ptr() for t in sources]
         store = self.__dict__.get("_inference_cache")
         if store is None:
             store = self.__dict__["_inference_cache"] = {}
@@ -309,12 +312,22 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         with ``out=``, measured: benchmarks/layer_overhead.py); a permuted layer pays one more index op. The
         packed factors are cached (see :class:`_InferenceCache`)."""
         p = self._parameters
-        U = p["U"]
-        bias = p.get("bias")
-        VD, b_vd, b_low = self._cached("pack", self._pack, p["dense"], U, p["V"], *(() if bias is None else (bias,)))
+        D, U, V, bias = p["dense"], p["U"], p["V"], p.get("bias")
+        store = self.__dict__.get("_inference_cache")
+        hit = None if store is None else store.get("pack")
+        try:  # _cached's key written out for this layer (it runs per token; the generic call costs ~0.5 µs more)
+            key = ([D._version, U._version, V._version, D.data_ptr(), U.data_ptr(), V.data_ptr()] if bias is None
+                   else [D._version, U._version, V._version, bias._version,
+                         D.data_ptr(), U.data_ptr(), V.data_ptr(), bias.data_ptr()])
+        except RuntimeError:  # inference tensors carry no version counter: _cached handles them
+            key = None
+        if hit is not None and hit[0] == key:
+            VD, b_vd, b_low = hit[1]
+        else:  # first call, stale entry, or inference tensors
+            VD, b_vd, b_low = self._cached("pack", self._pack, D, U, V, *(() if bias is None else (bias,)))
         k, r, m, n = self.split, self.rank, self.out_features, self.in_features
         if x.numel() == n:  # batch 1 (any leading shape of ones)
-            xv = x.view(n) if x.is_contiguous() else x.reshape(n)
+            xv = x.reshape(n)  # a view when x is contiguous (as cheap as .view)
             t = torch.mv(VD, xv) if b_vd is None else torch.addmv(b_vd, VD, xv)  # [V x (r) ; D x + b_D (k)]
             if not r:
                 y = t  # k = m: every row dense
@@ -326,7 +339,7 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
                     y = torch.cat((t, low))  # [V x ; D x + b_D ; U V x + b_U]
             if not self._is_top:  # one index op drops V x and undoes the row order
                 y = y.index_select(0, self._cached("inv", lambda: self.inverse + r, self.inverse))
-            return _batch1_shape(y, x)
+            return y.unsqueeze(0) if x.ndim == 2 else _batch1_shape(y, x)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, n)  # (B, n)
         t = x2 @ VD.T if b_vd is None else torch.addmm(b_vd, x2, VD.T)  # (B, r+k)
@@ -400,10 +413,9 @@ class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
             return nn.functional.linear(x, W, bias)
         n = self.in_features
         if x.numel() == n:  # batch 1: two matrix-vector kernels (differentiable too)
-            xv = x.view(n) if x.is_contiguous() else x.reshape(n)
-            t = torch.mv(V, xv)  # (r,)
+            t = torch.mv(V, x.reshape(n))  # (r,); reshape is a view when x is contiguous
             y = torch.mv(U, t) if bias is None else torch.addmv(bias, U, t)  # (m,), bias fused
-            return _batch1_shape(y, x)
+            return y.unsqueeze(0) if x.ndim == 2 else _batch1_shape(y, x)
         if bias is not None and x.ndim == 2:
             return torch.addmm(bias, x @ V.T, U.T)  # bias fused into the second GEMM
         y = (x @ V.T) @ U.T  # (..., r) -> (..., m)

@@ -287,6 +287,10 @@ def test_meta_device_and_empty_calibration():
         hl.hmf(torch.empty(6, 4, device="meta"), 2, 1)
     with pytest.raises(ValueError, match="X is on the meta device"):
         hl.hmf(torch.randn(6, 4), 2, 1, heuristic="activation", X=torch.empty(10, 4, device="meta"))
+    for kw in ({"split": torch.tensor(2, device="meta")}, {"rank": torch.tensor(1, device="meta")}):
+        # hypothesis (test_garbage_layers, seed 2) found a meta int tensor as split reaching int(): RuntimeError
+        with pytest.raises(ValueError, match=f"{next(iter(kw))} is on the meta device"):
+            hl.HMFLinear.from_linear(torch.nn.Linear(5, 6), **{"split": 2, "rank": 1, **kw})
     with pytest.raises(ValueError, match="returned row indices on the meta device"):
         hl.hmf(torch.randn(6, 4), 2, 1, heuristic=lambda W, split, *, rank, X=None: torch.empty(2, device="meta", dtype=torch.long))
     with pytest.raises(ValueError, match=r"X \(calibration inputs\) must hold at least one row of width 4"):

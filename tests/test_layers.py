@@ -150,6 +150,38 @@ def test_cache_is_used_in_train_mode_without_autograd_and_cleared_by_mode_switch
     assert "_inference_cache" not in layer.__dict__
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_hmf_batch1_pack_is_reused_and_rebuilt_after_every_kind_of_weight_edit(bias):
+    """HMFLinear's batch-1 path writes _cached's key out inline: it must find the same entry (no rebuild
+    per call) and still see in-place edits, ``.data`` reassignment, new parameters and bias edits."""
+    lin = torch.nn.Linear(20, 16, bias=bias)
+    layer = hl.HMFLinear.from_linear(lin, split=3, rank=4).eval()
+    x = torch.randn(1, 20)
+
+    def pack():
+        return layer.__dict__["_inference_cache"]["pack"][1][0]
+
+    def reference():
+        return x @ layer.to_dense().T + (layer.bias if bias else 0)
+
+    with torch.no_grad():
+        layer(x)
+        first = pack()
+        layer(x)
+        assert pack() is first  # the inline key matched the entry _cached built
+        for edit in (lambda: layer.U.mul_(2), lambda: setattr(layer.V, "data", torch.randn(4, 20)),
+                     lambda: setattr(layer, "dense", torch.nn.Parameter(torch.randn(3, 20))),
+                     lambda: layer.bias.add_(1) if bias else layer.dense.add_(1)):
+            before = pack()
+            edit()
+            torch.testing.assert_close(layer(x), reference(), rtol=1e-5, atol=1e-5)
+            assert pack() is not before
+    with torch.inference_mode():  # parameters made here are inference tensors: no version counter
+        fresh = hl.HMFLinear(20, 16, split=3, rank=4, bias=bias).eval()
+        fresh.load_state_dict(layer.state_dict())
+        torch.testing.assert_close(fresh(x), layer(x), rtol=0, atol=0)
+
+
 def test_dense_is_the_name_and_D_an_alias_and_old_state_dicts_load():
     layer = hl.HMFLinear.from_linear(linear(), split=3, rank=4)
     assert layer.D is layer.dense and "dense" in layer.state_dict() and "D" not in layer.state_dict()
