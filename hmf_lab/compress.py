@@ -48,7 +48,6 @@ Example
 """
 from __future__ import annotations
 
-import contextvars
 import copy
 import warnings
 
@@ -60,8 +59,6 @@ from ._validation import check_compression
 from .layers import HMFLinear, LMFLinear, SparseLinear
 from .core import choose_split_rank, lmf_rank, prune, prune_keep
 from .lstm import CompressedLSTM, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
-
-_PRUNE_COUNT = contextvars.ContextVar("hmf_lab_prune_count", default="equal")
 
 __all__ = ["compress", "sparsify", "count_params", "replace_modules", "METHODS"]
 
@@ -121,7 +118,8 @@ def _pick(value, name: str):
     return value
 
 
-def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, sparse: bool, X=None) -> nn.Module:
+def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, sparse: bool, X=None,
+                     prune_count: str = "equal") -> nn.Module:
     m, n = lin.out_features, lin.in_features
     if method == "hmf":
         k, r = choose_split_rank((m, n), c, split, rank)
@@ -130,7 +128,7 @@ def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, spa
         return LMFLinear.from_linear(lin, rank=lmf_rank((m, n), c, rank))
     if c is None:
         raise TypeError("method 'prune' needs compression, e.g. compression=4")
-    p = prune(lin.weight.detach(), nnz=prune_keep((m, n), c, count=_PRUNE_COUNT.get()))  # LMF's count: equal budget
+    p = prune(lin.weight.detach(), nnz=prune_keep((m, n), c, count=prune_count))  # default: LMF's count
     if sparse:
         return SparseLinear.from_csr(p.weight, None if lin.bias is None else lin.bias.detach())
     new = copy.deepcopy(lin)
@@ -138,15 +136,16 @@ def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, spa
     return new
 
 
-def _compress_lstm(lstm: nn.LSTM, method: str, c, split, rank, heuristic, sparse: bool, X=None) -> nn.Module:
+def _compress_lstm(lstm: nn.LSTM, method: str, c, split, rank, heuristic, sparse: bool, X=None,
+                   prune_count: str = "equal") -> nn.Module:
     if method == "hmf":
         return HMFLSTM.from_lstm(lstm, c, split=split, rank=rank, heuristic=heuristic, X=X)
     if method == "lmf":
         return LMFLSTM.from_lstm(lstm, c, rank=rank)
     if c is None:
         raise TypeError("method 'prune' needs compression, e.g. compression=4")
-    count = _PRUNE_COUNT.get()
-    return SparseLSTM.from_lstm(lstm, c, count=count) if sparse else PrunedLSTM.from_lstm(lstm, c, count=count)
+    pruned = SparseLSTM if sparse else PrunedLSTM
+    return pruned.from_lstm(lstm, c, count=prune_count)
 
 
 def compress(model: nn.Module, method: str, compression=None, *, heuristic="top", split=None, rank=None,
@@ -199,18 +198,12 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
     names = _targets(model, layers)
     targets = set(names)
     calib, heur = _calibration(model, names, heuristic, X, loss)
-    token = _PRUNE_COUNT.set(prune_count)
-    try:
-        return _compress_targets(model, targets, method, c, split, rank, heuristic, sparse, calib, heur)
-    finally:
-        _PRUNE_COUNT.reset(token)
 
-
-def _compress_targets(model, targets, method, c, split, rank, heuristic, sparse, calib, heur):
     def convert(name, mod):
         if name not in targets:
             return None
-        return _replace(mod, name, method, c, split, rank, heur.get(name, heuristic), sparse, calib.get(name))
+        return _replace(mod, name, method, c, split, rank, heur.get(name, heuristic), sparse, calib.get(name),
+                        prune_count)
 
     return replace_modules(model, convert)
 
@@ -418,9 +411,9 @@ def replace_modules(model: nn.Module, convert, *, inplace: bool = False) -> nn.M
     return model
 
 
-def _replace(mod, name, method, c, split, rank, heuristic, sparse, X=None):
+def _replace(mod, name, method, c, split, rank, heuristic, sparse, X=None, prune_count="equal"):
     try:
-        return _replace_one(mod, name, method, c, split, rank, heuristic, sparse, X)
+        return _replace_one(mod, name, method, c, split, rank, heuristic, sparse, X, prune_count)
     except ValueError as e:  # name the layer: a model has many matrices
         where = f"layer {name!r}" if name else "the model itself"
         raise ValueError(f"{where} ({_describe(mod)}): {e}") from e
@@ -434,15 +427,15 @@ def _describe(mod) -> str:
     return type(mod).__name__
 
 
-def _replace_one(mod, name, method, c, split, rank, heuristic, sparse, X=None):
+def _replace_one(mod, name, method, c, split, rank, heuristic, sparse, X=None, prune_count="equal"):
     s, r = _pick(split, name), _pick(rank, name)
     # inference_mode(False): compressing inside `torch.inference_mode()` would make the new parameters
     # inference tensors (not trainable, no version counter)
     with torch.inference_mode(False), torch.no_grad():
         if isinstance(mod, nn.LSTM):
-            out = _compress_lstm(mod, method, c, s, r, heuristic, sparse, X)
+            out = _compress_lstm(mod, method, c, s, r, heuristic, sparse, X, prune_count)
         else:
-            out = _compress_linear(mod, method, c, s, r, heuristic, sparse, X)
+            out = _compress_linear(mod, method, c, s, r, heuristic, sparse, X, prune_count)
     out.train(mod.training)
     return out.to(device=_device(mod))
 

@@ -339,7 +339,7 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
                     y = torch.cat((t, low))  # [V x ; D x + b_D ; U V x + b_U]
             if not self._is_top:  # one index op drops V x and undoes the row order
                 y = y.index_select(0, self._cached("inv", lambda: self.inverse + r, self.inverse))
-            return y.unsqueeze(0) if x.ndim == 2 else _batch1_shape(y, x)
+            return _batch1_shape(y, x)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, n)  # (B, n)
         t = x2 @ VD.T if b_vd is None else torch.addmm(b_vd, x2, VD.T)  # (B, r+k)
@@ -415,7 +415,7 @@ class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         if x.numel() == n:  # batch 1: two matrix-vector kernels (differentiable too)
             t = torch.mv(V, x.reshape(n))  # (r,); reshape is a view when x is contiguous
             y = torch.mv(U, t) if bias is None else torch.addmv(bias, U, t)  # (m,), bias fused
-            return y.unsqueeze(0) if x.ndim == 2 else _batch1_shape(y, x)
+            return _batch1_shape(y, x)
         if bias is not None and x.ndim == 2:
             return torch.addmm(bias, x @ V.T, U.T)  # bias fused into the second GEMM
         y = (x @ V.T) @ U.T  # (..., r) -> (..., m)

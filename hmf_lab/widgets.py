@@ -1064,6 +1064,7 @@ class HeuristicExplorer:
             df["vs_best"] = df["error"] / df["error"].min()
         self.table = df
         self.state = dict(split=k, rank=r, compression=self.compression.value, params=hmf_params(m, n, k, r))
+        warning = next((w for w in warnings if w), "")  # the first timing's warning, if any
         cols = [c for c in ("heuristic", "error", "output_error", "vs_best", "params", "time_us", "speedup", "note")
                 if c in df.columns]
         fmt = {"error": "{:.4f}", "output_error": "{:.4f}", "vs_best": "{:.2f}x", "params": "{:,}",
@@ -1073,6 +1074,6 @@ class HeuristicExplorer:
             ((c, rec[c]) for c in cols)) + "</tr>" for rec in df.to_dict("records"))
         self.readout.value = (f"<b>{m}x{n} at {self.compression.value:g}x: split k={k}, rank r={r}</b>"
                               f"<table class='hmf-heuristic-table'><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>"
-                              f"{body}</table>" + _warning_html(next((w for w in warnings if w), "")))
-        self.state["timing_warning"] = next((w for w in warnings if w), "")
+                              f"{body}</table>" + _warning_html(warning))
+        self.state["timing_warning"] = warning
         return df
