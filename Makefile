@@ -37,14 +37,14 @@ bench: $(STAMP)
 
 # the lessons notebooks/NN_*.ipynb: student copies drop cells tagged `solution`, instructor copies keep them
 student: $(STAMP)
-	$(PY) -m hmf_lab._course student --out build/student
+	$(PY) -m tools.course student --out build/student
 
 instructor: $(STAMP)
-	$(PY) -m hmf_lab._course instructor --out build/instructor
+	$(PY) -m tools.course instructor --out build/instructor
 
 # executes every notebook (full mode unless HMF_LAB_QUICK=1) and writes build/book/index.html + one page each
 book: $(STAMP)
-	$(PY) -m hmf_lab._course book --out build/book
+	$(PY) -m tools.course book --out build/book
 
 # the explorer alone, sliders only (no code), at http://127.0.0.1:$(APP_PORT)
 app: $(STAMP)

@@ -54,7 +54,7 @@ import pandas as pd
 import torch
 
 import hmf_lab as hl
-from hmf_lab.timing import race, raw_kernels, weight_bytes
+from hmf_lab.perf.timing import race, raw_kernels, weight_bytes
 
 
 class PreviousHMFLinear(hl.HMFLinear):

@@ -15,7 +15,7 @@ import warnings
 import torch
 
 import hmf_lab as hl
-from hmf_lab.lstm import _hmf_loop, _scripted
+from hmf_lab.nn.lstm import _hmf_loop, _scripted
 
 
 def main() -> None:

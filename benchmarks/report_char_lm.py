@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import hmf_lab as hl
-from hmf_lab.engines import compare_models, load_note
+from hmf_lab.perf.engines import compare_models, load_note
 
 
 def main(argv=None) -> int:

@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 import hmf_lab as hl
-from hmf_lab.engines import compare_models, load_note
-from hmf_lab.lstm import GateHMFLinear
+from hmf_lab.perf.engines import compare_models, load_note
+from hmf_lab.nn.lstm import GateHMFLinear
 
 FLOAT, INDEX = 4, 4  # bytes: float32 values, int32 CSR indices
 VOCAB, EMBED = 65, 64

@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 
 import hmf_lab as hl
-from hmf_lab.timing import race
-from hmf_lab.tradeoff import layers_at_budget
+from hmf_lab.perf.timing import race
+from hmf_lab.experiments.tradeoff import layers_at_budget
 
 
 def main(argv=None) -> None:

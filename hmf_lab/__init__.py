@@ -16,33 +16,35 @@ for matplotlib or ipywidgets. See ARCHITECTURE.md for the module map.
 """
 import importlib as _importlib
 
-from .core import (HMFCache, HMFResult, LMFResult, PruneResult, budget, hmf, hmf_params, lmf, lmf_params,
-                   prune, relative_error, sweep)
-from .heuristics import HEURISTICS, register_heuristic, select_rows
-from . import synthetic  # synthetic matrices with known structure
-from .leaderboard import leaderboard, output_error  # split heuristics lab
-from .oracle import OracleResult, oracle
-from .layers import HMFLinear, LMFLinear, SparseLinear
-from . import timing
-from .timing import measure
-from .lstm import (CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM, choose_split_rank,
-                   lmf_rank)
-from .compress import compress, count_params, sparsify
-from . import engines  # the fastest correct engine per compressed layer
-from .report import Report, apply_plan as report_apply_plan, report  # per-layer compression report and plan
-from . import bleu, data, models, tasks  # real NLP data sets, small LSTM models and their tasks, BLEU
+from hmf_lab.factor.core import (HMFCache, HMFResult, LMFResult, PruneResult, budget, choose_split_rank, hmf,
+                                 hmf_params, lmf, lmf_params, lmf_rank, prune, relative_error, sweep)
+from hmf_lab.factor.heuristics import HEURISTICS, register_heuristic, select_rows
+from hmf_lab.factor import heuristics, synthetic  # the heuristic registry; matrices with known structure
+from hmf_lab.factor.oracle import OracleResult, oracle
+from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
+from hmf_lab.nn.lstm import CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
+from hmf_lab.nn.compress import compress, count_params, sparsify
+from hmf_lab.perf import engines, timing  # the one timing harness; the fastest correct engine per layer
+from hmf_lab.perf.timing import measure
+from hmf_lab import nlp as models  # real NLP data sets, small LSTM models and their tasks
+from hmf_lab.nlp import bleu, data, tasks
+from hmf_lab.experiments.leaderboard import leaderboard, output_error  # split heuristics lab
+from hmf_lab.experiments.report import Report, apply_plan as report_apply_plan, report  # per-layer report, plan
 
 __version__ = "0.1.0"
 
 #: imported on first attribute access (module __getattr__, PEP 562): name -> (module, attribute or None)
 _LAZY = {
-    "plots": ("hmf_lab.plots", None),               # matplotlib, seaborn
-    "widgets": ("hmf_lab.widgets", None),           # ipywidgets
-    "exercises": ("hmf_lab.exercises", None),       # course checks
-    "explorer": ("hmf_lab.widgets", "explorer"),
-    "plot_leaderboard": ("hmf_lab.plots", "plot_leaderboard"),
-    "reproduce": ("hmf_lab.reproduce", None),       # experiment pipeline (pandas tables, plots on demand)
-    "bench": ("hmf_lab.bench", None),
+    "plots": ("hmf_lab.course.plots", None),               # matplotlib, seaborn
+    "widgets": ("hmf_lab.course.widgets", None),           # ipywidgets
+    "exercises": ("hmf_lab.course.exercises", None),       # course checks
+    "explorer": ("hmf_lab.course.widgets", "explorer"),
+    "plot_leaderboard": ("hmf_lab.course.plots", "plot_leaderboard"),
+    "course": ("hmf_lab.course", None),
+    "experiments": ("hmf_lab.experiments", None),
+    "reproduce": ("hmf_lab.experiments.reproduce", None),  # experiment pipeline (tables, results)
+    "bench": ("hmf_lab.experiments.bench", None),
+    "grid": ("hmf_lab.experiments.grid", None),
 }
 
 
@@ -71,6 +73,6 @@ __all__ = [
     "timing", "measure",
     "compress", "sparsify", "count_params", "engines", "report", "Report", "report_apply_plan", "choose_split_rank", "lmf_rank",
     "CompressedLSTM", "GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM",
-    "bleu", "data", "models", "tasks",
+    "bleu", "data", "models", "tasks", "heuristics",
     "exercises", "plots", "widgets", "explorer",
 ]

@@ -48,7 +48,7 @@ print("timing matrix", tuple(W_big.shape), "| LSTM weight", tuple(W.shape))
 # `torch.inference_mode()`, one thread, batch 1.
 
 # %%
-from hmf_lab.tradeoff import layers_at_budget, time_layers
+from hmf_lab.experiments.tradeoff import layers_at_budget, time_layers
 
 b = hl.budget(W_big.shape, compression=4)
 k, r = (int(v) for v in b.iloc[(b["split"] - b["rank"]).abs().argmin()][["split", "rank"]])

@@ -35,7 +35,7 @@
 import torch
 import matplotlib.pyplot as plt
 import hmf_lab as hl
-from hmf_lab.leaderboard import compare, plot_oracle, pretrained_inputs, pretrained_matrices, summary
+from hmf_lab.experiments.leaderboard import compare, plot_oracle, pretrained_inputs, pretrained_matrices, summary
 
 torch.manual_seed(0)
 QUICK = hl.exercises.quick()  # HMF_LAB_QUICK=1 (CI) shrinks the work; a student runs the full version

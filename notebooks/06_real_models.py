@@ -39,8 +39,9 @@
 from IPython.display import Markdown, display
 
 import hmf_lab as hl
-from hmf_lab import grid as G
-from hmf_lab import reproduce as R
+from hmf_lab.course import live
+from hmf_lab.experiments import grid as G
+from hmf_lab.experiments import reproduce as R
 
 QUICK = hl.exercises.quick()  # HMF_LAB_QUICK=1 (CI) shrinks the live part
 LIVE = ("intent", "snips") if QUICK else ("lm", "tinyshakespeare")  # task of the live cells, its data set
@@ -115,7 +116,7 @@ if cells is not None:
 
 # %%
 if hl.data.available(LIVE[1]):
-    display(R.compression_slider(LIVE[0], eval_size=100 if QUICK else 5000, min_run_time=0.01 if QUICK else 0.2))
+    display(live.compression_slider(LIVE[0], eval_size=100 if QUICK else 5000, min_run_time=0.01 if QUICK else 0.2))
 else:
     print(hl.data.skip_note(LIVE[1]))
 

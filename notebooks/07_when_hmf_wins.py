@@ -34,8 +34,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import hmf_lab as hl
-from hmf_lab import grid as G
-from hmf_lab import reproduce as R
+from hmf_lab.course import live
+from hmf_lab.experiments import grid as G
+from hmf_lab.experiments import reproduce as R
 
 QUICK = hl.exercises.quick()
 RESULTS = R.RESULTS_DIR
@@ -130,13 +131,13 @@ for f in sorted(speed_dir.glob("*.png")) if speed_dir.is_dir() else []:
 #
 # Each change trains dense, HMF at the chosen split and LMF at the chosen compression, in the chosen regime,
 # on the intent task (quick mode: a handful of steps, so the numbers are rough; full mode:
-# `hl.regimes.LIVE_STEPS`, 150 scratch / 50 fine-tuning steps, a few seconds per model on a quiet machine --
+# `hl.experiments.regimes.LIVE_STEPS`, 150 scratch / 50 fine-tuning steps, a few seconds per model on a quiet machine --
 # fewer than the committed run's 800 / 200, so expect lower scratch numbers than section 1's). Split 0 gives
 # HMF LMF's structure: the two rows should then agree.
 
 # %%
 if hl.data.available("snips"):
-    explorer = R.regime_explorer("intent", quick=QUICK)
+    explorer = live.regime_explorer("intent", quick=QUICK)
     display(explorer)
 else:
     print(hl.data.skip_note("snips"))

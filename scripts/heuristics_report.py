@@ -20,7 +20,7 @@ import torch
 
 import hmf_lab as hl
 from hmf_lab import synthetic as S
-from hmf_lab.leaderboard import pretrained_matrices, summary
+from hmf_lab.experiments.leaderboard import pretrained_matrices, summary
 
 DATA_FREE = ["top", "random", "row_norm", "residual", "leverage", "greedy"]
 
@@ -78,7 +78,7 @@ def loud(quick: bool):
 
 def activation(quick: bool):
     """Output error of top / greedy / activation: synthetic X (8 directions) and the trained LM's real inputs."""
-    from hmf_lab.leaderboard import pretrained_inputs
+    from hmf_lab.experiments.leaderboard import pretrained_inputs
 
     cases = []
     for name, W in {"heavy_tailed(256x192)": S.heavy_tailed(256, 192, seed=0),

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 
-from hmf_lab.checkpoints import assets_dir, checkpoint_path, save_checkpoint
-from hmf_lab.models import get_task
+from hmf_lab.nlp.checkpoints import assets_dir, checkpoint_path, save_checkpoint
+from hmf_lab.nlp import get_task
 
 
 def main(argv=None):

@@ -29,7 +29,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hmf"))
 
 def require_data(*names: str) -> None:
     """Skip the calling test unless every named data set (default: all) is available."""
-    from hmf_lab import data
+    from hmf_lab.nlp import data
 
     for name in names or tuple(data.DATASETS):
         if not data.available(name):

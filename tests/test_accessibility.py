@@ -14,7 +14,7 @@ import pytest
 from matplotlib.colors import to_hex
 
 import hmf_lab as hl
-from hmf_lab import plots
+from hmf_lab.course import plots
 
 REPO = Path(__file__).resolve().parents[1]
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmf_lab import bench, cli
-from hmf_lab.bench import BenchConfig, run_bench, summary, to_markdown
+from hmf_lab.experiments import bench
+from hmf_lab import cli
+from hmf_lab.experiments.bench import BenchConfig, run_bench, summary, to_markdown
 
 TINY = BenchConfig(sizes=(48,), batches=(1, 3), threads=(1,), compressions=(2, 4), lstm_hidden=(12,), seq=3,
                    min_run_time=0.002, lstm_min_run_time=0.002, rounds=2, progress=False)

@@ -1,7 +1,7 @@
 """BLEU (sacrebleu underneath) against NLTK's documented unsmoothed values (nltk.translate.bleu_score docstrings)."""
 import pytest
 
-from hmf_lab.bleu import bleu, corpus_bleu, ngrams, sentence_bleu, signature
+from hmf_lab.nlp.bleu import bleu, corpus_bleu, ngrams, sentence_bleu, signature
 
 HYP1 = ['It', 'is', 'a', 'guide', 'to', 'action', 'which', 'ensures', 'that', 'the', 'military', 'always',
         'obeys', 'the', 'commands', 'of', 'the', 'party']

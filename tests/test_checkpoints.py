@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hmf_lab as hl
-from hmf_lab import checkpoints as C
+from hmf_lab.nlp import checkpoints as C
 
 
 @pytest.fixture

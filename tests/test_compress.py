@@ -220,7 +220,7 @@ def test_shared_module_across_parents():
 
 
 def test_replace_modules_helper():
-    from hmf_lab.compress import replace_modules
+    from hmf_lab.nn.compress import replace_modules
 
     act = nn.ReLU()
     net = nn.Sequential(nn.Linear(4, 4), act, nn.Sequential(act, nn.Linear(4, 2)))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hmf_lab as hl
-from hmf_lab.widgets import BudgetExplorer, HeuristicExplorer
+from hmf_lab.course.widgets import BudgetExplorer, HeuristicExplorer
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import os
 import pytest
 
 import hmf_lab as hl
-from hmf_lab import data
+from hmf_lab.nlp import data
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import hmf_lab as hl
-from hmf_lab import engines
+from hmf_lab.perf import engines
 
 FAST = dict(min_run_time=0.005, rounds=1)
 

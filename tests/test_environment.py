@@ -61,8 +61,8 @@ def test_makefile_pins_cpu_torch(repo):
 @pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("yes", True), ("", False), ("0", False),
                                              ("False", False), ("off", False), (None, False)])
 def test_quick_mode_is_read_in_one_place(monkeypatch, value, expected):
-    from hmf_lab._env import quick_mode
-    from hmf_lab.exercises import quick
+    from hmf_lab.factor._validation import quick_mode
+    from hmf_lab.course.exercises import quick
 
     if value is None:
         monkeypatch.delenv("HMF_LAB_QUICK", raising=False)

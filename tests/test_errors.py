@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hmf_lab as hl
-from hmf_lab import _validation as v
+from hmf_lab.factor import _validation as v
 
 W = torch.randn(8, 6)
 
@@ -340,10 +340,10 @@ def test_prune_transposed_weights():
     sp = hl.SparseLinear.from_linear(lin, 2, count="floor")
     with torch.no_grad():
         assert torch.allclose(sp(x), x @ hl.prune(lin.weight.detach(), 2).to_dense().T + lin.bias, atol=1e-5)
-    assert hl.SparseLinear.from_linear(lin, 2).nnz == hl.core.prune_keep((6, 4), 2)
+    assert hl.SparseLinear.from_linear(lin, 2).nnz == hl.factor.core.prune_keep((6, 4), 2)
     for kw in ({}, {"sparse": True}):
         small = hl.compress(torch.nn.Sequential(lin), "prune", compression=2, **kw)
-        assert hl.count_params(small) == hl.core.prune_keep((6, 4), 2)
+        assert hl.count_params(small) == hl.factor.core.prune_keep((6, 4), 2)
 
 
 # --------------------------------------------------------------------------- the CLI (5e)
@@ -384,7 +384,8 @@ def test_cli_bad_arguments_exit_2_without_traceback(argv, msg, tmp_path, capsys)
 
 
 def test_cli_errors_from_the_run_are_one_line(monkeypatch, capsys):
-    from hmf_lab import bench, cli
+    from hmf_lab.experiments import bench
+    from hmf_lab import cli
 
     def boom(args):
         raise ValueError("compression 1e5 cannot be reached for shape (8, 8)")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import hmf_lab as hl
-from hmf_lab.lstm import GateHMFLinear
+from hmf_lab.nn.lstm import GateHMFLinear
 
 
 def _close(a, b, atol=1e-5):
@@ -189,7 +189,7 @@ def test_reconstructed_eval_cache_follows_training():
 
 
 def test_script_falls_back_to_eager_when_torchscript_fails(monkeypatch):
-    from hmf_lab import lstm as L
+    from hmf_lab.nn import lstm as L
 
     def loop(x):
         return x + 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hmf_lab import data
+from hmf_lab.nlp import data
 
 
 @pytest.fixture

@@ -97,7 +97,7 @@ def test_garbage_math_functions(data):
           names=W_NAMES)
     _call(hl.choose_split_rank, _mixed(d, st.tuples(st.integers(1, 40), st.integers(1, 40))),
           _mixed(d, st.floats(1, 8)), names=W_NAMES)
-    _call(hl.core.equal_budget, _mixed(d, st.tuples(st.integers(1, 60), st.integers(1, 60))),
+    _call(hl.factor.core.equal_budget, _mixed(d, st.tuples(st.integers(1, 60), st.integers(1, 60))),
           _mixed(d, st.floats(1, 8)), split=d(st.one_of(st.none(), GARBAGE)), names=W_NAMES)
 
 
@@ -159,7 +159,9 @@ _TOKENS = ["bench", "reproduce", "--quick", "--sizes", "--seq", "--rounds", "--b
                      max_size=6))
 def test_garbage_cli(argv, tmp_path_factory, monkeypatch, capsys):
     """main(argv): exit 0/2 through argparse, or a one-line error and 2: never a traceback or another error."""
-    from hmf_lab import bench, cli, reproduce
+    from hmf_lab.experiments import bench
+    from hmf_lab import cli
+    from hmf_lab.experiments import reproduce
 
     monkeypatch.chdir(tmp_path_factory.mktemp("cli"))  # --out folders land in a scratch directory
     ran = []

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 import hmf_lab as hl
-from hmf_lab import grid as G
-from hmf_lab import regimes as RG
+from hmf_lab.course import live
+from hmf_lab.experiments import grid as G
+from hmf_lab.experiments import regimes as RG
 
 needs_data = pytest.mark.data("snips")   # conftest skips with hl.data.skip_note when SNIPS is not available
 
@@ -121,6 +122,9 @@ def test_quick_grid_on_a_dask_local_cluster(tmp_path):
         local["final_train_loss"])
     files = G.write_grid(df, tmp_path)
     assert (tmp_path / "sweep.csv").is_file() and all(f.is_file() for f in files)
+    from hmf_lab.course.figures import grid_figures
+    pngs = grid_figures(df, tmp_path)
+    assert {f.name for f in pngs} >= {"intent_regimes.png"} and all(f.stat().st_size > 1000 for f in pngs)
 
 
 def test_live_regimes_rejects_an_unknown_regime():
@@ -131,8 +135,8 @@ def test_live_regimes_rejects_an_unknown_regime():
 @pytest.mark.slow
 @needs_data
 def test_regime_explorer_retrains_on_slider_moves():
-    from hmf_lab import reproduce as R
-    box = R.regime_explorer("intent", quick=True)
+    from hmf_lab.experiments import reproduce as R
+    box = live.regime_explorer("intent", quick=True)
     assert sorted(box.result.label) == ["dense", "hmf@0.5", "lmf"] and set(box.result.regime) == {"scratch"}
     box.sliders["split"].value = 0.0   # split 0: HMF has LMF's structure and the same training
     r = box.result.set_index("label")
@@ -164,7 +168,7 @@ def test_best_split_transfer_and_relabel():
 def test_live_regimes_full_mode_uses_the_live_budget(monkeypatch):
     """A slider move in full mode trains LIVE_STEPS (seconds), not the committed run's budget; quick mode
     and an explicit ``steps`` keep theirs."""
-    from hmf_lab import regimes
+    from hmf_lab.experiments import regimes
 
     seen = []
     monkeypatch.setattr(G, "run_cells", lambda cells, **kw: seen.extend(cells) or

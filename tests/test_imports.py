@@ -1,6 +1,9 @@
-"""Layering: math never imports teaching or plotting code, and ``import hmf_lab`` stays light."""
-import ast
+"""The package's layers hold: import-linter's contract (pyproject.toml), zero import circles, light imports.
+
+Function-level imports count: grimp (import-linter's graph) reads every import statement of every module.
+"""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,18 +13,89 @@ import pytest
 import hmf_lab as hl
 
 PKG = Path(hl.__file__).resolve().parent
-HEAVY = ["ipywidgets", "matplotlib", "seaborn", "IPython", "hmf_lab.plots", "hmf_lab.widgets", "hmf_lab.exercises"]
-#: the math, layers, models and data modules: they may not import the course layer (plots, widgets, exercises)
-MATH = ["_env", "_validation", "core", "heuristics", "synthetic", "oracle", "leaderboard", "layers", "gate_hmf",
-        "lstm_engines", "lstm_base", "lstm", "compress", "timing", "vocab", "networks", "training", "tasks",
-        "models", "checkpoints", "data", "bleu", "tradeoff"]
-COURSE = {"plots", "widgets", "exercises"}
+ROOT = PKG.parent
+HEAVY = ["ipywidgets", "matplotlib", "seaborn", "IPython", "hmf_lab.course.plots", "hmf_lab.course.widgets",
+         "hmf_lab.course.exercises"]
+LAYERS = ["factor", "nn", "perf", "nlp", "experiments", "course"]
+
+
+def _lint_imports():
+    exe = Path(sys.executable).parent / "lint-imports"
+    cmd = [str(exe)] if exe.exists() else [shutil.which("lint-imports") or "lint-imports"]
+    return subprocess.run(cmd + ["--no-cache"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_import_linter_contract_is_kept():
+    out = _lint_imports()
+    assert out.returncode == 0 and "1 kept, 0 broken" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_contract_catches_a_violation(tmp_path):
+    """A copy of the package with one function-level upward import breaks the contract."""
+    shutil.copytree(PKG, tmp_path / "hmf_lab", ignore=shutil.ignore_patterns("assets", "__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    bad = tmp_path / "hmf_lab" / "factor" / "core.py"
+    bad.write_text(bad.read_text() + "\n\ndef _sneaky():\n    from hmf_lab.course import plots  # noqa\n")
+    exe = Path(sys.executable).parent / "lint-imports"
+    out = subprocess.run([str(exe), "--no-cache"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                         env={"PYTHONPATH": str(tmp_path), "PATH": ""})
+    assert out.returncode != 0 and "hmf_lab.factor.core -> hmf_lab.course.plots" in out.stdout, out.stdout
+
+
+def _cycles(graph, skip=()) -> list[set[str]]:
+    """Strongly connected components with more than one module (Tarjan), over every module of the graph
+    but ``skip``."""
+    index, low, stack, on, comps = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.find_modules_directly_imported_by(v) - set(skip):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                comps.append(comp)
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for v in sorted(graph.modules - set(skip)):
+        if v not in index:
+            visit(v)
+    return comps
+
+
+def test_no_import_circles_anywhere_in_the_package():
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("hmf_lab")
+    # the root package re-exports the public API (it imports everything); it is nobody's dependency
+    assert graph.find_modules_that_directly_import("hmf_lab") == set(), "a module imports the root package"
+    assert _cycles(graph, skip={"hmf_lab"}) == []
+    assert len(graph.modules) >= 35  # every module was read (the layers' packages and their modules)
+
+
+def test_cycle_finder_finds_a_circle():
+    grimp = pytest.importorskip("grimp")
+    g = grimp.ImportGraph()
+    for a, b in [("p.a", "p.b"), ("p.b", "p.c"), ("p.c", "p.a"), ("p.c", "p.d")]:
+        g.add_import(importer=a, imported=b)
+    assert _cycles(g) == [{"p.a", "p.b", "p.c"}]
 
 
 def _loaded_after(code: str) -> list[str]:
     """Which of HEAVY a fresh interpreter has imported after running ``code``."""
     probe = f"import sys\n{code}\nimport json; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=PKG.parent, timeout=300)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -39,55 +113,22 @@ def test_cli_parser_stays_lazy():
 @pytest.mark.slow
 def test_lazy_names_load_on_first_use():
     loaded = _loaded_after("import hmf_lab as hl; hl.plot_leaderboard; hl.explorer")
-    assert {"hmf_lab.plots", "ipywidgets", "hmf_lab.widgets"} <= set(loaded)
+    assert {"hmf_lab.course.plots", "ipywidgets", "hmf_lab.course.widgets"} <= set(loaded)
 
 
 def test_lazy_attributes_are_the_real_objects():
-    from hmf_lab import exercises, plots, widgets
+    from hmf_lab.course import exercises, plots, widgets
 
-    leaderboard = sys.modules["hmf_lab.leaderboard"]  # hl.leaderboard / hl.oracle are the functions
-    assert hl.plot_leaderboard is plots.plot_leaderboard is leaderboard.plot_leaderboard
-    assert leaderboard.plot_oracle is plots.plot_oracle
+    assert hl.plot_leaderboard is plots.plot_leaderboard
     assert hl.explorer is widgets.explorer and hl.exercises is exercises
-    assert sys.modules["hmf_lab.oracle"].check_rows is exercises.check_rows
     assert {"plots", "widgets", "explorer"} <= set(dir(hl))
     with pytest.raises(AttributeError, match="module 'hmf_lab' has no attribute 'nope'"):
         hl.nope
-    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        sys.modules["hmf_lab.leaderboard"].nope
-    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        sys.modules["hmf_lab.oracle"].nope
 
 
-def _course_imports(path: Path) -> list[str]:
-    """Imports of the course layer outside a module ``__getattr__`` (the compatibility re-exports)."""
-    bad = []
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_layer_is_a_package_with_a_docstring(layer):
+    import importlib
 
-    def visit(node, in_getattr=False):
-        for child in ast.iter_child_nodes(node):
-            inside = in_getattr or (isinstance(child, ast.FunctionDef) and child.name == "__getattr__")
-            if isinstance(child, ast.ImportFrom) and not inside:
-                mod = (child.module or "").removeprefix("hmf_lab").lstrip(".")
-                names = {a.name for a in child.names}
-                if mod.split(".")[0] in COURSE or (not mod and names & COURSE) \
-                        or mod.split(".")[0] in ("ipywidgets", "matplotlib", "seaborn"):
-                    bad.append(f"{path.name}:{child.lineno}")
-            if isinstance(child, ast.Import) and not inside:
-                bad.extend(f"{path.name}:{child.lineno}" for a in child.names
-                           if a.name.split(".")[0] in ("ipywidgets", "matplotlib", "seaborn"))
-            visit(child, inside)
-
-    visit(ast.parse(path.read_text()))
-    return bad
-
-
-@pytest.mark.parametrize("name", MATH)
-def test_math_does_not_import_the_course_layer(name):
-    assert _course_imports(PKG / f"{name}.py") == []
-
-
-def test_the_layering_check_catches_a_violation(tmp_path):
-    f = tmp_path / "bad.py"
-    f.write_text("from .exercises import ExerciseError\ndef f():\n    import matplotlib.pyplot as plt\n"
-                 "def __getattr__(name):\n    from . import plots\n")
-    assert _course_imports(f) == ["bad.py:1", "bad.py:3"]
+    mod = importlib.import_module(f"hmf_lab.{layer}")
+    assert mod.__doc__ and mod.__doc__.startswith("Layer"), mod.__doc__

@@ -10,7 +10,7 @@ import torch
 import hmf_lab as hl
 import importlib
 
-LB = importlib.import_module("hmf_lab.leaderboard")  # the module (hl.leaderboard is the function)
+LB = importlib.import_module("hmf_lab.experiments.leaderboard")  # the module (hl.leaderboard is the function)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_plot_reads_back(mats):
 
 def test_suite_picks_up_synthetic_and_pretrained(monkeypatch):
     fake = {"lstm.weight_ih_l0": torch.randn(16, 4), "fc.weight": torch.randn(3, 8), "b": torch.randn(5)}
-    from hmf_lab import models
+    from hmf_lab import nlp as models
     monkeypatch.setattr(models, "PRETRAINED", {"fake": None, "missing": None})
 
     def weights(name):
@@ -147,7 +147,7 @@ def test_compare_and_plot_oracle():
     t2 = LB.compare(W, 2, 2, ["top", "activation"], X=X)
     assert t2["output_error"].notna().all() and t2["heuristic"].iloc[0] == "activation"
     fig, ax = plt.subplots()
-    assert LB.plot_oracle(best, dict(zip(t["heuristic"], t["rows"])), ax=ax) is ax
+    assert hl.plots.plot_oracle(best, dict(zip(t["heuristic"], t["rows"])), ax=ax) is ax
     xs = sorted(round(line.get_xdata()[0], 9) for line in ax.lines)
     assert xs == sorted(round(v, 9) for v in [best.error, *[best.error_of(r) for r in t["rows"]]])
     assert sum(p.get_height() for p in ax.patches) == best.n_subsets

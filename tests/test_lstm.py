@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import hmf_lab as hl
-from hmf_lab.lstm import GateHMFLinear
+from hmf_lab.nn.lstm import GateHMFLinear
 
 
 def _run(m, x, hx=None):
@@ -239,7 +239,7 @@ def test_errors():
 
 def test_choose_split_rank_rules():
     k, r = hl.choose_split_rank((256, 256), compression=4)
-    b = hl.core.equal_budget_splits((256, 256), compression=4)  # the equal-budget line (core, issue 9)
+    b = hl.factor.core.equal_budget_splits((256, 256), compression=4)  # the equal-budget line (core, issue 9)
     assert (k, r) in set(zip(b["split"], b["rank"]))
     assert abs(k - r) == int((b["split"] - b["rank"]).abs().min())
     assert hl.choose_split_rank((256, 256), compression=1) == (256, 0)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import hmf_lab as hl
-from hmf_lab import models as M
+from hmf_lab import nlp as M
 
 SHIPPED = [n for n in M.PRETRAINED if M.checkpoint_path(n).is_file()]
 
@@ -102,7 +102,7 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_missing_checkpoint_says_how_to_rebuild(monkeypatch, tmp_path):
-    import hmf_lab.checkpoints as C
+    import hmf_lab.nlp.checkpoints as C
     monkeypatch.setattr(C, "assets_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="scripts/train_models.py --task intent"):
         M.load_pretrained("intent")

@@ -1,7 +1,7 @@
 """Every lesson notebooks/NN_*.ipynb runs top to bottom from a clean kernel, in quick AND full mode.
 
 Quick mode (HMF_LAB_QUICK=1) is what CI iterates on; full mode is what a student runs, so it is run
-too (marked `slow`; `make test` and CI run it). Each run goes through ``hmf_lab._course.execute``:
+too (marked `slow`; `make test` and CI run it). Each run goes through ``tools.course.execute``:
 nbclient with a per-cell timeout and one fresh retry if a cell times out or the kernel dies (a lost
 kernel message once stalled a notebook for 600 s; a cell that *raises* is never retried). Also here:
 notebooks are committed without outputs, the student build holds no solution and still runs, and the
@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hmf_lab import _course
+from tools import course as _course
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = _course.lessons(REPO / "notebooks")

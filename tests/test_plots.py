@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import hmf_lab as hl
-from hmf_lab import plots
+from hmf_lab.course import plots
 
 
 @pytest.fixture(autouse=True)

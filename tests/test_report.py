@@ -10,7 +10,7 @@ from torch import nn
 import hmf_lab as hl
 import importlib
 
-report_mod = importlib.import_module("hmf_lab.report")  # hl.report is the function; this is its module
+report_mod = importlib.import_module("hmf_lab.experiments.report")  # hl.report is the function; this is its module
 
 COLUMNS = {"layer", "kind", "shape", "method", "compression", "heuristic", "split", "rank", "values", "bytes",
            "index_bytes", "actual_compression", "weight_error", "output_error"}
@@ -130,11 +130,11 @@ def test_report_on_the_shipped_char_lm():
 
 def test_cli_report_on_a_checkpoint(tmp_path, capsys):
     from hmf_lab import cli
-    from hmf_lab.models import CharLM, save_checkpoint
+    from hmf_lab.nlp import CharLM, save_checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(CharLM(vocab_size=12, embed=8, hidden=16), tmp_path / "lm.pt")
-    code = cli.main(["report", "--model", str(tmp_path / "lm.pt"), "--factory", "hmf_lab.models:CharLM",
+    code = cli.main(["report", "--model", str(tmp_path / "lm.pt"), "--factory", "hmf_lab.nlp:CharLM",
                      "--compression", "2", "4", "--target", "3", "--no-time", "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert code == 0 and "| layer |" in out and "plan at 3x" in out
@@ -142,7 +142,7 @@ def test_cli_report_on_a_checkpoint(tmp_path, capsys):
     assert abs(plan["achieved"] / 3 - 1) <= 0.01 and (tmp_path / "out" / "report.csv").is_file()
     torch.save(nn.Module().state_dict(), tmp_path / "plain.pt")  # a plain state dict: factory() with no argument
     assert isinstance(report_mod.load_model(tmp_path / "plain.pt", "torch.nn:Module"), nn.Module)
-    code = cli.main(["report", "--model", str(tmp_path / "nope.pt"), "--factory", "hmf_lab.models:CharLM"])
+    code = cli.main(["report", "--model", str(tmp_path / "nope.pt"), "--factory", "hmf_lab.nlp:CharLM"])
     assert code == 2 and "is not a file" in capsys.readouterr().err
 
 
@@ -150,13 +150,13 @@ def test_load_model_errors(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "sd.pt")
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="factory must be 'module:function'"):
-        report_mod.load_model(tmp_path / "sd.pt", "hmf_lab.models.CharLM")
+        report_mod.load_model(tmp_path / "sd.pt", "hmf_lab.nlp.CharLM")
     with pytest.raises(ValueError, match="cannot be imported"):
-        report_mod.load_model(tmp_path / "sd.pt", "hmf_lab.models:NoSuchThing")
+        report_mod.load_model(tmp_path / "sd.pt", "hmf_lab.nlp:NoSuchThing")
     with pytest.raises(ValueError, match="is not a file"):
-        report_mod.load_model(tmp_path / "missing.pt", "hmf_lab.models:CharLM")
+        report_mod.load_model(tmp_path / "missing.pt", "hmf_lab.nlp:CharLM")
     with pytest.raises(ValueError, match="holds a list"):
-        report_mod.load_model(tmp_path / "list.pt", "hmf_lab.models:CharLM")
+        report_mod.load_model(tmp_path / "list.pt", "hmf_lab.nlp:CharLM")
     with pytest.raises(ValueError, match="returned a dict, expected a torch.nn.Module"):
         report_mod.load_model(tmp_path / "sd.pt", "builtins:dict")
 

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 import hmf_lab as hl
-from hmf_lab import models as M
-from hmf_lab import reproduce as R
+from hmf_lab.course import live
+from hmf_lab import nlp as M
+from hmf_lab.experiments import reproduce as R
 
 HAVE_LM = M.checkpoint_path("char_lm").is_file()
 
@@ -35,7 +36,7 @@ def test_gradual_pruner_reaches_hl_prune_count_and_masks_only_shrink():
     for m, n in pruner.masks:
         W = getattr(m, n)
         blocks = 4 if isinstance(m, nn.LSTM) else 1  # core's equal budget: LMF's count, per gate block
-        assert int(getattr(m, n + "_mask").sum()) == hl.core.prune_keep((W.shape[0] // blocks, W.shape[1]), 4,
+        assert int(getattr(m, n + "_mask").sum()) == hl.factor.core.prune_keep((W.shape[0] // blocks, W.shape[1]), 4,
                                                                         blocks=blocks)
     assert hl.count_params(masked) == hl.count_params(hl.compress(net, "prune", compression=4))
     x = torch.randn(2, 3, 8)
@@ -95,10 +96,10 @@ def test_summary_and_markdown():
 def test_plots_show_the_results():
     import matplotlib.pyplot as plt
     df = _fake_results()
-    ax = R.plot_metric(df, before=False)
+    ax = hl.plots.plot_metric(df, before=False)
     ys = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
     assert ys["hmf (fine-tuned)"] == [2.2, 2.6] and ys["dense"] == [2.0, 2.0]
-    ax2 = R.plot_time(df, ax=plt.subplots()[1])
+    ax2 = hl.plots.plot_time(df, ax=plt.subplots()[1])
     ys = {line.get_label(): list(line.get_ydata()) for line in ax2.get_lines()}
     assert ys["prune"] == pytest.approx([0.02, 0.02])
     plt.close("all")
@@ -139,14 +140,14 @@ def test_cli_quick_run_writes_table_and_plots(tmp_path):
 
 def test_check_hmf_gain_exercise(capsys):
     df = _fake_results()
-    assert R.check_hmf_gain is hl.exercises.check_hmf_gain
-    assert R.check_hmf_gain(df, 4, None) is False
-    assert R.check_hmf_gain(df, 4, 12.0) is True
-    assert R.check_hmf_gain(df, 4, 30.0) is False
+
+    assert hl.exercises.check_hmf_gain(df, 4, None) is False
+    assert hl.exercises.check_hmf_gain(df, 4, 12.0) is True
+    assert hl.exercises.check_hmf_gain(df, 4, 30.0) is False
     assert "Hint: lower bits per char is better" in capsys.readouterr().out
-    assert R.check_hmf_gain(df, 16, 1.0) is False
+    assert hl.exercises.check_hmf_gain(df, 16, 1.0) is False
     assert "no HMF and LMF results at compression 16" in capsys.readouterr().out
-    assert R.check_hmf_gain(df, 4, "twelve") is False
+    assert hl.exercises.check_hmf_gain(df, 4, "twelve") is False
     assert "must be a number" in capsys.readouterr().out
 
 
@@ -163,6 +164,6 @@ def test_live_compare_post_training_and_slider():
     assert list(df.method) == ["dense", "hmf", "lmf", "prune"]
     comp = df[df.method != "dense"]
     assert (comp.before == comp.after).all() and (comp.fine_tune_steps == 0).all()
-    box = R.compression_slider("lm", eval_size=300, min_run_time=0.01, options=(4, 16), value=4)
+    box = live.compression_slider("lm", eval_size=300, min_run_time=0.01, options=(4, 16), value=4)
     box.slider.value = 16   # the observer recomputes at 16x
     assert set(box.result.compression) == {1.0, 16.0}

@@ -5,7 +5,7 @@ import torch
 
 import hmf_lab as hl
 from hmf_lab import tasks as T
-from hmf_lab.training import TrainConfig, train_lm
+from hmf_lab.nlp.training import TrainConfig, train_lm
 
 TEXT = "to be or not to be, that is the question. " * 40
 
@@ -14,7 +14,7 @@ def test_registry_names_and_the_derived_views():
     assert list(T.TASKS) == ["char_lm", "intent", "translation"]
     assert {n: t.cli_name for n, t in T.TASKS.items()} == {"char_lm": "lm", "intent": "intent",
                                                            "translation": "translation"}
-    import hmf_lab.reproduce as R
+    import hmf_lab.experiments.reproduce as R
     assert R.TASKS == {"lm": "char_lm", "intent": "intent", "translation": "translation"}
     assert hl.models.TASKS is T.TASKS and hl.models.LMTask is T.LMTask
 

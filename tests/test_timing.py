@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hmf_lab as hl
-from hmf_lab.timing import Timing, compare, measure
+from hmf_lab.perf.timing import Timing, compare, measure
 
 
 def test_measure_fields_and_frozen():
@@ -127,7 +127,7 @@ def test_race_flags_a_busy_machine():
     """Every core spun by another process: the harness must say its numbers cannot be trusted (no time asserted)."""
     import time as _time
 
-    from hmf_lab.timing import race
+    from hmf_lab.perf.timing import race
 
     W, x = torch.randn(256, 256), torch.randn(1, 256)
     procs = cpu_hogs()
@@ -143,7 +143,7 @@ def test_race_flags_a_busy_machine():
 
 
 def test_race_table_threads_and_errors():
-    from hmf_lab.timing import race
+    from hmf_lab.perf.timing import race
 
     x = torch.randn(1, 16)
     r = race({"a": torch.relu, "b": torch.tanh}, x, rounds=2, min_run_time=0.005)
@@ -163,7 +163,7 @@ def test_race_table_threads_and_errors():
 
 
 def test_reliability_rules_in_words():
-    from hmf_lab.timing import Timing, reliability
+    from hmf_lab.perf.timing import Timing, reliability
 
     quiet = {"cores": 64, "load_1min": 0.0}
     ok = reliability({"a": [Timing(median=1e-4, iqr=1e-6, n=5, threads=1, times=(1e-4,) * 5)]}, load=quiet)
@@ -199,7 +199,7 @@ def test_measure_off_the_main_thread_leaves_the_thread_count_alone(monkeypatch):
 
 
 def test_weight_bytes_one_csr_count():
-    from hmf_lab.timing import csr_bytes, raw_kernels, weight_bytes
+    from hmf_lab.perf.timing import csr_bytes, raw_kernels, weight_bytes
 
     lin = torch.nn.Linear(32, 24)
     sp = hl.SparseLinear.from_linear(lin, compression=4)

@@ -23,7 +23,7 @@ m = hl.models.load_pretrained("char_lm")
 print("hmf_lab from", pathlib.Path(hl.__file__).parent)
 print("load_pretrained('char_lm'):", type(m).__name__, sum(p.numel() for p in m.parameters()), "parameters")
 print("registry:", sorted(hl.data.DATASETS), "| shipped results:",
-      sorted(hl.grid.load_grid(hl.reproduce.RESULTS_DIR).task.unique()))
+      sorted(hl.experiments.grid.load_grid(hl.reproduce.RESULTS_DIR).task.unique()))
 """
 
 

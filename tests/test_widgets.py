@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hmf_lab as hl
-from hmf_lab.widgets import Explorer, RunTimeExplorer, layers_at_budget
+from hmf_lab.course.widgets import Explorer, RunTimeExplorer, layers_at_budget
 
 
 @pytest.fixture
@@ -368,7 +368,7 @@ def test_update_latency_is_recorded(W):
 
 
 def test_tradeoff_table_same_budget_per_compression(W):
-    from hmf_lab.widgets import tradeoff_table
+    from hmf_lab.course.widgets import tradeoff_table
 
     m, n = W.shape
     t = tradeoff_table(W, compressions=(2, 4), min_run_time=0.005, step=8)

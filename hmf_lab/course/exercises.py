@@ -1,0 +1,511 @@
+"""Course helpers: matrices with known spectra, and the checks behind the notebooks' exercises.
+
+Every check **never raises**: it prints ``PASS`` (right answer), ``FAIL`` with a hint (wrong answer, of any
+type), or the one "not answered yet" reminder (answer still ``None``), and returns ``True`` only for a pass.
+So *Run All* always reaches the end of a notebook. :func:`reset` puts an exercise's answer back to ``None``
+(after you ran its solution cell and want to try again); :func:`progress` lists what you have passed.
+
+Example
+-------
+>>> import hmf_lab as hl
+>>> hl.exercises.check_hmf_params(8, 6, split=2, rank=1, answer=2*6 + 1*6 + 1*6)
+PASS — Correct: HMF stores k*n + r*(m-k) + r*n = 24 values.
+True
+>>> hl.exercises.check_hmf_params(8, 6, split=2, rank=1, answer=48)
+FAIL — 48 is not the number of stored values.
+  Hint: count the dense rows D (k x n), then U ((m-k) x r) and V (r x n).
+False
+>>> hl.exercises.check_hmf_params(8, 6, split=2, rank=1, answer=None)
+Not answered yet: replace `None` in the exercise cell with your answer, then rerun this cell.
+False
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hmf_lab.factor._validation import quick_mode
+from hmf_lab.factor._validation import as_int, as_matrix, check_compression
+from hmf_lab.factor.synthetic import singular_values, with_spectrum  # matrices with known spectra
+
+__all__ = ["ExerciseError", "EXERCISES", "quick", "singular_values", "with_spectrum", "spectrum_summary", "pending", "reset", "progress",
+           "check_break_even_rank", "check_eckart_young", "check_hmf_params", "check_max_rank", "check_my_hmf",
+           "check_csr_bytes", "check_best_at_budget", "check_rows", "check_hmf_gain"]
+
+NOT_ANSWERED = "Not answered yet: replace `None` in the exercise cell with your answer, then rerun this cell."
+
+
+class ExerciseError(AssertionError):
+    """Kept for old code that caught it: no check raises it any more (checks print FAIL and return False)."""
+
+
+class _Wrong(Exception):
+    """Internal: a wrong answer, turned into a printed FAIL by :func:`_check`."""
+
+    def __init__(self, msg: str, hint: str = ""):
+        super().__init__(msg)
+        self.msg, self.hint = msg, hint
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One notebook exercise: where it is, and the answer variables :func:`reset` sets back to ``None``."""
+
+    notebook: str
+    title: str
+    variables: tuple[str, ...]
+
+
+# id -> exercise; the id is the check's name without "check_"
+EXERCISES: dict[str, Exercise] = {
+    "break_even_rank": Exercise("01", "the break-even rank", ("answer",)),
+    "eckart_young": Exercise("01", "predict the error from the spectrum", ("predicted",)),
+    "hmf_params": Exercise("02", "count the parameters", ("answer",)),
+    "my_hmf": Exercise("02", "write HMF in ten lines", ("my_hmf",)),
+    "max_rank": Exercise("02", "the highest rank at a budget", ("max_rank",)),
+    "csr_bytes": Exercise("03", "the size of a CSR matrix", ("csr_bytes",)),
+    "best_at_budget": Exercise("04", "the best structure at 10x", ("split", "rank")),
+    "rows": Exercise("05", "find the best dense rows yourself", ("answer",)),
+    "hmf_gain": Exercise("06", "HMF against LMF", ("my_gain",)),
+}
+_PASSED: dict[str, bool] = {}  # id -> result of the last check run in this kernel
+
+
+def quick() -> bool:
+    """True when ``HMF_LAB_QUICK=1``: notebooks shrink their work (CI).
+
+    >>> isinstance(quick(), bool)
+    True
+    """
+    return quick_mode()
+
+
+def spectrum_summary(W, fractions=(0.1, 0.25, 0.5)) -> dict:
+    """How fast a matrix's spectrum falls off, in a few numbers notebooks 01 and 05 both quote.
+
+    ``energy@f``: the share of ``||W||_F^2`` the top ``f * min(m, n)`` singular directions carry;
+    ``s1/s_median``: the top singular value over the median one; ``lmf_error@1/8``: LMF's relative error at
+    rank ``min(m, n) // 8``; ``row_norm max/median``: how uneven the rows are (loud rows give a large value).
+
+    >>> d = spectrum_summary(with_spectrum(40, 40, "flat"))
+    >>> round(d["energy@0.5"], 3), round(d["s1/s_median"], 3)
+    (0.5, 1.0)
+    """
+    W = as_matrix(W).double()
+    s = torch.linalg.svdvals(W)
+    p = s.numel()
+    e = torch.cumsum(s**2, 0) / (s**2).sum()
+    out = {f"energy@{f:g}": float(e[max(1, int(f * p)) - 1]) for f in fractions}
+    out["s1/s_median"] = float(s[0] / s[p // 2])
+    out["lmf_error@1/8"] = float((1 - e[max(1, p // 8) - 1]).clamp_min(0).sqrt())
+    rn = W.norm(dim=1)
+    out["row_norm max/median"] = float(rn.max() / rn.median())
+    return out
+
+
+# --------------------------------------------------------------------------- the one place for messages
+
+
+def pending(*answers) -> bool:
+    """True (after printing the one "not answered yet" reminder) while any answer is still ``None`` or ``...``.
+
+    >>> pending(3, None)
+    Not answered yet: replace `None` in the exercise cell with your answer, then rerun this cell.
+    True
+    >>> pending(3)
+    False
+    """
+    if any(a is None or a is Ellipsis for a in answers):
+        print(NOT_ANSWERED)
+        return True
+    return False
+
+
+def _check(fn):
+    """Wrap a check: a pending answer prints the reminder, ``_Wrong`` prints FAIL + hint, any other exception
+    (an answer of an unexpected type) prints FAIL with what went wrong; a pass prints PASS. Never raises."""
+    key = fn.__name__.removeprefix("check_")
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            msg = fn(*args, **kwargs)
+        except _Wrong as w:
+            print(f"FAIL — {w.msg}" + (f"\n  Hint: {w.hint}" if w.hint else ""))
+            ok = False
+        except Exception as err:  # noqa: BLE001 -- a check never stops Run All
+            print(f"FAIL — could not check this answer ({type(err).__name__}: {err}).\n"
+                  "  Hint: compare your answer's type and shape with what the exercise asks for.")
+            ok = False
+        else:
+            if msg is None:  # pending: the reminder is already printed
+                return False
+            print(f"PASS — Correct: {msg}")
+            ok = True
+        _PASSED[key] = ok
+        return ok
+
+    return wrapper
+
+
+def reset(*ids: str, namespace: dict | None = None) -> None:
+    """Set the answer variables of exercises back to ``None`` (e.g. after running a solution cell), to try again.
+
+    ``ids`` are keys of :data:`EXERCISES` (``"break_even_rank"``, ``"my_hmf"``, ...; the check's name without
+    ``check_``); no ids resets every exercise. The variables live in ``namespace`` (default: the caller's
+    globals, i.e. the notebook). Re-running the exercise's question cell does the same for one exercise.
+
+    >>> answer = 42
+    >>> reset("break_even_rank", namespace=globals())
+    Reset break_even_rank (notebook 01): answer = None. Write your answer and rerun the check.
+    >>> answer is None
+    True
+    """
+    unknown = [i for i in ids if i not in EXERCISES]
+    if unknown:
+        raise ValueError(f"unknown exercise id(s) {unknown}; expected one of {sorted(EXERCISES)}, "
+                         "e.g. hl.exercises.reset('break_even_rank')")
+    if namespace is None:
+        frame = inspect.currentframe().f_back
+        namespace = frame.f_globals if frame is not None else {}
+    for i in ids or tuple(EXERCISES):
+        ex = EXERCISES[i]
+        names = [v for v in ex.variables if v in namespace or ids]
+        for v in names:
+            namespace[v] = None
+        _PASSED.pop(i, None)
+        if ids:
+            print(f"Reset {i} (notebook {ex.notebook}): {', '.join(f'{v} = None' for v in names)}. "
+                  "Write your answer and rerun the check.")
+    if not ids:
+        print("Reset every exercise: their answer variables are None again.")
+
+
+def progress() -> dict[str, bool]:
+    """The exercises checked in this kernel and whether the last check passed (id -> bool).
+
+    >>> isinstance(progress(), dict)
+    True
+    """
+    return dict(_PASSED)
+
+
+def _ok(msg: str) -> bool:
+    """The PASS line for checks written without :func:`_check` (``check_hmf_gain``)."""
+    print(f"PASS — Correct: {msg}")
+    return True
+
+
+def _number(answer, what: str) -> float:
+    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
+        answer = answer.item()
+    if isinstance(answer, np.generic):
+        answer = answer.item()
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or not math.isfinite(answer):
+        raise _Wrong(f"{what} should be a finite number, got {type(answer).__name__} {answer!r}.",
+                     "replace `None` by a number (an int or a float), not a string or a list.")
+    return float(answer)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+@_check
+def check_break_even_rank(m: int, n: int, answer) -> bool:
+    """Check the largest rank r at which LMF of an (m, n) matrix still stores fewer values than W.
+
+    >>> check_break_even_rank(512, 128, 102)
+    PASS — Correct: 102 * (512 + 128) = 65,280 < 65,536 = m*n, and rank 103 would not save anything.
+    True
+    """
+    if pending(answer):
+        return None
+    a = _number(answer, "the rank")
+    r = (m * n - 1) // (m + n)  # largest r with r (m + n) < m n
+    if a != r:
+        why = ("that rank stores at least as many values as W itself" if a * (m + n) >= m * n else
+               "a larger rank still saves parameters")
+        raise _Wrong(f"{answer!r} is not the break-even rank ({why}).",
+                     "LMF stores r*(m+n) values; find the largest r with r*(m+n) < m*n.")
+    return f"{r} * ({m} + {n}) = {r * (m + n):,} < {m * n:,} = m*n, and rank {r + 1} would not save anything."
+
+
+@_check
+def check_eckart_young(W, rank: int, answer, *, rtol: float = 1e-3) -> bool:
+    """Check a predicted relative error of the best rank-``rank`` approximation of ``W``.
+
+    >>> W = with_spectrum(10, 10, "flat")
+    >>> check_eckart_young(W, 5, 0.5 ** 0.5)
+    PASS — Correct: sqrt(sum of s_i^2 beyond rank 5 / sum of all s_i^2) = 0.7071.
+    True
+    """
+    if pending(answer):
+        return None
+    W = as_matrix(W)
+    s = torch.linalg.svdvals(W.double())
+    r = as_int(rank, "rank")
+    truth = math.sqrt(float((s[r:] ** 2).sum() / (s**2).sum()))
+    a = _number(answer, "the error")
+    if not math.isclose(a, truth, rel_tol=rtol, abs_tol=1e-6):
+        raise _Wrong(f"{a:.4g} is not the relative error of the best rank-{r} approximation.",
+                     "Eckart-Young says the error comes from the singular values you drop; use squares, and "
+                     "divide by the norm of W (also from the singular values), then take the square root.")
+    return f"sqrt(sum of s_i^2 beyond rank {r} / sum of all s_i^2) = {truth:.4f}."
+
+
+@_check
+def check_hmf_params(m: int, n: int, split: int, rank: int, answer) -> bool:
+    """Check the number of values HMF stores for an (m, n) matrix at (split, rank).
+
+    >>> check_hmf_params(10, 10, 2, 3, "54")  # doctest: +ELLIPSIS
+    FAIL — the parameter count should be a finite number, got str '54'.
+    ...
+    False
+    """
+    if pending(answer):
+        return None
+    a = _number(answer, "the parameter count")
+    truth = split * n + rank * (m - split) + rank * n
+    if a != truth:
+        raise _Wrong(f"{answer!r} is not the number of stored values.",
+                     "count the dense rows D (k x n), then U ((m-k) x r) and V (r x n).")
+    return f"HMF stores k*n + r*(m-k) + r*n = {truth:,} values."
+
+
+@_check
+def check_max_rank(shape, compression, answer) -> bool:
+    """Check the highest rank bound ``split + rank`` any HMF reaches within the budget ``m*n/compression``.
+
+    >>> check_max_rank((512, 512), 4, 127)
+    PASS — Correct: at 4x, HMF reaches rank 127; LMF only 64 (1.98x; the limit (m+n)/n = 2.00x).
+    True
+    """
+    from hmf_lab.factor.core import budget
+
+    if pending(answer):
+        return None
+    m, n = (int(v) for v in shape)
+    b = budget((m, n), compression)
+    truth = int(b["rank_bound"].max())
+    lmf_rank = int(b.loc[b["split"] == 0, "rank"].iloc[0]) if (b["split"] == 0).any() else 0
+    a = _number(answer, "the rank")
+    if a != truth:
+        raise _Wrong(f"{answer!r} is not the highest rank HMF reaches at {compression}x.",
+                     "hl.budget(shape, compression) lists, for every split, the largest rank that fits; "
+                     "HMF's rank bound is split + rank.")
+    ratio = f" ({truth / lmf_rank:.2f}x; the limit (m+n)/n = {(m + n) / n:.2f}x)" if lmf_rank else ""
+    return f"at {compression:g}x, HMF reaches rank {truth}; LMF only {lmf_rank}{ratio}."
+
+
+@_check
+def check_my_hmf(my_hmf, *, seed: int = 0) -> bool:
+    """Check a hand-written HMF ``my_hmf(W, split, rank) -> (D, U, V)`` (top rows dense) against ``hl.hmf``.
+
+    ``D`` must be the top ``split`` rows of W exactly, and ``U @ V`` a best rank-``rank`` approximation of the
+    other rows (its error within 0.1% of ``hl.hmf``'s). Tried on a few shapes, including ``split = 0`` (LMF).
+
+    >>> def my_hmf(W, split, rank):
+    ...     D, rest = W[:split], W[split:]
+    ...     U, S, Vh = torch.linalg.svd(rest, full_matrices=False)
+    ...     return D, U[:, :rank] * S[:rank], Vh[:rank]
+    >>> check_my_hmf(my_hmf)
+    PASS — Correct: your HMF matches hl.hmf on 4 cases (shapes, dense rows and errors).
+    True
+    """
+    from hmf_lab.factor.core import hmf, relative_error
+
+    if pending(my_hmf):
+        return None
+    if not callable(my_hmf):
+        raise _Wrong(f"my_hmf should be a function, got {type(my_hmf).__name__}.",
+                     "define `def my_hmf(W, split, rank): ... return D, U, V`.")
+    g = torch.Generator().manual_seed(seed)
+    cases = [((24, 16), 4, 3), ((16, 24), 5, 2), ((20, 20), 0, 4), ((12, 10), 3, 1)]
+    for (m, n), k, r in cases:
+        W = torch.randn(m, n, generator=g) * torch.logspace(0, -1, n)  # a decaying spectrum, distinct values
+        out = my_hmf(W.clone(), k, r)
+        if pending(out):  # the template still returns None
+            return None
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            raise _Wrong(f"my_hmf(W, {k}, {r}) should return three tensors (D, U, V), got {type(out).__name__}.",
+                         "end the function with `return D, U, V`.")
+        D, U, V = (torch.as_tensor(t).to(W.dtype) for t in out)
+        want = {"D": (k, n), "U": (m - k, r), "V": (r, n)}
+        for name, t in zip(want, (D, U, V)):
+            if tuple(t.shape) != want[name]:
+                raise _Wrong(f"for a {m}x{n} W at split {k}, rank {r}, {name} has shape {tuple(t.shape)}, "
+                             f"expected {want[name]}.",
+                             "D: the top k rows (k x n); U: (m-k) x r; V: r x n. Slice the SVD to rank r.")
+        if not torch.allclose(D, W[:k]):
+            raise _Wrong(f"D is not the top {k} rows of W (split {k}).", "D = W[:split], kept exactly.")
+        mine = torch.linalg.matrix_norm(W[k:] - U @ V) / torch.linalg.matrix_norm(W)
+        best = relative_error(W, hmf(W, split=k, rank=r))
+        if float(mine) > best * 1.001 + 1e-6:
+            raise _Wrong(f"at split {k}, rank {r} your U V has relative error {float(mine):.4f}; hl.hmf reaches "
+                         f"{best:.4f} on the same {m}x{n} matrix.",
+                         "Eckart-Young: take the SVD of the *remaining* rows W[split:] and keep the top `rank` "
+                         "singular triplets, U = U_r * S_r (scale the columns) and V = Vh_r.")
+    return f"your HMF matches hl.hmf on {len(cases)} cases (shapes, dense rows and errors)."
+
+
+@_check
+def check_csr_bytes(m: int, nnz: int, answer, *, value_bytes: int = 4, index_bytes: int = 4) -> bool:
+    """Check the bytes of a CSR matrix with m rows and nnz values (float32 values, int32 indices as the kit's
+    sparse kernel uses; pass ``index_bytes=8`` for int64).
+
+    >>> check_csr_bytes(4, 3, 3*4 + 3*4 + 5*4)
+    PASS — Correct: values 12 + column indices 12 + row pointers 20 = 44 bytes.
+    True
+    """
+    if pending(answer):
+        return None
+    a = _number(answer, "the byte count")
+    v, c, p = nnz * value_bytes, nnz * index_bytes, (m + 1) * index_bytes
+    if a != v + c + p:
+        raise _Wrong(f"{answer!r} bytes is not the size of this CSR matrix.",
+                     f"CSR stores the nnz values ({value_bytes} B each), a column index per value ({index_bytes} B "
+                     f"each, int{8 * index_bytes}) and m+1 row pointers ({index_bytes} B each).")
+    return f"values {v:,} + column indices {c:,} + row pointers {p:,} = {v + c + p:,} bytes."
+
+
+@_check
+def check_best_at_budget(W, compression, split, rank, *, cache=None, step: int | None = None,
+                         rtol: float = 0.02) -> bool:
+    """Check a (split, rank) fits the budget ``m*n/compression`` and has the lowest error there ("top" rows).
+
+    The optimum is searched over splits ``range(0, m+1, step)`` (default ``max(1, m // 32)``); an answer
+    within ``rtol`` of it passes. Pass the ``hl.HMFCache`` you used to reuse its SVDs.
+
+    >>> W = with_spectrum(32, 32, "exp", decay=0.3)
+    >>> check_best_at_budget(W, 4, split=0, rank=None)
+    Not answered yet: replace `None` in the exercise cell with your answer, then rerun this cell.
+    False
+    """
+    from hmf_lab.factor.core import HMFCache, budget, hmf_params
+
+    if pending(split, rank):
+        return None
+    W = as_matrix(W)
+    m, n = W.shape
+    c = check_compression(compression)
+    cache = cache if cache is not None else HMFCache(W)
+    k, r = int(_number(split, "split")), int(_number(rank, "rank"))
+    if not (0 <= k <= m and (r == 0 if k == m else 1 <= r <= min(m - k, n))):
+        raise _Wrong(f"(split={k}, rank={r}) is not a valid HMF of a {m}x{n} matrix.",
+                     f"split in [0, {m}], rank in [1, min(m-split, n)].")
+    if hmf_params(m, n, k, r) > m * n / c + 1e-9:
+        raise _Wrong(f"(split={k}, rank={r}) stores {hmf_params(m, n, k, r):,} values, over the budget "
+                     f"m*n/{c:g} = {m * n / c:,.0f}.", "hl.budget(W.shape, compression) lists what fits.")
+    b = budget((m, n), c, step=step or max(1, m // 32))
+    errs = [cache.error(kk, rr) for kk, rr in zip(b["split"], b["rank"])]
+    best = int(np.argmin(errs))
+    mine = cache.error(k, r)
+    if mine > errs[best] * (1 + rtol) + 1e-9:
+        raise _Wrong(f"(split={k}, rank={r}) fits, but its error {mine:.4f} is above the best {errs[best]:.4f} "
+                     f"(split={int(b['split'].iloc[best])}).",
+                     "evaluate the error of every row of hl.budget(...) and take the smallest.")
+    return f"error {mine:.4f} at {hmf_params(m, n, k, r):,} values (best on the grid: {errs[best]:.4f})."
+
+
+@_check
+def check_rows(W, split, rank, answer, *, tol: float = 1e-6) -> bool:
+    """Check that ``answer`` (row indices) is an optimal dense row set for W at (split, rank), by the oracle.
+
+    >>> W = torch.diag(torch.tensor([5., 4., 3., 2., 1.]))
+    >>> check_rows(W, 2, 1, [0, 1])
+    PASS — Correct: rows [0, 1] reach the optimum, error 0.3015 (best of 10 subsets).
+    True
+    >>> check_rows(W, 2, 1, [3, 4])  # doctest: +ELLIPSIS
+    FAIL — rows [3, 4] give error 0.6742, the best subset gives 0.3015 (9 of 10 subsets are better).
+      Hint: keep dense the rows that a rank-1 factorization of the other rows would serve worst...
+    False
+    """
+    from hmf_lab.factor.oracle import oracle
+
+    if pending(answer):
+        return None
+    best = oracle(W, split, rank)
+    try:
+        rows = [int(i) for i in (answer.tolist() if isinstance(answer, (torch.Tensor, np.ndarray)) else answer)]
+        e = best.error_of(rows)
+    except (TypeError, ValueError) as err:
+        raise _Wrong(f"the answer should be {best.split} distinct row indices in [0, {as_matrix(W).shape[0] - 1}], "
+                     f"got {answer!r} ({err}).", "a list of ints, e.g. [0, 1].") from None
+    if e > best.error * (1 + tol) + 1e-12:
+        worse = int(np.sum(best.errors < e * (1 - 1e-9)))
+        raise _Wrong(f"rows {sorted(rows)} give error {e:.4f}, the best subset gives {best.error:.4f} "
+                     f"({worse} of {best.n_subsets} subsets are better).",
+                     f"keep dense the rows that a rank-{best.rank} factorization of the other rows would serve "
+                     "worst: large rows pointing in their own direction.")
+    return f"rows {sorted(rows)} reach the optimum, error {e:.4f} (best of {best.n_subsets} subsets)."
+
+
+def check_hmf_gain(results, compression: float, answer, *, regime: str = "post", task: str | None = None) -> bool:
+    """Exercise check: HMF's relative gain over LMF (in %, positive = HMF better) at ``compression``.
+
+    ``results``: the cells of ``hmf-lab reproduce`` (``hl.experiments.grid.load_grid``: columns ``label``, ``value``,
+    mean over seeds) or one task table of the older format (``method``, ``after``). Never raises for a
+    wrong answer: prints "Correct" or FAIL with a hint and returns a bool (``False`` while ``answer`` is ``None``).
+    An answer within 0.05 percentage points passes. The expected answer is whatever the results say,
+    whichever way it falls.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"task": "lm", "regime": "post", "metric": "bits_per_char", "label": ["hmf", "lmf"] * 2,
+    ...                    "seed": [0, 0, 1, 1], "compression": 4.0, "value": [2.0, 2.5, 2.0, 2.5]})
+    >>> check_hmf_gain(df, 4, 20.0)
+    PASS — Correct: HMF is 20.00% better than LMF at 4x (lm, post).
+    True
+    >>> check_hmf_gain(df, 4, -20.0)
+    FAIL: -20.0 is not HMF's gain over LMF at 4x. Hint: lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100, on the means over seeds.
+    False
+    """
+    import pandas as pd
+
+    if pending(answer):
+        return False
+    df = pd.DataFrame(results)
+    if "label" not in df:   # older per-task format: one row per method, 'after' = after fine-tuning
+        df = df[df.method.isin(["hmf", "lmf"])].assign(label=df.method, value=df["after"], seed=0,
+                                                       regime=regime)
+    if task is not None:
+        df = df[df.task == task]
+    if "regime" in df:
+        df = df[df.regime == regime]
+    from hmf_lab.experiments.grid import hmf_vs_lmf
+    comp = hmf_vs_lmf(df[df.label.isin(["hmf", "lmf"])])
+    row = comp[comp.compression == float(compression)] if len(comp) else comp
+    if not len(row):
+        print(f"FAIL: no HMF and LMF results at compression {compression} (regime {regime!r}); "
+              f"available: {sorted(set(comp.compression)) if len(comp) else []}")
+        return False
+    r = row.iloc[0]
+    want = float(r.pct)
+    try:
+        got = float(answer)
+    except (TypeError, ValueError):
+        print(f"FAIL: the answer must be a number (a percentage), got {answer!r}")
+        return False
+    if abs(got - want) <= 0.05:
+        return _ok(f"HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x "
+                   f"({r.task}, {regime}).")
+    lower = df.metric.iloc[0] in ("bits_per_char", "perplexity")
+    hint = ("lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100" if lower
+            else "higher is better, so the gain is (hmf - lmf) / lmf * 100")
+    print(f"FAIL: {answer} is not HMF's gain over LMF at {compression:g}x. Hint: {hint}, on the means over seeds.")
+    return False
+
+
+def __getattr__(name):
+    # `hl.exercises.synthetic` was a function while `hl.synthetic` is a module: one name per thing.
+    if name == "synthetic":
+        import warnings
+
+        warnings.warn("hl.exercises.synthetic is renamed: use hl.synthetic.with_spectrum(m, n, spectrum, ...) "
+                      "(the same function; also hl.exercises.with_spectrum)", DeprecationWarning, stacklevel=2)
+        return with_spectrum
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

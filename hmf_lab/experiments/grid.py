@@ -1,0 +1,439 @@
+"""The reproduce grid: tasks x regimes x methods x compressions x seeds, run in parallel with joblib, summarized.
+
+Cells (:class:`~hmf_lab.regimes.Cell`) are independent: each seeds itself and runs on one torch thread.
+:func:`run_cells` hands them to joblib -- worker processes on this machine (``jobs=N``, the loky
+backend), or a Dask cluster (``scheduler=ADDRESS``: ``distributed.Client(address)`` and joblib's
+``"dask"`` backend). No pool of our own. The longest cells go first; a tqdm bar counts finished cells.
+
+Summaries: mean ± sd (``ddof=1``) over seeds per (task, regime, compression, row), and HMF minus LMF in
+% (positive = HMF better, whichever direction the metric goes) with a noise mark: the seeds are paired
+(same seed = same initialization and the same batches for both methods), so the rule is a **paired
+t-test at the 5% level** on the per-seed differences d: inside the noise when
+``|mean(d)| < t_{0.975, n-1} * sd(d) / sqrt(n)`` (for 3 seeds, t = 4.303). With all differences zero
+(e.g. a BLEU of 0 for both) it is a tie, also marked.
+
+>>> import pandas as pd
+>>> d = pd.Series([0.01, -0.02, 0.015])
+>>> inside_noise(d)
+True
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import pandas as pd
+
+from hmf_lab.experiments.regimes import REGIMES, Cell, run_cell, settings_for
+
+__all__ = ["make_cells", "transfer_cells", "run_cells", "run_grid", "summarize", "hmf_vs_lmf", "inside_noise",
+           "best_split", "results_markdown", "sweep_table", "write_grid", "load_grid", "T975", "SWEEP_FRACS",
+           "LOWER_IS_BETTER", "live_regimes"]
+
+#: split fractions of the trained sweep (0 = LMF is the "lmf" row; 1 = the all-rows end)
+SWEEP_FRACS = (0.25, 0.5, 0.75, 1.0)
+#: two-sided 95% quantiles of Student's t, by degrees of freedom (the paired test's critical values)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        15: 2.131, 20: 2.086, 30: 2.042}
+LOWER_IS_BETTER = ("bits_per_char", "perplexity")
+DISPLAY = {"dense": "dense", "hmf": "HMF (default split)", "hmf(best)": "HMF (best split in the sweep)",
+           "lmf": "LMF", "prune": "pruning (CSR)"}
+
+
+def _t975(df: int) -> float:
+    keys = sorted(k for k in T975 if k <= df)
+    return T975[keys[-1]] if keys else float("inf")
+
+
+def inside_noise(d) -> bool:
+    """Paired t-test at 5%: is the mean of the per-seed differences ``d`` indistinguishable from 0?
+
+    >>> inside_noise([0.5, 0.6, 0.55]), inside_noise([0.0, 0.0, 0.0]), inside_noise([1.0])
+    (False, True, True)
+    """
+    d = pd.Series(list(d), dtype=float).dropna()
+    n = len(d)
+    if n < 2:
+        return True
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        return float(d.mean()) == 0.0
+    return abs(float(d.mean())) < _t975(n - 1) * sd / math.sqrt(n)
+
+
+# ------------------------------------------------------------------------------------ cells
+
+
+def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False, methods=("dense", "hmf", "lmf", "prune"),
+               sweep_task: str | None = "intent", sweep_fracs=SWEEP_FRACS, best_heuristic: str | None = "greedy",
+               steps: dict | None = None) -> list[Cell]:
+    """Every cell that does not depend on another cell's result (the sweep included).
+
+    ``steps``: ``{regime: steps}`` overrides for every task. Dense cells have compression 1; post dense
+    (the shipped model) is one cell per task (no seed changes it).
+
+    >>> cs = make_cells(["intent"], ["scratch"], [8], seeds=2, sweep_fracs=(0.5,), best_heuristic=None)
+    >>> sorted({c.label for c in cs}), len(cs)
+    (['dense', 'hmf', 'hmf@0.5', 'lmf', 'prune'], 10)
+    """
+    from hmf_lab.experiments.reproduce import TASKS
+    tasks, regimes = list(tasks), list(regimes)
+    bad = [t for t in tasks if t not in TASKS] + [r for r in regimes if r not in REGIMES]
+    if bad:
+        raise ValueError(f"unknown task/regime {bad}; tasks are {sorted(TASKS)}, regimes {list(REGIMES)}")
+    n_seeds = int(seeds)
+    if n_seeds < 1:
+        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+    steps = steps or {}
+    out = []
+    for task in tasks:
+        for regime in regimes:
+            kw = dict(quick=quick, steps=steps.get(regime))
+            for seed in range(n_seeds):
+                if "dense" in methods and (regime == "scratch" or seed == 0):
+                    out.append(Cell(task, regime, "dense", 1.0, seed, **kw))
+                for c in compressions:
+                    c = float(c)
+                    for m in methods:
+                        if m != "dense":
+                            out.append(Cell(task, regime, m, c, seed, **kw))
+                    if task == sweep_task and "hmf" in methods:
+                        out += [Cell(task, regime, "hmf", c, seed, split_frac=float(f), **kw) for f in sweep_fracs]
+                        if best_heuristic:
+                            out.append(Cell(task, regime, "hmf", c, seed, heuristic=best_heuristic, **kw))
+    return out
+
+
+def best_split(rows: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
+    """Per (task, regime, compression) of a sweep: the HMF split fraction with the best mean metric.
+
+    Candidates are the sweep points with dense rows (fraction > 0) and the default split (recorded as
+    its own fraction of the largest split, ``split_hh / max``; see :func:`_default_frac`).
+    """
+    df = pd.DataFrame(rows)
+    if task is not None:
+        df = df[df.task == task]
+    sw = df[(df.method == "hmf") & (df.heuristic == "top") & (df.split_source.fillna("") == "")]
+    sw = sw[sw.split_frac.isna() | (sw.split_frac > 0)]
+    out = []
+    for (task, regime, c), g in sw.groupby(["task", "regime", "compression"]):
+        lower = g.metric.iloc[0] in LOWER_IS_BETTER
+        means = g.groupby(g.split_frac.fillna(-1.0))["value"].mean()
+        f = means.idxmin() if lower else means.idxmax()
+        out.append(dict(task=task, regime=regime, compression=c, best_frac=None if f == -1.0 else float(f),
+                        best_mean=float(means[f])))
+    return pd.DataFrame(out)
+
+
+def transfer_cells(best: pd.DataFrame, tasks, seeds: int, quick=False, steps: dict | None = None) -> list[Cell]:
+    """``hmf(best)`` cells of the other tasks, at the sweep's best fraction per (regime, compression).
+
+    Where the best is the default split (``best_frac`` None/NaN) no cell is needed: :func:`run_grid`
+    relabels the default HMF cells instead.
+    """
+    steps = steps or {}
+    out = []
+    for r in best.itertuples():
+        if r.best_frac is None or _isnan(r.best_frac):
+            continue
+        for task in tasks:
+            if task == r.task:
+                continue
+            for seed in range(int(seeds)):
+                out.append(Cell(task, r.regime, "hmf", float(r.compression), seed,
+                                split_frac=float(r.best_frac), split_source=f"best of the {r.task} sweep",
+                                quick=quick, steps=steps.get(r.regime)))
+    return out
+
+
+def _relabel_best(rows: list[dict], best: pd.DataFrame, sweep_task: str) -> list[dict]:
+    """``hmf(best)`` rows that need no training: the sweep task's best point, and the default HMF cells of
+    the other tasks where the sweep's best is the default split."""
+    out = []
+    for r in best.itertuples():
+        default = r.best_frac is None or _isnan(r.best_frac)
+        for x in rows:
+            if x["regime"] != r.regime or x["compression"] != r.compression or x["method"] != "hmf" \
+                    or x["heuristic"] != "top" or x["split_source"]:
+                continue
+            frac = x["split_frac"]
+            if x["task"] == sweep_task:
+                hit = (frac is None or _isnan(frac)) if default else frac == r.best_frac
+                src = "best of this sweep"
+            else:
+                hit = default and (frac is None or _isnan(frac))
+                src = f"best of the {sweep_task} sweep (the default split)"
+            if hit:
+                out.append(dict(x, label="hmf(best)", split_source=src))
+    return out
+
+
+# ------------------------------------------------------------------------------------ running
+
+
+def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_file=None) -> list[dict]:
+    """Run the cells through joblib; returns one dict per cell (any order).
+
+    ``jobs``: worker processes (loky) on this machine; ``scheduler``: a Dask scheduler address (or a
+    ``distributed`` Client / LocalCluster) to run on instead. ``log_file``: append each finished row
+    as a JSON line (a crashed run keeps what it finished).
+
+    >>> run_cells([], jobs=1, progress=False)
+    []
+    """
+    import joblib
+    from tqdm.auto import tqdm
+
+    cells = sorted(cells, key=lambda c: -c.cost())
+    if not cells:
+        return []
+    client = None
+    if scheduler is not None:
+        from distributed import Client
+        if isinstance(scheduler, Client):
+            ctx = joblib.parallel_backend("dask", client=scheduler)
+        else:
+            client = Client(scheduler)
+            ctx = joblib.parallel_backend("dask", client=client)
+        n_jobs = -1
+    else:
+        if int(jobs) < 1:
+            raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+        ctx, n_jobs = nullcontext(), int(jobs)
+    rows = []
+    try:
+        with ctx:
+            par = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+            for row in tqdm(par(joblib.delayed(run_cell)(c) for c in cells), total=len(cells),
+                            desc="cells", disable=not progress):
+                rows.append(row)
+                if log_file is not None:
+                    with open(log_file, "a") as fh:
+                        fh.write(json.dumps(row, default=float) + "\n")
+    finally:
+        if client is not None:
+            client.close()
+    return rows
+
+
+def run_grid(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, jobs=1, scheduler=None, quick=False,
+             methods=("dense", "hmf", "lmf", "prune"), sweep_task: str | None = "intent", sweep_fracs=SWEEP_FRACS,
+             best_heuristic: str | None = "greedy", steps: dict | None = None, progress=True, log_file=None,
+             log=print) -> pd.DataFrame:
+    """The whole grid as a tidy DataFrame (one row per cell). Python twin of ``hmf-lab reproduce``.
+
+    Phase 1 runs every cell that needs no other cell (the split sweep included); phase 2 the
+    ``hmf(best)`` cells of the other tasks at the sweep's best fraction per (regime, compression)
+    (none where the best is the default split: those rows are the default HMF cells). On the sweep task
+    itself, ``hmf(best)`` is the best sweep point (chosen on the same seeds it is reported with: an
+    optimistic pick).
+
+    >>> df = run_grid(["intent"], ["scratch"], [8], seeds=1, quick=True, sweep_fracs=(1.0,),
+    ...               best_heuristic=None, progress=False, log=lambda *a: None)  # doctest: +SKIP
+    """
+    tasks = list(tasks)
+    if sweep_task is not None and sweep_task not in tasks:
+        sweep_task = None
+    cells = make_cells(tasks, regimes, compressions, seeds, quick, methods, sweep_task, sweep_fracs,
+                       best_heuristic, steps)
+    t0 = time.time()
+    log(f"phase 1: {len(cells)} cells" + (f" (the {sweep_task} sweep included)" if sweep_task else ""))
+    rows = run_cells(cells, jobs, scheduler, progress, log_file)
+    if sweep_task is not None and "hmf" in methods:
+        best = best_split(pd.DataFrame(rows), sweep_task)
+        log(f"best split fractions of the {sweep_task} sweep: {best.to_dict('records')}")
+        more = transfer_cells(best, tasks, seeds, quick, steps)
+        if more:
+            log(f"phase 2: {len(more)} hmf(best) cells of the other tasks")
+            rows += run_cells(more, jobs, scheduler, progress, log_file)
+        rows += _relabel_best(rows, best, sweep_task)
+    df = pd.DataFrame(rows)
+    df.attrs["wall_s"] = time.time() - t0
+    return df
+
+
+def _isnan(x) -> bool:
+    try:
+        return math.isnan(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+# ------------------------------------------------------------------------------------ summaries
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """mean, sd (ddof=1) and n over seeds per (task, regime, compression, label); dense repeated per compression.
+
+    >>> df = pd.DataFrame(dict(task="t", regime="post", metric="accuracy", compression=4.0, label="hmf",
+    ...                        seed=[0, 1], value=[0.5, 0.7], params=10, actual_compression=4.0))
+    >>> summarize(df)[["mean", "sd", "n"]].round(3).values.tolist()
+    [[0.6, 0.141, 2.0]]
+    """
+    keys = ["task", "regime", "metric", "compression", "label"]
+    g = df.groupby(keys, dropna=False)
+    s = g["value"].agg(mean="mean", sd=lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0, n="count")
+    s["params"] = g["params"].mean()
+    s["actual_compression"] = g["actual_compression"].mean()
+    s = s.reset_index()
+    dense = s[s.label == "dense"]
+    comps = sorted(c for c in s.compression.unique() if c != 1.0)
+    rep = [dense.assign(compression=c) for c in comps]
+    return pd.concat([s[s.label != "dense"], *rep], ignore_index=True) if rep else s
+
+
+def hmf_vs_lmf(df: pd.DataFrame, hmf_label: str = "hmf") -> pd.DataFrame:
+    """HMF minus LMF per (task, regime, compression): % of LMF's mean (positive = HMF better), paired noise mark.
+
+    >>> df = pd.DataFrame(dict(task="t", regime="post", metric="accuracy", compression=4.0,
+    ...     label=["hmf"] * 3 + ["lmf"] * 3, seed=[0, 1, 2] * 2, value=[0.8, 0.82, 0.81, 0.7, 0.71, 0.7]))
+    >>> r = hmf_vs_lmf(df).iloc[0]
+    >>> round(float(r.pct), 2), bool(r.inside_noise)
+    (15.17, False)
+    """
+    out = []
+    for (task, regime, c), g in df.groupby(["task", "regime", "compression"]):
+        h = g[g.label == hmf_label].set_index("seed")["value"]
+        l = g[g.label == "lmf"].set_index("seed")["value"]
+        if not len(h) or not len(l):
+            continue
+        sign = -1.0 if g.metric.iloc[0] in LOWER_IS_BETTER else 1.0
+        d = (sign * (h - l)).dropna()
+        lm = float(l.mean())
+        pct = 100.0 * sign * (float(h.mean()) - lm) / abs(lm) if lm else float("nan")
+        out.append(dict(task=task, regime=regime, compression=c, hmf=hmf_label, pct=pct,
+                        diff_mean=float(d.mean()) if len(d) else float("nan"),
+                        diff_sd=float(d.std(ddof=1)) if len(d) > 1 else float("nan"), n=len(d),
+                        inside_noise=inside_noise(d)))
+    return pd.DataFrame(out)
+
+
+def _fmt(mean, sd, metric) -> str:
+    digits = 2 if metric == "bleu" else 3 if metric in LOWER_IS_BETTER else 4
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _pct(r) -> str:
+    if r is None or _isnan(r["pct"]):
+        return "–"
+    return f"{r['pct']:+.2f}%" + (" (noise)" if r["inside_noise"] else "")
+
+
+def results_markdown(df: pd.DataFrame, value: str = "value", metric: str | None = None) -> str:
+    """The main table, one per task: rows (regime, compression), columns dense, HMF (default, best split), LMF, pruning, HMF−LMF %.
+
+    "(noise)" marks a difference inside the noise (paired t-test, 5%). ``value``/``metric``: another
+    column of the cells to tabulate, e.g. ``"m_token_accuracy"`` / ``"token_accuracy"``.
+    """
+    if value != "value":
+        df = df[df[value].notna()].assign(value=df[value], metric=metric or value)
+    s = summarize(df)
+    comp = {lab: hmf_vs_lmf(df, lab) for lab in ("hmf", "hmf(best)")}
+    labels = [lab for lab in DISPLAY if lab in set(s.label)]
+    text = []
+    for task, st in s.groupby("task", sort=False):
+        metric = st.metric.iloc[0]
+        better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+        n = int(st.n.max())
+        text.append(f"### {task}: {metric} ({better}), mean ± sd over {n} seeds\n")
+        head = ["regime", "compression"] + [DISPLAY[lab] for lab in labels] + ["HMF − LMF", "HMF (best) − LMF"]
+        text.append("| " + " | ".join(head) + " |")
+        text.append("|" + "---|" * len(head))
+        for (regime, c), g in st.groupby(["regime", "compression"]):
+            vals = {r.label: _fmt(r.mean, r.sd, metric) for r in g.itertuples()}
+            cells = [regime, f"{c:g}x"] + [vals.get(lab, "–") for lab in labels]
+            for lab in ("hmf", "hmf(best)"):
+                cd = comp[lab]
+                hit = cd[(cd.task == task) & (cd.regime == regime) & (cd.compression == c)] if len(cd) else cd
+                cells.append(_pct(hit.iloc[0]) if len(hit) else "–")
+            text.append("| " + " | ".join(cells) + " |")
+        text.append("")
+    return "\n".join(text)
+
+
+def sweep_table(df: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
+    """The trained split sweep: mean ± sd per (regime, compression, split fraction) incl. LMF (0), default and heuristic rows."""
+    d = df[df.label.str.startswith("hmf") | (df.label == "lmf")]
+    d = d[d.label != "hmf(best)"]
+    if task is not None:
+        d = d[d.task == task]
+    d = d.assign(frac=d.split_frac.where(d.label != "lmf", 0.0))
+    keys = ["task", "regime", "compression", "label"]
+    g = d.groupby(keys, dropna=False)
+    out = g["value"].agg(mean="mean", sd=lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0, n="count")
+    for col in ("frac", "split_hh", "rank_hh", "split_ih", "rank_ih", "params"):
+        if col in d:
+            out[col] = g[col].first()
+    return out.reset_index().sort_values(["task", "regime", "compression", "frac"], na_position="last")
+
+
+def write_grid(df: pd.DataFrame, out, sweep_task: str | None = None) -> list[Path]:
+    """Write ``cells.csv``, ``summary.csv``, ``hmf_vs_lmf.csv``, ``sweep.csv`` and ``results.md`` into ``out``.
+
+    Tables only: the figures of a grid are drawn by the course layer (:func:`hmf_lab.course.figures.grid_figures`,
+    which ``hmf-lab reproduce`` calls after the run)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {name: out / name for name in ("cells.csv", "summary.csv", "hmf_vs_lmf.csv", "sweep.csv", "results.md")}
+    df.to_csv(files["cells.csv"], index=False)
+    summarize(df).to_csv(files["summary.csv"], index=False)
+    pd.concat([hmf_vs_lmf(df, lab) for lab in ("hmf", "hmf(best)")], ignore_index=True).to_csv(
+        files["hmf_vs_lmf.csv"], index=False)
+    sw = sweep_table(df)
+    sw.to_csv(files["sweep.csv"], index=False)
+    text = "# HMF vs LMF vs pruning, post and scratch\n\n" + results_markdown(df)
+    tr = df[df.task == "translation"]
+    if len(tr) and "m_token_accuracy" in tr:
+        text += ("\nSecondary metric (BLEU is often 0 after short training): teacher-forced token accuracy.\n\n"
+                 + results_markdown(tr, "m_token_accuracy", "token_accuracy"))
+    if "bleu" in set(df.metric):
+        from hmf_lab.nlp.bleu import signature
+        text += f"\nBLEU: corpus BLEU on lower-cased word tokens, sacrebleu signature `{signature()}`.\n"
+    files["results.md"].write_text(text)
+    return list(files.values())
+
+
+def load_grid(folder) -> pd.DataFrame:
+    """The ``cells.csv`` of a grid run (``hmf-lab reproduce --out folder``).
+
+    >>> load_grid("/nonexistent")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no cells.csv in /nonexistent; create it with `hmf-lab reproduce --task lm intent translation --regime both --out /nonexistent`
+    """
+    f = Path(folder) / "cells.csv"
+    if not f.is_file():
+        raise FileNotFoundError(f"no cells.csv in {folder}; create it with `hmf-lab reproduce --task lm intent "
+                                f"translation --regime both --out {folder}`")
+    return pd.read_csv(f)
+
+
+def live_regimes(task: str = "intent", compression: float = 8, split_frac: float | None = None,
+                 regime: str = "scratch", seeds: int = 1, quick: bool | None = None,
+                 steps: int | None = None) -> pd.DataFrame:
+    """A small live grid in this process: dense, HMF at ``split_frac`` (None = default split) and LMF, one regime.
+
+    For sliders: quick mode (``HMF_LAB_QUICK=1`` or ``quick=True``) trains a few steps; otherwise
+    :data:`hmf_lab.regimes.LIVE_STEPS` (a few seconds per model: intent scratch 150 steps, fewer than the
+    committed run's 800, said in the notebook); ``steps`` overrides both.
+
+    >>> df = live_regimes("intent", 8, 0.5, "scratch", quick=True)  # doctest: +SKIP
+    >>> sorted(df.label)  # doctest: +SKIP
+    ['dense', 'hmf@0.5', 'lmf']
+    """
+    from hmf_lab.factor._validation import quick_mode
+    q = quick_mode() if quick is None else bool(quick)
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; expected one of {REGIMES}")
+    if steps is None and not q:
+        from hmf_lab.experiments.regimes import LIVE_STEPS
+        steps = LIVE_STEPS.get(task, {}).get(regime)
+    cells = []
+    for seed in range(int(seeds)):
+        cells += [Cell(task, regime, "dense", 1.0, seed, quick=q, steps=steps),
+                  Cell(task, regime, "hmf", float(compression), seed, split_frac=split_frac, quick=q, steps=steps),
+                  Cell(task, regime, "lmf", float(compression), seed, quick=q, steps=steps)]
+    return pd.DataFrame(run_cells(cells, jobs=1, progress=False))

@@ -1,0 +1,584 @@
+"""Data sets that fetch themselves: a registry of each real text data set, its checksum, source and licence.
+
+Where the files come from, in order:
+
+1. ``HMF_LAB_DATA``: a local folder with the converted files (``tinyshakespeare/input.txt``,
+   ``snips/train.tsv``, ...). When set, it is where the files are read from and where
+   :func:`fetch` writes them;
+2. otherwise the user cache folder (``platformdirs.user_cache_dir("hmf_lab")/data``).
+
+A missing file is fetched on first access (unless ``HMF_LAB_OFFLINE=1``): from ``HMF_LAB_DATA_URL``
+when set (a mirror, e.g. a classroom server, serving the converted files in the same layout), else from
+the data set's public source, converted in code (SNIPS JSON -> TSV, SWORD Bible modules -> verse
+pairs). Downloads go through pooch; every converted file is checked against the SHA-256 in the
+registry, every time it is read (hashing costs ~1 ms per MB, measured, so nothing is cached).
+A wrong file is deleted and rejected with an error that names its source.
+
+Notebooks ask :func:`available` before their live cells and print :func:`skip_note` otherwise.
+``pydoc_data.topics`` (shipped with every CPython) is an always-present fallback corpus for tests.
+
+>>> import hmf_lab as hl
+>>> sorted(hl.data.DATASETS)
+['snips', 'tinyshakespeare', 'translation_en_es']
+>>> len(hl.data.fallback_text()) > 100_000
+True
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["Dataset", "DATASETS", "data_dir", "cache_dir", "path", "verify", "available", "skip_note", "fetch",
+           "load_text", "load_snips", "load_translation", "fallback_text", "registry_json",
+           "snips_to_tsv", "sword_to_tsv", "ENV_DIR", "ENV_URL", "ENV_OFFLINE"]
+
+#: a local folder with the converted files (read from there; :func:`fetch` writes there)
+ENV_DIR = "HMF_LAB_DATA"
+#: a mirror base URL serving the converted files in the same layout (pooch ``base_url``)
+ENV_URL = "HMF_LAB_DATA_URL"
+#: set to 1 to never download (missing data then raises / :func:`available` says False)
+ENV_OFFLINE = "HMF_LAB_OFFLINE"
+
+#: sonos/nlu-benchmark commit the SNIPS JSON files are downloaded from
+SNIPS_COMMIT = "997306f09d1f518d7149094584b18aa42520affd"
+SNIPS_INTENTS = ("AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook", "SearchCreativeWork",
+                 "SearchScreeningEvent")
+_SNIPS_BASE = f"https://raw.githubusercontent.com/sonos/nlu-benchmark/{SNIPS_COMMIT}/2017-06-custom-intent-engines"
+_DEBIAN = "https://deb.debian.org/debian/pool/main/s"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One registered data set: its converted files (relative path -> SHA-256), raw sources, provenance.
+
+    ``raw`` maps each file downloaded from the public source to ``[url, sha256 or ""]`` ("" when the
+    upstream file has no published checksum: then the converted output's SHA-256 is what is checked);
+    ``convert`` names the conversion (``"copy"``, ``"snips"``, ``"sword"``).
+    """
+
+    name: str
+    task: str
+    files: dict = field(default_factory=dict)   # relative path -> sha256 hex (of the converted file)
+    source: str = ""                            # where it comes from, in words
+    licence: str = ""
+    notes: str = ""
+    raw: dict = field(default_factory=dict)     # raw file name -> [url, sha256 or ""]
+    convert: str = "copy"
+
+
+DATASETS: dict[str, Dataset] = {
+    "tinyshakespeare": Dataset(
+        name="tinyshakespeare", task="character-level language modelling",
+        files={"tinyshakespeare/input.txt":
+               "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"},
+        source="https://raw.githubusercontent.com/karpathy/char-rnn/6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/"
+               "data/tinyshakespeare/input.txt",
+        licence="text public domain (Shakespeare); collection MIT (karpathy/char-rnn Readme)",
+        notes="1,115,394 characters, 40,000 lines, plain UTF-8",
+        raw={"input.txt": ["https://raw.githubusercontent.com/karpathy/char-rnn/"
+                           "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/data/tinyshakespeare/input.txt",
+                           "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"]},
+        convert="copy"),
+    "snips": Dataset(
+        name="snips", task="intent detection (7 intents)",
+        files={"snips/train.tsv": "397b3648743f0116f5565efc8b094e7fb357d6faf2e8379707bf92f12ba7325d",
+               "snips/test.tsv": "9b07babf3e46a687e5f3245a41b2e820a900e464e244eb4d93d488ff044c8d58"},
+        source=f"https://github.com/sonos/nlu-benchmark/tree/{SNIPS_COMMIT}/2017-06-custom-intent-engines "
+               "(train = train_*_full.json, test = validate_*.json; converted to TSV)",
+        licence="CC0 1.0 (cite Coucke et al. 2018, arXiv:1805.10190)",
+        notes="intent<TAB>text<TAB>BIO tags; 13,784 train / 700 test utterances",
+        raw={f"{split}_{intent}{suffix}.json": [f"{_SNIPS_BASE}/{intent}/{split}_{intent}{suffix}.json", ""]
+             for intent in SNIPS_INTENTS for split, suffix in (("train", "_full"), ("validate", ""))},
+        convert="snips"),
+    "translation_en_es": Dataset(
+        name="translation_en_es", task="translation English -> Spanish (verse pairs)",
+        files={"translation_en_es/kjv_rv1909.nt.en-es.tsv":
+               "6660bf32f9ff2d1065211d04d593c50312258c86bfe1921ea0b8d418868e027f"},
+        source="Debian bookworm packages sword-text-kjv 14.3-1 and sword-text-sparv 2.60-1 "
+               "(https://packages.debian.org/bookworm/sword-text-kjv, "
+               "https://packages.debian.org/bookworm/sword-text-sparv); New Testament, verse i aligned with verse i",
+        licence="public domain (King James Version; Reina-Valera 1909), per debian/copyright",
+        notes="english<TAB>spanish, 7982 verse pairs, first lines are book titles, markup stripped",
+        raw={"sword-text-kjv_14.3-1_all.deb": [
+                 f"{_DEBIAN}/sword-text-kjv/sword-text-kjv_14.3-1_all.deb",
+                 "9f463f28ce665f6f528fc723179722bced880a4c5485f7a41bf742838315de57"],
+             "sword-text-sparv_2.60-1_all.deb": [
+                 f"{_DEBIAN}/sword-text-sparv/sword-text-sparv_2.60-1_all.deb",
+                 "5c87f9b2bc97457e8a872f5bae7ea7ce59cb3de1dcee73e4d4740451863694cf"]},
+        convert="sword"),
+}
+
+
+# ------------------------------------------------------------------------------------------ folders
+
+def _offline() -> bool:
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def cache_dir() -> Path:
+    """The user cache folder of hmf_lab (``platformdirs.user_cache_dir("hmf_lab")``).
+
+    >>> cache_dir().name
+    'hmf_lab'
+    """
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("hmf_lab", appauthor=False))
+
+
+def data_dir() -> Path:
+    """The folder of the converted data files: ``$HMF_LAB_DATA``, else ``cache_dir() / "data"``.
+
+    >>> isinstance(data_dir(), Path)
+    True
+    """
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env).expanduser()
+    return cache_dir() / "data"
+
+
+def _get(name: str) -> Dataset:
+    if not isinstance(name, str):
+        raise TypeError(f"data set name must be a str, got {type(name).__name__}")
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; expected one of {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _how_to_get(name: str) -> str:
+    return (f"run hl.data.fetch({name!r}) with network access, set {ENV_DIR} to a folder holding "
+            f"{', '.join(_get(name).files)}, or set {ENV_URL} to a mirror serving that layout")
+
+
+# ------------------------------------------------------------------------------------------- lookup
+
+def path(name: str, file: str | None = None, *, check: bool = True, download: bool | None = None) -> Path:
+    """Path of a registered data-set file, fetched when missing and checked against its SHA-256.
+
+    ``file`` is the relative path in the registry (default: the data set's first file). A missing
+    file is fetched with :func:`fetch` unless ``download=False`` or ``HMF_LAB_OFFLINE=1``. The
+    checksum is computed on every call (about 1 ms per MB), so an edited file is always caught.
+
+    >>> path("tinyshakespeare").name  # doctest: +SKIP
+    'input.txt'
+    """
+    ds = _get(name)
+    rel = file if file is not None else next(iter(ds.files))
+    if rel not in ds.files:
+        raise ValueError(f"data set {name!r} has no file {rel!r}; expected one of {sorted(ds.files)}")
+    p = data_dir() / rel
+    if not p.is_file():
+        if download is None:
+            download = not _offline()
+        if not download:
+            off = f" (downloads are off: {ENV_OFFLINE}=1)" if _offline() else ""
+            raise FileNotFoundError(
+                f"data set {name!r}: file {p} is missing{off}. "
+                f"Source: {ds.source} (licence: {ds.licence}). To get it: {_how_to_get(name)}.")
+        fetch(name)
+    if check:
+        got = _sha256(p)
+        if got != ds.files[rel]:
+            raise ValueError(
+                f"data set {name!r}: file {p} is corrupt or a different version: SHA-256 {got}, "
+                f"expected {ds.files[rel]}. Delete it and download it again: hl.data.fetch({name!r}) "
+                f"(source: {ds.source}).")
+    return p
+
+
+def verify(name: str | None = None) -> dict[str, bool]:
+    """Check every file of one data set (or all) against the registry, without downloading.
+
+    Returns ``{relative path: ok}``.
+
+    >>> isinstance(verify, object)
+    True
+    """
+    names = [name] if name is not None else list(DATASETS)
+    out = {}
+    for n in names:
+        for rel in _get(n).files:
+            try:
+                path(n, rel, download=False)
+                out[rel] = True
+            except (FileNotFoundError, ValueError):
+                out[rel] = False
+    return out
+
+
+#: the last reason each data set was not available (shown by :func:`skip_note`)
+_WHY: dict[str, str] = {}
+
+
+def available(name: str, *, download: bool | None = None) -> bool:
+    """True when data set ``name`` can be loaded now without error (every file present and verified).
+
+    "Available" means loadable now: a missing data set is first fetched (see :func:`fetch`) unless
+    ``download=False`` or ``HMF_LAB_OFFLINE=1``; a failed fetch (no network) gives False, not an
+    error, and :func:`skip_note` says why. A failed download is not retried within the same Python
+    session (call :func:`fetch` to retry), so notebooks can ask as often as they like.
+
+    >>> import hmf_lab as hl
+    >>> hl.data.available("tinyshakespeare", download=False) in (True, False)
+    True
+    """
+    ds = _get(name)
+    try:
+        for rel in ds.files:
+            path(name, rel, download=False)
+        _WHY.pop(name, None)
+        return True
+    except (FileNotFoundError, ValueError, OSError) as e:
+        _WHY[name] = str(e).split(". ")[0]
+    if download is None:
+        if name in _FAILED:        # tried and failed in this session: say why, do not retry
+            _WHY[name] = _FAILED[name]
+            return False
+        download = not _offline()
+    if not download:
+        return False
+    try:
+        fetch(name)
+        for rel in ds.files:
+            path(name, rel, download=False)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        _WHY[name] = str(e).split(". ")[0]
+        return False
+    _WHY.pop(name, None)
+    return True
+
+
+def skip_note(name: str) -> str:
+    """One line for a notebook or a skipped test: which live cells were skipped and how to get the data.
+
+    >>> import hmf_lab as hl
+    >>> "hl.data.fetch('snips')" in hl.data.skip_note("snips")
+    True
+    """
+    ds = _get(name)
+    why = _WHY.get(name) or _FAILED.get(name) or "not checked yet"
+    why = re.sub(r"https?://([^/\s]+)\S*", r"\1", why)   # one line: hosts, not whole URLs
+    return (f"Skipped the live cells that need the {name!r} data set ({ds.task}): {why}. "
+            f"To run them: {_how_to_get(name)}.")
+
+
+# -------------------------------------------------------------------------------------------- fetch
+
+_FAILED: dict[str, str] = {}   # name -> why the last automatic download failed (this session)
+
+
+def _retrieve(url: str, known_hash: str | None, dest: Path, source_label: str) -> Path:
+    """Download ``url`` to ``dest`` with pooch, SHA-256 verified when ``known_hash`` is given."""
+    import pooch
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    from hmf_lab.factor._validation import quick_mode
+    downloader = pooch.HTTPDownloader(progressbar=not quick_mode(), timeout=30)
+    try:
+        got = pooch.retrieve(url, known_hash=f"sha256:{known_hash}" if known_hash else None, fname=dest.name,
+                             path=dest.parent, downloader=downloader)
+    except ValueError as e:   # pooch: hash mismatch (the downloaded file is deleted)
+        dest.unlink(missing_ok=True)
+        raise ValueError(f"download of {url} ({source_label}) was rejected and deleted: its SHA-256 does not "
+                         f"match the registry ({e}). The source or the mirror serves a different or corrupt "
+                         f"file.") from None
+    except Exception as e:  # network errors (requests.ConnectionError, HTTPError, timeouts)
+        dest.unlink(missing_ok=True)
+        raise FileNotFoundError(f"could not download from {url} ({source_label}): {_net_reason(e)}") from None
+    return Path(got)
+
+
+def _net_reason(e: Exception) -> str:
+    """A short reason for a failed download (no network, HTTP status, timeout)."""
+    import requests
+
+    if isinstance(e, requests.HTTPError) and e.response is not None:
+        return f"HTTP {e.response.status_code} {e.response.reason}"
+    if isinstance(e, requests.Timeout):
+        return "timed out"
+    if isinstance(e, requests.ConnectionError):
+        return "no network connection"
+    return f"{type(e).__name__}: {str(e)[:120]}"
+
+
+def _install(tmp: Path, dest: Path, sha: str, label: str) -> None:
+    """Move a converted file into place if its SHA-256 matches; else delete it and raise."""
+    got = _sha256(tmp)
+    if got != sha:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"the file converted from {label} does not match the registry: SHA-256 {got}, "
+                         f"expected {sha}; it was deleted. The source may have changed; use a mirror "
+                         f"({ENV_URL}) or a local copy ({ENV_DIR}).")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, dest)
+
+
+def fetch(name: str, *, force: bool = False) -> dict[str, Path]:
+    """Download data set ``name``, convert it, verify it and store it in :func:`data_dir`.
+
+    From ``HMF_LAB_DATA_URL`` when set (the converted files, same layout), else from the public
+    source (converted here). Files already present and verified are kept unless ``force=True``.
+    Returns ``{relative path: local path}``. A download or a converted file whose SHA-256 differs
+    from the registry is deleted and raises ``ValueError`` naming the source; no network raises
+    ``FileNotFoundError``.
+
+    >>> paths = fetch("tinyshakespeare")  # doctest: +SKIP
+    """
+    ds = _get(name)
+    root = data_dir()
+    todo = {rel: sha for rel, sha in ds.files.items()
+            if force or not (root / rel).is_file() or _sha256(root / rel) != sha}
+    for rel in todo:                       # forced, missing or wrong: never left behind
+        (root / rel).unlink(missing_ok=True)
+    try:
+        mirror = os.environ.get(ENV_URL, "").strip()
+        if todo and mirror:
+            for rel, sha in todo.items():
+                (root / rel).unlink(missing_ok=True)
+                _retrieve(mirror.rstrip("/") + "/" + rel, sha, root / rel, f"mirror {ENV_URL}={mirror}")
+        elif todo:
+            _fetch_source(ds, root, todo)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        _FAILED[name] = str(e).split(". ")[0]
+        raise
+    _FAILED.pop(name, None)
+    _WHY.pop(name, None)
+    return {rel: root / rel for rel in ds.files}
+
+
+def _fetch_source(ds: Dataset, root: Path, todo: dict) -> None:
+    raw_dir = cache_dir() / "raw" / ds.name
+    if ds.convert == "copy":
+        (rel, sha), = ds.files.items()
+        (fname, (url, _)), = ds.raw.items()
+        (root / rel).unlink(missing_ok=True)
+        _retrieve(url, sha, root / rel, f"public source of {ds.name!r}")
+        return
+    raws = {fname: _retrieve(url, sha or None, raw_dir / fname, f"public source of {ds.name!r}")
+            for fname, (url, sha) in ds.raw.items()}
+    if ds.convert == "snips":
+        outputs = snips_to_tsv({f: p.read_bytes() for f, p in raws.items()})
+    elif ds.convert == "sword":
+        outputs = sword_to_tsv(raws, work=raw_dir / "unpacked")
+    else:  # pragma: no cover - registry entries are fixed above
+        raise ValueError(f"unknown conversion {ds.convert!r}")
+    for rel, text in outputs.items():
+        if rel not in todo:
+            continue
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root / Path(rel).parent, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
+        _install(Path(tmp), root / rel, ds.files[rel], f"the public source of {ds.name!r} ({ds.source[:80]})")
+
+
+# -------------------------------------------------------------------------------------- conversions
+
+def _json_cesu8(raw: bytes, label: str):
+    """Parse JSON bytes that may hold CESU-8 (surrogate pairs encoded one by one, as SNIPS' PlayMusic)."""
+    try:
+        text = raw.decode("utf-8", "surrogatepass")
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16")   # joins surrogate pairs
+        return json.loads(text)
+    except (UnicodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{label}: not valid UTF-8/CESU-8 JSON ({e})") from None
+
+
+def _snips_lines(obj, intent: str, label: str) -> list[str]:
+    if not isinstance(obj, dict) or list(obj) != [intent] or not isinstance(obj[intent], list):
+        raise ValueError(f"{label}: expected a JSON object with the single key {intent!r} holding a list of "
+                         f"utterances, got keys {list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__}")
+    lines = []
+    for i, utt in enumerate(obj[intent]):
+        words, tags = [], []
+        try:
+            chunks = utt["data"]
+            for chunk in chunks:
+                entity = chunk.get("entity")
+                for j, w in enumerate(chunk["text"].split()):
+                    words.append(w)
+                    tags.append("O" if not entity else f"{'B' if j == 0 else 'I'}-{entity}")
+        except (KeyError, TypeError, AttributeError):
+            raise ValueError(f"{label}: utterance {i} is not {{'data': [{{'text': ..., 'entity'?: ...}}]}}") from None
+        lines.append(f"{intent}\t{' '.join(words)}\t{' '.join(tags)}\n")
+    return lines
+
+
+def snips_to_tsv(raw: dict[str, bytes]) -> dict[str, str]:
+    """Convert the SNIPS benchmark JSON files to ``{"snips/train.tsv": text, "snips/test.tsv": text}``.
+
+    ``raw`` maps file names (``train_<Intent>_full.json``, ``validate_<Intent>.json``) to their bytes.
+    Each utterance becomes ``intent<TAB>words<TAB>BIO tags``: the words are each text chunk split on
+    white space, joined by one space; an entity chunk's words are tagged ``B-entity I-entity ...``,
+    the others ``O``. Intents in alphabetical order, utterances in file order.
+
+    >>> chunk = {"data": [{"text": "play "}, {"text": "Daft Punk", "entity": "artist"}, {"text": "!"}]}
+    >>> files = {f"{s}_{i}{x}.json": json.dumps({i: [chunk]}).encode()
+    ...          for i in SNIPS_INTENTS for s, x in (("train", "_full"), ("validate", ""))}
+    >>> snips_to_tsv(files)["snips/test.tsv"].splitlines()[0]
+    'AddToPlaylist\\tplay Daft Punk !\\tO B-artist I-artist O'
+    """
+    out = {}
+    for split, prefix, suffix in (("train", "train_", "_full"), ("test", "validate_", "")):
+        lines = []
+        for intent in sorted(SNIPS_INTENTS):
+            fname = f"{prefix}{intent}{suffix}.json"
+            if fname not in raw:
+                raise ValueError(f"SNIPS conversion needs {fname}; got {sorted(raw)}")
+            lines += _snips_lines(_json_cesu8(raw[fname], fname), intent, fname)
+        out[f"snips/{split}.tsv"] = "".join(lines)
+    return out
+
+
+def _deb_members(deb: Path) -> dict[str, bytes]:
+    """Files of a Debian package (an ``ar`` archive holding ``data.tar.*``): ``{path: bytes}``."""
+    blob = deb.read_bytes()
+    if not blob.startswith(b"!<arch>\n"):
+        raise ValueError(f"{deb.name} is not a Debian package (no ar header)")
+    pos, data = 8, None
+    while pos + 60 <= len(blob):
+        header = blob[pos:pos + 60]
+        fname = header[:16].decode().strip().rstrip("/")
+        size = int(header[48:58].decode().strip())
+        if fname.startswith("data.tar"):
+            data = blob[pos + 60:pos + 60 + size]
+        pos += 60 + size + (size & 1)
+    if data is None:
+        raise ValueError(f"{deb.name} holds no data.tar.* member")
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for m in tar.getmembers():
+            if m.isfile():
+                out[m.name.lstrip("./")] = tar.extractfile(m).read()
+    return out
+
+
+def sword_to_tsv(debs: dict[str, Path], work: Path) -> dict[str, str]:
+    """The New Testament verse pairs (KJV English, Reina-Valera 1909 Spanish) from the SWORD packages.
+
+    Unpacks the ``usr/share/sword`` tree of both Debian packages into ``work``, reads both modules
+    with ``pysword`` (markup stripped), and pairs verse i with verse i (both use the KJV
+    versification). The first line of each book is its title pair.
+    """
+    from pysword.modules import SwordModules
+
+    if work.exists():
+        shutil.rmtree(work)
+    for deb in debs.values():
+        for name, blob in _deb_members(Path(deb)).items():
+            if name.startswith("usr/share/sword/"):
+                dest = work / name[len("usr/share/sword/"):]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(blob)
+    modules = SwordModules(str(work))
+    found = modules.parse_modules()
+    if not set(_SWORD_MODULES) <= set(found):
+        raise ValueError(f"expected the SWORD modules {list(_SWORD_MODULES)}, found {sorted(found)}")
+    bibles = [modules.get_bible_from_module(m) for m in _SWORD_MODULES]
+    for b in bibles:   # pysword inflates a whole book per verse read: keep the last block (measured 65 s -> 6 s)
+        b._decompressed_text = functools.lru_cache(maxsize=2)(b._decompressed_text)
+    return _pair_verses(*bibles)
+
+
+#: module ids inside sword-text-kjv 14.3-1 and sword-text-sparv 2.60-1 (English, Spanish)
+_SWORD_MODULES = ("engKJV2006eb", "spaRV1909eb")
+
+
+def _strip_markup(osis: str) -> str:
+    """Plain text of one OSIS entry: every tag removed (a title's text kept), white space collapsed."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", "", osis)).strip()
+
+
+def _pair_verses(en, es) -> dict[str, str]:
+    """Book title then every verse of each New Testament book, pairs where both sides have text.
+
+    Reads the raw entries (pysword's own cleaner drops the book titles), in versification order: a
+    book's title entry sits at the book's offset, its verses at ``BookStructure.get_indicies``.
+    """
+    structure = en.get_structure()
+    lines = []
+    for book in structure.get_books()["nt"]:
+        offset = structure._book_offset(book.name)
+        for index in [offset] + book.get_indicies(offset=offset):
+            e = _strip_markup(en._text_for_index("nt", index))
+            s = _strip_markup(es._text_for_index("nt", index))
+            if e and s:
+                lines.append(f"{e}\t{s}\n")
+    return {"translation_en_es/kjv_rv1909.nt.en-es.tsv": "".join(lines)}
+
+
+# ------------------------------------------------------------------------------------------ loaders
+
+def load_text(name: str = "tinyshakespeare") -> str:
+    """The whole text of a plain-text data set (Tiny Shakespeare), fetched on first use.
+
+    >>> text = load_text()  # doctest: +SKIP
+    """
+    if _get(name).name != "tinyshakespeare":
+        raise ValueError(f"load_text reads plain-text data sets ('tinyshakespeare'), got {name!r}; "
+                         f"use load_snips or load_translation")
+    return path(name).read_text(encoding="utf-8")
+
+
+def load_snips(split: str = "train") -> list[tuple[str, str]]:
+    """SNIPS utterances as ``(intent, text)`` pairs; ``split`` is "train" or "test".
+
+    >>> pairs = load_snips("test")  # doctest: +SKIP
+    """
+    if not isinstance(split, str) or split not in ("train", "test"):  # a str check first: arrays compare elementwise
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    out = []
+    for line in path("snips", f"snips/{split}.tsv").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            parts = line.split("\t")
+            out.append((parts[0], parts[1]))
+    return out
+
+
+def load_translation() -> list[tuple[str, str]]:
+    """English–Spanish verse pairs as ``(english, spanish)``.
+
+    >>> pairs = load_translation()  # doctest: +SKIP
+    """
+    out = []
+    for line in path("translation_en_es").read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2 and parts[0].strip() and parts[1].strip():
+            out.append((parts[0].strip(), parts[1].strip()))
+    return out
+
+
+def fallback_text() -> str:
+    """An always-present English corpus: Python's own ``pydoc_data.topics`` help text (for tests).
+
+    >>> "class" in fallback_text()
+    True
+    """
+    from pydoc_data.topics import topics
+    return "\n".join(topics[k] for k in sorted(topics))
+
+
+def registry_json() -> str:
+    """The registry as JSON text (what ``hmf_lab/assets/datasets.json`` holds).
+
+    >>> import json; sorted(json.loads(registry_json()))
+    ['snips', 'tinyshakespeare', 'translation_en_es']
+    """
+    return json.dumps({k: asdict(v) for k, v in DATASETS.items()}, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,332 @@
+"""The NLP tasks of the kit, one registry: data, model, training batches, metric, and a quick variant.
+
+A :class:`Task` bundles everything an experiment needs about one benchmark; ``reproduce``, the
+training script and the notebooks use only this interface:
+
+=========================================  =====================================================
+``Task(...)``                              load the data (the constructor; keyword arguments replace
+                                           the corpus or shrink the evaluation set)
+``Task.pretrained(quick=False, **kw)``     ``(task, shipped dense model)`` with the checkpoint's vocabulary
+``task.build(**arch)``                     a fresh, randomly initialised model
+``task.batch_loss(model, generator, cfg)`` the loss of one random training batch
+``task.train(model, cfg)``                 :func:`hmf_lab.training.train` on those batches
+``task.train_base()`` / ``fine_tune()``    the base run / fine-tuning (one implementation for all tasks)
+``task.evaluate(model) -> dict``           metrics; ``metric`` names the headline one,
+                                           ``higher_is_better`` its direction
+``task.sample_input()``                    one input tuple for timing
+``quick_eval``                             constructor keywords of the quick variant (``HMF_LAB_QUICK``)
+=========================================  =====================================================
+
+``TASKS`` maps the registry name to the class; ``get_task`` also takes the short command-line names
+(``cli_name``: ``"lm"``, ``"intent"``, ``"translation"``). Add a task: subclass :class:`Task`, fill the
+class attributes (``cli_name`` defaults to ``name``) and the five methods, decorate it with :func:`register_task`.
+
+>>> import hmf_lab as hl
+>>> sorted(hl.tasks.TASKS), [t.cli_name for t in hl.tasks.TASKS.values()]
+(['char_lm', 'intent', 'translation'], ['lm', 'intent', 'translation'])
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hmf_lab.nlp.networks import CharLM, IntentClassifier, Translator
+from hmf_lab.nlp.training import (TrainConfig, evaluate_intent, evaluate_lm, evaluate_translation, intent_loss, lm_loss,
+                       train, translation_loss)
+from hmf_lab.nlp.vocab import BOS, EOS, PAD, UNK, CharVocab, WordVocab, _pad, tokenize
+
+__all__ = ["Task", "LMTask", "IntentTask", "TranslationTask", "TASKS", "get_task", "register_task"]
+
+
+class Task:
+    """Base class of a task: subclasses set the class attributes and implement the marked methods.
+
+    >>> t = LMTask(text="to be or not to be " * 50)
+    >>> isinstance(t, Task), t.metric, t.higher_is_better, t.is_better(1.2, 1.5)
+    (True, 'bits_per_char', False, True)
+    """
+
+    name: str = ""                    # registry and checkpoint name, e.g. "char_lm"
+    cli_name: str = ""                # short name on the command line, e.g. "lm" (default: ``name``)
+    metric: str = ""                  # headline key of evaluate()
+    higher_is_better: bool = True     # direction of `metric`
+    base_cfg: TrainConfig = TrainConfig()  # the base (dense) training run
+    arch: dict = {}                   # default keyword arguments of build()
+    quick_eval: dict = {}             # constructor keywords of the quick variant (smaller evaluation)
+    train_desc: str = ""              # progress-bar label (default: "train <cli_name>")
+
+    # -- implemented by each task -------------------------------------------------------------
+
+    def build(self, **arch) -> nn.Module:
+        """A fresh model for this task (``arch`` overrides :attr:`arch`)."""
+        raise NotImplementedError
+
+    def batch_loss(self, model: nn.Module, generator: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
+        """The loss of one random training batch drawn with ``generator``."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module) -> dict:
+        """Metrics on the held-out data: ``{metric: value, ...}``."""
+        raise NotImplementedError
+
+    def sample_input(self) -> tuple:
+        """One input tuple for timing: ``model(*task.sample_input())``."""
+        raise NotImplementedError
+
+    def vocab_payload(self):
+        """The vocabulary as plain data (saved in checkpoints); :meth:`from_vocab` reverses it."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_vocab(cls, vocab, **kwargs) -> "Task":
+        """The task with the vocabulary of :meth:`vocab_payload` (the one a checkpoint was trained with)."""
+        raise NotImplementedError
+
+    # -- shared by every task -----------------------------------------------------------------
+
+    def is_better(self, a: float, b: float) -> bool:
+        """True when metric value ``a`` beats ``b`` in this task's direction."""
+        return a > b if self.higher_is_better else a < b
+
+    def train(self, model: nn.Module, cfg: TrainConfig, progress: bool = True, callback=None) -> list[float]:
+        """:func:`hmf_lab.training.train` on this task's batches; returns the loss per step."""
+        return train(model, cfg, lambda step, g: self.batch_loss(model, g, cfg), self.train_desc, progress,
+                     callback)
+
+    def train_base(self, steps=None, progress=True, **arch):
+        """Train a fresh model with :attr:`base_cfg` (``steps`` overrides its length): ``(model, info)``."""
+        cfg = TrainConfig(**{**self.base_cfg.__dict__, **({"steps": steps} if steps else {})})
+        torch.manual_seed(cfg.seed)
+        model = self.build(**arch)
+        losses = self.train(model, cfg, progress)
+        return model, {"train_config": dict(cfg.__dict__), "final_train_loss": sum(losses[-50:]) / len(losses[-50:])}
+
+    def fine_tune(self, model, steps, lr=1e-3, seed=1, progress=True, callback=None) -> list[float]:
+        """Continue training ``model`` for ``steps`` at learning rate ``lr`` (batches as the base run)."""
+        cfg = TrainConfig(steps=steps, batch_size=self.base_cfg.batch_size, seq_len=self.base_cfg.seq_len,
+                          lr=lr, seed=seed)
+        return self.train(model, cfg, progress, callback)
+
+    @classmethod
+    def pretrained(cls, quick: bool = False, **kwargs):
+        """``(task, shipped dense model)``: the checkpoint's vocabulary; ``quick`` adds :attr:`quick_eval`.
+
+        >>> task, model = LMTask.pretrained(quick=True)  # doctest: +SKIP
+        """
+        from hmf_lab.nlp.checkpoints import load_pretrained  # late: checkpoints are package data, not needed to train
+
+        model, payload = load_pretrained(cls.name, with_payload=True)
+        kw = {**(cls.quick_eval if quick else {}), **kwargs}
+        return cls.from_vocab(payload["vocab"], **kw), model
+
+
+#: registry name -> Task subclass
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: add a :class:`Task` subclass to :data:`TASKS` under ``cls.name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TypeError(f"register_task expects a subclass of hmf_lab.tasks.Task, got {cls!r}")
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} must set the class attribute `name` (and may set `cli_name`), "
+                         f"got name={cls.name!r}")
+    cls.cli_name = cls.cli_name or cls.name
+    cls.train_desc = cls.train_desc or f"train {cls.cli_name}"
+    TASKS[cls.name] = cls
+    return cls
+
+
+@register_task
+class LMTask(Task):
+    """Character LM on Tiny Shakespeare: data, vocabulary, base training, metric and fine-tuning.
+
+    The first 90% of the text trains, the last 10% validates. ``text`` replaces the corpus (tests use
+    ``hl.data.fallback_text()``).
+
+    >>> t = LMTask(text="to be or not to be " * 50)
+    >>> m = t.build(hidden=8, embed=4)
+    >>> t.metric, t.higher_is_better
+    ('bits_per_char', False)
+    """
+
+    name = "char_lm"
+    cli_name = "lm"
+    metric = "bits_per_char"
+    higher_is_better = False
+    base_cfg = TrainConfig(steps=2600, batch_size=32, seq_len=128, lr=3e-3, seed=0)
+    arch = dict(embed=64, hidden=256)
+    quick_eval = {"eval_chars": 3_000}
+    train_desc = "train LM"
+
+    def __init__(self, text: str | None = None, vocab: CharVocab | None = None, eval_chars: int | None = None):
+        if text is None:
+            from hmf_lab.nlp.data import load_text
+            text = load_text("tinyshakespeare")
+        self.vocab = vocab or CharVocab(text)
+        ids = self.vocab.encode(text)
+        cut = int(0.9 * ids.numel())
+        self.train_ids, self.val_ids = ids[:cut], ids[cut:]
+        self.eval_chars = eval_chars
+
+    def build(self, **arch) -> CharLM:
+        return CharLM(len(self.vocab), **{**self.arch, **arch})
+
+    def batch_loss(self, model, generator, cfg):
+        return lm_loss(model, self.train_ids, cfg.batch_size, cfg.seq_len, generator)
+
+    def evaluate(self, model) -> dict:
+        return evaluate_lm(model, self.val_ids, seq_len=256, max_chars=self.eval_chars)
+
+    def sample_input(self, length: int = 128):
+        """One sequence for timing: ``(1, length)`` character ids."""
+        return (self.val_ids[:length][None],)
+
+    def vocab_payload(self):
+        return self.vocab.chars
+
+    @classmethod
+    def from_vocab(cls, vocab, **kwargs) -> "LMTask":
+        return cls(vocab=CharVocab(vocab), **kwargs)
+
+
+@register_task
+class IntentTask(Task):
+    """SNIPS intent detection: word vocabulary (train words seen twice or more), padded ids, accuracy.
+
+    ``pairs`` replaces the data: ``(train_pairs, test_pairs)`` of ``(intent, text)``.
+
+    >>> t = IntentTask(pairs=([("a", "play music"), ("b", "book a table")] * 5, [("a", "play it")]))
+    >>> t.metric, t.n_classes, t.x_test.shape
+    ('accuracy', 2, torch.Size([1, 2]))
+    """
+
+    name = "intent"
+    metric = "accuracy"
+    higher_is_better = True
+    base_cfg = TrainConfig(steps=800, batch_size=64, lr=3e-3, seed=0)
+    arch = dict(embed=64, hidden=128)
+    quick_eval = {"eval_n": 100}
+    max_len = 40
+
+    def __init__(self, pairs=None, vocab=None, labels=None, eval_n: int | None = None):
+        if pairs is None:
+            from hmf_lab.nlp.data import load_snips
+            pairs = (load_snips("train"), load_snips("test"))
+        train, test = pairs
+        tok_train = [tokenize(t) for _, t in train]
+        self.vocab = vocab or WordVocab(tok_train, max_size=20_000, min_count=2)
+        self.labels = list(labels) if labels is not None else sorted({i for i, _ in train})
+        lab = {l: i for i, l in enumerate(self.labels)}
+        self.x_train = _pad([self.vocab.encode(t) or [UNK] for t in tok_train], None)[:, :self.max_len]
+        self.y_train = torch.tensor([lab[i] for i, _ in train])
+        test = test[:eval_n] if eval_n else test
+        self.x_test = _pad([self.vocab.encode(tokenize(t)) or [UNK] for _, t in test])[:, :self.max_len]
+        self.y_test = torch.tensor([lab[i] for i, _ in test])
+
+    @property
+    def n_classes(self):
+        return len(self.labels)
+
+    def build(self, **arch) -> IntentClassifier:
+        return IntentClassifier(len(self.vocab), self.n_classes, **{**self.arch, **arch})
+
+    def batch_loss(self, model, generator, cfg):
+        return intent_loss(model, self.x_train, self.y_train, cfg.batch_size, generator)
+
+    def evaluate(self, model) -> dict:
+        return evaluate_intent(model, self.x_test, self.y_test)
+
+    def sample_input(self):
+        """One utterance for timing: ``(1, T)`` word ids (the first test utterance)."""
+        x = self.x_test[:1]
+        return (x[:, :max(1, int((x != PAD).sum()))],)
+
+    def vocab_payload(self):
+        return {"words": self.vocab.words, "labels": self.labels}
+
+    @classmethod
+    def from_vocab(cls, vocab, **kwargs) -> "IntentTask":
+        return cls(vocab=WordVocab(None, words=vocab["words"]), labels=vocab["labels"], **kwargs)
+
+
+@register_task
+class TranslationTask(Task):
+    """English -> Spanish verse pairs: word vocabularies (3000 most frequent each), seeded 95/5 split.
+
+    Sentences are cut at ``max_len`` tokens; BLEU is computed on lower-cased word tokens, with the
+    reference's out-of-vocabulary words kept as ``<unk>`` (so a perfect model can reach 100).
+
+    >>> pairs = [("the house", "la casa"), ("a dog", "un perro")] * 20
+    >>> t = TranslationTask(pairs=pairs)
+    >>> t.metric, t.src_test.shape[0]
+    ('bleu', 2)
+    """
+
+    name = "translation"
+    metric = "bleu"
+    higher_is_better = True
+    base_cfg = TrainConfig(steps=1800, batch_size=32, lr=3e-3, seed=0)
+    arch = dict(embed=64, hidden=192)
+    quick_eval = {"eval_n": 12}
+    max_len = 40
+    vocab_size = 3000
+
+    def __init__(self, pairs=None, vocabs=None, eval_n: int | None = None, test_fraction: float = 0.05):
+        if pairs is None:
+            from hmf_lab.nlp.data import load_translation
+            pairs = load_translation()
+        en = [tokenize(e)[:self.max_len] for e, _ in pairs]
+        es = [tokenize(s)[:self.max_len] for _, s in pairs]
+        perm = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0)).tolist()
+        n_test = max(1, int(round(test_fraction * len(pairs))))
+        test, train = perm[:n_test], perm[n_test:]
+        if vocabs is None:
+            vocabs = (WordVocab([en[i] for i in train], self.vocab_size), WordVocab([es[i] for i in train], self.vocab_size))
+        self.src_vocab, self.tgt_vocab = vocabs
+
+        def enc(idx):
+            s = _pad([self.src_vocab.encode(en[i]) + [EOS] for i in idx])
+            t = _pad([[BOS] + self.tgt_vocab.encode(es[i]) + [EOS] for i in idx])
+            return s, t
+        self.src_train, self.tgt_train = enc(train)
+        test = test[:eval_n] if eval_n else test
+        self.src_test, self.tgt_test = enc(test)
+
+    def build(self, **arch) -> Translator:
+        return Translator(len(self.src_vocab), len(self.tgt_vocab), **{**self.arch, **arch})
+
+    def batch_loss(self, model, generator, cfg):
+        return translation_loss(model, self.src_train, self.tgt_train, cfg.batch_size, generator)
+
+    def evaluate(self, model) -> dict:
+        return evaluate_translation(model, self.src_test, self.tgt_test, self.tgt_vocab)
+
+    def sample_input(self):
+        """One sentence pair for timing (teacher-forced forward): ``src (1, S)``, ``tgt_in (1, T)``."""
+        s, t = self.src_test[:1], self.tgt_test[:1]
+        s = s[:, :int((s != PAD).sum())]
+        t = t[:, :int((t != PAD).sum()) - 1]
+        return (s, t)
+
+    def vocab_payload(self):
+        return {"src": self.src_vocab.words, "tgt": self.tgt_vocab.words}
+
+    @classmethod
+    def from_vocab(cls, vocab, **kwargs) -> "TranslationTask":
+        return cls(vocabs=(WordVocab(None, words=vocab["src"]), WordVocab(None, words=vocab["tgt"])), **kwargs)
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """A task object by registry name or command-line name (``"lm"`` is ``"char_lm"``).
+
+    >>> get_task("nope")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown task 'nope'; expected one of ['char_lm', 'intent', 'lm', 'translation']
+    """
+    by_cli = {t.cli_name: key for key, t in TASKS.items()}
+    key = name if name in TASKS else by_cli.get(name)
+    if key is None:
+        raise ValueError(f"unknown task {name!r}; expected one of {sorted(set(TASKS) | set(by_cli))}")
+    return TASKS[key](**kwargs)

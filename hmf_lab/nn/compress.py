@@ -1,0 +1,524 @@
+"""``hl.compress``: a copy of a model with every ``nn.Linear`` and ``nn.LSTM`` compressed (HMF, LMF, pruning).
+
+The copy keeps every forward signature; the original model is not touched. What each method puts in:
+
+============  ==========================================  =============================================
+method        ``nn.Linear`` becomes                        ``nn.LSTM`` becomes
+============  ==========================================  =============================================
+``"hmf"``     :class:`~hmf_lab.layers.HMFLinear`           :class:`~hmf_lab.lstm.HMFLSTM` (HMF per gate)
+``"lmf"``     :class:`~hmf_lab.layers.LMFLinear`           :class:`~hmf_lab.lstm.LMFLSTM` (LMF per gate)
+``"prune"``   ``nn.Linear`` + ``torch.nn.utils.prune``    :class:`~hmf_lab.lstm.PrunedLSTM` (masked)
+              mask (trainable, masked dense)
+``"prune"``   :class:`~hmf_lab.layers.SparseLinear` (CSR)  :class:`~hmf_lab.lstm.SparseLSTM` (CSR)
++ sparse=True
+============  ==========================================  =============================================
+
+Fine-tuning. HMF/LMF modules hold ``nn.Parameter`` factors (D, U, V) and train with autograd like the
+dense model. A compressed LSTM's default ``mode="auto"`` rebuilds W_hat differentiably and runs
+``nn.LSTM``'s fused kernel while autograd records (training costs about what dense training costs), and
+runs the factorized per-step loop for inference (``torch.no_grad``/``inference_mode``), which streams
+only the compressed weights. Pruned models train as masked dense models: each weight is
+``weight_orig * weight_mask`` (``torch.nn.utils.prune``), so gradual pruning (Zhu & Gupta) can keep
+calling ``torch.nn.utils.prune.l1_unstructured(module, "weight_hh_l0", amount)``; after fine-tuning,
+:func:`sparsify` turns them into CSR modules for inference (``compress(..., sparse=True)`` does both at
+once). ``state_dict`` round-trips with ``torch.load(weights_only=True)`` into a model built the same way
+(``compress`` the same architecture, then ``load_state_dict``).
+
+Which (split, rank)? Each matrix (for an LSTM, each gate block) is compressed ``compression``-fold at an
+**equal budget** (:func:`~hmf_lab.core.equal_budget`): LMF takes the largest rank that fits
+``floor(m*n / compression)`` (:func:`~hmf_lab.core.lmf_rank`; a shape where rank 1 does not fit raises),
+pruning keeps exactly LMF's number of values (:func:`~hmf_lab.core.prune_keep`; its CSR indices are
+counted apart), and HMF takes :func:`~hmf_lab.core.choose_split_rank`: the balanced point ``split ~=
+rank`` among the (split, rank) within 1% of LMF's size (compression 1 keeps every row dense, exactly).
+``split``/``rank`` override: an int for every matrix, or a dict keyed by module name (and, for an LSTM,
+``'ih'``/``'hh'``/``'ih_l0'``...). Parameters are counted the same way for every method: stored weight
+values, biases and sparse indices excluded (:func:`count_params`).
+
+Example
+-------
+>>> import torch, hmf_lab as hl
+>>> model = torch.nn.Sequential(torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+>>> small = hl.compress(model, "hmf", compression=4)
+>>> [type(m).__name__ for m in small], small[0].split, small[0].rank
+(['HMFLinear', 'ReLU', 'HMFLinear'], 13, 10)
+>>> round(hl.count_params(model) / hl.count_params(small), 2)  # the (10, 128) head sits at 4.6x (LMF rank 2)
+4.04
+>>> type(model[0]).__name__   # the original is untouched
+'Linear'
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as tprune
+
+from hmf_lab.factor._validation import check_compression
+from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
+from hmf_lab.factor.core import choose_split_rank, lmf_rank, prune, prune_keep
+from hmf_lab.nn.lstm import CompressedLSTM, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
+
+__all__ = ["compress", "sparsify", "count_params", "replace_modules", "METHODS"]
+
+METHODS = ("hmf", "lmf", "prune")
+
+
+def _is_compressed(mod: nn.Module) -> bool:
+    return isinstance(mod, (CompressedLSTM, PrunedLSTM, HMFLinear, LMFLinear, SparseLinear)) or (
+        isinstance(mod, nn.Linear) and tprune.is_pruned(mod))
+
+
+def _targets(model: nn.Module, layers) -> list[str]:
+    """Qualified names of the modules to replace: every plain nn.Linear / nn.LSTM, or the ``layers`` given.
+
+    Modules compress already made (HMF/LMF/pruned) are not compressed again: with none left to compress
+    this raises; with some left, they are compressed and a warning names the ones kept as they are.
+    """
+    done = [name for name, mod in model.named_modules() if _is_compressed(mod)]
+    candidates = [name for name, mod in model.named_modules()
+                  if type(mod) in (nn.Linear, nn.LSTM) and not _is_compressed(mod)
+                  and not any(name == d or name.startswith(d + ".") for d in done if d)]
+    if layers is None:
+        if not candidates:
+            if done:
+                raise ValueError(
+                    f"model is already compressed: {_names(done)} hold HMF/LMF/pruned weights and no plain "
+                    f"nn.Linear / nn.LSTM is left to compress; compress the original (dense) model instead")
+            raise ValueError(f"model has no nn.Linear or nn.LSTM to compress (it is a {type(model).__name__})")
+        if done:
+            warnings.warn(f"model is partly compressed: {_names(done)} are kept as they are; compressing "
+                          f"the remaining {_names(candidates)}", UserWarning, stacklevel=3)
+        return candidates
+    if isinstance(layers, str):
+        layers = [layers]
+    if not isinstance(layers, (list, tuple, set)) or not all(isinstance(x, str) for x in layers):
+        raise TypeError(f"layers must be a module name or a list of names, got {layers!r}")
+    layers = list(layers)
+    bad = [name for name in layers if name not in candidates]
+    if bad:
+        raise ValueError(f"layers {bad} are not nn.Linear / nn.LSTM modules of the model (not yet compressed); "
+                         f"valid names are {candidates}")
+    return layers
+
+
+def _names(names) -> str:
+    shown = [repr(n) if n else "the model itself" for n in names[:6]]
+    return ", ".join(shown) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
+
+
+def _pick(value, name: str):
+    """An override for module ``name``: an int (all modules) or a dict keyed by module name."""
+    if isinstance(value, dict):
+        if name in value:
+            return value[name]
+        sub = {k[len(name) + 1:]: v for k, v in value.items() if name and k.startswith(name + ".")}
+        return sub or None
+    return value
+
+
+def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, sparse: bool, X=None,
+                     prune_count: str = "equal") -> nn.Module:
+    m, n = lin.out_features, lin.in_features
+    if method == "hmf":
+        k, r = choose_split_rank((m, n), c, split, rank)
+        return HMFLinear.from_linear(lin, split=k, rank=r, heuristic=heuristic, X=X)
+    if method == "lmf":
+        return LMFLinear.from_linear(lin, rank=lmf_rank((m, n), c, rank))
+    if c is None:
+        raise TypeError("method 'prune' needs compression, e.g. compression=4")
+    p = prune(lin.weight.detach(), nnz=prune_keep((m, n), c, count=prune_count))  # default: LMF's count
+    if sparse:
+        return SparseLinear.from_csr(p.weight, None if lin.bias is None else lin.bias.detach())
+    new = copy.deepcopy(lin)
+    tprune.custom_from_mask(new, "weight", p.mask)
+    return new
+
+
+def _compress_lstm(lstm: nn.LSTM, method: str, c, split, rank, heuristic, sparse: bool, X=None,
+                   prune_count: str = "equal") -> nn.Module:
+    if method == "hmf":
+        return HMFLSTM.from_lstm(lstm, c, split=split, rank=rank, heuristic=heuristic, X=X)
+    if method == "lmf":
+        return LMFLSTM.from_lstm(lstm, c, rank=rank)
+    if c is None:
+        raise TypeError("method 'prune' needs compression, e.g. compression=4")
+    pruned = SparseLSTM if sparse else PrunedLSTM
+    return pruned.from_lstm(lstm, c, count=prune_count)
+
+
+def compress(model: nn.Module, method: str, compression=None, *, heuristic="top", split=None, rank=None,
+             layers=None, sparse: bool = False, X=None, loss=None, prune_count: str = "equal") -> nn.Module:
+    """A deep copy of ``model`` with its ``nn.Linear`` and ``nn.LSTM`` modules compressed by ``method``.
+
+    ``method``: ``"hmf"``, ``"lmf"`` or ``"prune"``. ``compression``: dense size / compressed size for
+    every replaced matrix (required unless ``split`` and ``rank`` fix HMF, or ``rank`` fixes LMF).
+    ``heuristic``: HMF's split heuristic (a name in ``hl.HEURISTICS`` or a callable), applied per gate
+    block in an LSTM. ``layers``: names (``model.named_modules()``) to replace; default all of them.
+    ``sparse``: for ``"prune"``, CSR inference modules instead of trainable masked ones.
+    ``prune_count``: ``"equal"`` (default) keeps LMF's count (the equal budget); ``"floor"`` keeps
+    ``floor(m*n / compression)`` values (steps of one: for planners that fill an exact budget).
+    ``X``: calibration inputs of the **model** for data-aware heuristics (``"activation"``): one batch
+    (a tensor, or a tuple of positional arguments) or a list of batches. Forward hooks capture what each
+    compressed layer sees (an ``nn.Linear`` its input rows; an ``nn.LSTM`` layer its input sequence for
+    ``W_ih`` and its hidden states ``h_t`` for ``W_hh``) and hand those to the heuristic and the fit.
+    ``loss``: for ``heuristic="fisher"``, a callable ``loss(model, batch) -> scalar tensor``; the
+    empirical Fisher row importances (squared gradients summed over the batches of ``X``) of each matrix
+    (per gate block in an LSTM) drive the selection. The original model's ``.grad`` are left as they were.
+
+    >>> import torch, hmf_lab as hl
+    >>> net = torch.nn.ModuleDict({"rnn": torch.nn.LSTM(8, 16, batch_first=True), "out": torch.nn.Linear(16, 4)})
+    >>> small = hl.compress(net, "prune", compression=4, layers=["rnn"])
+    >>> type(small["rnn"]).__name__, type(small["out"]).__name__
+    ('PrunedLSTM', 'Linear')
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(method, str):
+        raise TypeError(f"method must be one of {METHODS} (a str), got {type(method).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    c = None if compression is None else check_compression(compression)
+    if c is None and not ((method == "hmf" and split is not None and rank is not None)
+                          or (method == "lmf" and rank is not None)):
+        raise TypeError(f"compression is required for method {method!r} unless "
+                        + ("split and rank are both given" if method == "hmf" else
+                           "rank is given" if method == "lmf" else "... (pruning always needs it)")
+                        + ", e.g. compression=4")
+    if split is not None and method != "hmf":
+        raise ValueError(f"split (dense rows) only applies to method 'hmf', got split={split!r} with {method!r}")
+    if sparse and method != "prune":
+        raise ValueError(f"sparse=True only applies to method 'prune', got method {method!r}")
+    if (X is not None or loss is not None) and method != "hmf":
+        raise ValueError(f"X and loss (calibration for HMF's split heuristics) only apply to method 'hmf', "
+                         f"got method {method!r}; drop X=/loss=")
+    if prune_count not in ("equal", "floor"):
+        raise ValueError(f"prune_count must be 'equal' or 'floor', got {prune_count!r}")
+    names = _targets(model, layers)
+    targets = set(names)
+    calib, heur = _calibration(model, names, heuristic, X, loss)
+
+    def convert(name, mod):
+        if name not in targets:
+            return None
+        return _replace(mod, name, method, c, split, rank, heur.get(name, heuristic), sparse, calib.get(name),
+                        prune_count)
+
+    return replace_modules(model, convert)
+
+
+# --------------------------------------------------------------------------- calibration inputs (X, loss)
+
+
+def _batches(X) -> list:
+    """Model calibration inputs as a list of batches; each batch a tuple of positional arguments."""
+    import numpy as np
+
+    if isinstance(X, (torch.Tensor, np.ndarray)):
+        X = [X]
+    if not isinstance(X, (list, tuple)):
+        raise TypeError(f"X must be a batch of model inputs (a tensor) or a list of batches, got {type(X).__name__}")
+    if isinstance(X, tuple) and X and all(isinstance(b, torch.Tensor) for b in X):
+        X = [X]  # a tuple of tensors: the positional arguments of one call
+    if not X:
+        raise ValueError("X must hold at least one batch of model inputs, got an empty list")
+    out = []
+    for i, b in enumerate(X):
+        args = b if isinstance(b, tuple) else (b,)
+        for a in args:
+            if isinstance(a, np.ndarray):
+                raise TypeError(f"X batch {i} must hold torch tensors, got a numpy array; use torch.from_numpy(...)")
+            if isinstance(a, torch.Tensor):
+                if a.device.type == "meta":
+                    raise ValueError(f"X batch {i} is on the meta device (no values); pass real tensors")
+                if a.ndim == 0 or a.shape[0] == 0:
+                    raise ValueError(f"X batch {i} must be a non-empty batch, got shape {tuple(a.shape)}")
+        out.append(args)
+    return out
+
+
+def _lstm_streams(lstm: nn.LSTM, args, out) -> dict:
+    """Per-matrix inputs of an LSTM call: ``ih_l{k}`` the layer's input rows, ``hh_l{k}`` its hidden states."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    x = args[0]
+    hx = args[1] if len(args) > 1 else None
+    D, H, L = (2 if lstm.bidirectional else 1), lstm.hidden_size, lstm.num_layers
+    streams = {}
+    inp = x
+    for layer in range(L):
+        one = nn.LSTM(inp.data.shape[-1] if isinstance(inp, PackedSequence) else inp.shape[-1], H, 1,
+                      bias=lstm.bias, batch_first=lstm.batch_first, bidirectional=lstm.bidirectional,
+                      dtype=getattr(lstm, "weight_ih_l0").dtype, device=lstm.weight_ih_l0.device)
+        state = {}
+        for d in range(D):
+            sfx = "_reverse" if d else ""
+            for w in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ()):
+                state[f"{w}_l0{sfx}"] = getattr(lstm, f"{w}_l{layer}{sfx}").detach()
+        one.load_state_dict(state)
+        h0 = None if hx is None else tuple(t[layer * D:(layer + 1) * D] for t in hx)
+        y, _ = one(inp, h0)
+        rows_in = (inp.data if isinstance(inp, PackedSequence) else inp).reshape(-1, one.input_size)
+        rows_out = (y.data if isinstance(y, PackedSequence) else y).reshape(-1, D * H)
+        for d in range(D):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            streams["ih" + sfx] = rows_in
+            streams["hh" + sfx] = rows_out[:, d * H:(d + 1) * H]  # h_t, the inputs of W_hh at t+1
+        inp = y
+    return streams
+
+
+def _calibration(model: nn.Module, names, heuristic, X, loss):
+    """Per-layer calibration inputs (and Fisher heuristics) for the modules ``names``, from model inputs X."""
+    from hmf_lab.factor.heuristics import fisher_from
+
+    if X is None:
+        if loss is not None:
+            raise ValueError("loss needs calibration batches: pass X=batch or X=[batch, ...] with loss=...")
+        if heuristic == "fisher":
+            raise ValueError("heuristic 'fisher' on a whole model needs X=batches and loss=callable(model, batch); "
+                             "or pass heuristic=hl.heuristics.fisher_from(grad) for one layer")
+        return {}, {}
+    batches = _batches(X)
+    fisher = heuristic == "fisher"
+    if fisher and not callable(loss):
+        raise TypeError(f"heuristic 'fisher' needs loss=callable(model, batch) -> scalar tensor, got {loss!r}")
+    if loss is not None and not fisher:
+        raise ValueError(f"loss is only used by heuristic 'fisher', got heuristic {heuristic!r}; drop loss=")
+    mods = {name: model.get_submodule(name) if name else model for name in names}
+    seen: dict[str, list] = {name: [] for name in names}
+    hooks = []
+
+    def hook_for(name):
+        def hook(mod, args, out):
+            args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+            if isinstance(mod, nn.LSTM):
+                with torch.no_grad():
+                    seen[name].append(_lstm_streams(mod, args, out))
+            else:
+                seen[name].append(args[0].detach().reshape(-1, mod.in_features))
+        return hook
+
+    for name, mod in mods.items():
+        hooks.append(mod.register_forward_hook(hook_for(name)))
+    params = {name: [p for n, p in mod.named_parameters(recurse=False) if n.startswith("weight")]
+              for name, mod in mods.items()}
+    saved = {id(p): p.grad for ps in params.values() for p in ps}
+    imp = {id(p): torch.zeros(p.shape[0], dtype=torch.float64) for ps in params.values() for p in ps}
+    was = model.training
+    model.eval()  # calibration without dropout
+    try:
+        with torch.inference_mode(False):
+            for i, args in enumerate(batches):
+                if fisher:
+                    model.zero_grad(set_to_none=True)
+                    with torch.enable_grad():
+                        value = loss(model, args[0] if len(args) == 1 else args)
+                        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                            raise TypeError(f"loss must return a scalar tensor, got {type(value).__name__} "
+                                            f"{tuple(getattr(value, 'shape', ()))}")
+                        value.backward()
+                    for ps in params.values():
+                        for p in ps:
+                            if p.grad is not None:
+                                imp[id(p)] += (p.grad.detach().double() ** 2).sum(1)
+                else:
+                    with torch.no_grad():
+                        model(*args)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+        if fisher:
+            for ps in params.values():
+                for p in ps:
+                    p.grad = saved[id(p)]
+    calib, heur = {}, {}
+    for name, mod in mods.items():
+        got = seen[name]
+        if not got:
+            raise ValueError(f"layer {name!r} never ran on the calibration inputs X; check that X reaches it")
+        if isinstance(mod, nn.LSTM):
+            calib[name] = {key: torch.cat([g[key] for g in got]) for key in got[0]}
+            if fisher:
+                G = 4
+                heur[name] = {}
+                for sfx in [k[2:] for k in got[0] if k.startswith("ih")]:
+                    for which in ("ih", "hh"):
+                        w = getattr(mod, f"weight_{which}{sfx}")
+                        heur[name][which + sfx] = tuple(fisher_from(g) for g in imp[id(w)].split(mod.hidden_size))
+                        assert len(heur[name][which + sfx]) == G
+        else:
+            calib[name] = torch.cat(got)
+            if fisher:
+                heur[name] = fisher_from(imp[id(mod.weight)])
+    return calib, heur
+
+
+def replace_modules(model: nn.Module, convert, *, inplace: bool = False) -> nn.Module:
+    """The one module-replacement walk: ``model`` with each module ``m`` replaced by ``convert(name, m)``.
+
+    ``convert(name, module)`` returns the replacement, or ``None`` to keep the module and walk into its
+    children (a replaced module is not walked into). ``name`` is the qualified name
+    (``model.named_modules()``; ``""`` is ``model`` itself, and a replaced root is returned as is).
+    **Shared modules stay shared**: a module reachable under several names (``nn.Sequential(lin, act,
+    lin)``) is converted once, under its first name, and that one replacement goes to every place.
+    ``inplace=False`` (default) works on a deep copy (made outside ``inference_mode``, so the copy holds
+    ordinary tensors) and leaves ``model`` untouched; ``inplace=True`` edits ``model`` and returns it.
+    Used by :func:`compress`, :func:`sparsify` and ``reproduce``.
+
+    >>> import torch, hmf_lab as hl
+    >>> lin = torch.nn.Linear(4, 4)
+    >>> net = torch.nn.Sequential(lin, torch.nn.ReLU(), lin)
+    >>> from hmf_lab.nn.compress import replace_modules
+    >>> new = replace_modules(net, lambda name, m: torch.nn.Tanh() if isinstance(m, torch.nn.ReLU) else None)
+    >>> type(new[1]).__name__, new[0] is new[2], new[0] is lin
+    ('Tanh', True, False)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(convert):
+        raise TypeError(f"convert must be a callable convert(name, module) -> module or None, "
+                        f"got {type(convert).__name__}")
+    top = convert("", model)
+    if top is not None:
+        return top
+    if not inplace:
+        with torch.inference_mode(False):  # a copy made inside inference_mode would hold inference tensors
+            model = copy.deepcopy(model)  # deepcopy keeps sharing (one copy per shared module)
+    done: dict[int, nn.Module | None] = {}  # id(original child) -> its replacement (None: kept)
+    visited: set[int] = set()
+
+    def walk(parent: nn.Module, prefix: str) -> None:
+        if id(parent) in visited:
+            return
+        visited.add(id(parent))
+        for child_name, child in list(parent._modules.items()):
+            if child is None:
+                continue
+            name = f"{prefix}.{child_name}" if prefix else child_name
+            if id(child) not in done:
+                rep = convert(name, child)
+                done[id(child)] = rep
+                if rep is None:
+                    walk(child, name)
+            rep = done[id(child)]
+            if rep is not None:
+                setattr(parent, child_name, rep)
+
+    walk(model, "")
+    return model
+
+
+def _replace(mod, name, method, c, split, rank, heuristic, sparse, X=None, prune_count="equal"):
+    try:
+        return _replace_one(mod, name, method, c, split, rank, heuristic, sparse, X, prune_count)
+    except ValueError as e:  # name the layer: a model has many matrices
+        where = f"layer {name!r}" if name else "the model itself"
+        raise ValueError(f"{where} ({_describe(mod)}): {e}") from e
+
+
+def _describe(mod) -> str:
+    if isinstance(mod, nn.LSTM):
+        return f"LSTM({mod.input_size}, {mod.hidden_size})"
+    if isinstance(mod, nn.Linear):
+        return f"Linear({mod.in_features}, {mod.out_features})"
+    return type(mod).__name__
+
+
+def _replace_one(mod, name, method, c, split, rank, heuristic, sparse, X=None, prune_count="equal"):
+    s, r = _pick(split, name), _pick(rank, name)
+    # inference_mode(False): compressing inside `torch.inference_mode()` would make the new parameters
+    # inference tensors (not trainable, no version counter)
+    with torch.inference_mode(False), torch.no_grad():
+        if isinstance(mod, nn.LSTM):
+            out = _compress_lstm(mod, method, c, s, r, heuristic, sparse, X, prune_count)
+        else:
+            out = _compress_linear(mod, method, c, s, r, heuristic, sparse, X, prune_count)
+    out.train(mod.training)
+    return out.to(device=_device(mod))
+
+
+def _device(mod: nn.Module):
+    p = next(mod.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _refresh_masked_weights(model: nn.Module) -> None:
+    """Recompute every ``torch.nn.utils.prune`` masked weight outside autograd.
+
+    After a training step the masked weights (``weight = weight_orig * weight_mask``) still hold the
+    last forward's graph, and ``copy.deepcopy`` refuses such non-leaf tensors.
+    """
+    with torch.no_grad():
+        for mod in model.modules():
+            for hook in list(mod._forward_pre_hooks.values()):
+                if isinstance(hook, tprune.BasePruningMethod):
+                    setattr(mod, hook._tensor_name, hook.apply_mask(mod))
+
+
+def sparsify(model: nn.Module) -> nn.Module:
+    """A copy of a pruned model for CSR inference: masked ``nn.Linear`` -> ``SparseLinear``, ``PrunedLSTM`` -> ``SparseLSTM``.
+
+    Call it after fine-tuning a ``compress(model, "prune", c)`` model; only modules carrying a
+    ``torch.nn.utils.prune`` mask (and :class:`PrunedLSTM`) are converted, the rest is copied as is.
+
+    >>> import torch, hmf_lab as hl
+    >>> pruned = hl.compress(torch.nn.Sequential(torch.nn.Linear(32, 32)), "prune", compression=4)
+    >>> fast = hl.sparsify(pruned)
+    >>> type(fast[0]).__name__, fast[0].nnz
+    ('SparseLinear', 256)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+    def convert(mod):
+        if isinstance(mod, PrunedLSTM):
+            return mod.to_sparse()
+        if isinstance(mod, nn.Linear) and tprune.is_pruned(mod) and hasattr(mod, "weight_mask"):
+            b = None if mod.bias is None else mod.bias.detach()
+            return SparseLinear.from_dense(mod.weight.detach(), b, mask=mod.weight_mask.bool())
+        return None
+
+    def convert_named(name, mod):
+        with torch.inference_mode(False):
+            return convert(mod)
+
+    with torch.inference_mode(False):
+        top = convert(model)
+    if top is not None:
+        return top
+    _refresh_masked_weights(model)
+    return replace_modules(model, convert_named)
+
+
+def count_params(model: nn.Module) -> int:
+    """Stored weight values of every Linear/LSTM-like module, counted the same way for every method.
+
+    Dense ``nn.Linear``/``nn.LSTM``: all weight entries; HMF/LMF: factor entries; pruned (masked or
+    CSR): kept entries. Biases, embeddings, norms and sparse indices are not counted.
+
+    >>> import torch, hmf_lab as hl
+    >>> hl.count_params(torch.nn.LSTM(8, 16)), hl.count_params(torch.nn.Linear(16, 4))
+    (1536, 64)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    counted = (CompressedLSTM, PrunedLSTM, HMFLinear, LMFLinear, SparseLinear)
+    seen: set[int] = set()  # a shared module (used twice) stores its values once
+
+    def walk(mod: nn.Module) -> int:
+        if id(mod) in seen:
+            return 0
+        seen.add(id(mod))
+        if isinstance(mod, counted):
+            return mod.n_params
+        if isinstance(mod, nn.LSTM):
+            return sum(p.numel() for n, p in mod.named_parameters(recurse=False) if n.startswith("weight"))
+        if isinstance(mod, nn.Linear):
+            mask = getattr(mod, "weight_mask", None)
+            return int(mask.sum()) if mask is not None else mod.weight.numel()
+        return sum(walk(child) for child in mod._modules.values() if child is not None)
+
+    return walk(model)

@@ -1,0 +1,470 @@
+"""Never slower than dense: run every compressed layer on its fastest *correct* engine, chosen by measuring once.
+
+A compressed layer can compute the same numbers with different kernels (its *engines*):
+
+=================  ===============================================================================
+engine             what runs
+=================  ===============================================================================
+``factorized``     the factors' own kernels: HMF one GEMV on [D ; V] then one on U, LMF V then U,
+                   an HMF/LMF LSTM its per-step loop on the factors (TorchScript)
+``reconstructed``  W_hat rebuilt once (cached, rebuilt when a weight changes) and run by the fused dense
+                   kernel: ``F.linear``, or torch's fused LSTM (``_VF.lstm``, what ``nn.LSTM`` calls)
+``csr``            pruned weights in torch's sparse CSR kernels (for pruned layers, ``reconstructed`` is
+                   the masked dense weight)
+=================  ===============================================================================
+
+Small layers are overhead-bound (the dense kernel on W_hat wins); large layers at batch 1 are memory-bound
+(the factorized kernels, which stream fewer bytes, win). :func:`choose` captures every compressed layer's
+real input from one forward pass of ``example_inputs``, checks that every engine gives the same output
+(an engine that does not is never chosen), times them in interleaved rounds with :func:`hmf_lab.timing.measure`
+(1 thread and the thread CPU clock by default), switches each layer to the fastest one and returns the
+table. ``module.chosen_engine`` says which engine a layer runs. Choices are cached per
+(layer structure, input shape, dtype, thread count): a second model with the same shapes is not measured
+again. The engines are the layers' own modes (``HMFLinear.mode``, ``CompressedLSTM.mode``,
+``SparseLinear.mode``); this module only measures and sets them.
+
+Masked pruning (``hl.compress(model, "prune")`` without ``sparse=True``) runs ``nn.Linear``/``nn.LSTM`` on
+the masked weight: call :func:`hmf_lab.sparsify` first to give the chooser the CSR/dense choice.
+
+Example
+-------
+>>> import torch, hmf_lab as hl
+>>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64))
+>>> small = hl.compress(model, "hmf", compression=4)
+>>> table = hl.engines.choose(small, torch.randn(1, 64), min_run_time=0.01)
+>>> sorted(set(table["layer"])), small[0].chosen_engine in ("factorized", "reconstructed")
+(['0', '2'], True)
+"""
+from __future__ import annotations
+
+import numbers
+import os
+import statistics
+from typing import Iterable
+
+import pandas as pd
+import torch
+from torch import nn
+
+from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
+from hmf_lab.nn.lstm import CompressedLSTM, SparseLSTM
+from hmf_lab.perf.timing import measure
+
+__all__ = ["ENGINES", "engines_of", "set_engine", "current_engine", "choose", "summary", "clear_cache",
+           "compressed_modules", "compare_models", "load_note", "crossover_points", "capture_calls"]
+
+#: every engine name, in the order they are tried (the first available one is the reference output)
+ENGINES = ("factorized", "csr", "reconstructed")
+
+#: (layer structure, input shapes, dtype, threads) -> {engine: (median s, iqr s, n)} and the choice
+_CACHE: dict = {}
+
+
+def engines_of(module: nn.Module) -> tuple[str, ...]:
+    """The engines ``module`` can run (empty for a module that has no choice, e.g. a plain ``nn.Linear``).
+
+    >>> import torch, hmf_lab as hl
+    >>> hl.engines.engines_of(hl.LMFLinear(8, 8, rank=2)), hl.engines.engines_of(torch.nn.Linear(8, 8))
+    (('factorized', 'reconstructed'), ())
+    """
+    if isinstance(module, (SparseLinear, SparseLSTM)):
+        return ("csr", "reconstructed")
+    if isinstance(module, (HMFLinear, LMFLinear, CompressedLSTM)):
+        return ("factorized", "reconstructed")
+    return ()
+
+
+def set_engine(module: nn.Module, engine: str) -> nn.Module:
+    """Switch ``module`` to ``engine`` (its ``mode``); returns the module. Training is unaffected: a
+    compressed LSTM on ``"factorized"``/``"csr"`` keeps ``mode="auto"`` (fused kernel while autograd records).
+
+    >>> import hmf_lab as hl
+    >>> layer = hl.engines.set_engine(hl.HMFLinear(8, 8, split=2, rank=2), "reconstructed")
+    >>> layer.mode, hl.engines.current_engine(layer)
+    ('reconstructed', 'reconstructed')
+    """
+    options = engines_of(module)
+    if not options:
+        raise TypeError(f"module must be a compressed layer (HMFLinear, LMFLinear, SparseLinear or a "
+                        f"CompressedLSTM), got {type(module).__name__}; it has no engine to choose")
+    if engine not in options:
+        raise ValueError(f"engine must be one of {options} for a {type(module).__name__}, got {engine!r}")
+    if isinstance(module, CompressedLSTM):
+        module.mode = "reconstructed" if engine == "reconstructed" else "auto"
+    else:
+        module.mode = engine
+    return module
+
+
+def current_engine(module: nn.Module) -> str:
+    """The engine ``module`` runs for inference now (from its ``mode``)."""
+    options = engines_of(module)
+    if not options:
+        raise TypeError(f"module must be a compressed layer (HMFLinear, LMFLinear, SparseLinear or a "
+                        f"CompressedLSTM), got {type(module).__name__}")
+    if module.mode == "reconstructed":
+        return "reconstructed"
+    return options[0]
+
+
+def compressed_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(qualified name, module) of every layer with an engine choice (nested ones inside them excluded).
+
+    >>> import torch, hmf_lab as hl
+    >>> m = hl.compress(torch.nn.Sequential(torch.nn.LSTM(8, 8), torch.nn.Linear(8, 8)), "lmf", compression=2)
+    >>> [name for name, _ in hl.engines.compressed_modules(m)]
+    ['0', '1']
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    out, inside = [], []
+    for name, mod in model.named_modules():
+        if any(name.startswith(p + ".") or (p == "" and name) for p in inside):
+            continue
+        if engines_of(mod):
+            out.append((name, mod))
+            inside.append(name)
+    return out
+
+
+def clear_cache() -> None:
+    """Forget every cached choice (the next :func:`choose` measures again)."""
+    _CACHE.clear()
+
+
+def _shapes(obj):
+    if isinstance(obj, torch.Tensor):
+        return tuple(obj.shape)
+    if isinstance(obj, (tuple, list)):
+        return tuple(_shapes(o) for o in obj)
+    return None if obj is None else type(obj).__name__
+
+
+def _key(module: nn.Module, args, threads: int) -> tuple:
+    """(layer structure, input shapes, dtype, threads): what a measured choice depends on."""
+    structure = tuple((n, tuple(t.shape)) for n, t in module.state_dict().items())
+    structure += tuple(bool(getattr(m, "is_top", True)) for m in module.modules())  # a row permutation costs
+    dtype = next((t.dtype for t in module.state_dict().values() if t.is_floating_point()), None)
+    return type(module).__name__, structure, _shapes(args), str(dtype), int(threads)
+
+
+def _tensors(out) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensors(o)]
+    return []
+
+
+def _max_diff(a, b) -> float:
+    ta, tb = _tensors(a), _tensors(b)
+    if len(ta) != len(tb) or any(x.shape != y.shape for x, y in zip(ta, tb)):
+        return float("inf")
+    return max((float((x.float() - y.float()).abs().max()) if x.numel() else 0.0) for x, y in zip(ta, tb))
+
+
+def _scale(out) -> float:
+    return max([float(t.float().abs().max()) for t in _tensors(out) if t.numel()] + [1.0])
+
+
+def capture_calls(model: nn.Module, modules: list, batches) -> dict[str, list]:
+    """Every ``(args, kwargs)`` each of ``modules`` (``(name, module)`` pairs) receives while ``model(*b)``
+    runs for each input tuple ``b`` of ``batches`` (inference mode; the hooks are removed afterwards).
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    >>> calls = capture_calls(net, [("0", net[0])], [(torch.zeros(4, 3),)])
+    >>> [tuple(args[0].shape) for args, kwargs in calls["0"]]
+    [(4, 3)]
+    """
+    got = {name: [] for name, _ in modules}
+    handles = []
+    for name, mod in modules:
+        def hook(m, args, kwargs, name=name):
+            got[name].append((args, kwargs))
+        handles.append(mod.register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        with torch.inference_mode():
+            for b in batches:
+                model(*b)
+    finally:
+        for h in handles:
+            h.remove()
+    return got
+
+
+def _check_positive(value, name: str, integer: bool = False):
+    ok = (isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real))
+    if isinstance(value, bool) or not ok or not value > 0:
+        kind = "an int >= 1" if integer else "a positive number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return value
+
+
+def choose(model: nn.Module, *example_inputs, threads: int = 1, min_run_time: float = 0.2, rounds: int = 3,
+           clock: str | None = None, rtol: float = 1e-4, use_cache: bool = True, dense: bool = True,
+           progress: bool = False) -> pd.DataFrame:
+    """Measure every engine of every compressed layer of ``model`` on its real input and switch each layer
+    to the fastest correct one (in place). Returns a tidy table, one row per (layer, engine).
+
+    ``example_inputs``: what ``model(*example_inputs)`` takes (e.g. one batch-1 sequence): each layer is
+    timed on the input it receives then. ``threads``: torch threads for the measurement (1: batch-1
+    inference on one core); the choice is cached per (layer structure, input shape, dtype, threads).
+    ``min_run_time``: seconds per layer and engine, split over ``rounds`` interleaved rounds. ``clock``:
+    ``"thread"`` (default for 1 thread: CPU time of this thread, blind to other processes holding the core)
+    or ``"wall"``. An engine whose output differs from the first engine's by more than
+    ``rtol * max|output|`` is marked ``correct=False`` and never chosen. ``dense=True`` also times the
+    equivalent dense layer (``nn.Linear``/``nn.LSTM`` on W_hat) as a reference row ``engine="dense"``.
+
+    The engine with the fastest block (``min_us``) wins: load only ever adds time, so on a shared machine the
+    minimum is the steadiest estimate of a kernel's cost; ``time_us`` reports the median.
+
+    Columns: ``layer, module, engine, time_us, iqr_us, min_us, n, max_abs_diff, correct, chosen, cached, threads,
+    dtype, input_shape``; ``speedup_vs_dense`` (dense time / this time) when ``dense``.
+
+    >>> import torch, hmf_lab as hl
+    >>> m = hl.compress(torch.nn.Sequential(torch.nn.Linear(32, 32)), "prune", compression=4, sparse=True)
+    >>> t = hl.engines.choose(m, torch.randn(1, 32), min_run_time=0.01)
+    >>> sorted(t["engine"]), int(t["chosen"].sum()), bool(t["correct"].all())
+    (['csr', 'dense', 'reconstructed'], 1, True)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not example_inputs:
+        raise TypeError("choose() needs example inputs: choose(model, x) with what model(x) takes, "
+                        "e.g. one batch-1 sequence")
+    _check_positive(threads, "threads", integer=True)
+    _check_positive(min_run_time, "min_run_time")
+    _check_positive(rounds, "rounds", integer=True)
+    if clock is None:
+        clock = "thread" if threads == 1 else "wall"
+    if clock not in ("thread", "wall"):
+        raise ValueError(f"clock must be 'thread' or 'wall', got {clock!r}")
+    modules = compressed_modules(model)
+    if not modules:
+        raise ValueError(f"model ({type(model).__name__}) has no compressed layer to choose an engine for; "
+                         f"compress it first, e.g. hl.compress(model, 'hmf', compression=4) "
+                         f"(pruned models: hl.sparsify or sparse=True)")
+    training = {m: m.training for m in model.modules()}
+    model.eval()
+    rows = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))  # also for the capture and the correctness checks
+    try:
+        inputs = {n: calls[0] for n, calls in capture_calls(model, modules, [example_inputs]).items() if calls}
+        items = modules
+        if progress:
+            from tqdm.auto import tqdm
+            items = tqdm(modules, desc="engines", leave=False)
+        for name, mod in items:
+            if name not in inputs:  # not called by this input: leave it as it is
+                continue
+            rows += _choose_one(name, mod, inputs[name], threads, min_run_time, rounds, clock, rtol,
+                                use_cache, dense)
+    finally:
+        torch.set_num_threads(before)
+        for m, flag in training.items():
+            if m.training != flag:
+                m.train(flag)
+    df = pd.DataFrame(rows)
+    if dense and len(df):
+        ref = df[df["engine"] == "dense"].set_index("layer")["time_us"]
+        df["speedup_vs_dense"] = df["layer"].map(ref) / df["time_us"]
+    return df
+
+
+def _dense_twin(mod: nn.Module) -> nn.Module:
+    """The plain dense layer computing what ``mod`` computes (its W_hat): the reference for speed."""
+    with torch.inference_mode(False), torch.no_grad():
+        if isinstance(mod, CompressedLSTM):
+            return mod.to_lstm().eval()
+        lin = nn.Linear(mod.in_features, mod.out_features, bias=mod.bias is not None,
+                        dtype=mod.to_dense().dtype)
+        lin.weight.copy_(mod.to_dense())
+        if mod.bias is not None:
+            lin.bias.copy_(mod.bias)
+        return lin.eval()
+
+
+def _choose_one(name, mod, call, threads, min_run_time, rounds, clock, rtol, use_cache, dense) -> list[dict]:
+    args, kwargs = call
+    options = engines_of(mod)
+    key = _key(mod, args, threads)
+    base = {"layer": name, "module": type(mod).__name__, "threads": int(threads),
+            "dtype": key[3].replace("torch.", ""), "input_shape": str(_shapes(args[0] if args else None))}
+    before = current_engine(mod)
+    outs, fns = {}, {}
+    for e in options:
+        set_engine(mod, e)
+        with torch.inference_mode():
+            outs[e] = mod(*args, **kwargs)
+
+        def fn(e=e):
+            with torch.inference_mode():
+                return mod(*args, **kwargs)
+        fns[e] = fn
+    ref = outs[options[0]]
+    tol = rtol * _scale(ref)
+    diffs = {e: _max_diff(outs[e], ref) for e in options}
+    correct = {e: diffs[e] <= tol for e in options}
+    if dense:
+        twin = _dense_twin(mod)
+
+        def dense_fn():
+            with torch.inference_mode():
+                return twin(*args, **kwargs)
+        fns["dense"] = dense_fn
+        with torch.inference_mode():
+            d = _max_diff(twin(*args, **kwargs), ref)
+        diffs["dense"], correct["dense"] = d, d <= tol
+    hit = _CACHE.get(key) if use_cache else None
+    if hit is None:
+        times = _race(mod, fns, threads, min_run_time, rounds, clock)
+        ok = [e for e in options if correct[e]]
+        # the fastest block (min) decides: on a shared machine load only ever adds time, so the minimum is
+        # the most stable estimate of what the kernel costs (the table still reports medians)
+        choice = min(ok, key=lambda e: times[e][3]) if ok else before
+        _CACHE[key] = hit = {"times": times, "choice": choice}
+        cached = False
+    else:
+        cached = True
+    choice = hit["choice"] if correct.get(hit["choice"], False) else before
+    set_engine(mod, choice)
+    mod.chosen_engine = choice
+    rows = []
+    for e in list(options) + (["dense"] if dense else []):
+        med, iqr, n, low = hit["times"].get(e, (float("nan"), float("nan"), 0, float("nan")))
+        rows.append({**base, "engine": e, "time_us": med * 1e6, "iqr_us": iqr * 1e6, "min_us": low * 1e6, "n": n,
+                     "max_abs_diff": diffs[e], "correct": bool(correct[e]), "chosen": e == choice,
+                     "cached": cached})
+    return rows
+
+
+def _race(mod, fns: dict, threads: int, min_run_time: float, rounds: int, clock: str) -> dict:
+    """Interleaved rounds: every engine once per round (a burst of load slows a round of each, not one)."""
+    per = {e: [] for e in fns}
+    for _ in range(int(rounds)):
+        for e, fn in fns.items():
+            if e in engines_of(mod):
+                set_engine(mod, e)
+            t = measure(fn, min_run_time=min_run_time / rounds, threads=threads, warmup=2, label=e, clock=clock)
+            per[e] += list(t.times) or [t.median]
+    out = {}
+    for e, ts in per.items():
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        out[e] = (statistics.median(ts), q[2] - q[0], len(ts), min(ts))
+    return out
+
+
+def compare_models(named_models: dict, *inputs, threads: int = 1, min_run_time: float = 1.0, rounds: int = 5,
+                   clock: str | None = None) -> pd.DataFrame:
+    """End-to-end inference time of several models on the same ``inputs``, in interleaved rounds.
+
+    Every round calls each model's forward (``inference_mode``, eval mode) for ``min_run_time / rounds``
+    seconds with :func:`hmf_lab.timing.measure`; the blocks of all rounds are pooled. ``speedup`` is the
+    first model's median over this one's (2.0: twice as fast as the first). Measured by the kit's harness,
+    :func:`hmf_lab.timing.race`; its verdict (``unreliable`` column, ``df.attrs["warning"]`` in words) says
+    when a busy machine makes the numbers untrustworthy.
+
+    >>> import torch, hmf_lab as hl
+    >>> net = torch.nn.Linear(16, 16)
+    >>> df = hl.engines.compare_models({"dense": net, "lmf": hl.compress(net, "lmf", compression=2)},
+    ...                                torch.randn(1, 16), min_run_time=0.02, rounds=2)
+    >>> list(df["name"]), float(df["speedup"].iloc[0])
+    (['dense', 'lmf'], 1.0)
+    """
+    if not isinstance(named_models, dict) or not named_models:
+        raise TypeError(f"named_models must be a non-empty dict name -> nn.Module, got {type(named_models).__name__}")
+    for name, model in named_models.items():
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"named_models[{name!r}] must be a torch.nn.Module, got {type(model).__name__}")
+    _check_positive(threads, "threads", integer=True)
+    _check_positive(min_run_time, "min_run_time")
+    _check_positive(rounds, "rounds", integer=True)
+    from hmf_lab.perf.timing import race
+
+    clock = clock or ("thread" if threads == 1 else "wall")
+    fns = {}
+    for name, model in named_models.items():
+        model.eval()
+        fns[name] = (lambda model=model: model(*inputs))
+    r = race(fns, rounds=int(rounds), min_run_time=min_run_time / rounds, threads=int(threads), clock=clock,
+             inference=True)
+    t = r.table
+    df = pd.DataFrame({"name": t["name"], "median_us": t["median"] * 1e6, "iqr_us": t["iqr"] * 1e6,
+                       "min_us": t["min"] * 1e6, "n": t["n"], "unreliable": bool(r.unreliable)})
+    df["speedup"] = df["median_us"].iloc[0] / df["median_us"]
+    df.attrs.update(warning=r.warning, unreliable=bool(r.unreliable), threads=r.threads, clock=clock)
+    return df
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per layer: the chosen engine, its time, the dense time and the speed-up over dense.
+
+    >>> import torch, hmf_lab as hl
+    >>> m = hl.compress(torch.nn.Sequential(torch.nn.Linear(16, 16)), "lmf", compression=2)
+    >>> list(hl.engines.summary(hl.engines.choose(m, torch.randn(1, 16), min_run_time=0.01)).columns)
+    ['layer', 'module', 'engine', 'time_us', 'dense_us', 'speedup_vs_dense', 'cached']
+    """
+    if not isinstance(table, pd.DataFrame) or not {"layer", "engine", "chosen"} <= set(table.columns):
+        raise TypeError("table must be the DataFrame hl.engines.choose returns")
+    chosen = table[table["chosen"]].set_index("layer")
+    dense = table[table["engine"] == "dense"].set_index("layer")["time_us"]
+    out = chosen[["module", "engine", "time_us", "cached"]].copy()
+    out["dense_us"] = dense.reindex(out.index)
+    out["speedup_vs_dense"] = out["dense_us"] / out["time_us"]
+    return out.reset_index()[["layer", "module", "engine", "time_us", "dense_us", "speedup_vs_dense", "cached"]]
+
+
+def load_note() -> str:
+    """One line: the 1/5/15-minute load average against the core count (how busy the machine was)."""
+    try:
+        l1, l5, l15 = os.getloadavg()
+    except OSError:  # not available on this platform
+        return "load average: not available"
+    return f"load average {l1:.2f} / {l5:.2f} / {l15:.2f} (1/5/15 min) on {os.cpu_count()} cores"
+
+
+def crossover_points(df: pd.DataFrame, method: str = "hmf", against=("dense", "prune"), x: str = "hidden",
+                     y: str = "speedup") -> dict:
+    """Where ``method`` overtakes each reference along ``x`` (e.g. hidden size): ``{reference: x or None}``.
+
+    ``df`` is tidy (columns ``x``, ``method``, ``y``; ``y`` = speed-up over dense, so dense is 1). The
+    crossing is interpolated linearly in ``log2(x)`` between the last size where ``method`` is slower and
+    the first after which it stays faster; the smallest size if it is faster everywhere; None if it never is.
+
+    >>> import pandas as pd, hmf_lab as hl
+    >>> df = pd.DataFrame({"hidden": [128, 256, 512] * 2, "method": ["hmf"] * 3 + ["prune"] * 3,
+    ...                    "speedup": [0.5, 0.9, 1.3, 0.4, 1.0, 1.1]})
+    >>> hl.engines.crossover_points(df)
+    {'dense': 304.0, 'prune': 323.0}
+    """
+    import math
+
+    if not isinstance(df, pd.DataFrame) or not {x, y, "method"} <= set(df.columns):
+        raise TypeError(f"df must be a DataFrame with columns {x!r}, 'method' and {y!r}")
+    mine = df[df["method"] == method].groupby(x)[y].median()
+    if mine.empty:
+        raise ValueError(f"method {method!r} is not in df; methods there: {sorted(df['method'].unique())}")
+    out = {}
+    for ref in against:
+        if ref == "dense":
+            theirs = pd.Series(1.0, index=mine.index)
+        else:
+            theirs = df[df["method"] == ref].groupby(x)[y].median().reindex(mine.index)
+        gap = (mine - theirs).dropna()
+        xs, gs = list(gap.index), list(gap.values)
+        ahead = [g > 0 for g in gs]
+        if not any(ahead) or not ahead[-1]:
+            out[ref] = None
+            continue
+        i = len(ahead) - 1
+        while i > 0 and ahead[i - 1]:
+            i -= 1
+        if i == 0:
+            out[ref] = float(xs[0])
+            continue
+        a, b = math.log2(xs[i - 1]), math.log2(xs[i])
+        t = gs[i - 1] / (gs[i - 1] - gs[i])  # gs[i-1] <= 0 < gs[i]
+        out[ref] = float(round(2 ** (a + t * (b - a))))
+    return out
