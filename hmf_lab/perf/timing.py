@@ -417,10 +417,10 @@ class Race:
 
     def median(self, name) -> float:
         """The median seconds per call of ``name``."""
-        try:
-            return self.medians[name]
-        except KeyError:
-            raise KeyError(f"{name!r} is not in this race; names: {list(self.table['name'])}") from None
+        medians = self.medians
+        if name not in medians:
+            raise ValueError(f"name must be one of this race's candidates {list(medians)}, got {name!r}")
+        return medians[name]
 
     def ratio(self, name, over=None) -> float:
         """``over``'s median / ``name``'s median (``over`` defaults to the reference): > 1 means ``name`` is faster."""
