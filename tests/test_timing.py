@@ -252,3 +252,25 @@ def test_race_is_the_one_result_type():
         race({"a": torch.relu}, x, reference="z")
     with pytest.raises(TypeError, match="prepare must be a callable"):
         race({"a": torch.relu}, x, prepare="a")
+
+
+def test_weight_bytes_lstms_and_a_layer_that_knows_its_own():
+    from hmf_lab.perf.timing import raw_kernels, weight_bytes
+
+    lstm = torch.nn.LSTM(8, 16)
+    assert weight_bytes(lstm) == (64 * 8 + 64 * 16) * 4
+    sp = hl.SparseLSTM.from_lstm(lstm, compression=2)
+    assert weight_bytes(sp) == sum(weight_bytes(m) for m in list(sp.ih) + list(sp.hh))  # CSR with int32 indices
+    h = hl.HMFLSTM.from_lstm(lstm, compression=2)
+    assert weight_bytes(h) == h.n_params * 4
+    h.mode = "reconstructed"
+    assert weight_bytes(h) == weight_bytes(lstm)  # W_hat of every gate matrix
+
+    class Own(torch.nn.Module):
+        def weight_bytes(self):
+            return 7
+
+        def raw_kernels(self):
+            return torch.relu
+
+    assert weight_bytes(Own()) == 7 and raw_kernels(Own()) is torch.relu

@@ -556,30 +556,57 @@ FLOAT_BYTES = 4
 
 def weight_bytes(module) -> int:
     """Bytes of weights a forward of ``module`` streams (bias excluded): dense m*n values, HMF/LMF their
-    stored values, CSR its values and int32 indices (:func:`csr_bytes`), a reconstructed-mode layer W_hat.
+    stored values, CSR its values and int32 indices (:func:`csr_bytes`), a reconstructed-mode layer W_hat;
+    an LSTM (``nn.LSTM`` or compressed) the sum over its input-hidden and hidden-hidden matrices.
+
+    A layer class that defines its own ``weight_bytes()`` method is asked first (a new layer kind needs
+    no change here).
 
     >>> import torch, hmf_lab as hl
     >>> weight_bytes = hl.timing.weight_bytes
     >>> weight_bytes(torch.nn.Linear(8, 4)), weight_bytes(hl.LMFLinear(8, 4, rank=2))
     (128, 96)
+    >>> lstm = torch.nn.LSTM(8, 16)
+    >>> weight_bytes(lstm) == (64 * 8 + 64 * 16) * 4, weight_bytes(hl.LMFLSTM.from_lstm(lstm, compression=2))
+    (True, 2816)
     """
     from hmf_lab.nn.layers import SparseLinear
+    from hmf_lab.nn.lstm import CompressedLSTM
 
+    own = getattr(module, "weight_bytes", None)
+    if callable(own):
+        return int(own())
     if isinstance(module, torch.nn.Linear):
         return module.weight.numel() * module.weight.element_size()
+    if isinstance(module, torch.nn.LSTM):
+        return sum(p.numel() * p.element_size() for n, p in module.named_parameters() if n.startswith("weight_"))
+    if isinstance(module, CompressedLSTM):
+        mats = list(module.ih) + list(module.hh)
+        if module.mode == "reconstructed":
+            return sum(m.in_features * m.out_features * _element_size(m) for m in mats)
+        return sum(weight_bytes(m) for m in mats)
     if isinstance(module, SparseLinear):
         return csr_bytes(module.out_features, module.nnz, module.values.element_size(), csr_index_bytes(module.nnz))
-    if getattr(module, "mode", "factorized") == "reconstructed":
-        return module.in_features * module.out_features * FLOAT_BYTES
+    if getattr(module, "mode", "factorized") == "reconstructed" and hasattr(module, "in_features"):
+        return module.in_features * module.out_features * _element_size(module)
     if hasattr(module, "n_params"):
-        return int(module.n_params) * next(module.parameters()).element_size()
-    raise TypeError(f"weight_bytes() knows nn.Linear and the kit's layers, got {type(module).__name__}")
+        return int(module.n_params) * _element_size(module)
+    raise TypeError(f"weight_bytes() knows nn.Linear, nn.LSTM and the kit's layers (or a module with a "
+                    f"weight_bytes() method), got {type(module).__name__}")
+
+
+def _element_size(module) -> int:
+    p = next(iter(module.parameters()), None)
+    if p is None:
+        p = next(iter(module.buffers()), None)
+    return p.element_size() if p is not None else FLOAT_BYTES
 
 
 def raw_kernels(module) -> Callable:
     """The floor for ``module``: a function ``fn(x)`` that runs the same matrix kernels its inference
     forward runs (matrix-vector at batch 1), on tensors packed once beforehand, with no module, checks or
     bias: what the layer would cost without Python around it. Use it beside the layer in :func:`race`.
+    A layer class that defines its own ``raw_kernels()`` method is asked first.
 
     >>> import torch, hmf_lab as hl
     >>> h = hl.HMFLinear(16, 16, split=2, rank=3)
@@ -588,6 +615,9 @@ def raw_kernels(module) -> Callable:
     """
     from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 
+    own = getattr(module, "raw_kernels", None)
+    if callable(own):
+        return own()
     with torch.no_grad():
         if isinstance(module, torch.nn.Linear):
             W = module.weight.detach()
