@@ -508,8 +508,7 @@ class Explorer:
         return f"timed inference at {where}, batch {self.batch}, {race.threads} torch thread(s), eval mode{clock}"
 
     def _show(self, k: int, r: int, race) -> pd.DataFrame:
-        df = race.table
-        df.attrs.update(warning=race.warning, unreliable=race.unreliable, threads=race.threads)
+        df = race.to_frame()  # the table with the harness's verdict in attrs
         self.timings = df
         self.timing_race = race
         self.timing_warning = race.warning
@@ -803,9 +802,8 @@ class RunTimeExplorer:
                        "pruning (CSR)": relative_error(self.W, layers["pruning (CSR)"].to_dense())}
         race = time_layers(layers, batch=self.batch.value, rounds=self.rounds, min_run_time=self.min_run_time,
                            threads=self.threads.value)
-        df = race.table
+        df = race.to_frame()  # the table with the harness's verdict in attrs
         df["error"] = [self.errors[name] for name in df["name"]]
-        df.attrs.update(warning=race.warning, unreliable=race.unreliable, threads=race.threads)
         self.timings, self.timing_warning = df, race.warning
         m, n = self.W.shape
         self.info.value = (f"{m}x{n} at {self.compression.value:g}x: HMF k={k}, r={r} (error {self.errors['HMF']:.3f}), "
@@ -844,7 +842,7 @@ def _time_modules(modules: dict, batch: int, min_run_time: float) -> tuple[pd.Da
     """``hl.experiments.tradeoff.time_layers`` on ``modules`` (the first is the baseline): its table (median, ratio, ideal,
     ...) and the harness's warning ('' when the numbers can be trusted)."""
     race = time_layers(modules, batch=batch, rounds=1, min_run_time=min_run_time, floors=False)
-    return race.table, race.warning
+    return race.to_frame(), race.warning
 
 
 def _warning_html(warning: str) -> str:
