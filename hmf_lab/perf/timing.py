@@ -2,9 +2,13 @@
 
 :func:`measure` times one callable (``torch.utils.benchmark``'s blocked-autorange rule after a warm-up);
 :func:`race` times several side by side in interleaved rounds (a burst of load from another process
-slows one round of every method, not one method) and returns a :class:`Race`: the table (median, IQR,
-speed-up over the first entry), the thread count used, and a :class:`Reliability` verdict. The verdict
-is ``unreliable`` with a reason in words when
+slows one round of every method, not one method) and returns a :class:`Race`, the kit's one timing
+result: the table (median, IQR, fastest block, speed-up over a reference), the thread count, the clock,
+the load average and a :class:`Reliability` verdict, read with ``medians`` / ``ratios`` / ``noise`` and
+``to_frame()``. Everything that compares speeds goes through it: ``hl.engines.choose`` (per layer and
+end to end), ``hl.engines.compare_models``, ``hmf-lab bench``, the trade-off tables and the explorers
+(``time_layers``), :func:`compare`, the benchmarks. The verdict is ``unreliable`` with a reason in words
+when
 
 - the spread is large (a method's middle half of blocks spans more than 30% of its median),
 - medians sit on multiples of the scheduler tick (1, 4 or 10 ms): threads waiting for a core, not
