@@ -358,3 +358,15 @@ def test_end_to_end_check_with_the_real_harness_keeps_outputs():
     with torch.inference_mode():
         assert _close(model(ids), before)
     assert type(model.rnn).__name__ == "HMFLSTM"
+
+
+def test_choose_falls_back_when_the_whole_model_output_differs(monkeypatch):
+    dense, ids = _char_lm_like()
+    model = hl.compress(dense, "lmf", compression=2)
+    calls = []
+    monkeypatch.setattr(engines, "race", _fake_race({"chosen": 1e-3, "fallback": 2e-3, "dense": 2e-3}, calls))
+    monkeypatch.setattr(engines, "END_TO_END_RTOL", -1.0)  # any difference, even none, is too much
+    table = engines.choose(model, ids, min_run_time=0.01, rounds=1)
+    v = table.attrs["end_to_end"]
+    assert v["decision"] == "fallback" and "model output differs from the fallback's" in v["note"]
+    assert (table[table["chosen"]]["engine"] == "reconstructed").all()

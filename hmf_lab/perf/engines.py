@@ -221,7 +221,8 @@ def choose(model: nn.Module, *example_inputs, threads: int = 1, min_run_time: fl
     with the per-layer choice (``chosen``), with every layer on its *fallback* (``reconstructed``: W_hat in
     dense's own fused kernels; a layer whose reconstruction is not correct keeps its choice) and, with
     ``dense``, as the plain dense model (every compressed layer swapped for ``nn.Linear``/``nn.LSTM`` on
-    W_hat). The choice is kept only when its median beats the fallback's; otherwise every layer falls back.
+    W_hat). The choice is kept only when its median beats the fallback's and its output matches the
+    fallback's (within ``END_TO_END_RTOL`` of the largest output value); otherwise every layer falls back.
     The verdict is in the table: ``per_layer`` (the per-layer winner) beside ``chosen`` (what runs now),
     and in ``table.attrs["end_to_end"]``: ``decision`` (``"kept"``, ``"fallback"``, ``"single layer"``: the
     model is the layer, its race was end to end; ``"nothing to confirm"``: every layer already runs its
@@ -383,6 +384,9 @@ def _choose_one(name, mod, call, threads, min_run_time, rounds, clock, rtol, use
 
 #: the engine every layer falls back to when the per-layer choice does not pay end to end
 FALLBACK = "reconstructed"
+#: the whole model's output with the chosen engines may differ from the fallback's by this share of its
+#: largest value (each layer passed ``rtol``; rounding of equal math adds up through a model)
+END_TO_END_RTOL = 1e-3
 
 
 def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -415,8 +419,8 @@ def _confirm(model, inputs, timed, df, threads, min_run_time, rounds, clock, rto
     if len(timed) == 1 and timed[0][1] is model:
         return done("single layer", "the model is the layer: its engine race was the end-to-end race")
     mods = dict(timed)
-    key = ("model", tuple(_key(mod, (), threads) for _, mod in timed), _shapes(inputs), tuple(sorted(chosen.items())),
-           int(threads), clock)
+    key = ("model", type(model).__name__, tuple((name, _key(mod, (), threads)) for name, mod in timed), _shapes(inputs),
+           tuple(sorted(chosen.items())), int(threads), clock)
     hit = _CACHE.get(key) if use_cache else None
     twins = {name: _dense_twin(mod) for name, mod in timed} if dense and "" not in mods else {}
     configs = {"chosen": chosen, "fallback": fallback}
@@ -444,7 +448,7 @@ def _confirm(model, inputs, timed, df, threads, min_run_time, rounds, clock, rto
         for config in configs:
             prepare(config)
             outs[config] = run()
-        tol = max(rtol, 1e-3) * _scale(outs["fallback"])  # errors of equal-math kernels add up through a model
+        tol = END_TO_END_RTOL * _scale(outs["fallback"])
         verdict["max_abs_diff"] = {c: _max_diff(o, outs["fallback"]) for c, o in outs.items()}
         if hit is None:
             r = race({c: run for c in configs}, rounds=int(rounds), min_run_time=min_run_time / rounds,
