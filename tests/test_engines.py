@@ -370,3 +370,14 @@ def test_choose_falls_back_when_the_whole_model_output_differs(monkeypatch):
     v = table.attrs["end_to_end"]
     assert v["decision"] == "fallback" and "model output differs from the fallback's" in v["note"]
     assert (table[table["chosen"]]["engine"] == "reconstructed").all()
+
+
+def test_choose_end_to_end_without_the_dense_model(monkeypatch):
+    dense, ids = _char_lm_like()
+    model = hl.compress(dense, "hmf", compression=2)
+    calls = []
+    monkeypatch.setattr(engines, "race", _fake_race({"chosen": 3e-3, "fallback": 2e-3}, calls))
+    table = engines.choose(model, ids, min_run_time=0.01, rounds=1, dense=False)
+    v = table.attrs["end_to_end"]
+    assert calls[-1] == ["chosen", "fallback"] and v["speedup_vs_dense"] == {}
+    assert v["decision"] == "fallback" and "dense)" not in v["note"] and "dense" not in set(table["engine"])
