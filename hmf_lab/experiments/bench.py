@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import statistics
 import sys
 import time
 import warnings
@@ -44,7 +45,7 @@ from torch import nn
 from hmf_lab.factor._validation import quick_mode
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, SparseLSTM, choose_split_rank, lmf_rank
-from hmf_lab.perf.timing import race, raw_kernels, weight_bytes
+from hmf_lab.perf.timing import FLOAT_BYTES, race, raw_kernels, weight_bytes
 
 __all__ = ["BenchConfig", "run_bench", "summary", "to_markdown", "add_arguments", "run", "QUICK", "FULL"]
 
@@ -88,11 +89,26 @@ def _layer_modules(n: int, c: float, gen: torch.Generator, dense: nn.Linear):
         warnings.simplefilter("ignore")
         sp = SparseLinear.from_linear(dense, c).eval()  # LMF's count: equal stored values
     return {
-        "hmf": (h, h.n_params, weight_bytes(h), f"split={k} rank={r}"),
-        "hmf-reconstructed": (recon, recon.n_params, weight_bytes(recon), f"split={k} rank={r}, W_hat dense"),
-        "lmf": (lm, lm.n_params, weight_bytes(lm), f"rank={rl}"),
+        "hmf": (h, h.n_params, h.n_params * FLOAT_BYTES, f"split={k} rank={r}"),
+        "hmf-reconstructed": (recon, recon.n_params, n * n * FLOAT_BYTES, f"split={k} rank={r}, W_hat dense"),
+        "lmf": (lm, lm.n_params, lm.n_params * FLOAT_BYTES, f"rank={rl}"),
         "prune": (sp, sp.nnz, weight_bytes(sp), f"nnz={sp.nnz}, int32 indices"),
     }
+
+
+class _Results(dict):
+    """{name: (median, iqr, n, fastest)} with the :class:`~hmf_lab.timing.Race` behind it in ``.race``."""
+
+    race = None
+
+
+def _race(fns: dict, args: tuple, threads: int, min_run_time: float, rounds: int, clock: str = "wall") -> dict:
+    """Interleaved measurements through the kit's one harness (``hl.timing.race``): every fn once per round;
+    {name: (median, iqr, n, fastest)} pooled over every block, and the verdict in ``.race.warning``."""
+    r = race(fns, *args, rounds=rounds, min_run_time=min_run_time, threads=threads, warmup=2, clock=clock)
+    out = _Results({name: (row.median, row.iqr, row.n, row.min) for name, row in zip(fns, r.table.itertuples())})
+    out.race = r
+    return out
 
 
 def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
@@ -106,7 +122,7 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
         for c in cfg.compressions:
             if c != recon_at:
                 del mods[c]["hmf-reconstructed"]
-        dense_bytes = weight_bytes(dense)
+        dense_bytes = n * n * FLOAT_BYTES
         for batch in cfg.batches:
             x = torch.randn(batch, n, generator=gen)
             for threads in cfg.threads:
@@ -118,15 +134,14 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
                     for (method, c), mod in list(fns.items()):
                         fns[("floor:" + method, c)] = raw_kernels(mod)
                 with torch.inference_mode():
-                    res = race(fns, x, rounds=cfg.rounds, min_run_time=cfg.min_run_time, threads=threads, warmup=2,
-                               clock=cfg.clock)
-                warning, med_of = res.warning, res.medians
-                t_dense = med_of[("dense", 1.0)]
-                t_csr = {c: med_of[("prune", c)] for c in cfg.compressions}
-                for (method, c), med, iqr, nblocks, fastest in res.table[["name", "median", "iqr", "n", "min"]].values:
+                    res = _race(fns, (x,), threads, cfg.min_run_time, cfg.rounds, cfg.clock)
+                warning = res.race.warning
+                t_dense = res[("dense", 1.0)][0]
+                t_csr = {c: res[("prune", c)][0] for c in cfg.compressions}
+                for (method, c), (med, iqr, nblocks, fastest) in res.items():
                     if method.startswith("floor:"):
                         continue
-                    floor = med_of.get(("floor:" + method, c), np.nan)
+                    floor = res.get(("floor:" + method, c), (np.nan,))[0]
                     if method == "dense":
                         params, nbytes, note = n * n, dense_bytes, "nn.Linear"
                     else:
@@ -136,7 +151,7 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
                                      median_us=med * 1e6, iqr_us=iqr * 1e6, min_us=fastest * 1e6, n=nblocks,
                                      speedup=t_dense / med, ideal=dense_bytes / nbytes,
                                      vs_csr=(t_csr[c] / med) if method != "dense" else np.nan,
-                                     floor_us=floor * 1e6, of_floor=floor / med, unreliable=res.unreliable,
+                                     floor_us=floor * 1e6, of_floor=floor / med, unreliable=res.race.unreliable,
                                      config=note, warning=warning))
                 bar.update(1)
 
@@ -147,7 +162,7 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
         torch.manual_seed(cfg.seed)
         dense = nn.LSTM(H, H).eval()
         dense_params = 8 * H * H
-        dense_bytes = weight_bytes(dense)
+        dense_bytes = dense_params * FLOAT_BYTES
         mods = {}
         for c in cfg.compressions:
             k, r = choose_split_rank((H, H), c)
@@ -159,11 +174,11 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sp = SparseLSTM.from_lstm(dense, c).eval()
-            csr_bytes = weight_bytes(sp)  # int32 indices, as timed
+            csr_bytes = sum(weight_bytes(m) for m in list(sp.ih) + list(sp.hh))  # int32 indices, as timed
             mods[c] = {
-                "hmf": (h, h.n_params, weight_bytes(h), f"split={k} rank={r} per gate, TorchScript loop"),
-                "hmf-eager": (he, he.n_params, weight_bytes(he), f"split={k} rank={r} per gate, Python loop"),
-                "lmf": (lm, lm.n_params, weight_bytes(lm), f"rank={rl} per gate, TorchScript loop"),
+                "hmf": (h, h.n_params, h.n_params * FLOAT_BYTES, f"split={k} rank={r} per gate, TorchScript loop"),
+                "hmf-eager": (he, he.n_params, he.n_params * FLOAT_BYTES, f"split={k} rank={r} per gate, Python loop"),
+                "lmf": (lm, lm.n_params, lm.n_params * FLOAT_BYTES, f"rank={rl} per gate, TorchScript loop"),
                 "prune": (sp, sp.n_params, csr_bytes, "CSR int32, TorchScript loop"),
             }
         x = torch.randn(cfg.seq, cfg.lstm_batch, H, generator=gen)
@@ -173,11 +188,10 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
                 for method, (mod, *_rest) in ms.items():
                     fns[(method, c)] = mod
             with torch.inference_mode():
-                res = race(fns, x, rounds=cfg.rounds, min_run_time=cfg.lstm_min_run_time, threads=threads, warmup=2,
-                           clock=cfg.clock)
-            t_dense = res.median(("dense", 1.0))
-            t_csr = {c: res.median(("prune", c)) for c in cfg.compressions}
-            for (method, c), med, iqr, nblocks, fastest in res.table[["name", "median", "iqr", "n", "min"]].values:
+                res = _race(fns, (x,), threads, cfg.lstm_min_run_time, cfg.rounds, cfg.clock)
+            t_dense = res[("dense", 1.0)][0]
+            t_csr = {c: res[("prune", c)][0] for c in cfg.compressions}
+            for (method, c), (med, iqr, nblocks, fastest) in res.items():
                 if method == "dense":
                     params, nbytes, note = dense_params, dense_bytes, "nn.LSTM"
                 else:
@@ -187,9 +201,9 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
                                  median_us=med * 1e6, iqr_us=iqr * 1e6, min_us=fastest * 1e6, n=nblocks,
                                  speedup=t_dense / med, ideal=dense_bytes / nbytes,
                                  vs_csr=(t_csr[c] / med) if method != "dense" else np.nan,
-                                 floor_us=np.nan, of_floor=np.nan, unreliable=res.unreliable,
+                                 floor_us=np.nan, of_floor=np.nan, unreliable=res.race.unreliable,
                                  config=note + (f", seq={cfg.seq}" if method == "dense" else ""),
-                                 warning=res.warning))
+                                 warning=res.race.warning))
             bar.update(1)
 
 
