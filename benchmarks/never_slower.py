@@ -5,7 +5,8 @@
 
 For each shipped model (``hl.models.load_pretrained``) and method ("hmf", "lmf", "prune" as CSR modules)
 at each compression, the layers ``hmf-lab reproduce`` compresses are compressed, ``hl.engines.choose``
-picks each layer's fastest correct engine on the task's timing input (batch 1, 1 thread), and then the
+picks each layer's fastest correct engine on the task's timing input (batch 1, 1 thread) and confirms
+it on the whole model (falling back to ``reconstructed`` where it does not pay), and then the
 dense model, the compressed model on its default engines (factorized / CSR) and the compressed model on
 the chosen engines are timed end to end in interleaved rounds (thread CPU clock, 1 thread). ``speed`` =
 dense median / chosen median (>= 0.95 is the target); ``speed_default`` the same without the chooser.
@@ -72,7 +73,8 @@ def run(models=MODELS, compressions=(2, 4, 8, 16), methods=("hmf", "lmf", "prune
                        "actual_compression": round(dense_params / hl.count_params(cm), 3),
                        "speed": res.loc["chosen", "speedup"], "speed_default": res.loc["default", "speedup"],
                        "control": res.loc["dense twin", "speedup"],
-                       "engines": ", ".join(f"{l}:{e}" for l, e in zip(s["layer"], s["engine"])),
+                       "engines": ", ".join(f"{l}:{e}" for l, e in zip(s["layer"], s["engine"]))
+                       + f" ({table.attrs['end_to_end']['decision']})",
                        "dense_us": res.loc["dense", "median_us"], "chosen_us": res.loc["chosen", "median_us"],
                        "chosen_iqr_us": res.loc["chosen", "iqr_us"], "dense_iqr_us": res.loc["dense", "iqr_us"],
                        "default_us": res.loc["default", "median_us"],

@@ -218,3 +218,166 @@ def test_engine_errors():
         engines.compare_models({}, torch.randn(1, 8))
     with pytest.raises(TypeError, match=r"named_models\['a'\] must be a torch.nn.Module"):
         engines.compare_models({"a": 3}, torch.randn(1, 8))
+
+
+# ----------------------------------------------------------------------------- never slower, end to end
+# A fake harness decides what is fast: the per-layer race says "factorized"/"csr" wins, the end-to-end race
+# says whatever the test wants. No real time decides anything here.
+
+from hmf_lab.perf.timing import Race, Timing  # noqa: E402
+
+
+def _fake_race(end_to_end: dict, calls: list):
+    """A stand-in for timing.race: runs every candidate once (after its prepare), returns chosen medians."""
+    per_layer = {"factorized": 1e-3, "csr": 1e-3, "reconstructed": 2e-3, "dense": 2e-3}
+
+    def fake(fns, *args, prepare=None, reference=None, **kw):
+        whole = "fallback" in fns
+        calls.append(sorted(fns))
+        outs = {}
+        for name, fn in fns.items():
+            if prepare is not None:
+                prepare(name)
+            outs[name] = fn(*args)
+        med = end_to_end if whole else per_layer
+        return Race.from_timings({n: [Timing(median=med[n], iqr=0.0, n=1, threads=1)] for n in fns},
+                                 reference=reference, load={"cores": 64, "load_1min": 0.0})
+    return fake
+
+
+def _char_lm_like():
+    torch.manual_seed(3)
+
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 12)
+            self.rnn = nn.LSTM(12, 16, batch_first=True)
+            self.out = nn.Linear(16, 20)
+
+        def forward(self, ids):
+            return self.out(self.rnn(self.emb(ids))[0])
+
+    return LM(), torch.randint(0, 20, (1, 7))
+
+
+@pytest.mark.parametrize("method", ["lmf", "hmf", "prune"])
+def test_choose_falls_back_when_the_choice_does_not_pay_end_to_end(monkeypatch, method):
+    dense, ids = _char_lm_like()
+    model = hl.compress(dense, method, compression=2, sparse=method == "prune")
+    with torch.inference_mode():
+        before = model(ids)
+    calls = []
+    monkeypatch.setattr(engines, "race", _fake_race({"chosen": 3e-3, "fallback": 2e-3, "dense": 2e-3}, calls))
+    table = engines.choose(model, ids, min_run_time=0.01, rounds=1)
+    v = table.attrs["end_to_end"]
+    assert calls[-1] == ["chosen", "dense", "fallback"]  # the whole model, three configurations in one race
+    assert v["decision"] == "fallback" and "fell back to reconstructed" in v["note"]
+    assert set(v["chosen"].values()) == {"csr" if method == "prune" else "factorized"}
+    per = table[table["per_layer"]].set_index("layer")["engine"]
+    now = table[table["chosen"]].set_index("layer")["engine"]
+    assert (per != "reconstructed").all() and (now == "reconstructed").all()
+    for name, mod in engines.compressed_modules(model):
+        assert mod.chosen_engine == engines.current_engine(mod) == "reconstructed"
+    assert v["median_us"] == {"chosen": 3000.0, "fallback": 2000.0, "dense": 2000.0}
+    assert v["speedup_vs_dense"]["chosen"] == pytest.approx(2 / 3)
+    s = engines.summary(table)
+    assert (s["decision"] == "fallback").all() and (s["engine"] == "reconstructed").all()
+    assert (s["per_layer"] != "reconstructed").all() and s.attrs["end_to_end"]["note"] == v["note"]
+    # the model itself is back in place (the dense twins were only swapped in while timed) and computes
+    # the same outputs on its final engines
+    assert isinstance(model.rnn, engines.CompressedLSTM) and type(model.out) is not nn.Linear
+    with torch.inference_mode():
+        assert _close(model(ids), before)
+
+
+def test_choose_keeps_the_choice_when_it_pays_end_to_end_and_caches_the_decision(monkeypatch):
+    dense, ids = _char_lm_like()
+    model = hl.compress(dense, "lmf", compression=2)
+    with torch.inference_mode():
+        before = model(ids)
+    calls = []
+    monkeypatch.setattr(engines, "race", _fake_race({"chosen": 1e-3, "fallback": 2e-3, "dense": 2e-3}, calls))
+    table = engines.choose(model, ids, min_run_time=0.01, rounds=1)
+    v = table.attrs["end_to_end"]
+    assert v["decision"] == "kept" and "kept the per-layer choice" in v["note"] and "2.00x dense" in v["note"]
+    assert (table[table["chosen"]]["engine"] == "factorized").all()
+    assert (table["chosen"] == table["per_layer"]).all()
+    with torch.inference_mode():
+        assert _close(model(ids), before)
+    n = len(calls)
+    again = engines.choose(hl.compress(dense, "lmf", compression=2), ids, min_run_time=0.01, rounds=1)
+    assert len(calls) == n and again.attrs["end_to_end"]["cached"]  # nothing timed again
+    assert again.attrs["end_to_end"]["decision"] == "kept"
+    engines.choose(model, ids, min_run_time=0.01, rounds=1, use_cache=False)
+    assert len(calls) == n + 3  # two layers and the whole model, measured again
+
+
+def test_choose_without_confirm_and_when_nothing_needs_confirming(monkeypatch):
+    dense, ids = _char_lm_like()
+    calls = []
+    monkeypatch.setattr(engines, "race", _fake_race({"chosen": 3e-3, "fallback": 2e-3, "dense": 2e-3}, calls))
+    model = hl.compress(dense, "lmf", compression=2)
+    t = engines.choose(model, ids, min_run_time=0.01, rounds=1, confirm=False)
+    assert t.attrs["end_to_end"]["decision"] == "not confirmed" and ["chosen", "dense", "fallback"] not in calls
+    assert (t[t["chosen"]]["engine"] == "factorized").all()  # the per-layer choice stands
+    # per-layer winner is already the fallback: no end-to-end race
+    monkeypatch.setattr(engines, "race", _slow_factors(calls))
+    engines.clear_cache()
+    t = engines.choose(hl.compress(dense, "lmf", compression=2), ids, min_run_time=0.01, rounds=1)
+    assert t.attrs["end_to_end"]["decision"] == "nothing to confirm"
+    # the model is one layer: its race was end to end
+    layer = hl.LMFLinear.from_linear(nn.Linear(8, 8), rank=2)
+    monkeypatch.setattr(engines, "race", _fake_race({}, calls))
+    t = engines.choose(layer, torch.randn(1, 8), min_run_time=0.01, rounds=1)
+    assert t.attrs["end_to_end"]["decision"] == "single layer" and layer.chosen_engine == "factorized"
+    with pytest.raises(TypeError, match="confirm must be True"):
+        engines.choose(layer, torch.randn(1, 8), confirm="yes")
+
+
+def _slow_factors(calls):
+    def fake(fns, *args, prepare=None, reference=None, **kw):
+        calls.append(sorted(fns))
+        med = {"factorized": 3e-3, "csr": 3e-3, "reconstructed": 1e-3, "dense": 1e-3}
+        return Race.from_timings({n: [Timing(median=med[n], iqr=0.0, n=1, threads=1)] for n in fns},
+                                 reference=reference, load={"cores": 64, "load_1min": 0.0})
+    return fake
+
+
+def test_end_to_end_check_with_the_real_harness_keeps_outputs():
+    """No fake: whatever the machine decides, the engines that run compute the model's outputs."""
+    dense, ids = _char_lm_like()
+    model = hl.compress(dense, "hmf", compression=2)
+    with torch.inference_mode():
+        before = model(ids)
+    table = engines.choose(model, ids, min_run_time=0.005, rounds=1)
+    v = table.attrs["end_to_end"]
+    assert v["decision"] in ("kept", "fallback", "nothing to confirm")
+    if v["decision"] in ("kept", "fallback"):
+        assert set(v["median_us"]) == {"chosen", "fallback", "dense"} and v["max_abs_diff"]["dense"] < 1e-3
+    with torch.inference_mode():
+        assert _close(model(ids), before)
+    assert type(model.rnn).__name__ == "HMFLSTM"
+
+
+def test_choose_falls_back_when_the_whole_model_output_differs(monkeypatch):
+    dense, ids = _char_lm_like()
+    model = hl.compress(dense, "lmf", compression=2)
+    calls = []
+    monkeypatch.setattr(engines, "race", _fake_race({"chosen": 1e-3, "fallback": 2e-3, "dense": 2e-3}, calls))
+    monkeypatch.setattr(engines, "END_TO_END_RTOL", -1.0)  # any difference, even none, is too much
+    table = engines.choose(model, ids, min_run_time=0.01, rounds=1)
+    v = table.attrs["end_to_end"]
+    assert v["decision"] == "fallback" and "model output differs from the fallback's" in v["note"]
+    assert (table[table["chosen"]]["engine"] == "reconstructed").all()
+
+
+def test_choose_end_to_end_without_the_dense_model(monkeypatch):
+    dense, ids = _char_lm_like()
+    model = hl.compress(dense, "hmf", compression=2)
+    calls = []
+    monkeypatch.setattr(engines, "race", _fake_race({"chosen": 3e-3, "fallback": 2e-3}, calls))
+    table = engines.choose(model, ids, min_run_time=0.01, rounds=1, dense=False)
+    v = table.attrs["end_to_end"]
+    assert calls[-1] == ["chosen", "fallback"] and v["speedup_vs_dense"] == {}
+    assert v["decision"] == "fallback" and "dense)" not in v["note"] and "dense" not in set(table["engine"])

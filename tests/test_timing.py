@@ -217,3 +217,60 @@ def test_weight_bytes_one_csr_count():
         weight_bytes(torch.nn.ReLU())
     with pytest.raises(TypeError, match="raw_kernels\\(\\) knows nn.Linear"):
         raw_kernels(torch.nn.ReLU())
+
+
+def test_race_is_the_one_result_type():
+    from hmf_lab.perf.timing import Race, race
+
+    quiet = {"cores": 64, "load_1min": 0.25}
+    r = Race.from_timings({"dense": [Timing(median=4e-3, iqr=0, n=1, threads=1), Timing(median=4e-3, iqr=0, n=1,
+                                                                                        threads=1)],
+                           "hmf": [Timing(median=1e-3, iqr=0, n=2, threads=1, times=(1e-3, 3e-3))]},
+                          reference="hmf", load=quiet, clock="thread")
+    assert r.reference == "hmf" and r.clock == "thread" and r.load_1min == 0.25 and r.threads == 1
+    assert r.medians == {"dense": 4e-3, "hmf": 2e-3} and r.ratios == {"dense": 0.5, "hmf": 1.0}
+    assert r.ratio("hmf", over="dense") == 2.0 and r.noise["dense"] == 0.0 and r.noise["hmf"] == 0.5
+    df = r.to_frame(unit="us")
+    assert list(df["median_us"]) == [4000.0, 2000.0] and list(df["n"]) == [2, 2]
+    assert df.attrs == {"warning": r.warning, "unreliable": r.unreliable, "threads": 1, "clock": "thread",
+                        "load_1min": 0.25, "reference": "hmf"}
+    assert r.table["median"].tolist() == [4e-3, 2e-3]  # to_frame copies: the result is not changed
+    with pytest.raises(ValueError, match=r"name must be one of this race's candidates \['dense', 'hmf'\], got 'lmf'"):
+        r.median("lmf")
+    with pytest.raises(ValueError, match="unit must be 's'"):
+        r.to_frame(unit="ms")
+    with pytest.raises(ValueError, match=r"reference must be one of the names \['a'\]"):
+        Race.from_timings({"a": [Timing(median=1e-3, iqr=0, n=1, threads=1)]}, reference="b", load=quiet)
+    with pytest.raises(TypeError, match="timings must be a non-empty dict"):
+        Race.from_timings({"a": []}, load=quiet)
+    x = torch.randn(1, 8)
+    seen = []
+    got = race({"a": torch.relu, "b": torch.tanh}, x, rounds=2, min_run_time=0.002, reference="b",
+               prepare=seen.append)
+    assert seen == ["a", "b", "a", "b"] and got.reference == "b" and got.ratios["b"] == 1.0
+    with pytest.raises(ValueError, match=r"reference must be one of the names in fns \['a'\], got 'z'"):
+        race({"a": torch.relu}, x, reference="z")
+    with pytest.raises(TypeError, match="prepare must be a callable"):
+        race({"a": torch.relu}, x, prepare="a")
+
+
+def test_weight_bytes_lstms_and_a_layer_that_knows_its_own():
+    from hmf_lab.perf.timing import raw_kernels, weight_bytes
+
+    lstm = torch.nn.LSTM(8, 16)
+    assert weight_bytes(lstm) == (64 * 8 + 64 * 16) * 4
+    sp = hl.SparseLSTM.from_lstm(lstm, compression=2)
+    assert weight_bytes(sp) == sum(weight_bytes(m) for m in list(sp.ih) + list(sp.hh))  # CSR with int32 indices
+    h = hl.HMFLSTM.from_lstm(lstm, compression=2)
+    assert weight_bytes(h) == h.n_params * 4
+    h.mode = "reconstructed"
+    assert weight_bytes(h) == weight_bytes(lstm)  # W_hat of every gate matrix
+
+    class Own(torch.nn.Module):
+        def weight_bytes(self):
+            return 7
+
+        def raw_kernels(self):
+            return torch.relu
+
+    assert weight_bytes(Own()) == 7 and raw_kernels(Own()) is torch.relu

@@ -12,7 +12,9 @@ kernel's own event loop (``asyncio``), one measurement per loop turn, so it may 
 count and slider messages are served in between; only the SVDs behind the timed layers and the cache
 warm-up run in helper threads, and they touch the shared spectrum cache under a lock. Outside a
 kernel (scripts, tests) the timing runs in one helper thread that never changes process-wide state.
-:meth:`Explorer.stop` ends everything with timed joins.
+:meth:`Explorer.stop` ends everything with timed joins. That machinery lives in
+:mod:`hmf_lab.course._live_thread` (:class:`~hmf_lab.course._live_thread.LiveTiming`, a mixin of
+:class:`Explorer`); this module holds the sliders and read-outs.
 
 The experiment helpers (``layers_at_budget``, ``tradeoff_table``) live in :mod:`hmf_lab.tradeoff`
 and are re-exported here under their old names.
@@ -27,13 +29,10 @@ Example
 """
 from __future__ import annotations
 
-import asyncio
-import atexit
 import math
 import numbers
 import threading
 import time
-import weakref
 from html import escape
 
 import ipywidgets as W_
@@ -44,6 +43,7 @@ import traitlets
 from hmf_lab.factor._validation import as_int, as_matrix, check_compression
 from hmf_lab.factor.core import HMFCache, budget, hmf_params, largest_rank
 from hmf_lab.factor.heuristics import HEURISTICS
+from hmf_lab.course._live_thread import _LIVE, LiveTiming, _on_loop, _on_main_thread, _stop_all  # noqa: F401
 from hmf_lab.course.plots import blocks_svg
 from hmf_lab.experiments.tradeoff import dense_layer, layers_at_budget, lmf_layer, lmf_rank_at, time_layers, tradeoff_table
 
@@ -123,19 +123,7 @@ def _check_nonneg(value, name: str, *, strict: bool) -> float:
     return v
 
 
-def _on_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def _on_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running in this thread (a notebook kernel's), or None (a script, a test)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-class Explorer:
+class Explorer(LiveTiming):
     """Split/rank sliders wired to live HMF numbers, a to-scale block picture and timed inference.
 
     Parameters mirror :func:`explorer`. Widgets a test (or a student) can drive: ``split``, ``rank``
@@ -262,22 +250,7 @@ class Explorer:
         self._budget: dict[int, int] | None = None
         self._locked_compression: float | None = None
         self._busy = False
-        self._generation = 0  # timing requests; a job for an older generation stops at its next step
-        self._closed = False
-        self._cv = threading.Condition()  # guards the fields below (helper threads and their requests)
-        self._handle: asyncio.TimerHandle | None = None  # debounced timing on the kernel's loop
-        self._task: asyncio.Task | None = None
-        # the kernel's main event loop (a cell runs on it): timing runs there even when a slider message
-        # arrives on another thread (JupyterLab may route widget messages to a kernel subshell thread)
-        self._loop: asyncio.AbstractEventLoop | None = _on_loop() if _on_main_thread() else None
-        self._build_thread: threading.Thread | None = None  # SVDs of the timed layers (loop mode)
-        self._worker: threading.Thread | None = None  # the timing thread (no loop)
-        self._due = 0.0
-        self._done = 0
-        self._warm_thread: threading.Thread | None = None
-        self._warm_generation = 0
-        self._warm_heuristic = heuristic
-        _LIVE.add(self)
+        self._init_background(heuristic)  # threads, event loop, debounce state: course._live_thread
 
         self.split.observe(self._on_split, names="value")
         self.rank.observe(self._on_rank, names="value")
@@ -337,28 +310,6 @@ class Explorer:
                     self.cache.tail_energy(self.cache.rows(k, r, h))
             except (ValueError, TypeError, RuntimeError):  # update() shows the heuristic's message if it is visited
                 continue
-
-    def _start_warm(self, heuristic: str) -> None:
-        """Fill ``heuristic``'s spectra in one helper thread; a running one switches to the new heuristic."""
-        with self._cv:
-            if self._closed:
-                return
-            self._warm_generation += 1
-            self._warm_heuristic = heuristic
-            if self._warm_thread is None:
-                self._warm_thread = threading.Thread(target=self._warm_loop, daemon=True, name="hmf-explorer-warm")
-                self._warm_thread.start()
-
-    def _warm_loop(self) -> None:
-        while True:
-            with self._cv:
-                gen, h = self._warm_generation, self._warm_heuristic
-            self.warm(progress=False, _generation=gen, heuristic=h)
-            with self._cv:
-                if self._closed or gen == self._warm_generation:
-                    self._warm_thread = None
-                    self._cv.notify_all()
-                    return
 
     # ------------------------------------------------------------------ current values
     def _k_r(self) -> tuple[int, int]:
@@ -508,8 +459,7 @@ class Explorer:
         return f"timed inference at {where}, batch {self.batch}, {race.threads} torch thread(s), eval mode{clock}"
 
     def _show(self, k: int, r: int, race) -> pd.DataFrame:
-        df = race.table
-        df.attrs.update(warning=race.warning, unreliable=race.unreliable, threads=race.threads)
+        df = race.to_frame()  # the table with the harness's verdict in attrs
         self.timings = df
         self.timing_race = race
         self.timing_warning = race.warning
@@ -520,127 +470,6 @@ class Explorer:
         return dict(batch=self.batch, rounds=self.timing_rounds, min_run_time=self.min_run_time,
                     threads=self.timing_threads, clock=self.timing_clock)
 
-    def _schedule_timing(self) -> None:
-        self._generation += 1
-        if self._closed:
-            return
-        here = _on_loop()
-        if (self._loop is None or self._loop.is_closed()) and here is not None and _on_main_thread():
-            self._loop = here
-        home = self._loop
-        if home is not None and not home.is_closed():  # a notebook kernel: debounce and time on its main loop
-            if here is home:
-                self._debounce()
-            else:  # a message handled on another thread (a kernel subshell): hand the request to the main loop
-                home.call_soon_threadsafe(self._debounce)
-            return
-        with self._cv:  # no loop: one helper thread, woken with the latest request
-            self._due = time.monotonic() + self.debounce
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._worker_loop, daemon=True, name="hmf-explorer-timing")
-                self._worker.start()
-            self._cv.notify_all()
-
-    # loop mode -----------------------------------------------------------
-    def _debounce(self) -> None:
-        """On the main loop: (re)start the debounce timer for the latest request."""
-        if self._closed:
-            return
-        if self._handle is not None:
-            self._handle.cancel()
-        self._handle = self._loop.call_later(self.debounce, self._start_task, self._generation)
-
-    def _start_task(self, generation: int) -> None:
-        if generation != self._generation or self._closed:
-            return
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self._task = asyncio.ensure_future(self._timing_async(generation))
-
-    async def _timing_async(self, generation: int) -> None:
-        k, r = self._k_r()
-        h = self.heuristic.value
-        try:
-            layers = await self._off_thread(lambda: self._timed_layers(k, r, h))
-            if generation != self._generation or self._closed:
-                return
-            steps = time_layers(layers, _steps=True, **self._time_kw())
-            try:
-                while True:
-                    next(steps)  # one measurement on the kernel thread
-                    await asyncio.sleep(0)  # serve slider messages in between
-                    if generation != self._generation or self._closed:
-                        steps.close()
-                        return
-            except StopIteration as stop:
-                self._show(k, r, stop.value)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # shown, not lost in the kernel log
-            self.timing_out.value = f"<span style='color:#b00'>timing failed: {escape(repr(e))}</span>"
-
-    async def _off_thread(self, fn):
-        """Run ``fn`` in a helper thread (the SVDs of the timed layers), awaiting it on the loop."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-
-        def deliver(value, error):
-            if not fut.done():
-                fut.set_exception(error) if error is not None else fut.set_result(value)
-
-        def run():
-            try:
-                value, error = fn(), None
-            except BaseException as e:  # handed to the awaiting coroutine
-                value, error = None, e
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(deliver, value, error)
-
-        t = threading.Thread(target=run, daemon=True, name="hmf-explorer-build")
-        with self._cv:
-            self._build_thread = t
-        t.start()
-        return await fut
-
-    # thread mode ---------------------------------------------------------
-    def _worker_loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._closed and (self._done == self._generation or time.monotonic() < self._due):
-                    if self._done == self._generation:
-                        self._worker = None  # nothing to do: end (the next request starts a new one)
-                        self._cv.notify_all()
-                        return
-                    self._cv.wait(max(0.0, self._due - time.monotonic()))
-                if self._closed:
-                    self._worker = None
-                    self._cv.notify_all()
-                    return
-                generation = self._generation
-            try:
-                self._timing_job(generation)
-            finally:
-                with self._cv:
-                    self._done = max(self._done, generation)
-
-    def _timing_job(self, generation: int) -> None:
-        if generation != self._generation or self._closed:
-            return
-        try:
-            k, r = self._k_r()
-            layers = self._timed_layers(k, r, self.heuristic.value)
-            steps = time_layers(layers, _steps=True, **self._time_kw())
-            try:
-                while True:
-                    next(steps)
-                    if generation != self._generation or self._closed:
-                        steps.close()
-                        return
-            except StopIteration as stop:
-                self._show(k, r, stop.value)
-        except Exception as e:  # a background thread must not die silently: show what went wrong
-            self.timing_out.value = f"<span style='color:#b00'>timing failed: {escape(repr(e))}</span>"
-
     def time_now(self) -> pd.DataFrame:
         """Time the layers at the current sliders now, on this thread (dense, HMF, LMF and pruning (CSR) at
         the HMF's budget; dense and LMF in ``lmf_only`` mode), each with its ideal speed-up from bytes and its
@@ -649,58 +478,6 @@ class Explorer:
         k, r = self._k_r()
         layers = self._timed_layers(k, r, self.heuristic.value)
         return self._show(k, r, time_layers(layers, **self._time_kw()))
-
-    # ------------------------------------------------------------------ lifecycle
-    def _threads(self) -> list[threading.Thread]:
-        with self._cv:
-            return [t for t in (self._worker, self._warm_thread, self._build_thread) if t is not None]
-
-    def wait(self, timeout: float = 60.0) -> bool:
-        """Wait (at most ``timeout`` s) until no background work runs or is pending; True when idle."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            busy = [t for t in self._threads() if t.is_alive()]
-            with self._cv:
-                pending = self._worker is not None
-            if not busy and not pending:
-                return True
-            for t in busy:
-                t.join(max(0.0, min(0.1, deadline - time.monotonic())))
-        return not any(t.is_alive() for t in self._threads())
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Cancel pending timing and end the background threads (timing, SVDs, warm-up), each join timed."""
-        with self._cv:
-            self._closed = True
-            self._generation += 1
-            self._cv.notify_all()
-        for obj in (self._handle, self._task):
-            if obj is not None:
-                if self._loop is not None and _on_loop() is not self._loop and not self._loop.is_closed():
-                    self._loop.call_soon_threadsafe(obj.cancel)
-                elif _on_loop() is self._loop:
-                    obj.cancel()
-        deadline = time.monotonic() + timeout
-        for t in self._threads():
-            if t.is_alive() and t is not threading.current_thread():
-                t.join(max(0.0, deadline - time.monotonic()))
-
-    def close(self) -> None:
-        """Stop the background threads and close the widgets."""
-        self.stop()
-        self.widget.close()
-
-
-#: explorers whose background threads must be stopped before the interpreter exits: a thread still
-#: inside a torch kernel at shutdown aborts the process ("terminate called without an active exception")
-_LIVE: "weakref.WeakSet[Explorer]" = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for ex in list(_LIVE):
-        ex.stop(timeout=10.0)
-
 
 def explorer(W, **kw) -> Explorer:
     """Split and rank sliders over ``W`` with live error, parameters, compression, rank bound and run time.
@@ -803,9 +580,8 @@ class RunTimeExplorer:
                        "pruning (CSR)": relative_error(self.W, layers["pruning (CSR)"].to_dense())}
         race = time_layers(layers, batch=self.batch.value, rounds=self.rounds, min_run_time=self.min_run_time,
                            threads=self.threads.value)
-        df = race.table
+        df = race.to_frame()  # the table with the harness's verdict in attrs
         df["error"] = [self.errors[name] for name in df["name"]]
-        df.attrs.update(warning=race.warning, unreliable=race.unreliable, threads=race.threads)
         self.timings, self.timing_warning = df, race.warning
         m, n = self.W.shape
         self.info.value = (f"{m}x{n} at {self.compression.value:g}x: HMF k={k}, r={r} (error {self.errors['HMF']:.3f}), "
@@ -844,7 +620,7 @@ def _time_modules(modules: dict, batch: int, min_run_time: float) -> tuple[pd.Da
     """``hl.experiments.tradeoff.time_layers`` on ``modules`` (the first is the baseline): its table (median, ratio, ideal,
     ...) and the harness's warning ('' when the numbers can be trusted)."""
     race = time_layers(modules, batch=batch, rounds=1, min_run_time=min_run_time, floors=False)
-    return race.table, race.warning
+    return race.to_frame(), race.warning
 
 
 def _warning_html(warning: str) -> str:

@@ -149,12 +149,10 @@ def _time_layers_steps(layers: dict, *, batch, rounds, min_run_time, threads, fl
         for name, mod in layers.items():
             fns["floor:" + name] = raw_kernels(mod)
     race = yield from _race_steps(fns, (x,), rounds=rounds, min_run_time=min_run_time, threads=threads,
-                                  warmup=2, clock=clock, inference=True)
-    t = race.table
-    med = dict(zip(t["name"], t["median"]))
+                                  warmup=2, clock=clock, inference=True)  # ratio: vs the first layer
+    t, med = race.table, race.medians
     table = t[~t["name"].str.startswith("floor:")].reset_index(drop=True)
     nbytes = [weight_bytes(layers[name]) for name in table["name"]]
-    table["ratio"] = table["median"].iloc[0] / table["median"]
     table["ideal"] = nbytes[0] / pd.Series(nbytes, dtype=float)
     table["floor"] = [med.get("floor:" + name, float("nan")) for name in table["name"]]
     table["bytes"] = nbytes
@@ -200,7 +198,7 @@ def tradeoff_table(W, compressions=(2, 4, 8), *, heuristic="top", cache: HMFCach
         if time:
             res = time_layers({name: layers[name] for name, *_ in entries}, batch=batch, rounds=1,
                               min_run_time=min_run_time, floors=False)
-            times, warning = dict(zip(res.table["name"], res.table["median"])), res.warning
+            times, warning = res.medians, res.warning
         for name, kk, rr, params, err in entries:
             rows.append((name, float(c), kk, rr, int(params), float(err), times.get(name, float("nan")), warning))
     return pd.DataFrame(rows, columns=["method", "compression", "split", "rank", "params", "error", "time",

@@ -16,11 +16,15 @@ engine             what runs
 Small layers are overhead-bound (the dense kernel on W_hat wins); large layers at batch 1 are memory-bound
 (the factorized kernels, which stream fewer bytes, win). :func:`choose` captures every compressed layer's
 real input from one forward pass of ``example_inputs``, checks that every engine gives the same output
-(an engine that does not is never chosen), times them in interleaved rounds with :func:`hmf_lab.timing.measure`
-(1 thread and the thread CPU clock by default), switches each layer to the fastest one and returns the
-table. ``module.chosen_engine`` says which engine a layer runs. Choices are cached per
-(layer structure, input shape, dtype, thread count): a second model with the same shapes is not measured
-again. The engines are the layers' own modes (``HMFLinear.mode``, ``CompressedLSTM.mode``,
+(an engine that does not is never chosen), times them in interleaved rounds with the kit's one harness,
+:func:`hmf_lab.timing.race` (1 thread and the thread CPU clock by default), and switches each layer to the
+fastest one. A layer timed alone does not predict the whole model, so :func:`choose` then times the whole
+model with that choice against every layer on its fallback (``reconstructed``: dense kernels on W_hat)
+and the dense model, interleaved, and keeps the choice only when it pays end to end (never slower must
+hold for the model, not for each layer alone). It returns the table with the verdict in
+``table.attrs["end_to_end"]``; ``module.chosen_engine`` says which engine a layer runs. Choices are cached
+per (layer structure, input shape, dtype, thread count): a second model with the same shapes is not
+measured again. The engines are the layers' own modes (``HMFLinear.mode``, ``CompressedLSTM.mode``,
 ``SparseLinear.mode``); this module only measures and sets them.
 
 Masked pruning (``hl.compress(model, "prune")`` without ``sparse=True``) runs ``nn.Linear``/``nn.LSTM`` on
@@ -39,8 +43,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import statistics
-from typing import Iterable
 
 import pandas as pd
 import torch
@@ -48,7 +50,7 @@ from torch import nn
 
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import CompressedLSTM, SparseLSTM
-from hmf_lab.perf.timing import measure
+from hmf_lab.perf.timing import Race, race
 
 __all__ = ["ENGINES", "engines_of", "set_engine", "current_engine", "choose", "summary", "clear_cache",
            "compressed_modules", "compare_models", "load_note", "crossover_points", "capture_calls"]
@@ -203,30 +205,48 @@ def _check_positive(value, name: str, integer: bool = False):
 
 def choose(model: nn.Module, *example_inputs, threads: int = 1, min_run_time: float = 0.2, rounds: int = 3,
            clock: str | None = None, rtol: float = 1e-4, use_cache: bool = True, dense: bool = True,
-           progress: bool = False) -> pd.DataFrame:
-    """Measure every engine of every compressed layer of ``model`` on its real input and switch each layer
-    to the fastest correct one (in place). Returns a tidy table, one row per (layer, engine).
+           progress: bool = False, confirm: bool = True) -> pd.DataFrame:
+    """Switch every compressed layer of ``model`` to its fastest correct engine (in place), confirmed end to
+    end: the model with the chosen engines must beat the model with every layer on its fallback, or every
+    layer falls back. Returns a tidy table, one row per (layer, engine).
 
-    ``example_inputs``: what ``model(*example_inputs)`` takes (e.g. one batch-1 sequence): each layer is
-    timed on the input it receives then. ``threads``: torch threads for the measurement (1: batch-1
-    inference on one core); the choice is cached per (layer structure, input shape, dtype, threads).
-    ``min_run_time``: seconds per layer and engine, split over ``rounds`` interleaved rounds. ``clock``:
-    ``"thread"`` (default for 1 thread: CPU time of this thread, blind to other processes holding the core)
-    or ``"wall"``. An engine whose output differs from the first engine's by more than
-    ``rtol * max|output|`` is marked ``correct=False`` and never chosen. ``dense=True`` also times the
-    equivalent dense layer (``nn.Linear``/``nn.LSTM`` on W_hat) as a reference row ``engine="dense"``.
+    **Per layer.** Each layer is timed alone on the input it receives in ``model(*example_inputs)`` (e.g.
+    one batch-1 sequence), every engine in interleaved rounds (:func:`hmf_lab.timing.race`); the engine with
+    the fastest block (``min_us``) wins: load only ever adds time, so on a shared machine the minimum is the
+    steadiest estimate of a kernel's cost (``time_us`` reports the median). An engine whose output differs
+    from the first engine's by more than ``rtol * max|output|`` is marked ``correct=False`` and never chosen.
 
-    The engine with the fastest block (``min_us``) wins: load only ever adds time, so on a shared machine the
-    minimum is the steadiest estimate of a kernel's cost; ``time_us`` reports the median.
+    **End to end** (``confirm=True``). A layer alone does not predict the model (other layers' caches, the
+    shapes between them, the interpreter around them): the whole model is then timed in interleaved rounds
+    with the per-layer choice (``chosen``), with every layer on its *fallback* (``reconstructed``: W_hat in
+    dense's own fused kernels; a layer whose reconstruction is not correct keeps its choice) and, with
+    ``dense``, as the plain dense model (every compressed layer swapped for ``nn.Linear``/``nn.LSTM`` on
+    W_hat). The choice is kept only when its median beats the fallback's and its output matches the
+    fallback's (within ``END_TO_END_RTOL`` of the largest output value); otherwise every layer falls back.
+    The verdict is in the table: ``per_layer`` (the per-layer winner) beside ``chosen`` (what runs now),
+    and in ``table.attrs["end_to_end"]``: ``decision`` (``"kept"``, ``"fallback"``, ``"single layer"``: the
+    model is the layer, its race was end to end; ``"nothing to confirm"``: every layer already runs its
+    fallback; ``"not confirmed"``: ``confirm=False``), ``note`` (one sentence), ``median_us`` and
+    ``speedup_vs_dense`` per configuration, ``max_abs_diff`` (configuration vs fallback output), ``warning``.
+    :func:`summary` carries it.
 
-    Columns: ``layer, module, engine, time_us, iqr_us, min_us, n, max_abs_diff, correct, chosen, cached, threads,
-    dtype, input_shape``; ``speedup_vs_dense`` (dense time / this time) when ``dense``.
+    ``threads``: torch threads for the measurement (1: batch-1 inference on one core). ``min_run_time``:
+    seconds per candidate, split over ``rounds`` interleaved rounds. ``clock``: ``"thread"`` (default for
+    1 thread: CPU time of this thread, blind to other processes holding the core) or ``"wall"``. ``dense``:
+    also time the equivalent dense layer (reference row ``engine="dense"``) and the dense model. Choices
+    are cached per (layer structure, input shape, dtype, threads), end-to-end decisions per (every layer's
+    key, model input shapes); ``use_cache=False`` measures again.
+
+    Columns: ``layer, module, engine, time_us, iqr_us, min_us, n, max_abs_diff, correct, chosen, per_layer,
+    cached, threads, dtype, input_shape``; ``speedup_vs_dense`` (dense time / this time) when ``dense``.
 
     >>> import torch, hmf_lab as hl
     >>> m = hl.compress(torch.nn.Sequential(torch.nn.Linear(32, 32)), "prune", compression=4, sparse=True)
     >>> t = hl.engines.choose(m, torch.randn(1, 32), min_run_time=0.01)
     >>> sorted(t["engine"]), int(t["chosen"].sum()), bool(t["correct"].all())
     (['csr', 'dense', 'reconstructed'], 1, True)
+    >>> t.attrs["end_to_end"]["decision"] in ("kept", "fallback", "nothing to confirm")
+    True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -240,6 +260,9 @@ def choose(model: nn.Module, *example_inputs, threads: int = 1, min_run_time: fl
         clock = "thread" if threads == 1 else "wall"
     if clock not in ("thread", "wall"):
         raise ValueError(f"clock must be 'thread' or 'wall', got {clock!r}")
+    if not isinstance(confirm, bool):
+        raise TypeError(f"confirm must be True (time the whole model, fall back when the choice does not pay) "
+                        f"or False (per-layer choice only), got {confirm!r}")
     modules = compressed_modules(model)
     if not modules:
         raise ValueError(f"model ({type(model).__name__}) has no compressed layer to choose an engine for; "
@@ -256,20 +279,28 @@ def choose(model: nn.Module, *example_inputs, threads: int = 1, min_run_time: fl
         if progress:
             from tqdm.auto import tqdm
             items = tqdm(modules, desc="engines", leave=False)
+        timed = []
         for name, mod in items:
             if name not in inputs:  # not called by this input: leave it as it is
                 continue
             rows += _choose_one(name, mod, inputs[name], threads, min_run_time, rounds, clock, rtol,
                                 use_cache, dense)
+            timed.append((name, mod))
+        df = pd.DataFrame(rows)
+        verdict = _confirm(model, example_inputs, timed, df, threads, min_run_time, rounds, clock, rtol,
+                           use_cache, dense, confirm)
     finally:
         torch.set_num_threads(before)
         for m, flag in training.items():
             if m.training != flag:
                 m.train(flag)
-    df = pd.DataFrame(rows)
+    if len(df):
+        final = {name: mod.chosen_engine for name, mod in timed}
+        df["chosen"] = df["engine"] == df["layer"].map(final)
     if dense and len(df):
         ref = df[df["engine"] == "dense"].set_index("layer")["time_us"]
         df["speedup_vs_dense"] = df["layer"].map(ref) / df["time_us"]
+    df.attrs["end_to_end"] = verdict
     return df
 
 
@@ -286,6 +317,15 @@ def _dense_twin(mod: nn.Module) -> nn.Module:
         return lin.eval()
 
 
+def _switcher(mod: nn.Module, options) -> callable:
+    """``prepare(engine)`` for :func:`~hmf_lab.timing.race`: put ``mod`` on that engine (untimed; a layer
+    already on it is left alone, so its inference cache survives)."""
+    def prepare(engine):
+        if engine in options and current_engine(mod) != engine:
+            set_engine(mod, engine)
+    return prepare
+
+
 def _choose_one(name, mod, call, threads, min_run_time, rounds, clock, rtol, use_cache, dense) -> list[dict]:
     args, kwargs = call
     options = engines_of(mod)
@@ -299,7 +339,7 @@ def _choose_one(name, mod, call, threads, min_run_time, rounds, clock, rtol, use
         with torch.inference_mode():
             outs[e] = mod(*args, **kwargs)
 
-        def fn(e=e):
+        def fn():
             with torch.inference_mode():
                 return mod(*args, **kwargs)
         fns[e] = fn
@@ -319,7 +359,9 @@ def _choose_one(name, mod, call, threads, min_run_time, rounds, clock, rtol, use
         diffs["dense"], correct["dense"] = d, d <= tol
     hit = _CACHE.get(key) if use_cache else None
     if hit is None:
-        times = _race(mod, fns, threads, min_run_time, rounds, clock)
+        r = race(fns, rounds=int(rounds), min_run_time=min_run_time / rounds, threads=int(threads), warmup=2,
+                 clock=clock, reference="dense" if dense else None, prepare=_switcher(mod, options))
+        times = {row.name: (row.median, row.iqr, int(row.n), row.min) for row in r.table.itertuples()}
         ok = [e for e in options if correct[e]]
         # the fastest block (min) decides: on a shared machine load only ever adds time, so the minimum is
         # the most stable estimate of what the kernel costs (the table still reports medians)
@@ -336,24 +378,110 @@ def _choose_one(name, mod, call, threads, min_run_time, rounds, clock, rtol, use
         med, iqr, n, low = hit["times"].get(e, (float("nan"), float("nan"), 0, float("nan")))
         rows.append({**base, "engine": e, "time_us": med * 1e6, "iqr_us": iqr * 1e6, "min_us": low * 1e6, "n": n,
                      "max_abs_diff": diffs[e], "correct": bool(correct[e]), "chosen": e == choice,
-                     "cached": cached})
+                     "per_layer": e == choice, "cached": cached})
     return rows
 
 
-def _race(mod, fns: dict, threads: int, min_run_time: float, rounds: int, clock: str) -> dict:
-    """Interleaved rounds: every engine once per round (a burst of load slows a round of each, not one)."""
-    per = {e: [] for e in fns}
-    for _ in range(int(rounds)):
-        for e, fn in fns.items():
-            if e in engines_of(mod):
-                set_engine(mod, e)
-            t = measure(fn, min_run_time=min_run_time / rounds, threads=threads, warmup=2, label=e, clock=clock)
-            per[e] += list(t.times) or [t.median]
-    out = {}
-    for e, ts in per.items():
-        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
-        out[e] = (statistics.median(ts), q[2] - q[0], len(ts), min(ts))
-    return out
+#: the engine every layer falls back to when the per-layer choice does not pay end to end
+FALLBACK = "reconstructed"
+#: the whole model's output with the chosen engines may differ from the fallback's by this share of its
+#: largest value (each layer passed ``rtol``; rounding of equal math adds up through a model)
+END_TO_END_RTOL = 1e-3
+
+
+def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule ``name`` of ``model`` is (``name`` not empty)."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def _confirm(model, inputs, timed, df, threads, min_run_time, rounds, clock, rtol, use_cache, dense,
+             confirm) -> dict:
+    """The end-to-end check of :func:`choose`: time the whole model with the per-layer choice, with every
+    layer on its fallback and (``dense``) as the dense model, interleaved; fall back when the choice does
+    not pay. Leaves every layer on the engine that won and returns the verdict (``attrs["end_to_end"]``)."""
+    chosen = {name: mod.chosen_engine for name, mod in timed}
+    ok = {(r.layer, r.engine): bool(r.correct) for r in df.itertuples()} if len(df) else {}
+    fallback = {name: FALLBACK if ok.get((name, FALLBACK), False) else chosen[name] for name, _ in timed}
+    verdict = {"decision": "", "note": "", "chosen": dict(chosen), "fallback": fallback, "median_us": {},
+               "speedup_vs_dense": {}, "max_abs_diff": {}, "warning": "", "cached": False}
+
+    def done(decision, note):
+        verdict.update(decision=decision, note=note)
+        return verdict
+
+    if not timed:
+        return done("nothing to confirm", "no compressed layer was called by the example inputs")
+    if not confirm:
+        return done("not confirmed", "per-layer choice only (confirm=False): the whole model was not timed")
+    if chosen == fallback:
+        return done("nothing to confirm", f"every layer already runs its fallback ({FALLBACK})")
+    if len(timed) == 1 and timed[0][1] is model:
+        return done("single layer", "the model is the layer: its engine race was the end-to-end race")
+    mods = dict(timed)
+    key = ("model", type(model).__name__, tuple((name, _key(mod, (), threads)) for name, mod in timed), _shapes(inputs),
+           tuple(sorted(chosen.items())), int(threads), clock)
+    hit = _CACHE.get(key) if use_cache else None
+    twins = {name: _dense_twin(mod) for name, mod in timed} if dense and "" not in mods else {}
+    configs = {"chosen": chosen, "fallback": fallback}
+    if twins:
+        configs["dense"] = None
+
+    def prepare(config):
+        for name, mod in mods.items():  # the compressed layers back in place, then the config's engines
+            if name:
+                _swap(model, name, mod)
+        if configs[config] is None:
+            for name, twin in twins.items():
+                _swap(model, name, twin)
+            return
+        for name, engine in configs[config].items():
+            if current_engine(mods[name]) != engine:
+                set_engine(mods[name], engine)
+
+    def run():
+        with torch.inference_mode():
+            return model(*inputs)
+
+    try:
+        outs = {}
+        for config in configs:
+            prepare(config)
+            outs[config] = run()
+        tol = END_TO_END_RTOL * _scale(outs["fallback"])
+        verdict["max_abs_diff"] = {c: _max_diff(o, outs["fallback"]) for c, o in outs.items()}
+        if hit is None:
+            r = race({c: run for c in configs}, rounds=int(rounds), min_run_time=min_run_time / rounds,
+                     threads=int(threads), warmup=2, clock=clock, prepare=prepare,
+                     reference="dense" if "dense" in configs else "fallback")
+            hit = {"median_us": {c: m * 1e6 for c, m in r.medians.items()},
+                   "speedup_vs_dense": dict(r.ratios) if "dense" in configs else {}, "warning": r.warning}
+            if use_cache:
+                _CACHE[key] = hit
+        else:
+            verdict["cached"] = True
+    finally:
+        for name, mod in mods.items():
+            if name:
+                _swap(model, name, mod)
+    verdict.update(median_us=hit["median_us"], speedup_vs_dense=hit["speedup_vs_dense"], warning=hit["warning"])
+    t = hit["median_us"]
+    vs = (lambda c: f" ({verdict['speedup_vs_dense'][c]:.2f}x dense)" if verdict["speedup_vs_dense"] else "")
+    if verdict["max_abs_diff"]["chosen"] > tol:
+        keep, why = False, (f"the chosen engines' model output differs from the fallback's by "
+                            f"{verdict['max_abs_diff']['chosen']:.3g} (tolerance {tol:.3g})")
+    else:
+        keep = t["chosen"] < t["fallback"]
+        why = (f"the whole model ran {t['chosen']:.0f} us with the per-layer choice{vs('chosen')} and "
+               f"{t['fallback']:.0f} us with every layer {FALLBACK}{vs('fallback')}")
+    final = chosen if keep else fallback
+    for name, engine in final.items():
+        set_engine(mods[name], engine)
+        mods[name].chosen_engine = engine
+    if keep:
+        return done("kept", f"kept the per-layer choice: {why}")
+    changed = sorted(n for n in chosen if chosen[n] != fallback[n])
+    return done("fallback", f"fell back to {FALLBACK} for {', '.join(changed)}: {why}")
 
 
 def compare_models(named_models: dict, *inputs, threads: int = 1, min_run_time: float = 1.0, rounds: int = 5,
@@ -361,10 +489,10 @@ def compare_models(named_models: dict, *inputs, threads: int = 1, min_run_time: 
     """End-to-end inference time of several models on the same ``inputs``, in interleaved rounds.
 
     Every round calls each model's forward (``inference_mode``, eval mode) for ``min_run_time / rounds``
-    seconds with :func:`hmf_lab.timing.measure`; the blocks of all rounds are pooled. ``speedup`` is the
-    first model's median over this one's (2.0: twice as fast as the first). Measured by the kit's harness,
-    :func:`hmf_lab.timing.race`; its verdict (``unreliable`` column, ``df.attrs["warning"]`` in words) says
-    when a busy machine makes the numbers untrustworthy.
+    seconds; the blocks of all rounds are pooled. ``speedup`` is the first model's median over this one's
+    (2.0: twice as fast as the first). :func:`hmf_lab.timing.race`'s result as a frame
+    (:meth:`~hmf_lab.timing.Race.to_frame`, microseconds): its verdict (``unreliable`` column,
+    ``df.attrs["warning"]`` in words) says when a busy machine makes the numbers untrustworthy.
 
     >>> import torch, hmf_lab as hl
     >>> net = torch.nn.Linear(16, 16)
@@ -381,8 +509,6 @@ def compare_models(named_models: dict, *inputs, threads: int = 1, min_run_time: 
     _check_positive(threads, "threads", integer=True)
     _check_positive(min_run_time, "min_run_time")
     _check_positive(rounds, "rounds", integer=True)
-    from hmf_lab.perf.timing import race
-
     clock = clock or ("thread" if threads == 1 else "wall")
     fns = {}
     for name, model in named_models.items():
@@ -390,21 +516,24 @@ def compare_models(named_models: dict, *inputs, threads: int = 1, min_run_time: 
         fns[name] = (lambda model=model: model(*inputs))
     r = race(fns, rounds=int(rounds), min_run_time=min_run_time / rounds, threads=int(threads), clock=clock,
              inference=True)
-    t = r.table
-    df = pd.DataFrame({"name": t["name"], "median_us": t["median"] * 1e6, "iqr_us": t["iqr"] * 1e6,
-                       "min_us": t["min"] * 1e6, "n": t["n"], "unreliable": bool(r.unreliable)})
-    df["speedup"] = df["median_us"].iloc[0] / df["median_us"]
-    df.attrs.update(warning=r.warning, unreliable=bool(r.unreliable), threads=r.threads, clock=clock)
-    return df
+    df = r.to_frame(unit="us").rename(columns={"ratio": "speedup"})
+    df.insert(5, "unreliable", bool(r.unreliable))
+    return df[["name", "median_us", "iqr_us", "min_us", "n", "unreliable", "speedup"]]
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per layer: the chosen engine, its time, the dense time and the speed-up over dense.
+    """One row per layer: the engine it runs, its time, the dense time, the speed-up over dense, the engine
+    the per-layer race picked (``per_layer``: differs from ``engine`` where the end-to-end check fell
+    back) and the end-to-end ``decision`` of :func:`choose`; ``attrs["end_to_end"]`` keeps the whole verdict
+    (``note``: one sentence saying what was kept and why).
 
     >>> import torch, hmf_lab as hl
     >>> m = hl.compress(torch.nn.Sequential(torch.nn.Linear(16, 16)), "lmf", compression=2)
-    >>> list(hl.engines.summary(hl.engines.choose(m, torch.randn(1, 16), min_run_time=0.01)).columns)
-    ['layer', 'module', 'engine', 'time_us', 'dense_us', 'speedup_vs_dense', 'cached']
+    >>> s = hl.engines.summary(hl.engines.choose(m, torch.randn(1, 16), min_run_time=0.01))
+    >>> list(s.columns)
+    ['layer', 'module', 'engine', 'time_us', 'dense_us', 'speedup_vs_dense', 'cached', 'per_layer', 'decision']
+    >>> isinstance(s.attrs["end_to_end"]["note"], str)
+    True
     """
     if not isinstance(table, pd.DataFrame) or not {"layer", "engine", "chosen"} <= set(table.columns):
         raise TypeError("table must be the DataFrame hl.engines.choose returns")
@@ -413,7 +542,16 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     out = chosen[["module", "engine", "time_us", "cached"]].copy()
     out["dense_us"] = dense.reindex(out.index)
     out["speedup_vs_dense"] = out["dense_us"] / out["time_us"]
-    return out.reset_index()[["layer", "module", "engine", "time_us", "dense_us", "speedup_vs_dense", "cached"]]
+    if "per_layer" in table.columns:
+        out["per_layer"] = table[table["per_layer"]].set_index("layer")["engine"].reindex(out.index)
+    else:
+        out["per_layer"] = out["engine"]
+    verdict = table.attrs.get("end_to_end", {})
+    out["decision"] = verdict.get("decision", "")
+    out = out.reset_index()[["layer", "module", "engine", "time_us", "dense_us", "speedup_vs_dense", "cached",
+                             "per_layer", "decision"]]
+    out.attrs["end_to_end"] = verdict
+    return out
 
 
 def load_note() -> str:

@@ -2,9 +2,13 @@
 
 :func:`measure` times one callable (``torch.utils.benchmark``'s blocked-autorange rule after a warm-up);
 :func:`race` times several side by side in interleaved rounds (a burst of load from another process
-slows one round of every method, not one method) and returns a :class:`Race`: the table (median, IQR,
-speed-up over the first entry), the thread count used, and a :class:`Reliability` verdict. The verdict
-is ``unreliable`` with a reason in words when
+slows one round of every method, not one method) and returns a :class:`Race`, the kit's one timing
+result: the table (median, IQR, fastest block, speed-up over a reference), the thread count, the clock,
+the load average and a :class:`Reliability` verdict, read with ``medians`` / ``ratios`` / ``noise`` and
+``to_frame()``. Everything that compares speeds goes through it: ``hl.engines.choose`` (per layer and
+end to end), ``hl.engines.compare_models``, ``hmf-lab bench``, the trade-off tables and the explorers
+(``time_layers``), :func:`compare`, the benchmarks. The verdict is ``unreliable`` with a reason in words
+when
 
 - the spread is large (a method's middle half of blocks spans more than 30% of its median),
 - medians sit on multiples of the scheduler tick (1, 4 or 10 ms): threads waiting for a core, not
@@ -330,14 +334,58 @@ def reliability(timings: dict, *, threads: int = 1, running: list | None = None,
 
 @dataclass(frozen=True)
 class Race:
-    """The result of :func:`race`: ``table`` (one row per callable: name, median, iqr, min, n, ratio =
-    first median / this median), the ``threads`` used, every :class:`Timing` in ``timings`` (name -> one
-    per round) and the :class:`Reliability` verdict (``unreliable``, ``warning``)."""
+    """The kit's one timing result, returned by :func:`race` (and built on by every read-out: bench, engines,
+    the trade-off tables, the explorers).
+
+    ``table``: one row per candidate, in the order given: ``name, median, iqr, min, n, ratio`` (seconds per
+    call; ``ratio`` = the reference's median / this median, 2.0: twice as fast as the reference);
+    ``threads``: the torch threads used; ``timings``: every :class:`Timing` (name -> one per round);
+    ``reliability``: the :class:`Reliability` verdict (``unreliable``, ``warning``, ``load_1min``);
+    ``reference``: the name the ratios divide by (the first candidate unless :func:`race` was told);
+    ``clock``: ``"wall"`` or ``"thread"``. Read single numbers with :meth:`median`, :meth:`ratio`,
+    ``medians`` / ``ratios`` / ``noise`` (name -> value) and the whole thing with :meth:`to_frame`.
+
+    >>> import hmf_lab as hl
+    >>> T = hl.timing.Timing
+    >>> r = hl.timing.Race.from_timings({"dense": [T(median=2e-3, iqr=1e-4, n=3, threads=1)],
+    ...                                  "hmf": [T(median=1e-3, iqr=1e-4, n=3, threads=1)]},
+    ...                                 load={"cores": 64, "load_1min": 0.0})
+    >>> r.median("hmf"), r.ratios, r.ratio("dense", over="hmf"), r.reference
+    (0.001, {'dense': 1.0, 'hmf': 2.0}, 0.5, 'dense')
+    >>> list(r.to_frame(unit="us").columns), r.to_frame().attrs["threads"]
+    (['name', 'median_us', 'iqr_us', 'min_us', 'n', 'ratio'], 1)
+    """
 
     table: pd.DataFrame
     threads: int
     timings: dict = field(repr=False, default_factory=dict)
     reliability: Reliability = field(default_factory=lambda: Reliability(False))
+    reference: object = None  # the name ``ratio`` divides by; None: the first row
+    clock: str = "wall"
+
+    @classmethod
+    def from_timings(cls, timings: dict, *, reference=None, running: list | None = None, load: dict | None = None,
+                     clock: str = "wall") -> "Race":
+        """The result for ``timings`` (name -> list of :class:`Timing`, one per round): every block of every
+        round pooled into one median / IQR / min per name; the verdict from :func:`reliability`
+        (``running`` and ``load`` as there). What :func:`race` returns; also how tests build a result with
+        chosen numbers (a fake clock)."""
+        if not isinstance(timings, dict) or not timings or not all(timings.values()):
+            raise TypeError("timings must be a non-empty dict name -> non-empty list of Timing, got "
+                            f"{type(timings).__name__}")
+        if reference is not None and reference not in timings:
+            raise ValueError(f"reference must be one of the names {list(timings)}, got {reference!r}")
+        rows = []
+        for name, ts in timings.items():
+            times = np.concatenate([np.asarray(t.times or (t.median,), dtype=float) for t in ts])
+            q1, med, q3 = np.percentile(times, [25, 50, 75])
+            rows.append((name, float(med), float(q3 - q1), float(times.min()), int(times.size)))
+        table = pd.DataFrame(rows, columns=["name", "median", "iqr", "min", "n"])
+        ref = next(iter(timings)) if reference is None else reference
+        table["ratio"] = dict(zip(table["name"], table["median"]))[ref] / table["median"]
+        threads = next(iter(timings.values()))[0].threads
+        verdict = reliability(timings, threads=threads, running=running, load=load, clock=clock)
+        return cls(table=table, threads=threads, timings=timings, reliability=verdict, reference=ref, clock=clock)
 
     @property
     def unreliable(self) -> bool:
@@ -347,6 +395,54 @@ class Race:
     def warning(self) -> str:
         """'' when the numbers can be trusted, else the reasons in words (show it next to the numbers)."""
         return self.reliability.warning
+
+    @property
+    def load_1min(self) -> float:
+        """The 1-minute load average during the race (the larger of before and after)."""
+        return self.reliability.load_1min
+
+    def _column(self, col: str) -> dict:
+        return dict(zip(self.table["name"], self.table[col].astype(float)))
+
+    @property
+    def medians(self) -> dict:
+        """name -> median seconds per call."""
+        return self._column("median")
+
+    @property
+    def ratios(self) -> dict:
+        """name -> the reference's median / this median."""
+        return self._column("ratio")
+
+    @property
+    def noise(self) -> dict:
+        """name -> IQR / median (the relative spread of its blocks; above 0.3 the verdict says so)."""
+        return {n: (i / m if m > 0 else math.nan) for (n, m), i in zip(self.medians.items(), self.table["iqr"])}
+
+    def median(self, name) -> float:
+        """The median seconds per call of ``name``."""
+        medians = self.medians
+        if name not in medians:
+            raise ValueError(f"name must be one of this race's candidates {list(medians)}, got {name!r}")
+        return medians[name]
+
+    def ratio(self, name, over=None) -> float:
+        """``over``'s median / ``name``'s median (``over`` defaults to the reference): > 1 means ``name`` is faster."""
+        return self.median(self.reference if over is None else over) / self.median(name)
+
+    def to_frame(self, unit: str = "s") -> pd.DataFrame:
+        """The table as a new DataFrame (``unit="us"``: ``median_us, iqr_us, min_us``) with the verdict in
+        ``attrs``: ``warning``, ``unreliable``, ``threads``, ``clock``, ``load_1min``, ``reference``."""
+        if unit not in ("s", "us"):
+            raise ValueError(f"unit must be 's' (seconds) or 'us' (microseconds), got {unit!r}")
+        df = self.table.copy()
+        if unit == "us":
+            for col in ("median", "iqr", "min"):
+                df[col] = df[col] * 1e6
+            df = df.rename(columns={c: c + "_us" for c in ("median", "iqr", "min")})
+        df.attrs.update(warning=self.warning, unreliable=bool(self.unreliable), threads=int(self.threads),
+                        clock=self.clock, load_1min=float(self.load_1min), reference=self.reference)
+        return df
 
     def __str__(self) -> str:
         lines = [f"{r.name}: {_fmt(r.median)} (IQR {_fmt(r.iqr)}), {r.ratio:.2f}x" for r in self.table.itertuples()]
@@ -369,24 +465,32 @@ def _resolve_threads(threads, args) -> int:
 
 
 def race(fns: dict, *args, rounds: int = 3, min_run_time: float = 0.1, threads="auto", warmup: int = 2,
-         clock: str = "wall", inference: bool = False) -> Race:
+         clock: str = "wall", inference: bool = False, reference=None, prepare: Callable | None = None) -> Race:
     """Time every callable in ``fns`` on ``args``, interleaved: ``rounds`` rounds, each measuring every
     callable once (:func:`measure`, ``min_run_time`` seconds each); medians and IQRs pool every block of
-    every round. ``ratio`` = the first entry's median / this median (2.0: twice as fast as the first).
+    every round. ``ratio`` = the reference's median / this median (2.0: twice as fast as the reference;
+    ``reference``: a name of ``fns``, default the first).
 
     ``threads="auto"``: one thread when every tensor argument is a single row (batch 1), else the current
     count; an int sets it (main thread only, see :func:`measure`). The first round warms up with
     ``warmup + 1`` calls (TorchScript specialises on its first calls), later rounds with one.
-    ``inference=True`` runs each measurement under ``torch.inference_mode``.
+    ``inference=True`` runs each measurement under ``torch.inference_mode``. ``prepare``: called as
+    ``prepare(name)`` before each measurement of ``name``, untimed (and before its warm-up): put shared
+    state in place, e.g. switch a model's layers to the engines that candidate stands for.
 
     >>> import torch, hmf_lab as hl
     >>> r = hl.timing.race({"relu": torch.relu, "tanh": torch.tanh}, torch.randn(8, 8), rounds=2,
     ...                    min_run_time=0.005, threads=1)
     >>> list(r.table.columns), float(r.table["ratio"].iloc[0])
     (['name', 'median', 'iqr', 'min', 'n', 'ratio'], 1.0)
+    >>> seen = []
+    >>> r = hl.timing.race({"a": torch.relu, "b": torch.tanh}, torch.randn(1, 8), rounds=2, min_run_time=0.002,
+    ...                    reference="b", prepare=seen.append)
+    >>> seen, r.reference, r.ratio("b")
+    (['a', 'b', 'a', 'b'], 'b', 1.0)
     """
     gen = _race_steps(fns, args, rounds=rounds, min_run_time=min_run_time, threads=threads, warmup=warmup,
-                      clock=clock, inference=inference)
+                      clock=clock, inference=inference, reference=reference, prepare=prepare)
     try:
         while True:
             next(gen)
@@ -394,7 +498,8 @@ def race(fns: dict, *args, rounds: int = 3, min_run_time: float = 0.1, threads="
         return stop.value
 
 
-def _race_steps(fns: dict, args: tuple, *, rounds, min_run_time, threads, warmup, clock, inference):
+def _race_steps(fns: dict, args: tuple, *, rounds, min_run_time, threads, warmup, clock, inference,
+                reference=None, prepare=None):
     """:func:`race` as a generator: yields after every measurement, returns the :class:`Race`. Nothing
     (thread count, inference mode) stays changed across a ``yield``."""
     import contextlib
@@ -406,30 +511,27 @@ def _race_steps(fns: dict, args: tuple, *, rounds, min_run_time, threads, warmup
         raise TypeError(f"every value of fns must be callable; not callable: {bad}")
     if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1 (interleaved rounds), got {rounds!r}")
+    if reference is not None and reference not in fns:
+        raise ValueError(f"reference must be one of the names in fns {list(fns)}, got {reference!r}")
+    if prepare is not None and not callable(prepare):
+        raise TypeError(f"prepare must be a callable prepare(name) or None, got {type(prepare).__name__}")
     use = _resolve_threads(threads, args)
     got = {name: [] for name in fns}
     running = []
     load = machine_load()
     for rnd in range(int(rounds)):
         for name, fn in fns.items():
+            if prepare is not None:
+                prepare(name)
             running.append(_procs_running())
             with torch.inference_mode() if inference else contextlib.nullcontext():
                 t = measure(fn, *args, min_run_time=min_run_time, threads=use,
                             warmup=warmup + 1 if rnd == 0 else 1, label=str(name), clock=clock)
             got[name].append(t)
             yield
-    rows = []
-    for name, ts in got.items():
-        times = np.concatenate([np.asarray(t.times or (t.median,), dtype=float) for t in ts])
-        q1, med, q3 = np.percentile(times, [25, 50, 75])
-        rows.append((name, float(med), float(q3 - q1), float(times.min()), int(times.size)))
-    table = pd.DataFrame(rows, columns=["name", "median", "iqr", "min", "n"])
-    table["ratio"] = table["median"].iloc[0] / table["median"]
-    actual = got[next(iter(got))][0].threads
     load_after = machine_load()
     load["load_1min"] = max(load["load_1min"], load_after["load_1min"])
-    verdict = reliability(got, threads=actual, running=running, load=load, clock=clock)
-    return Race(table=table, threads=actual, timings=got, reliability=verdict)
+    return Race.from_timings(got, reference=reference, running=running, load=load, clock=clock)
 
 
 def compare(fns: dict, *args, **kw) -> pd.DataFrame:
@@ -448,9 +550,7 @@ def compare(fns: dict, *args, **kw) -> pd.DataFrame:
     threads = kw.pop("threads", None)
     warmup = kw.pop("warmup", 3)
     r = race(fns, *args, rounds=1, threads=threads, warmup=max(0, warmup - 1), **kw)
-    df = r.table[["name", "median", "iqr", "ratio"]].copy()
-    df.attrs.update(warning=r.warning, unreliable=r.unreliable, threads=r.threads)
-    return df
+    return r.to_frame()[["name", "median", "iqr", "ratio"]]
 
 
 # --------------------------------------------------------------------------- references: bytes and floor
@@ -460,30 +560,57 @@ FLOAT_BYTES = 4
 
 def weight_bytes(module) -> int:
     """Bytes of weights a forward of ``module`` streams (bias excluded): dense m*n values, HMF/LMF their
-    stored values, CSR its values and int32 indices (:func:`csr_bytes`), a reconstructed-mode layer W_hat.
+    stored values, CSR its values and int32 indices (:func:`csr_bytes`), a reconstructed-mode layer W_hat;
+    an LSTM (``nn.LSTM`` or compressed) the sum over its input-hidden and hidden-hidden matrices.
+
+    A layer class that defines its own ``weight_bytes()`` method is asked first (a new layer kind needs
+    no change here).
 
     >>> import torch, hmf_lab as hl
     >>> weight_bytes = hl.timing.weight_bytes
     >>> weight_bytes(torch.nn.Linear(8, 4)), weight_bytes(hl.LMFLinear(8, 4, rank=2))
     (128, 96)
+    >>> lstm = torch.nn.LSTM(8, 16)
+    >>> weight_bytes(lstm) == (64 * 8 + 64 * 16) * 4, weight_bytes(hl.LMFLSTM.from_lstm(lstm, compression=2))
+    (True, 2816)
     """
     from hmf_lab.nn.layers import SparseLinear
+    from hmf_lab.nn.lstm import CompressedLSTM
 
+    own = getattr(module, "weight_bytes", None)
+    if callable(own):
+        return int(own())
     if isinstance(module, torch.nn.Linear):
         return module.weight.numel() * module.weight.element_size()
+    if isinstance(module, torch.nn.LSTM):
+        return sum(p.numel() * p.element_size() for n, p in module.named_parameters() if n.startswith("weight_"))
+    if isinstance(module, CompressedLSTM):
+        mats = list(module.ih) + list(module.hh)
+        if module.mode == "reconstructed":
+            return sum(m.in_features * m.out_features * _element_size(m) for m in mats)
+        return sum(weight_bytes(m) for m in mats)
     if isinstance(module, SparseLinear):
         return csr_bytes(module.out_features, module.nnz, module.values.element_size(), csr_index_bytes(module.nnz))
-    if getattr(module, "mode", "factorized") == "reconstructed":
-        return module.in_features * module.out_features * FLOAT_BYTES
+    if getattr(module, "mode", "factorized") == "reconstructed" and hasattr(module, "in_features"):
+        return module.in_features * module.out_features * _element_size(module)
     if hasattr(module, "n_params"):
-        return int(module.n_params) * next(module.parameters()).element_size()
-    raise TypeError(f"weight_bytes() knows nn.Linear and the kit's layers, got {type(module).__name__}")
+        return int(module.n_params) * _element_size(module)
+    raise TypeError(f"weight_bytes() knows nn.Linear, nn.LSTM and the kit's layers (or a module with a "
+                    f"weight_bytes() method), got {type(module).__name__}")
+
+
+def _element_size(module) -> int:
+    p = next(iter(module.parameters()), None)
+    if p is None:
+        p = next(iter(module.buffers()), None)
+    return p.element_size() if p is not None else FLOAT_BYTES
 
 
 def raw_kernels(module) -> Callable:
     """The floor for ``module``: a function ``fn(x)`` that runs the same matrix kernels its inference
     forward runs (matrix-vector at batch 1), on tensors packed once beforehand, with no module, checks or
     bias: what the layer would cost without Python around it. Use it beside the layer in :func:`race`.
+    A layer class that defines its own ``raw_kernels()`` method is asked first.
 
     >>> import torch, hmf_lab as hl
     >>> h = hl.HMFLinear(16, 16, split=2, rank=3)
@@ -492,6 +619,9 @@ def raw_kernels(module) -> Callable:
     """
     from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 
+    own = getattr(module, "raw_kernels", None)
+    if callable(own):
+        return own()
     with torch.no_grad():
         if isinstance(module, torch.nn.Linear):
             W = module.weight.detach()
