@@ -38,7 +38,7 @@ __all__ = [
     "LMFResult", "HMFResult", "PruneResult", "HMFCache",
     "lmf", "hmf", "prune", "relative_error", "budget", "sweep", "hmf_params", "lmf_params",
     "value_budget", "largest_rank", "lmf_rank", "choose_split_rank", "EqualBudget", "equal_budget",
-    "equal_budget_splits", "prune_keep",
+    "equal_budget_splits", "prune_keep", "PRUNE_COUNTS",
 ]
 
 
@@ -667,37 +667,46 @@ def equal_budget(shape, compression, *, split=None, blocks: int = 1, tol: float 
     return EqualBudget(shape=(m, n), compression=c, blocks=G, split=k, rank=r, lmf_rank=rl, budget=B, tol=tol)
 
 
-def prune_keep(shape, compression, *, blocks: int = 1, count: str = "equal") -> int:
-    """Values pruning keeps at ``compression`` in a fair comparison: LMF's count (see :func:`equal_budget`).
+PRUNE_COUNTS = ("budget", "lmf")
+_PRUNE_COUNT_ALIASES = {"floor": "budget", "equal": "lmf"}  # the names before the one rule (kept working)
 
-    ``shape`` is one block (an LSTM matrix is 4 gate blocks of (H, n): ``blocks=4``). Compression 1
-    (the budget holds W) keeps every value; shapes LMF cannot reach fall back to ``floor(m*n / compression)``.
+
+def _prune_count(count) -> str:
+    if not isinstance(count, str) or _PRUNE_COUNT_ALIASES.get(count, count) not in PRUNE_COUNTS:
+        raise ValueError(f"count must be 'budget' (floor(m*n / compression), the one meaning of compression) or "
+                         f"'lmf' (LMF's count at that compression, the equal-size comparison), got {count!r}")
+    return _PRUNE_COUNT_ALIASES.get(count, count)
+
+
+def prune_keep(shape, compression, *, blocks: int = 1, count: str = "budget") -> int:
+    """Values pruning keeps at ``compression``: exactly the budget ``floor(m*n / compression)`` per block.
+
+    ``count="lmf"`` (an explicit option, never the default) keeps LMF's count instead (the largest
+    ``r*(m+n)`` within the budget: pruning exactly as big as LMF); shapes LMF cannot reach fall back to the
+    budget. ``shape`` is one block (an LSTM matrix is 4 gate blocks of (H, n): ``blocks=4``). Compression 1
+    keeps every value. ``"floor"`` and ``"equal"`` are the older names of ``"budget"`` and ``"lmf"``.
 
     >>> import hmf_lab as hl
-    >>> hl.factor.core.prune_keep((128, 128), 16), hl.factor.core.prune_keep((128, 128), 1), hl.factor.core.prune_keep((8, 1), 2)
-    (1024, 16384, 4)
+    >>> hl.factor.core.prune_keep((64, 48), 4), hl.factor.core.prune_keep((64, 48), 4, count="lmf")
+    (768, 672)
+    >>> hl.factor.core.prune_keep((128, 128), 1), hl.factor.core.prune_keep((8, 1), 2)
+    (16384, 4)
     """
     m, n = _shape(shape)
     G = as_int(blocks, "blocks")
     if G < 1:
         raise ValueError(f"blocks must be an int >= 1 (gate blocks per matrix), got {G}")
-    if count not in ("equal", "floor"):
-        raise ValueError(f"count must be 'equal' (LMF's count) or 'floor' (floor(m*n / compression)), got {count!r}")
+    count = _prune_count(count)
     B = value_budget((m, n), compression)
     if B >= m * n:
         return G * m * n
-    if count == "floor":  # the plain budget, steps of one value (planners that fill an exact budget)
-        if B < 1:
-            raise ValueError(f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
-                             f"it must be at most m*n = {m * n}")
+    if B < 1:
+        raise ValueError(f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
+                         f"it must be at most m*n = {m * n}")
+    if count == "budget":
         return G * B
     r = largest_rank((m, n), B, 0)
-    if r < 1:
-        if B < 1:
-            raise ValueError(f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
-                             f"it must be at most m*n = {m * n}")
-        return G * B
-    return G * lmf_params(m, n, r)
+    return G * (lmf_params(m, n, r) if r >= 1 else B)
 
 
 def budget(shape, compression, *, step: int = 1) -> pd.DataFrame:
