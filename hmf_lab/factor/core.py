@@ -38,7 +38,7 @@ __all__ = [
     "LMFResult", "HMFResult", "PruneResult", "HMFCache",
     "lmf", "hmf", "prune", "relative_error", "budget", "sweep", "hmf_params", "lmf_params",
     "value_budget", "largest_rank", "lmf_rank", "choose_split_rank", "EqualBudget", "equal_budget",
-    "equal_budget_splits", "prune_keep", "PRUNE_COUNTS",
+    "equal_budget_splits", "prune_keep", "PRUNE_COUNTS", "max_split",
 ]
 
 
@@ -468,6 +468,22 @@ def lmf_rank(shape, compression=None, rank=None) -> int:
     return r
 
 
+def max_split(shape, compression) -> int:
+    """The largest HMF split of an (m, n) matrix with a rank >= 1 inside the budget ``floor(m*n / compression)``.
+
+    The kit's one max-split rule (``ValueError`` if not even LMF's rank 1 fits).
+
+    >>> import hmf_lab as hl
+    >>> hl.factor.core.max_split((128, 64), 8)
+    13
+    """
+    m, n = _shape(shape)
+    k = _max_split(m, n, value_budget((m, n), compression))
+    if k < 0:
+        raise _unreachable(m, n, compression, "any split with rank >= 1")
+    return k
+
+
 def _max_split(m: int, n: int, B: int) -> int:
     """The largest split with a rank >= 1 inside B values (-1 if none)."""
     # hmf_params(m, n, k, 1) = k*(n-1) + m + n grows with k (n >= 1)
@@ -482,7 +498,8 @@ def choose_split_rank(shape, compression=None, split=None, rank=None) -> tuple[i
 
     Rules (documented defaults, every one overridable):
 
-    - ``split`` and ``rank`` both given: used as they are (``compression`` is ignored);
+    - ``split`` and ``rank`` both given: used as they are; with ``compression`` too, the point must fit its
+      budget (``ValueError`` saying what fits otherwise: the three must not contradict each other);
     - ``split`` given: the largest rank that fits the budget ``floor(m*n / compression)`` at that split;
     - ``rank`` given: the largest split that fits the budget at that rank;
     - neither: if the budget allows every row dense (compression 1) that exact point, ``(m, 0)``;
@@ -502,7 +519,21 @@ def choose_split_rank(shape, compression=None, split=None, rank=None) -> tuple[i
     m, n = _shape(shape)
     if split is not None and rank is not None:
         k = check_split(split, m)
-        return k, check_rank(rank, m, n, k)
+        r = check_rank(rank, m, n, k)
+        if compression is not None:  # all three given: they must agree (the point fits the budget)
+            B = value_budget((m, n), compression)
+            p = hmf_params(m, n, k, r)
+            if p > B:
+                fit = largest_rank((m, n), B, k)
+                ks = _max_split(m, n, B)
+                hint = (f"rank={fit} fits at split={k}" if fit >= 1 else
+                        f"split={k} leaves no room for a rank >= 1; the largest split that does is {ks}" if ks >= 0
+                        else f"no split fits: rank 1 alone stores m+n = {m + n} values; use a smaller compression")
+                raise ValueError(
+                    f"split={k}, rank={r} store {p} values but compression {compression!r} allows at most "
+                    f"floor({m}*{n} / {compression!r}) = {B} for shape ({m}, {n}); give compression alone, "
+                    f"split and rank alone, or a point that fits ({hint})")
+        return k, r
     if compression is None:
         raise TypeError("compression is required unless both split and rank are given, "
                         "e.g. compression=4 or split=64, rank=32")

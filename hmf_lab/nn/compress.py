@@ -230,6 +230,30 @@ def _batches(X) -> list:
     return out
 
 
+def _pop(stack: list) -> None:
+    if stack:
+        stack.pop()  # a forward hook must return None (a value would replace the output)
+
+
+def _misfit(name: str, mod: nn.Module, args, i: int, err: Exception):
+    """Raise a TypeError/ValueError naming X when the inputs reaching layer ``name`` do not fit it."""
+    x = args[0] if args else None
+    x = getattr(x, "data", x)  # a PackedSequence's data
+    if not isinstance(x, torch.Tensor):
+        return
+    width = mod.in_features if isinstance(mod, nn.Linear) else mod.input_size
+    dtype = mod.weight.dtype if isinstance(mod, nn.Linear) else mod.weight_ih_l0.dtype
+    where = f"layer {name!r} ({_describe(mod)})" if name else f"the model ({_describe(mod)})"
+    if x.dtype != dtype:
+        raise TypeError(f"X batch {i} reaches {where} as {x.dtype} inputs of shape {tuple(x.shape)}, but that layer "
+                        f"takes {dtype} inputs; pass X as {dtype} (e.g. X.to({dtype}))"
+                        + (f" or convert the model (model.to({x.dtype}))" if x.is_floating_point() else "")) from err
+    if x.shape[-1] != width:
+        raise ValueError(f"X batch {i} reaches {where} with width {x.shape[-1]} (shape {tuple(x.shape)}), but that "
+                         f"layer expects inputs of width {width} (shape (..., {width})); pass the model's own inputs "
+                         f"as X, with last dimension {width}") from err
+
+
 def _lstm_streams(lstm: nn.LSTM, args, out) -> dict:
     """Per-matrix inputs of an LSTM call: ``ih_l{k}`` the layer's input rows, ``hh_l{k}`` its hidden states."""
     from torch.nn.utils.rnn import PackedSequence
@@ -294,6 +318,12 @@ def _calibration(model: nn.Module, names, heuristic, X, loss):
 
     for name, mod in mods.items():
         hooks.append(mod.register_forward_hook(hook_for(name)))
+    entered: list = []  # (name, module, args) of the Linear/LSTM whose forward is running: names X's misfit
+    for name, mod in model.named_modules():
+        if type(mod) in (nn.Linear, nn.LSTM):
+            hooks.append(mod.register_forward_pre_hook(
+                lambda mod, args, name=name: entered.append((name, mod, args))))
+            hooks.append(mod.register_forward_hook(lambda mod, args, out: _pop(entered)))
     params = {name: [p for n, p in mod.named_parameters(recurse=False) if n.startswith("weight")]
               for name, mod in mods.items()}
     saved = {id(p): p.grad for ps in params.values() for p in ps}
@@ -318,6 +348,10 @@ def _calibration(model: nn.Module, names, heuristic, X, loss):
                 else:
                     with torch.no_grad():
                         model(*args)
+    except (RuntimeError, ValueError) as e:
+        if entered:
+            _misfit(*entered[-1], i, e)
+        raise
     finally:
         for h in hooks:
             h.remove()
