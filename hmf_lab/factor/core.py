@@ -6,6 +6,21 @@ layout, out x in), ``split`` = k dense rows, ``rank`` = r of the factorization o
     W_hat = P [ D ; U V ]     D: (k, n)   U: (m-k, r)   V: (r, n)
     params = k*n + r*(m-k) + r*n,  compression = m*n / params,  rank(W_hat) <= k + r
 
+**Compression has one meaning** (issue 18 part 5): dense values / stored values. Asked for compression
+``c``, an (m, n) matrix gets the value budget ``B = floor(m*n / c)`` (:func:`value_budget`; floor, so
+nothing is ever over budget) and every method stores at most B, as close to it as its structure allows:
+
+- pruning keeps exactly B values (:func:`prune`, :func:`prune_keep`; CSR index bytes are counted apart,
+  :func:`csr_bytes`);
+- LMF takes the largest rank r with ``r*(m+n) <= B`` (:func:`lmf_rank`; no rank fits -> ``ValueError``);
+- HMF takes :func:`choose_split_rank`: the balanced (split, rank) within 1% of LMF's size, never over B
+  (given split and rank must fit B too); :func:`max_split` is the largest split with a rank >= 1 in B.
+
+The same rule runs in ``hl.prune``, ``hl.SparseLinear.from_linear``, ``hl.compress``, the LSTM modules,
+``tradeoff.layers_at_budget`` and the method registry's ``Method.stored`` (:mod:`hmf_lab.nn.methods`).
+Pruning exactly as big as LMF (a same-size comparison) is the explicit option ``count="lmf"`` /
+``prune_count="lmf"`` (or :func:`equal_budget`), never the default.
+
 Example
 -------
 >>> import torch, hmf_lab as hl
@@ -321,7 +336,9 @@ def prune(W, compression=None, *, nnz=None) -> PruneResult:
 
     The mask comes from ``torch.nn.utils.prune.L1Unstructured``. ``n_params``/``compression``
     count values only (as for HMF/LMF); ``n_bytes``/``byte_compression`` include CSR indices.
-    For a count equal to LMF's (a fair comparison) pass ``nnz=hl.factor.core.prune_keep(W.shape, compression)``.
+    ``compression`` keeps exactly the budget ``floor(m*n / compression)`` (the one meaning of compression, as in
+    ``hl.compress``); for LMF's count (a same-size comparison) pass
+    ``nnz=hl.factor.core.prune_keep(W.shape, compression, count="lmf")``.
 
     >>> import torch, hmf_lab as hl
     >>> p = hl.prune(torch.arange(1., 9.).reshape(2, 4), compression=4)
@@ -595,7 +612,9 @@ class EqualBudget:
 
     @property
     def prune_nnz(self) -> int:
-        """Values pruning keeps: exactly LMF's count (so HMF is within ``tol`` of both)."""
+        """Pruning's count in this equal-size comparison: exactly LMF's (``prune_keep(..., count="lmf")``).
+
+        Not the default meaning of compression: ``hl.prune``/``hl.compress`` keep ``blocks * budget``."""
         return self.lmf_params
 
     @property
@@ -656,8 +675,10 @@ def _check_tol(tol) -> float:
 def equal_budget(shape, compression, *, split=None, blocks: int = 1, tol: float = 0.01) -> EqualBudget:
     """HMF (split, rank), LMF's rank and pruning's kept count with equal stored values (within ``tol``).
 
-    LMF takes the largest rank that fits ``floor(m*n / compression)``; its size T is the target.
-    Pruning keeps exactly T values (its CSR indices are counted apart). HMF takes a (split, rank) whose
+    The named equal-size comparison (not the default meaning of compression, which is the budget
+    ``floor(m*n / compression)``, kept exactly by ``hl.prune``): LMF takes the largest rank that fits the
+    budget; its size T is the target. ``prune_nnz`` is exactly T (``prune_keep(..., count="lmf")``; its CSR
+    indices are counted apart). HMF takes a (split, rank) whose
     size lies in ``[T*(1-tol), min(budget, T*(1+tol))]``: by default the balanced one (split closest to
     rank; ties: larger rank bound, then closer to T), or the largest fitting rank at a given ``split``
     (``ValueError`` listing the reachable splits if that split cannot come within ``tol``).
