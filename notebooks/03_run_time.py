@@ -57,7 +57,7 @@ from hmf_lab.experiments.tradeoff import layers_at_budget, time_layers
 b = hl.budget(W_big.shape, compression=4)
 k, r = (int(v) for v in b.iloc[(b["split"] - b["rank"]).abs().argmin()][["split", "rank"]])
 layers = layers_at_budget(W_big, split=k, rank=r, compression=4)  # eval mode, no gradients
-print({name: layer.n_params for name, layer in layers.items()}, "budget:", W_big.numel() // 4)
+print({name: hl.count_params(layer) for name, layer in layers.items()}, "budget:", W_big.numel() // 4)
 errors = {"dense": 0.0} | {name: hl.relative_error(W_big, layer.to_dense())
                            for name, layer in layers.items() if name != "dense"}
 race = time_layers(layers, batch=1, rounds=2 if QUICK else 3, min_run_time=0.01 if QUICK else 0.2)
