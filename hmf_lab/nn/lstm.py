@@ -62,6 +62,11 @@ __all__ = ["GATES", "GateHMFLinear", "CompressedLSTM", "LSTM_MODES", "HMFLSTM", 
 GATES = 4  # i, f, g, o
 
 
+def _refresh_on_load(module: nn.Module, incompatible_keys) -> None:
+    """``load_state_dict`` post hook (a module-level function, not a lambda, so the LSTMs pickle)."""
+    module._refresh()
+
+
 class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
     """A (G*H, n) matrix in G gate blocks, each HMF with ``split`` dense rows and rank ``rank``.
 
@@ -110,7 +115,7 @@ class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
         self.register_buffer("rows", rows.clone())
         self.register_buffer("inverse", inverse)
         self._refresh()
-        self.register_load_state_dict_post_hook(lambda module, keys: module._refresh())
+        self.register_load_state_dict_post_hook(_refresh_on_load)
         with torch.no_grad():
             for p in (self.D, self.U, self.V):
                 if p.numel():
@@ -277,6 +282,19 @@ class CompressedLSTM(nn.Module):
     def mode(self) -> str:
         """``"auto"``, ``"factorized"`` or ``"reconstructed"`` (see the class docstring)."""
         return self._mode
+
+    def __getstate__(self):
+        # pickle and copy.deepcopy leave out what the forward caches (rebuilt on the next call)
+        state = dict(super().__getstate__())
+        state.pop("_inference_cache", None)
+        state.pop("_lstm_template", None)
+        return state
+
+    def _weight(self) -> torch.Tensor:
+        """One weight tensor of the first matrix (its dtype and device are the model's)."""
+        m = self.ih[0]
+        w = m._parameters.get("V")
+        return w if w is not None else m._buffers["values"]
 
     @mode.setter
     def mode(self, value: str) -> None:
@@ -459,6 +477,16 @@ class CompressedLSTM(nn.Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
                              f"got {x.shape[-1]}")
+        w = self._weight()
+        if x.dtype != w.dtype:  # nn.LSTM's own error, word for word (torch 2.x), in every mode
+            raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). Convert input: "
+                             f"input.to({w.dtype}), or convert model: model.to({x.dtype})")
+        if x.device != w.device:
+            if x.device.type == "meta":
+                raise ValueError(f"LSTM input is on the meta device (a shape without values); pass a tensor with "
+                                 f"values on the model's device {w.device}")
+            raise ValueError(f"LSTM input is on {x.device}, the model on {w.device}; move one of them, e.g. "
+                             f"input.to('{w.device}') or model.to('{x.device}')")
         if hx is None:
             return
         if not (isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(t, torch.Tensor) for t in hx)):
@@ -773,6 +801,28 @@ class PrunedLSTM(nn.LSTM):
 
     def _mask_names(self):
         return [n for n, _ in self.named_buffers() if n.endswith("_mask")]
+
+    def _pruned_names(self) -> list[str]:
+        """The weights that ``torch.nn.utils.prune`` recomputes (``<name>_orig * <name>_mask``) each forward."""
+        return [h._tensor_name for h in self._forward_pre_hooks.values() if isinstance(h, tprune.BasePruningMethod)]
+
+    def __getstate__(self):
+        # After a forward each pruned weight is a non-leaf tensor (orig * mask), which copy.deepcopy refuses;
+        # leave those out and recompute them from <name>_orig and <name>_mask on the way back in.
+        state = dict(super().__getstate__())
+        pruned = set(self._pruned_names())
+        for name in pruned:
+            state.pop(name, None)
+        state["_flat_weights"] = [None if n in pruned else w
+                                  for n, w in zip(state["_flat_weights_names"], state["_flat_weights"])]
+        return state
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        for hook in list(self._forward_pre_hooks.values()):
+            if isinstance(hook, tprune.BasePruningMethod):
+                setattr(self, hook._tensor_name, hook.apply_mask(self))
+        self._init_flat_weights()
 
     def _init_masks_like(self, state_dict) -> None:
         """Register prune masks named in ``state_dict`` so a fresh PrunedLSTM can load a saved one."""
