@@ -102,9 +102,14 @@ def test_meta_layer_with_real_input_is_a_clear_value_error(kind):
 
 
 @pytest.mark.parametrize("kind", ("HMFLSTM", "LMFLSTM", "SparseLSTM"))
-def test_meta_input_to_a_compressed_lstm_is_a_clear_value_error(kind):
-    with pytest.raises(ValueError, match="LSTM input is on the meta device"):
-        build(kind)(torch.empty(3, 2, 8, device="meta"))
+@pytest.mark.parametrize("lstm_mode", ["auto", "factorized", "reconstructed"])
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_meta_input_to_a_compressed_lstm_is_a_clear_value_error(kind, lstm_mode, grad):
+    m = build(kind)
+    m.mode = lstm_mode
+    with torch.set_grad_enabled(grad):
+        with pytest.raises(ValueError, match="LSTM input is on the meta device.*model's device cpu"):
+            m(torch.empty(3, 2, 8, device="meta"))
 
 
 def test_kernel_errors_that_are_not_about_devices_stay_as_they_are(monkeypatch):
@@ -127,12 +132,18 @@ def _lstm_error(model, x):
 
 @pytest.mark.parametrize("kind", ("HMFLSTM", "LMFLSTM", "SparseLSTM", "PrunedLSTM"))
 @pytest.mark.parametrize("mode", ["train", "eval", "no_grad"])
-def test_float64_input_to_a_float32_lstm_matches_nn_lstm(kind, mode):
+@pytest.mark.parametrize("lstm_mode", ["auto", "factorized", "reconstructed"])
+def test_float64_input_to_a_float32_lstm_matches_nn_lstm(kind, mode, lstm_mode):
     """nn.LSTM (float32) fed float64 raises ValueError "RNN input dtype ... Convert input: ..., or convert
     model: ..."; every compressed LSTM now raises the same in every mode (no_grad gave a raw RuntimeError)."""
     torch.manual_seed(0)
     lstm = nn.LSTM(8, 6)
     m = build(kind)
+    if kind == "PrunedLSTM":
+        if lstm_mode != "auto":
+            pytest.skip("PrunedLSTM is an nn.LSTM: it has no mode")
+    else:
+        m.mode = lstm_mode
     x = torch.randn(3, 2, 8, dtype=torch.float64)
     for mod in (lstm, m):
         mod.train(mode == "train")

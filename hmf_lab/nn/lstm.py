@@ -292,7 +292,7 @@ class CompressedLSTM(nn.Module):
 
     def _weight(self) -> torch.Tensor:
         """One weight tensor of the first matrix (its dtype and device are the model's)."""
-        m = self.ih[0]
+        m = next(iter(self.ih._modules.values()))   # self.ih[0] without ModuleList's indexing cost (per forward)
         w = m._parameters.get("V")
         return w if w is not None else m._buffers["values"]
 
@@ -451,16 +451,33 @@ class CompressedLSTM(nn.Module):
 
     def forward(self, input, hx=None):
         self._check_input(input, hx)
-        if (self._mode == "reconstructed" and not isinstance(input, PackedSequence)
-                and not (torch.is_grad_enabled() and self._differentiating(input))):
-            return self._forward_fused(input, hx)  # inference: the fused kernel on the cached W_hat
-        diff = self._differentiating(input)
-        if self._mode == "reconstructed" or (self._mode == "auto" and diff):
-            from torch.func import functional_call
+        try:  # free unless a kernel fails: then _bad_input says why when it is the input's dtype or device
+            if (self._mode == "reconstructed" and not isinstance(input, PackedSequence)
+                    and not (torch.is_grad_enabled() and self._differentiating(input))):
+                return self._forward_fused(input, hx)  # inference: the fused kernel on the cached W_hat
+            diff = self._differentiating(input)
+            if self._mode == "reconstructed" or (self._mode == "auto" and diff):
+                from torch.func import functional_call
 
-            args = (input,) if hx is None else (input, hx)
-            return functional_call(self._template(), self._dense_weights(differentiable=diff), args)
-        return self._forward_factorized(input, hx)
+                args = (input,) if hx is None else (input, hx)
+                return functional_call(self._template(), self._dense_weights(differentiable=diff), args)
+            return self._forward_factorized(input, hx)
+        except (RuntimeError, TypeError, ValueError, NotImplementedError):  # also a matrix's own message
+            self._bad_input(input)
+            raise
+
+    def _bad_input(self, input) -> None:
+        """After a failed forward: raise nn.LSTM's error for an input of another dtype (its ValueError, word for
+        word, which the training path already gave through nn.LSTM) or a clear one for a meta-device input; else
+        return (the caller re-raises the kernel's own error)."""
+        x = input.data if isinstance(input, PackedSequence) else input
+        w = self._weight()
+        if x.dtype != w.dtype:
+            raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). Convert "
+                             f"input: input.to({w.dtype}), or convert model: model.to({x.dtype})") from None
+        if x.is_meta and not w.is_meta:
+            raise ValueError(f"LSTM input is on the meta device (a shape without values); pass a tensor with "
+                             f"values on the model's device {w.device}") from None
 
     def _check_input(self, input, hx) -> None:
         """nn.LSTM's input checks, with ValueError/TypeError messages that say what to pass."""
@@ -477,16 +494,6 @@ class CompressedLSTM(nn.Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
                              f"got {x.shape[-1]}")
-        w = self._weight()
-        if x.dtype != w.dtype:  # nn.LSTM's own error, word for word (torch 2.x), in every mode
-            raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). Convert input: "
-                             f"input.to({w.dtype}), or convert model: model.to({x.dtype})")
-        if x.device != w.device:
-            if x.device.type == "meta":
-                raise ValueError(f"LSTM input is on the meta device (a shape without values); pass a tensor with "
-                                 f"values on the model's device {w.device}")
-            raise ValueError(f"LSTM input is on {x.device}, the model on {w.device}; move one of them, e.g. "
-                             f"input.to('{w.device}') or model.to('{x.device}')")
         if hx is None:
             return
         if not (isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(t, torch.Tensor) for t in hx)):
