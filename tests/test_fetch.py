@@ -384,3 +384,15 @@ def test_hmf_lab_data_that_is_not_a_folder(cache, monkeypatch, tmp_path, where):
     assert data.available("tinyshakespeare") is False                   # never raises
     assert "HMF_LAB_DATA" in data.skip_note("tinyshakespeare")
     assert f.read_text() == "x"
+
+
+def test_something_else_where_a_data_file_should_be(cache, monkeypatch):
+    import os
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes on this platform")
+    _fake_text_dataset(monkeypatch, "http://127.0.0.1:9/input.txt", _sha(TEXT.encode()))
+    (cache / "data" / "tinyshakespeare").mkdir(parents=True)
+    os.mkfifo(cache / "data" / "tinyshakespeare" / "input.txt")
+    with pytest.raises(ValueError, match=r"input.txt is not a regular file, where the data file should be"):
+        data.path("tinyshakespeare")
+    assert data.available("tinyshakespeare") is False

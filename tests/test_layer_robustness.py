@@ -170,3 +170,19 @@ def test_float64_input_to_a_float32_linear_layer_is_a_type_error(kind, grad):
                                             r"torch.float64; convert it first, e.g. x.to\(torch.float32\) "
                                             r"\(or the layer with .to\(torch.float64\)"):
             m(torch.randn(4, 12, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kind", LINEARS)
+def test_input_on_another_device_is_named(kind):
+    """The message for an input and a layer on two real devices (a CPU-only machine has one: the weight's
+    device is faked here; the kernel's own error is what triggers the diagnosis)."""
+    from types import SimpleNamespace
+
+    from hmf_lab.nn.layers import _bad_device
+
+    m = build(kind)
+    gpu = SimpleNamespace(device=torch.device("cuda", 0))
+    with pytest.raises(ValueError, match=rf"{kind} input is on cpu, the layer on cuda:0; move one of them, "
+                                         r"e.g. x.to\('cuda:0'\) or layer.to\('cpu'\)"):
+        _bad_device(m, torch.randn(4, 12), gpu)
+    assert _bad_device(m, torch.randn(4, 12), m.bias) is None      # same device: the caller re-raises
