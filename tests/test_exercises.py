@@ -217,3 +217,45 @@ def test_reset_in_the_callers_namespace(capsys):
 def test_reset_unknown_id_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown exercise id\(s\) \['ex1'\]; expected one of \['best_at_budget'"):
         ex.reset("ex1")
+
+
+def _malformed_results():
+    import pandas as pd
+    good = pd.DataFrame({"task": "lm", "regime": "post", "metric": "bits_per_char", "label": ["hmf", "lmf"],
+                         "seed": 0, "compression": 4.0, "value": [2.0, 2.5]})
+    return [
+        (None, 4, 1.0),                                   # the issue's case: AttributeError before
+        ("results.csv", 4, 1.0),                           # a file name instead of the table
+        (42, 4, 1.0),
+        (pd.DataFrame({"x": [1, 2]}), 4, 1.0),             # a wrong DataFrame
+        (pd.DataFrame(), 4, 1.0),
+        (good.drop(columns="value"), 4, 1.0),
+        (good.assign(value="high"), 4, 1.0),               # values that are not numbers
+        ([{"a": 1}], 4, 1.0),
+        ({"label": [1, 2, 3], "value": [1]}, 4, 1.0),      # ragged: pandas cannot build it
+        (good, "four", 1.0),                               # compression of the wrong type
+        (good, None, 1.0),
+        (good, 4, "twenty"),                               # an answer that is not a number
+        (good, 4, [20.0]),
+        (good, 8, 20.0),                                   # no row at that compression
+    ]
+
+
+@pytest.mark.parametrize("args", _malformed_results(), ids=lambda a: type(a).__name__)
+def test_hmf_gain_never_raises_on_malformed_input(capsys, args):
+    """Issue 18: check_hmf_gain(None, 4, 1.0) raised AttributeError; it now goes through the common wrapper:
+    False, a FAIL line and a hint, whatever it is given."""
+    assert ex.check_hmf_gain(*args) is False
+    out = _out(capsys)
+    assert out.startswith("FAIL — ") and "Hint:" in out, out
+    assert "Traceback" not in out
+    assert ex.progress()["hmf_gain"] is False
+
+
+def test_hmf_gain_names_what_the_results_lack(capsys):
+    import pandas as pd
+    assert ex.check_hmf_gain(None, 4, 1.0) is False
+    assert "results must be a table of experiment results, got NoneType" in _out(capsys)
+    assert ex.check_hmf_gain(pd.DataFrame({"x": [1]}), 4, 1.0) is False
+    out = _out(capsys)
+    assert "results lack the columns this check reads: got ['x']" in out and "load_grid" in out

@@ -193,3 +193,65 @@ def test_report_and_plan_errors(tagger_report):
         hl.report_apply_plan(model, {"x": 1})
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         hl.report_apply_plan(None, {"layers": {}})
+
+
+def _corrupt_checkpoints(tmp_path):
+    import io
+    import pickle
+    buf = io.BytesIO()
+    torch.save({"w": torch.ones(3)}, buf)
+    good = buf.getvalue()
+    files = {"text.pt": b"this is not a checkpoint", "empty.pt": b"", "truncated.pt": good[: len(good) // 2],
+             "pickled_module.pt": pickle.dumps(nn.Linear(2, 2)),       # UnpicklingError (weights_only)
+             "flipped.pt": good[:40] + bytes(b ^ 0xFF for b in good[40:80]) + good[80:]}
+    for name, blob in files.items():
+        (tmp_path / name).write_bytes(blob)
+    return sorted(files)
+
+
+@pytest.mark.parametrize("name", ["text.pt", "empty.pt", "truncated.pt", "pickled_module.pt", "flipped.pt"])
+def test_cli_report_on_a_corrupt_checkpoint_is_one_line_exit_2(tmp_path, capsys, name):
+    """Issue 18: `hmf-lab report --model <corrupt file> --factory ...` printed a full UnpicklingError
+    traceback (exit 1); now one line naming the file and the fix, exit 2."""
+    from hmf_lab import cli
+
+    _corrupt_checkpoints(tmp_path)
+    path = tmp_path / name
+    code = cli.main(["report", "--model", str(path), "--factory", "hmf_lab.nlp:CharLM", "--no-time"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "Traceback" not in captured.err + captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"hmf-lab report: checkpoint {str(path)!r} could not be loaded (")
+    assert "torch.save(model.state_dict(), path)" in lines[0]
+    with pytest.raises(ValueError, match="could not be loaded"):
+        report_mod.load_model(path, "hmf_lab.nlp:CharLM")
+
+
+def test_load_model_checkpoint_that_does_not_fit_the_factory(tmp_path, capsys):
+    from hmf_lab import cli
+    from hmf_lab.nlp import CharLM, save_checkpoint
+
+    save_checkpoint(CharLM(vocab_size=12, embed=8, hidden=16), tmp_path / "lm.pt")
+    with pytest.raises(ValueError, match=r"factory 'torch.nn:Module' cannot be called with the config of "
+                                         r"checkpoint .*unexpected keyword argument 'vocab_size'"):
+        report_mod.load_model(tmp_path / "lm.pt", "torch.nn:Module")
+    torch.save(nn.Linear(3, 2).state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match=r"does not fit the model built by 'torch.nn:Identity' \(Error\(s\) in "
+                                         r"loading state_dict"):
+        report_mod.load_model(tmp_path / "plain.pt", "torch.nn:Identity")
+    torch.save({"state_dict": [1, 2]}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match=r"its 'state_dict' holds a list, expected a dict of tensors"):
+        report_mod.load_model(tmp_path / "odd.pt", "torch.nn:Module")
+    for argv in (["--model", str(tmp_path / "lm.pt"), "--factory", "torch.nn:Module"],
+                 ["--model", str(tmp_path / "plain.pt"), "--factory", "torch.nn:Identity"],
+                 ["--model", str(tmp_path / "lm.pt"), "--factory", "hmf_lab.nlp:CharLM",
+                  "--calibration", str(tmp_path / "odd.pt.missing")],
+                 ["--model", str(tmp_path / "lm.pt"), "--factory", "hmf_lab.nlp:CharLM",
+                  "--calibration", str(tmp_path / "lm.pt.bad")]):
+        (tmp_path / "lm.pt.bad").write_bytes(b"garbage")
+        code = cli.main(["report", *argv, "--no-time"])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "calibration" in err and "could not be loaded" in err

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import math
 
 import pytest
@@ -552,3 +553,62 @@ def test_slider_message_on_a_subshell_thread_is_timed_on_the_main_loop():
     ex = asyncio.run(main())
     assert seen and seen[-1] == (threading.main_thread(), 16)
     assert ex.timings.attrs["threads"] == 1 and "process-wide" not in ex.timing_out.value
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1), (2, 2), (3, 3)])
+def test_lmf_only_explorer_on_tiny_matrices_is_fast_and_correct(shape):
+    """Issue 18: hl.explorer(torch.randn(1, 1), lmf_only=True, timing=False) hung (the rank step searched
+    forever for a step that does not divide the break-even rank 0)."""
+    W = torch.randn(*shape)
+    ex = hl.explorer(W, lmf_only=True, timing=False)
+    try:
+        assert ex.rank.min <= ex.rank.value <= ex.rank.max == min(shape)
+        for r in range(ex.rank.min, ex.rank.max + 1, ex.rank.step):
+            ex.rank.value = r
+            want = hl.relative_error(W, hl.lmf(W, r))
+            assert math.isclose(float(ex.error_out.value), want, abs_tol=1e-4)
+            assert ex.state["params"] == r * sum(shape)
+        if shape == (1, 1):
+            assert ex.state["error"] == 0.0 and ex.compression_out.value.startswith("0.50x")
+    finally:
+        ex.stop()
+
+
+@pytest.mark.timeout(20)
+def test_full_explorer_on_a_1x1_matrix():
+    ex = hl.explorer(torch.randn(1, 1), timing=False)
+    try:
+        ex.split.value = 1
+        assert ex.state["params"] == 1 and ex.state["error"] == 0.0
+        ex.split.value = 0
+        assert ex.state["params"] == 2 and ex.state["rank"] == 1
+    finally:
+        ex.stop()
+
+
+@pytest.mark.parametrize("name", ["lmf_only", "timing", "precompute", "progress"])
+@pytest.mark.parametrize("bad", ["yes", "no", 1, None])
+def test_explorer_flags_must_be_bools(name, bad):
+    """lmf_only="yes" was accepted (bool("no") is True too); the split slider then raised TraitError."""
+    with pytest.raises(TypeError, match=rf"{name} must be True or False, got {type(bad).__name__} "
+                                        rf"{re.escape(repr(bad))}; pass {name}=True or {name}=False"):
+        hl.explorer(torch.randn(8, 8), **{"timing": False, name: bad})
+
+
+def test_explorer_flags_accept_numpy_bools():
+    import numpy as np
+    ex = hl.explorer(torch.randn(8, 8), lmf_only=np.bool_(True), timing=np.False_)
+    assert ex.lmf_only is True and ex.timing_enabled is False
+    ex.stop()
+
+
+def test_other_explorers_check_their_flags():
+    from hmf_lab.course.widgets import BudgetExplorer, HeuristicExplorer
+    W = torch.randn(16, 16)
+    with pytest.raises(TypeError, match="run must be True or False, got str 'yes'"):
+        RunTimeExplorer(W, run="yes")
+    with pytest.raises(TypeError, match="time must be True or False, got str 'no'"):
+        BudgetExplorer(W, time="no")
+    with pytest.raises(TypeError, match="time must be True or False, got int 0"):
+        HeuristicExplorer(W, time=0)

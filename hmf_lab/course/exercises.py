@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,12 +194,6 @@ def progress() -> dict[str, bool]:
     True
     """
     return dict(_PASSED)
-
-
-def _ok(msg: str) -> bool:
-    """The PASS line for checks written without :func:`_check` (``check_hmf_gain``)."""
-    print(f"PASS — Correct: {msg}")
-    return True
 
 
 def _number(answer, what: str) -> float:
@@ -445,14 +440,15 @@ def check_rows(W, split, rank, answer, *, tol: float = 1e-6) -> bool:
     return f"rows {sorted(rows)} reach the optimum, error {e:.4f} (best of {best.n_subsets} subsets)."
 
 
+@_check
 def check_hmf_gain(results, compression: float, answer, *, regime: str = "post", task: str | None = None) -> bool:
     """Exercise check: HMF's relative gain over LMF (in %, positive = HMF better) at ``compression``.
 
     ``results``: the cells of ``hmf-lab reproduce`` (``hl.experiments.grid.load_grid``: columns ``label``, ``value``,
-    mean over seeds) or one task table of the older format (``method``, ``after``). Never raises for a
-    wrong answer: prints "Correct" or FAIL with a hint and returns a bool (``False`` while ``answer`` is ``None``).
-    An answer within 0.05 percentage points passes. The expected answer is whatever the results say,
-    whichever way it falls.
+    mean over seeds) or one task table of the older format (``method``, ``after``). Never raises (a wrong
+    answer or malformed results): prints "Correct" or FAIL with a hint and returns a bool (``False`` while
+    ``answer`` is ``None``). An answer within 0.05 percentage points passes. The expected answer is whatever
+    the results say, whichever way it falls.
 
     >>> import pandas as pd
     >>> df = pd.DataFrame({"task": "lm", "regime": "post", "metric": "bits_per_char", "label": ["hmf", "lmf"] * 2,
@@ -461,19 +457,41 @@ def check_hmf_gain(results, compression: float, answer, *, regime: str = "post",
     PASS — Correct: HMF is 20.00% better than LMF at 4x (lm, post).
     True
     >>> check_hmf_gain(df, 4, -20.0)
-    FAIL: -20.0 is not HMF's gain over LMF at 4x. Hint: lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100, on the means over seeds.
+    FAIL — -20.0 is not HMF's gain over LMF at 4x.
+      Hint: lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100, on the means over seeds.
     False
     """
     import pandas as pd
 
     if pending(answer):
-        return False
+        return None
     from hmf_lab.nn.methods import get_method
 
     pair = [get_method("hmf").name, get_method("lmf").name]  # the two methods compared
-    df = pd.DataFrame(results)
+    shape_hint = ("pass the results table: hl.experiments.grid.load_grid(...) (columns task, regime, metric, "
+                  "label, seed, compression, value) or one task's table (columns task, metric, method, "
+                  "compression, after)")
+    if not isinstance(results, (pd.DataFrame, list, dict)):
+        raise _Wrong(f"results must be a table of experiment results, got {type(results).__name__}", shape_hint)
+    try:
+        df = pd.DataFrame(results)
+    except (TypeError, ValueError) as e:
+        raise _Wrong(f"results could not be read as a table ({e})", shape_hint) from None
+    if isinstance(compression, bool) or not isinstance(compression, numbers.Real):
+        raise _Wrong(f"compression must be a number such as 4, got {type(compression).__name__} {compression!r}",
+                     "pass the compression factor of the row you read, e.g. check_hmf_gain(results, 4, answer)")
+    new_cols, old_cols = {"label", "value", "compression", "metric", "task"}, {"method", "after", "compression",
+                                                                               "metric", "task"}
+    if not (new_cols <= set(df.columns) or old_cols <= set(df.columns)):
+        raise _Wrong(f"results lack the columns this check reads: got {sorted(map(str, df.columns))[:12]}",
+                     shape_hint)
     if "label" not in df:   # older per-task format: one row per method, 'after' = after fine-tuning
-        df = df[df.method.isin(pair)].assign(label=df.method, value=df["after"], seed=0, regime=regime)
+        df = df[df.method.isin(pair)].assign(label=df.method, value=df["after"], seed=0,
+                                                       regime=regime)
+    if "seed" not in df:
+        df = df.assign(seed=0)
+    if "regime" not in df:
+        df = df.assign(regime=regime)
     if task is not None:
         df = df[df.task == task]
     if "regime" in df:
@@ -482,24 +500,22 @@ def check_hmf_gain(results, compression: float, answer, *, regime: str = "post",
     comp = hmf_vs_lmf(df[df.label.isin(pair)])
     row = comp[comp.compression == float(compression)] if len(comp) else comp
     if not len(row):
-        print(f"FAIL: no HMF and LMF results at compression {compression} (regime {regime!r}); "
-              f"available: {sorted(set(comp.compression)) if len(comp) else []}")
-        return False
+        raise _Wrong(f"no HMF and LMF results at compression {compression} (regime {regime!r})",
+                     f"available compressions: {sorted(set(comp.compression)) if len(comp) else []}")
     r = row.iloc[0]
     want = float(r.pct)
     try:
         got = float(answer)
     except (TypeError, ValueError):
-        print(f"FAIL: the answer must be a number (a percentage), got {answer!r}")
-        return False
+        raise _Wrong(f"the answer must be a number (a percentage), got {answer!r}",
+                     "e.g. answer = 12.5 for HMF 12.5% better than LMF") from None
     if abs(got - want) <= 0.05:
-        return _ok(f"HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x "
-                   f"({r.task}, {regime}).")
+        return (f"HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x "
+                f"({r.task}, {regime}).")
     lower = df.metric.iloc[0] in ("bits_per_char", "perplexity")
     hint = ("lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100" if lower
             else "higher is better, so the gain is (hmf - lmf) / lmf * 100")
-    print(f"FAIL: {answer} is not HMF's gain over LMF at {compression:g}x. Hint: {hint}, on the means over seeds.")
-    return False
+    raise _Wrong(f"{answer} is not HMF's gain over LMF at {compression:g}x.", f"{hint}, on the means over seeds.")
 
 
 def __getattr__(name):

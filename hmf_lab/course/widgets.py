@@ -36,6 +36,7 @@ import time
 from html import escape
 
 import ipywidgets as W_
+import numpy as np
 import pandas as pd
 import torch
 import traitlets
@@ -123,6 +124,15 @@ def _check_nonneg(value, name: str, *, strict: bool) -> float:
     return v
 
 
+def _check_bool(value, name: str) -> bool:
+    """``value`` if it is True or False (numpy bools too); anything else (a string such as "yes", 1, None) is a
+    TypeError: ``bool("no")`` is True, so nothing is guessed."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}; pass {name}=True or "
+                    f"{name}=False")
+
+
 class Explorer(LiveTiming):
     """Split/rank sliders wired to live HMF numbers, a to-scale block picture and timed inference.
 
@@ -154,6 +164,8 @@ class Explorer(LiveTiming):
                  timing_rounds: int = 2, timing_clock: str = "wall"):
         from hmf_lab.perf.timing import _check_threads
 
+        timing, lmf_only = _check_bool(timing, "timing"), _check_bool(lmf_only, "lmf_only")
+        precompute, progress = _check_bool(precompute, "precompute"), _check_bool(progress, "progress")
         self.W = as_matrix(W)
         m, n = self.W.shape
         self.shape = (m, n)
@@ -192,10 +204,12 @@ class Explorer(LiveTiming):
                 raise ValueError(f"rank_step must be an int >= 1, got {rstep}")
         elif lmf_only:  # multiples of a step that skips the break-even rank (notebook 01's Exercise 1)
             rstep, even = max(2, min(m, n) // 32), (m * n - 1) // (m + n)
-            while even % rstep == 0:
+            if rstep > rmax or even < 1:  # a tiny matrix (e.g. 1x1: no rank compresses): every rank, step 1
+                rstep = 1
+            while even % rstep == 0 and rstep > 1:
                 rstep += 1
             if rank is None:
-                r0 = max(rstep, r0 // rstep * rstep)
+                r0 = min(max(rstep, r0 // rstep * rstep), rmax)
         else:
             rstep = 1
         rmin = rstep if lmf_only and rank_step is None and rstep <= rmax else 1
@@ -516,6 +530,7 @@ class RunTimeExplorer:
                  min_run_time: float = 0.1, run: bool = True, rounds: int = 2):
         import os
 
+        run = _check_bool(run, "run")
         self.W = as_matrix(W)
         self.cache = HMFCache(self.W, max_items=8)
         self.split_fraction = None if split_fraction is None else float(split_fraction)
@@ -646,6 +661,7 @@ class BudgetExplorer:
     def __init__(self, W, *, compressions=(2, 3, 4, 6, 8, 12, 16), value: float = 4, step: int | None = None,
                  cache: HMFCache | None = None, heuristic: str = "top", time: bool = True, batch: int = 1,
                  min_run_time: float = 0.05):
+        time = _check_bool(time, "time")
         self.W = as_matrix(W)
         m, n = self.W.shape
         self.cache = cache if cache is not None else HMFCache(self.W)
@@ -770,6 +786,7 @@ class HeuristicExplorer:
     def __init__(self, W, *, X=None, heuristics=("top", "random", "row_norm", "residual", "leverage", "greedy"),
                  compressions=(2, 4, 8, 16), value: float = 4, share: float = 0.25, time: bool = True,
                  batch: int = 1, min_run_time: float = 0.02):
+        time = _check_bool(time, "time")
         self.W = as_matrix(W)
         self.X = X
         self.cache = HMFCache(self.W, X=X)

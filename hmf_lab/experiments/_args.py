@@ -78,3 +78,29 @@ def out_dir(text) -> Path:
     if not os.access(p, os.W_OK):
         raise argparse.ArgumentTypeError(f"cannot write results to {str(p)!r} (not writable)")
     return p
+
+
+class MissingExtra(ImportError, ValueError):
+    """An optional part of hmf_lab is not installed (an ``ImportError``, and a ``ValueError`` so the CLI prints it
+    as one line and exits 2)."""
+
+
+#: the install line for the cluster extra (``--scheduler``): dask and distributed
+CLUSTER_INSTALL = "pip install 'hmf_lab[cluster]'"
+
+
+def cluster_client():
+    """``distributed.Client`` for ``--scheduler ADDRESS``, or :class:`MissingExtra` saying how to install it.
+
+    dask and distributed are optional (the ``cluster`` extra): only a run on a Dask cluster needs them.
+    """
+    try:
+        import dask  # noqa: F401 -- joblib's "dask" backend needs both
+        from distributed import Client
+    except ImportError as e:
+        missing = getattr(e, "name", None) or "dask/distributed"
+        raise MissingExtra(f"--scheduler (running the cells on a Dask cluster) needs the optional packages dask and "
+                           f"distributed ({missing} is not installed): {CLUSTER_INSTALL} (in a clone: "
+                           f"pip install -e '.[cluster]'), or leave out --scheduler to run on this machine (--jobs N)",
+                           name=missing) from None
+    return Client

@@ -192,7 +192,8 @@ def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_f
         return []
     client = None
     if scheduler is not None:
-        from distributed import Client
+        from hmf_lab.experiments._args import cluster_client
+        Client = cluster_client()   # dask/distributed are the optional `cluster` extra: a one-line error without them
         if isinstance(scheduler, Client):
             ctx = joblib.parallel_backend("dask", client=scheduler)
         else:

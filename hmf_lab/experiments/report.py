@@ -45,6 +45,7 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -644,7 +645,8 @@ def load_model(checkpoint, factory: str) -> nn.Module:
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} is not a file; give the path of a torch.save'd state dict or "
                          f"{{'config', 'state_dict'}} checkpoint")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = _torch_load(path, "checkpoint", "torch.save(model.state_dict(), path) or "
+                                              "hl.nlp.save_checkpoint(model, path)")
     if isinstance(payload, dict) and "state_dict" in payload:
         state, config = payload["state_dict"], dict(payload.get("config") or {})
     elif isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
@@ -652,11 +654,45 @@ def load_model(checkpoint, factory: str) -> nn.Module:
     else:
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(payload).__name__}; expected a state dict or "
                          f"{{'config': kwargs, 'state_dict': state dict}}")
-    model = fn(**config)
+    try:
+        model = fn(**config)
+    except TypeError as e:   # the checkpoint's config does not match the factory's parameters
+        raise ValueError(f"factory {factory!r} cannot be called with the config of checkpoint {str(path)!r} "
+                         f"({_first_line(e)}); pass the factory the checkpoint was saved from") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"factory {factory!r} returned a {type(model).__name__}, expected a torch.nn.Module")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"checkpoint {str(path)!r}: its 'state_dict' holds a {type(state).__name__}, expected a "
+                         f"dict of tensors (model.state_dict())")
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as e:   # missing / unexpected keys, shape mismatches
+        raise ValueError(f"checkpoint {str(path)!r} does not fit the model built by {factory!r} "
+                         f"({_first_line(e)}); pass the factory (and config) the checkpoint was saved from") from None
     return model.eval()
+
+
+def _torch_load(path, what: str, fix: str):
+    """``torch.load(path, weights_only=True)``, any failure (corrupt, truncated, not torch's, unsafe pickle)
+    as one ValueError naming the file and how to make a good one; load warnings shown only when it works."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 -- torch.load fails with many types (UnpicklingError, EOFError, ...)
+            raise ValueError(f"{what} {str(path)!r} could not be loaded ({type(e).__name__}: {_first_line(e)}); "
+                             f"it is not an intact file written by torch.save: save it again with {fix}") from None
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return payload
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+    """The first non-empty line of an exception's message, shortened (torch's load errors run to pages)."""
+    line = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "no message")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def add_arguments(parser) -> None:
@@ -681,7 +717,12 @@ def run(args) -> int:
 
     try:
         model = load_model(args.model, args.factory)
-        X = torch.load(args.calibration, map_location="cpu", weights_only=True) if args.calibration else None
+        X = None
+        if args.calibration:
+            if not Path(args.calibration).is_file():
+                raise ValueError(f"calibration {args.calibration!r} is not a file; give the path of a "
+                                 f"torch.save'd tensor of the model's inputs")
+            X = _torch_load(args.calibration, "calibration", "torch.save(inputs_tensor, path)")
         comps = [int(c) if float(c).is_integer() else c for c in args.compression]
         rep = report(model, comps, X=X, layers=args.layers, time=not args.no_time)
         plan = rep.plan(args.target) if args.target else None

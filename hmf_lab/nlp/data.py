@@ -12,7 +12,9 @@ when set (a mirror, e.g. a classroom server, serving the converted files in the 
 the data set's public source, converted in code (SNIPS JSON -> TSV, SWORD Bible modules -> verse
 pairs). Downloads go through pooch; every converted file is checked against the SHA-256 in the
 registry, every time it is read (hashing costs ~1 ms per MB, measured, so nothing is cached).
-A wrong file is deleted and rejected with an error that names its source.
+A wrong download is deleted and rejected with an error that names its source; a download goes to a
+temporary file and replaces the file in place only once verified, so a failed fetch loses nothing.
+``HMF_LAB_OFFLINE=1`` means no network at all: :func:`fetch` then refuses to download, saying so.
 
 Notebooks ask :func:`available` before their live cells and print :func:`skip_note` otherwise.
 ``pydoc_data.topics`` (shipped with every CPython) is an always-present fallback corpus for tests.
@@ -141,9 +143,23 @@ def data_dir() -> Path:
     True
     """
     env = os.environ.get(ENV_DIR)
-    if env:
-        return Path(env).expanduser()
-    return cache_dir() / "data"
+    if not env:
+        return cache_dir() / "data"
+    try:
+        folder = Path(env).expanduser()
+    except RuntimeError:   # "~nouser/x": no such user to expand
+        raise ValueError(f"{ENV_DIR}={env!r} starts with a '~user' that does not exist on this machine; set "
+                         f"{ENV_DIR} to a folder path (e.g. an absolute path, or ~/data for your own home), "
+                         f"or unset it to use the cache {cache_dir() / 'data'}") from None
+    for part in (folder, *folder.parents):   # the folder, or the nearest part of its path that exists
+        if part.exists():
+            if not part.is_dir():
+                where = "points at a file" if part == folder else f"goes through the file {str(part)!r}"
+                raise ValueError(f"{ENV_DIR}={env!r} {where}, not a folder; set {ENV_DIR} to the folder that "
+                                 f"holds (or will hold) {', '.join(sorted({r.split('/')[0] for d in DATASETS.values() for r in d.files}))}/ "
+                                 f"or unset it to use the cache {cache_dir() / 'data'}")
+            break
+    return folder
 
 
 def _get(name: str) -> Dataset:
@@ -163,8 +179,25 @@ def _sha256(p: Path) -> str:
 
 
 def _how_to_get(name: str) -> str:
-    return (f"run hl.data.fetch({name!r}) with network access, set {ENV_DIR} to a folder holding "
+    first = (f"turn offline mode off (unset {ENV_OFFLINE} or set it to 0) and run hl.data.fetch({name!r})"
+             if _offline() else f"run hl.data.fetch({name!r}) with network access")
+    return (f"{first}, set {ENV_DIR} to a folder holding "
             f"{', '.join(_get(name).files)}, or set {ENV_URL} to a mirror serving that layout")
+
+
+def _offline_error(name: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"data set {name!r} was not downloaded: offline mode is on ({ENV_OFFLINE}="
+        f"{os.environ.get(ENV_OFFLINE, '')!r}), so hl.data.fetch never touches the network. To download it, unset "
+        f"{ENV_OFFLINE} (or set it to 0); or set {ENV_DIR} to a folder holding {', '.join(_get(name).files)}")
+
+
+def _check_not_a_folder(name: str, p: Path) -> None:
+    """A folder (or anything else that is not a regular file) where a data file should be: say so."""
+    if p.exists() and not p.is_file():
+        kind = "a folder" if p.is_dir() else "not a regular file"
+        raise ValueError(f"data set {name!r}: {p} is {kind}, where the data file should be; move or delete it "
+                         f"(hl.data.fetch({name!r}) then downloads the file), or set {ENV_DIR} to another folder")
 
 
 # ------------------------------------------------------------------------------------------- lookup
@@ -184,6 +217,7 @@ def path(name: str, file: str | None = None, *, check: bool = True, download: bo
     if rel not in ds.files:
         raise ValueError(f"data set {name!r} has no file {rel!r}; expected one of {sorted(ds.files)}")
     p = data_dir() / rel
+    _check_not_a_folder(name, p)
     if not p.is_file():
         if download is None:
             download = not _offline()
@@ -240,18 +274,24 @@ def available(name: str, *, download: bool | None = None) -> bool:
     True
     """
     ds = _get(name)
+    missing = False
     try:
         for rel in ds.files:
             path(name, rel, download=False)
         _WHY.pop(name, None)
         return True
-    except (FileNotFoundError, ValueError, OSError) as e:
+    except FileNotFoundError as e:
+        _WHY[name], missing = str(e).split(". ")[0], True
+    except (ValueError, OSError) as e:   # corrupt file, a folder in its place, a bad HMF_LAB_DATA: say that
         _WHY[name] = str(e).split(". ")[0]
     if download is None:
-        if name in _FAILED:        # tried and failed in this session: say why, do not retry
-            _WHY[name] = _FAILED[name]
+        if _offline():             # offline mode: the note says so (not an older download failure)
             return False
-        download = not _offline()
+        if name in _FAILED:        # tried and failed in this session: say why, do not retry
+            if missing:
+                _WHY[name] = _FAILED[name]
+            return False
+        download = True
     if not download:
         return False
     try:
@@ -319,7 +359,8 @@ def _net_reason(e: Exception) -> str:
 
 
 def _install(tmp: Path, dest: Path, sha: str, label: str) -> None:
-    """Move a converted file into place if its SHA-256 matches; else delete it and raise."""
+    """Move a downloaded or converted file into place if its SHA-256 matches; else delete it and raise (the
+    file already in place, if any, is left as it was)."""
     got = _sha256(tmp)
     if got != sha:
         tmp.unlink(missing_ok=True)
@@ -335,26 +376,42 @@ def fetch(name: str, *, force: bool = False) -> dict[str, Path]:
 
     From ``HMF_LAB_DATA_URL`` when set (the converted files, same layout), else from the public
     source (converted here). Files already present and verified are kept unless ``force=True``.
-    Returns ``{relative path: local path}``. A download or a converted file whose SHA-256 differs
-    from the registry is deleted and raises ``ValueError`` naming the source; no network raises
-    ``FileNotFoundError``.
+    Every file is downloaded (or converted) into a temporary file beside its place and moved into
+    place only after its SHA-256 matches the registry, so a failed download (no network, HTTP error,
+    truncated, wrong file) never costs a good copy, even with ``force=True``. Returns
+    ``{relative path: local path}``. A download or a converted file whose SHA-256 differs from the
+    registry is deleted and raises ``ValueError`` naming the source; no network raises
+    ``FileNotFoundError``; so does offline mode (``HMF_LAB_OFFLINE=1``) when anything is missing or
+    ``force=True``: it never touches the network.
 
     >>> paths = fetch("tinyshakespeare")  # doctest: +SKIP
     """
     ds = _get(name)
-    root = data_dir()
-    todo = {rel: sha for rel, sha in ds.files.items()
-            if force or not (root / rel).is_file() or _sha256(root / rel) != sha}
-    for rel in todo:                       # forced, missing or wrong: never left behind
-        (root / rel).unlink(missing_ok=True)
+    if not isinstance(force, bool):
+        raise TypeError(f"force must be True or False, got {type(force).__name__} {force!r}; pass force=True to "
+                        f"download again files that are present and verified")
     try:
-        mirror = os.environ.get(ENV_URL, "").strip()
-        if todo and mirror:
-            for rel, sha in todo.items():
-                (root / rel).unlink(missing_ok=True)
-                _retrieve(mirror.rstrip("/") + "/" + rel, sha, root / rel, f"mirror {ENV_URL}={mirror}")
-        elif todo:
-            _fetch_source(ds, root, todo)
+        root = data_dir()
+        for rel in ds.files:
+            _check_not_a_folder(name, root / rel)
+        todo = {rel: sha for rel, sha in ds.files.items()
+                if force or not (root / rel).is_file() or _sha256(root / rel) != sha}
+        if todo and _offline():
+            raise _offline_error(name)
+        if todo:
+            root.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))   # same file system: os.replace is atomic
+            try:
+                mirror = os.environ.get(ENV_URL, "").strip()
+                if mirror:
+                    for rel, sha in todo.items():
+                        label = f"mirror {ENV_URL}={mirror}"
+                        got = _retrieve(mirror.rstrip("/") + "/" + rel, sha, work / rel, label)
+                        _install(got, root / rel, sha, label)
+                else:
+                    _fetch_source(ds, root, todo, work)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
     except (FileNotFoundError, ValueError, OSError) as e:
         _FAILED[name] = str(e).split(". ")[0]
         raise
@@ -363,13 +420,15 @@ def fetch(name: str, *, force: bool = False) -> dict[str, Path]:
     return {rel: root / rel for rel in ds.files}
 
 
-def _fetch_source(ds: Dataset, root: Path, todo: dict) -> None:
+def _fetch_source(ds: Dataset, root: Path, todo: dict, work: Path) -> None:
+    """Download (and convert) ``todo``'s files into ``work``; each goes to ``root`` once its SHA-256 matches."""
     raw_dir = cache_dir() / "raw" / ds.name
+    label = f"the public source of {ds.name!r} ({ds.source[:80]})"
     if ds.convert == "copy":
         (rel, sha), = ds.files.items()
         (fname, (url, _)), = ds.raw.items()
-        (root / rel).unlink(missing_ok=True)
-        _retrieve(url, sha, root / rel, f"public source of {ds.name!r}")
+        got = _retrieve(url, sha, work / rel, f"public source of {ds.name!r}")
+        _install(got, root / rel, sha, label)
         return
     raws = {fname: _retrieve(url, sha or None, raw_dir / fname, f"public source of {ds.name!r}")
             for fname, (url, sha) in ds.raw.items()}
@@ -382,11 +441,10 @@ def _fetch_source(ds: Dataset, root: Path, todo: dict) -> None:
     for rel, text in outputs.items():
         if rel not in todo:
             continue
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root / Path(rel).parent, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-        _install(Path(tmp), root / rel, ds.files[rel], f"the public source of {ds.name!r} ({ds.source[:80]})")
+        tmp = work / (rel + ".part")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(text.encode("utf-8"))
+        _install(tmp, root / rel, ds.files[rel], label)
 
 
 # -------------------------------------------------------------------------------------- conversions

@@ -85,6 +85,13 @@ class _InferenceCache:
         """Drop the cached inference weights (they are rebuilt on the next forward without autograd)."""
         self.__dict__.pop("_inference_cache", None)
 
+    def __getstate__(self):
+        # pickle and copy.deepcopy leave the cache out: it is rebuilt on the next forward, and a cached
+        # sparse CSR tensor cannot be deep-copied (torch: "Cannot access storage of SparseCsrTensorImpl")
+        state = dict(super().__getstate__())
+        state.pop("_inference_cache", None)
+        return state
+
     def train(self, mode: bool = True):
         self.clear_cache()
         return super().train(mode)
@@ -102,6 +109,30 @@ def _bad_input(layer: nn.Module, x, dtype: torch.dtype) -> None:
                         f"e.g. x.to({dtype}) (or the layer with .to({x.dtype}) if it is floating)")
     if x.ndim == 0 or x.shape[-1] != n:
         raise ValueError(f"{name} input must have shape (..., {n}) (in_features={n}), got {tuple(x.shape)}")
+
+
+def _bad_device(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> None:
+    """After a kernel failed: raise the error that says the input and the layer sit on different devices
+    (the meta device included), or return (the caller re-raises the kernel's own error). Called only from
+    ``except`` blocks, so the forward pays nothing for it."""
+    if not isinstance(x, torch.Tensor) or x.device == weight.device:
+        return
+    name = type(layer).__name__
+    if x.device.type == "meta":
+        raise ValueError(f"{name} input is on the meta device (a shape without values); pass a tensor with "
+                         f"values on the layer's device {weight.device}, e.g. torch.randn(..., "
+                         f"device='{weight.device}')") from None
+    if weight.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device (a shape without values), its input on {x.device}; "
+                         f"give the layer values first, e.g. layer.to_empty(device='{x.device}') then "
+                         f"load_state_dict(...)") from None
+    raise ValueError(f"{name} input is on {x.device}, the layer on {weight.device}; move one of them, "
+                     f"e.g. x.to('{weight.device}') or layer.to('{x.device}')") from None
+
+
+def _refresh_on_load(module: nn.Module, incompatible_keys) -> None:
+    """``load_state_dict`` post hook (a module-level function, not a lambda, so the layer pickles)."""
+    module._refresh_order()
 
 
 def _batch1_shape(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -213,7 +244,7 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         self.register_buffer("inverse", torch.argsort(order))
         self.mode = "factorized"
         self._refresh_order()
-        self.register_load_state_dict_post_hook(lambda module, keys: module._refresh_order())
+        self.register_load_state_dict_post_hook(_refresh_on_load)
         self.reset_parameters()
 
     # ``D``: the older name of ``dense`` (state dicts saved with a "D" key still load)
@@ -274,14 +305,19 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         if type(x) is not torch.Tensor or x.dtype is not V.dtype or not x.ndim or x.shape[-1] != self.in_features:
             if not isinstance(x, torch.Tensor) or x.dtype != V.dtype or x.shape[-1:] != V.shape[1:]:
                 _bad_input(self, x, V.dtype)
-        if torch.is_grad_enabled() and (x.requires_grad or V.requires_grad or p["U"].requires_grad
-                                        or p["dense"].requires_grad):
+        try:  # free unless a kernel fails (then: input and layer on different devices, meta included?)
+            if torch.is_grad_enabled() and (x.requires_grad or V.requires_grad or p["U"].requires_grad
+                                            or p["dense"].requires_grad):
+                if self._mode == "reconstructed":
+                    return nn.functional.linear(x, self.to_dense(), self.bias)
+                return self._forward_plain(x)
             if self._mode == "reconstructed":
-                return nn.functional.linear(x, self.to_dense(), self.bias)
-            return self._forward_plain(x)
-        if self._mode == "reconstructed":
-            return nn.functional.linear(x, self._cached("W", self.to_dense, p["dense"], p["U"], V), p.get("bias"))
-        return self._forward_fast(x)
+                return nn.functional.linear(x, self._cached("W", self.to_dense, p["dense"], p["U"], V),
+                                            p.get("bias"))
+            return self._forward_fast(x)
+        except (RuntimeError, NotImplementedError):
+            _bad_device(self, x, V)
+            raise
 
     def _forward_plain(self, x: torch.Tensor) -> torch.Tensor:
         """The reference path (autograd): three GEMMs and a concatenation."""
@@ -407,19 +443,23 @@ class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         if type(x) is not torch.Tensor or x.dtype is not V.dtype or not x.ndim or x.shape[-1] != self.in_features:
             if not isinstance(x, torch.Tensor) or x.dtype != V.dtype or x.shape[-1:] != V.shape[1:]:
                 _bad_input(self, x, V.dtype)
-        if self._mode == "reconstructed":
-            diff = _differentiating(x, U, V)
-            W = self.to_dense() if diff else self._cached("W", self.to_dense, U, V)
-            return nn.functional.linear(x, W, bias)
-        n = self.in_features
-        if x.numel() == n:  # batch 1: two matrix-vector kernels (differentiable too)
-            t = torch.mv(V, x.reshape(n))  # (r,); reshape is a view when x is contiguous
-            y = torch.mv(U, t) if bias is None else torch.addmv(bias, U, t)  # (m,), bias fused
-            return _batch1_shape(y, x)
-        if bias is not None and x.ndim == 2:
-            return torch.addmm(bias, x @ V.T, U.T)  # bias fused into the second GEMM
-        y = (x @ V.T) @ U.T  # (..., r) -> (..., m)
-        return y if bias is None else y + bias
+        try:  # free unless a kernel fails (then: input and layer on different devices, meta included?)
+            if self._mode == "reconstructed":
+                diff = _differentiating(x, U, V)
+                W = self.to_dense() if diff else self._cached("W", self.to_dense, U, V)
+                return nn.functional.linear(x, W, bias)
+            n = self.in_features
+            if x.numel() == n:  # batch 1: two matrix-vector kernels (differentiable too)
+                t = torch.mv(V, x.reshape(n))  # (r,); reshape is a view when x is contiguous
+                y = torch.mv(U, t) if bias is None else torch.addmv(bias, U, t)  # (m,), bias fused
+                return _batch1_shape(y, x)
+            if bias is not None and x.ndim == 2:
+                return torch.addmm(bias, x @ V.T, U.T)  # bias fused into the second GEMM
+            y = (x @ V.T) @ U.T  # (..., r) -> (..., m)
+            return y if bias is None else y + bias
+        except (RuntimeError, NotImplementedError):
+            _bad_device(self, x, V)
+            raise
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
@@ -555,14 +595,18 @@ class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
         vals = self._buffers["values"]
         if not isinstance(x, torch.Tensor) or x.dtype != vals.dtype or x.shape[-1:] != (self.in_features,):
             _bad_input(self, x, vals.dtype)
-        if self._mode == "reconstructed":
-            W = self._cached("W", self.to_dense, self.crow_indices, self.col_indices, self.values, always=True)
-            return nn.functional.linear(x, W, self.bias)
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features)  # (B, n)
-        y = self.matmul(x2)
-        y = y.reshape(*lead, self.out_features)
-        return y if self.bias is None else y + self.bias
+        try:  # free unless a kernel fails (then: input and layer on different devices, meta included?)
+            if self._mode == "reconstructed":
+                W = self._cached("W", self.to_dense, self.crow_indices, self.col_indices, self.values, always=True)
+                return nn.functional.linear(x, W, self.bias)
+            lead = x.shape[:-1]
+            x2 = x.reshape(-1, self.in_features)  # (B, n)
+            y = self.matmul(x2)
+            y = y.reshape(*lead, self.out_features)
+            return y if self.bias is None else y + self.bias
+        except (RuntimeError, NotImplementedError):
+            _bad_device(self, x, vals)
+            raise
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.nnz}"

@@ -62,6 +62,11 @@ __all__ = ["GATES", "GateHMFLinear", "CompressedLSTM", "LSTM_MODES", "HMFLSTM", 
 GATES = 4  # i, f, g, o
 
 
+def _refresh_on_load(module: nn.Module, incompatible_keys) -> None:
+    """``load_state_dict`` post hook (a module-level function, not a lambda, so the LSTMs pickle)."""
+    module._refresh()
+
+
 class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
     """A (G*H, n) matrix in G gate blocks, each HMF with ``split`` dense rows and rank ``rank``.
 
@@ -110,7 +115,7 @@ class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
         self.register_buffer("rows", rows.clone())
         self.register_buffer("inverse", inverse)
         self._refresh()
-        self.register_load_state_dict_post_hook(lambda module, keys: module._refresh())
+        self.register_load_state_dict_post_hook(_refresh_on_load)
         with torch.no_grad():
             for p in (self.D, self.U, self.V):
                 if p.numel():
@@ -278,6 +283,19 @@ class CompressedLSTM(nn.Module):
         """``"auto"``, ``"factorized"`` or ``"reconstructed"`` (see the class docstring)."""
         return self._mode
 
+    def __getstate__(self):
+        # pickle and copy.deepcopy leave out what the forward caches (rebuilt on the next call)
+        state = dict(super().__getstate__())
+        state.pop("_inference_cache", None)
+        state.pop("_lstm_template", None)
+        return state
+
+    def _weight(self) -> torch.Tensor:
+        """One weight tensor of the first matrix (its dtype and device are the model's)."""
+        m = next(iter(self.ih._modules.values()))   # self.ih[0] without ModuleList's indexing cost (per forward)
+        w = m._parameters.get("V")
+        return w if w is not None else m._buffers["values"]
+
     @mode.setter
     def mode(self, value: str) -> None:
         if value not in LSTM_MODES:
@@ -433,16 +451,33 @@ class CompressedLSTM(nn.Module):
 
     def forward(self, input, hx=None):
         self._check_input(input, hx)
-        if (self._mode == "reconstructed" and not isinstance(input, PackedSequence)
-                and not (torch.is_grad_enabled() and self._differentiating(input))):
-            return self._forward_fused(input, hx)  # inference: the fused kernel on the cached W_hat
-        diff = self._differentiating(input)
-        if self._mode == "reconstructed" or (self._mode == "auto" and diff):
-            from torch.func import functional_call
+        try:  # free unless a kernel fails: then _bad_input says why when it is the input's dtype or device
+            if (self._mode == "reconstructed" and not isinstance(input, PackedSequence)
+                    and not (torch.is_grad_enabled() and self._differentiating(input))):
+                return self._forward_fused(input, hx)  # inference: the fused kernel on the cached W_hat
+            diff = self._differentiating(input)
+            if self._mode == "reconstructed" or (self._mode == "auto" and diff):
+                from torch.func import functional_call
 
-            args = (input,) if hx is None else (input, hx)
-            return functional_call(self._template(), self._dense_weights(differentiable=diff), args)
-        return self._forward_factorized(input, hx)
+                args = (input,) if hx is None else (input, hx)
+                return functional_call(self._template(), self._dense_weights(differentiable=diff), args)
+            return self._forward_factorized(input, hx)
+        except (RuntimeError, TypeError, ValueError, NotImplementedError):  # also a matrix's own message
+            self._bad_input(input)
+            raise
+
+    def _bad_input(self, input) -> None:
+        """After a failed forward: raise nn.LSTM's error for an input of another dtype (its ValueError, word for
+        word, which the training path already gave through nn.LSTM) or a clear one for a meta-device input; else
+        return (the caller re-raises the kernel's own error)."""
+        x = input.data if isinstance(input, PackedSequence) else input
+        w = self._weight()
+        if x.dtype != w.dtype:
+            raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). Convert "
+                             f"input: input.to({w.dtype}), or convert model: model.to({x.dtype})") from None
+        if x.is_meta and not w.is_meta:
+            raise ValueError(f"LSTM input is on the meta device (a shape without values); pass a tensor with "
+                             f"values on the model's device {w.device}") from None
 
     def _check_input(self, input, hx) -> None:
         """nn.LSTM's input checks, with ValueError/TypeError messages that say what to pass."""
@@ -773,6 +808,28 @@ class PrunedLSTM(nn.LSTM):
 
     def _mask_names(self):
         return [n for n, _ in self.named_buffers() if n.endswith("_mask")]
+
+    def _pruned_names(self) -> list[str]:
+        """The weights that ``torch.nn.utils.prune`` recomputes (``<name>_orig * <name>_mask``) each forward."""
+        return [h._tensor_name for h in self._forward_pre_hooks.values() if isinstance(h, tprune.BasePruningMethod)]
+
+    def __getstate__(self):
+        # After a forward each pruned weight is a non-leaf tensor (orig * mask), which copy.deepcopy refuses;
+        # leave those out and recompute them from <name>_orig and <name>_mask on the way back in.
+        state = dict(super().__getstate__())
+        pruned = set(self._pruned_names())
+        for name in pruned:
+            state.pop(name, None)
+        state["_flat_weights"] = [None if n in pruned else w
+                                  for n, w in zip(state["_flat_weights_names"], state["_flat_weights"])]
+        return state
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        for hook in list(self._forward_pre_hooks.values()):
+            if isinstance(hook, tprune.BasePruningMethod):
+                setattr(self, hook._tensor_name, hook.apply_mask(self))
+        self._init_flat_weights()
 
     def _init_masks_like(self, state_dict) -> None:
         """Register prune masks named in ``state_dict`` so a fresh PrunedLSTM can load a saved one."""
