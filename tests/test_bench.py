@@ -115,3 +115,39 @@ def test_errors():
         run_bench(dataclasses.replace(TINY, clock="cpu"))
     with pytest.raises(ValueError, match="compressions must be numbers > 1"):
         run_bench(dataclasses.replace(TINY, compressions=(1,)))
+
+
+def _fake_race(seconds: dict, calls: list):
+    """A stand-in for ``hl.timing.race`` with chosen numbers (a fake clock): the bench must read its rows,
+    ratios and verdict from the Race itself. ``seconds``: method name (or "floor") -> seconds per call."""
+    from hmf_lab.perf.timing import Race, Timing
+
+    def fake(fns, *args, reference=None, **kw):
+        calls.append(dict(reference=reference, names=list(fns), **kw))
+        pick = (lambda name: seconds["floor"] if name[0].startswith("floor:") else seconds.get(name[0], seconds["*"]))
+        timings = {name: [Timing(median=pick(name), iqr=0.0, n=1, threads=1, times=(pick(name), 2 * pick(name)))]
+                   for name in fns}
+        return Race.from_timings(timings, reference=reference, load={"cores": 64, "load_1min": 99.0})
+    return fake
+
+
+def test_rows_read_the_race_itself(monkeypatch):
+    """median/IQR/min/n per row are the Race's table, speedup and vs_csr its ratios over the dense and CSR rows
+    of the same race, floor its floor candidate, warning and unreliable its verdict (no timed asserts)."""
+    calls = []
+    monkeypatch.setattr(bench, "race", _fake_race({"dense": 4e-4, "prune": 2e-4, "floor": 5e-5, "*": 1e-4}, calls))
+    df = run_bench(dataclasses.replace(TINY, batches=(1,)))
+    assert [c["reference"] for c in calls] == [("dense", 1.0), ("dense", 1.0)]  # one race per group
+    assert calls[0]["min_run_time"] == TINY.min_run_time and calls[1]["min_run_time"] == TINY.lstm_min_run_time
+    assert all(c["rounds"] == TINY.rounds and c["clock"] == TINY.clock for c in calls)
+    dense, rest = df[df["method"] == "dense"], df[df["method"] != "dense"]
+    # pooled blocks (t, 2t): median 1.5 t, IQR 0.5 t, fastest t, 2 blocks
+    assert np.allclose(dense["median_us"], 600.0) and np.allclose(dense["min_us"], 400.0)
+    assert np.allclose(dense["iqr_us"], 200.0) and (df["n"] == 2).all()
+    assert np.allclose(rest[rest["method"] == "prune"]["speedup"], 2.0)
+    other = rest[rest["method"] != "prune"]
+    assert np.allclose(other["speedup"], 4.0) and np.allclose(other["vs_csr"], 2.0)
+    layers = df[df["kind"] == "layer"]
+    assert np.allclose(layers["of_floor"], 75.0 / layers["median_us"])
+    assert df[df["kind"] == "lstm"]["floor_us"].isna().all()
+    assert df["unreliable"].all() and df["warning"].str.startswith("Unreliable timing: ").all()  # load 99 on 64 cores

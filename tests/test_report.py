@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -118,6 +119,21 @@ def test_report_with_timing_and_without_X():
     assert (t["time_us"] > 0).all() and set(t[t["method"] == "dense"]["engine"]) == {"dense"}
     assert t[t["method"] != "dense"]["engine"].isin(hl.engines.ENGINES).all()
     assert "| layer |" in rep.to_markdown() and "Report(2 layers" in repr(rep)
+    for _, g in t.groupby("layer"):  # dense timed side by side: the dense row is the median of the races' dense
+        dense, comp = g[g["method"] == "dense"].iloc[0], g[g["method"] != "dense"]
+        assert dense["time_us"] == dense["dense_us"] == pytest.approx(comp["dense_us"].median())
+        assert np.allclose(comp["speedup"], comp["dense_us"] / comp["time_us"])
+
+
+def test_report_dense_time_when_no_compressed_row_is_timed():
+    """Every compression unreachable for a tiny layer: no race to read the dense time from, the dense layer is
+    raced alone (hl.timing.race); the failed rows carry a note and no time."""
+    rep = hl.report(nn.Sequential(nn.Linear(3, 2)), compressions=(50,), time=True, min_run_time=0.003,
+                    progress=False)
+    t = rep.table
+    dense = t[t["method"] == "dense"].iloc[0]
+    assert dense["engine"] == "dense" and dense["time_us"] > 0 and dense["dense_us"] == dense["time_us"]
+    assert t[t["method"] != "dense"]["time_us"].isna().all() and t[t["method"] != "dense"]["note"].notna().all()
 
 
 def test_report_on_the_shipped_char_lm():

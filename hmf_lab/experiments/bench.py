@@ -30,11 +30,9 @@ import argparse
 import dataclasses
 import os
 import platform
-import statistics
 import sys
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -115,13 +113,6 @@ def _method_order(name: str):
     return (len(base) + 1, name)
 
 
-def _lstm_bytes(mod) -> int:
-    """Weight bytes an LSTM's forward streams (``hl.timing.weight_bytes`` per matrix; CSR with its indices)."""
-    if isinstance(mod, nn.LSTM) and not hasattr(mod, "ih"):
-        return sum(p.numel() * p.element_size() for n, p in mod.named_parameters() if n.startswith("weight"))
-    return sum(weight_bytes(m) for m in list(mod.ih) + list(mod.hh))
-
-
 def _stored(mod) -> int:
     """Stored weight values, one rule for every method (``hl.count_params``)."""
     from hmf_lab.nn.compress import count_params
@@ -129,19 +120,9 @@ def _stored(mod) -> int:
     return count_params(mod)
 
 
-class _Results(dict):
-    """{name: (median, iqr, n, fastest)} with the :class:`~hmf_lab.timing.Race` behind it in ``.race``."""
-
-    race = None
-
-
-def _race(fns: dict, args: tuple, threads: int, min_run_time: float, rounds: int, clock: str = "wall") -> dict:
-    """Interleaved measurements through the kit's one harness (``hl.timing.race``): every fn once per round;
-    {name: (median, iqr, n, fastest)} pooled over every block, and the verdict in ``.race.warning``."""
-    r = race(fns, *args, rounds=rounds, min_run_time=min_run_time, threads=threads, warmup=2, clock=clock)
-    out = _Results({name: (row.median, row.iqr, row.n, row.min) for name, row in zip(fns, r.table.itertuples())})
-    out.race = r
-    return out
+#: the columns of ``hl.timing.race``'s table a row of the bench reads (seconds; every block of every round
+#: pooled; ``min`` is the fastest block)
+RACE_COLUMNS = ["name", "median", "iqr", "n", "min"]
 
 
 def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
@@ -167,14 +148,13 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
                     for (method, c), mod in list(fns.items()):
                         fns[("floor:" + method, c)] = raw_kernels(mod)
                 with torch.inference_mode():
-                    res = _race(fns, (x,), threads, cfg.min_run_time, cfg.rounds, cfg.clock)
-                warning = res.race.warning
-                t_dense = res[(DENSE.name, 1.0)][0]
-                t_csr = {c: res[(_csr_name(), c)][0] for c in cfg.compressions}
-                for (method, c), (med, iqr, nblocks, fastest) in res.items():
+                    res = race(fns, x, rounds=cfg.rounds, min_run_time=cfg.min_run_time, threads=threads,
+                               warmup=2, clock=cfg.clock, reference=(DENSE.name, 1.0))
+                warning, csr = res.warning, _csr_name()
+                for (method, c), med, iqr, nblocks, fastest in res.table[RACE_COLUMNS].itertuples(index=False, name=None):
                     if method.startswith("floor:"):
                         continue
-                    floor = res.get(("floor:" + method, c), (np.nan,))[0]
+                    floor = res.median(("floor:" + method, c)) if cfg.floors else np.nan
                     is_dense = method == DENSE.name
                     if is_dense:
                         params, nbytes, note = n * n, dense_bytes, "nn.Linear"
@@ -183,9 +163,9 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
                     rows.append(dict(kind="layer", size=n, batch=batch, threads=threads, compression=c,
                                      method=method, params=params, bytes=nbytes,
                                      median_us=med * 1e6, iqr_us=iqr * 1e6, min_us=fastest * 1e6, n=nblocks,
-                                     speedup=t_dense / med, ideal=dense_bytes / nbytes,
-                                     vs_csr=(t_csr[c] / med) if not is_dense else np.nan,
-                                     floor_us=floor * 1e6, of_floor=floor / med, unreliable=res.race.unreliable,
+                                     speedup=res.ratio((method, c)), ideal=dense_bytes / nbytes,
+                                     vs_csr=res.ratio((method, c), over=(csr, c)) if not is_dense else np.nan,
+                                     floor_us=floor * 1e6, of_floor=floor / med, unreliable=res.unreliable,
                                      config=note, warning=warning))
                 bar.update(1)
 
@@ -196,7 +176,7 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
         torch.manual_seed(cfg.seed)
         dense = nn.LSTM(H, H).eval()
         dense_params = _stored(dense)
-        dense_bytes = _lstm_bytes(dense)
+        dense_bytes = weight_bytes(dense)
         mods = {}
         for c in cfg.compressions:
             mods[c] = {}
@@ -205,11 +185,11 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
                 mod = method.timing_module(dense, c)
                 note = " ".join(f"{k}={v}" for k, v in method.config((H, H), c).items()) + " per gate"
                 note += ", CSR int32" if method.sparse else ""
-                mods[c][method.name] = (mod, _stored(mod), _lstm_bytes(mod), note + ", TorchScript loop")
+                mods[c][method.name] = (mod, _stored(mod), weight_bytes(mod), note + ", TorchScript loop")
                 if method.takes_heuristic:  # HMF's per-step loop in Python too
                     eager = method.timing_module(dense, c)
                     eager.engine = "eager"
-                    mods[c][method.name + EAGER] = (eager, _stored(eager), _lstm_bytes(eager), note + ", Python loop")
+                    mods[c][method.name + EAGER] = (eager, _stored(eager), weight_bytes(eager), note + ", Python loop")
         x = torch.randn(cfg.seq, cfg.lstm_batch, H, generator=gen)
         for threads in cfg.lstm_threads:
             fns = {(DENSE.name, 1.0): dense}
@@ -217,10 +197,10 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
                 for method, (mod, *_rest) in ms.items():
                     fns[(method, c)] = mod
             with torch.inference_mode():
-                res = _race(fns, (x,), threads, cfg.lstm_min_run_time, cfg.rounds, cfg.clock)
-            t_dense = res[(DENSE.name, 1.0)][0]
-            t_csr = {c: res[(_csr_name(), c)][0] for c in cfg.compressions}
-            for (method, c), (med, iqr, nblocks, fastest) in res.items():
+                res = race(fns, x, rounds=cfg.rounds, min_run_time=cfg.lstm_min_run_time, threads=threads,
+                           warmup=2, clock=cfg.clock, reference=(DENSE.name, 1.0))
+            csr = _csr_name()
+            for (method, c), med, iqr, nblocks, fastest in res.table[RACE_COLUMNS].itertuples(index=False, name=None):
                 is_dense = method == DENSE.name
                 if is_dense:
                     params, nbytes, note = dense_params, dense_bytes, "nn.LSTM"
@@ -229,11 +209,11 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
                 rows.append(dict(kind="lstm", size=H, batch=cfg.lstm_batch, threads=threads, compression=c,
                                  method=method, params=params, bytes=nbytes,
                                  median_us=med * 1e6, iqr_us=iqr * 1e6, min_us=fastest * 1e6, n=nblocks,
-                                 speedup=t_dense / med, ideal=dense_bytes / nbytes,
-                                 vs_csr=(t_csr[c] / med) if not is_dense else np.nan,
-                                 floor_us=np.nan, of_floor=np.nan, unreliable=res.race.unreliable,
+                                 speedup=res.ratio((method, c)), ideal=dense_bytes / nbytes,
+                                 vs_csr=res.ratio((method, c), over=(csr, c)) if not is_dense else np.nan,
+                                 floor_us=np.nan, of_floor=np.nan, unreliable=res.unreliable,
                                  config=note + (f", seq={cfg.seq}" if is_dense else ""),
-                                 warning=res.race.warning))
+                                 warning=res.warning))
             bar.update(1)
 
 
