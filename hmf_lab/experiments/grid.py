@@ -1,9 +1,12 @@
 """The reproduce grid: tasks x regimes x methods x compressions x seeds, run in parallel with joblib, summarized.
 
-Cells (:class:`~hmf_lab.regimes.Cell`) are independent: each seeds itself and runs on one torch thread.
-:func:`run_cells` hands them to joblib -- worker processes on this machine (``jobs=N``, the loky
+Cells (:class:`~hmf_lab.experiments.pipeline.Cell`, run by the one pipeline
+:func:`~hmf_lab.experiments.pipeline.run_cell`) are independent: each seeds itself and runs on one torch
+thread. :func:`run_cells` hands them to joblib -- worker processes on this machine (``jobs=N``, the loky
 backend), or a Dask cluster (``scheduler=ADDRESS``: ``distributed.Client(address)`` and joblib's
 ``"dask"`` backend). No pool of our own. The longest cells go first; a tqdm bar counts finished cells.
+Each finished cell is appended to a log at once, keyed by :func:`~hmf_lab.experiments.pipeline.cell_key`;
+cells already in ``reuse`` (a previous, interrupted run's log: :mod:`hmf_lab.experiments.runs`) are not run again.
 
 Summaries: mean ± sd (``ddof=1``) over seeds per (task, regime, compression, row), and HMF minus LMF in
 % (positive = HMF better, whichever direction the metric goes) with a noise mark: the seeds are paired
@@ -27,7 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hmf_lab.experiments.regimes import REGIMES, Cell, run_cell, settings_for
+from hmf_lab.experiments.pipeline import REGIMES, Cell, cell_key, cell_methods, recipe, run_cell, task_names, task_settings
+from hmf_lab.experiments.tables import markdown_table
 
 __all__ = ["make_cells", "transfer_cells", "run_cells", "run_grid", "summarize", "hmf_vs_lmf", "inside_noise",
            "best_split", "results_markdown", "sweep_table", "write_grid", "load_grid", "T975", "SWEEP_FRACS",
@@ -67,23 +71,27 @@ def inside_noise(d) -> bool:
 # ------------------------------------------------------------------------------------ cells
 
 
-def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False, methods=("dense", "hmf", "lmf", "prune"),
+def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False, methods=None,
                sweep_task: str | None = "intent", sweep_fracs=SWEEP_FRACS, best_heuristic: str | None = "greedy",
                steps: dict | None = None) -> list[Cell]:
     """Every cell that does not depend on another cell's result (the sweep included).
 
-    ``steps``: ``{regime: steps}`` overrides for every task. Dense cells have compression 1; post dense
-    (the shipped model) is one cell per task (no seed changes it).
+    ``steps``: ``{regime: steps}`` overrides for every task. ``methods``: default every cell method
+    (:func:`~hmf_lab.experiments.pipeline.cell_methods`). Baseline (dense) cells have compression 1; post
+    dense (the shipped model) is one cell per task (no seed changes it). The sweep and the heuristic cells
+    are made for every method with a dense split (HMF).
 
     >>> cs = make_cells(["intent"], ["scratch"], [8], seeds=2, sweep_fracs=(0.5,), best_heuristic=None)
     >>> sorted({c.label for c in cs}), len(cs)
     (['dense', 'hmf', 'hmf@0.5', 'lmf', 'prune'], 10)
     """
-    from hmf_lab.experiments.reproduce import TASKS
     tasks, regimes = list(tasks), list(regimes)
-    bad = [t for t in tasks if t not in TASKS] + [r for r in regimes if r not in REGIMES]
+    methods = cell_methods() if methods is None else tuple(methods)
+    names = task_names()
+    bad = [t for t in tasks if t not in names] + [r for r in regimes if r not in REGIMES]
     if bad:
-        raise ValueError(f"unknown task/regime {bad}; tasks are {sorted(TASKS)}, regimes {list(REGIMES)}")
+        raise ValueError(f"unknown task/regime {bad}; tasks are {names}, regimes {list(REGIMES)}")
+    recipes = {m: recipe(m) for m in methods}
     n_seeds = int(seeds)
     if n_seeds < 1:
         raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
@@ -93,17 +101,19 @@ def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False
         for regime in regimes:
             kw = dict(quick=quick, steps=steps.get(regime))
             for seed in range(n_seeds):
-                if "dense" in methods and (regime == "scratch" or seed == 0):
-                    out.append(Cell(task, regime, "dense", 1.0, seed, **kw))
+                for m in methods:
+                    if recipes[m].baseline and (regime == "scratch" or seed == 0):
+                        out.append(Cell(task, regime, m, 1.0, seed, **kw))
                 for c in compressions:
                     c = float(c)
+                    out += [Cell(task, regime, m, c, seed, **kw) for m in methods if not recipes[m].baseline]
+                    if task != sweep_task:
+                        continue
                     for m in methods:
-                        if m != "dense":
-                            out.append(Cell(task, regime, m, c, seed, **kw))
-                    if task == sweep_task and "hmf" in methods:
-                        out += [Cell(task, regime, "hmf", c, seed, split_frac=float(f), **kw) for f in sweep_fracs]
-                        if best_heuristic:
-                            out.append(Cell(task, regime, "hmf", c, seed, heuristic=best_heuristic, **kw))
+                        if recipes[m].split:
+                            out += [Cell(task, regime, m, c, seed, split_frac=float(f), **kw) for f in sweep_fracs]
+                            if best_heuristic:
+                                out.append(Cell(task, regime, m, c, seed, heuristic=best_heuristic, **kw))
     return out
 
 
@@ -174,12 +184,19 @@ def _relabel_best(rows: list[dict], best: pd.DataFrame, sweep_task: str) -> list
 # ------------------------------------------------------------------------------------ running
 
 
-def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_file=None) -> list[dict]:
-    """Run the cells through joblib; returns one dict per cell (any order).
+def _run_keyed(cell: Cell, key: str) -> dict:
+    """:func:`run_cell` in a worker, the row tagged with its key."""
+    return dict(run_cell(cell), cell_key=key)
+
+
+def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_file=None,
+              reuse: dict | None = None) -> list[dict]:
+    """Run the cells through joblib; returns one dict per cell (any order), each with its ``cell_key``.
 
     ``jobs``: worker processes (loky) on this machine; ``scheduler``: a Dask scheduler address (or a
     ``distributed`` Client / LocalCluster) to run on instead. ``log_file``: append each finished row
-    as a JSON line (a crashed run keeps what it finished).
+    as a JSON line at once (an interrupted run keeps what it finished). ``reuse``: ``{cell_key: row}`` of
+    cells already done (same cell, settings and code): returned as they are, not run again.
 
     >>> run_cells([], jobs=1, progress=False)
     []
@@ -187,9 +204,13 @@ def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_f
     import joblib
     from tqdm.auto import tqdm
 
-    cells = sorted(cells, key=lambda c: -c.cost())
-    if not cells:
-        return []
+    keyed = [(c, cell_key(c)) for c in cells]
+    reuse = reuse or {}
+    rows = [reuse[k] for _, k in keyed if k in reuse]
+    todo = sorted(((c, k) for c, k in keyed if k not in reuse), key=lambda ck: -ck[0].cost())
+    if not todo:
+        return rows
+    cells = todo
     client = None
     if scheduler is not None:
         from distributed import Client
@@ -203,16 +224,16 @@ def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_f
         if int(jobs) < 1:
             raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
         ctx, n_jobs = nullcontext(), int(jobs)
-    rows = []
     try:
         with ctx:
             par = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-            for row in tqdm(par(joblib.delayed(run_cell)(c) for c in cells), total=len(cells),
+            for row in tqdm(par(joblib.delayed(_run_keyed)(c, k) for c, k in cells), total=len(cells),
                             desc="cells", disable=not progress):
                 rows.append(row)
                 if log_file is not None:
                     with open(log_file, "a") as fh:
                         fh.write(json.dumps(row, default=float) + "\n")
+                        fh.flush()
     finally:
         if client is not None:
             client.close()
@@ -220,16 +241,16 @@ def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_f
 
 
 def run_grid(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, jobs=1, scheduler=None, quick=False,
-             methods=("dense", "hmf", "lmf", "prune"), sweep_task: str | None = "intent", sweep_fracs=SWEEP_FRACS,
+             methods=None, sweep_task: str | None = "intent", sweep_fracs=SWEEP_FRACS,
              best_heuristic: str | None = "greedy", steps: dict | None = None, progress=True, log_file=None,
-             log=print) -> pd.DataFrame:
+             log=print, reuse: dict | None = None) -> pd.DataFrame:
     """The whole grid as a tidy DataFrame (one row per cell). Python twin of ``hmf-lab reproduce``.
 
     Phase 1 runs every cell that needs no other cell (the split sweep included); phase 2 the
     ``hmf(best)`` cells of the other tasks at the sweep's best fraction per (regime, compression)
     (none where the best is the default split: those rows are the default HMF cells). On the sweep task
     itself, ``hmf(best)`` is the best sweep point (chosen on the same seeds it is reported with: an
-    optimistic pick).
+    optimistic pick). ``log_file`` / ``reuse``: see :func:`run_cells` (``hmf-lab reproduce`` resumes with them).
 
     >>> df = run_grid(["intent"], ["scratch"], [8], seeds=1, quick=True, sweep_fracs=(1.0,),
     ...               best_heuristic=None, progress=False, log=lambda *a: None)  # doctest: +SKIP
@@ -240,19 +261,29 @@ def run_grid(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, jobs=1, sched
     cells = make_cells(tasks, regimes, compressions, seeds, quick, methods, sweep_task, sweep_fracs,
                        best_heuristic, steps)
     t0 = time.time()
-    log(f"phase 1: {len(cells)} cells" + (f" (the {sweep_task} sweep included)" if sweep_task else ""))
-    rows = run_cells(cells, jobs, scheduler, progress, log_file)
-    if sweep_task is not None and "hmf" in methods:
+    reuse = reuse or {}
+    log(f"phase 1: {len(cells)} cells" + (f" (the {sweep_task} sweep included)" if sweep_task else "")
+        + _reuse_note(cells, reuse))
+    rows = run_cells(cells, jobs, scheduler, progress, log_file, reuse)
+    if sweep_task is not None and any(recipe(m).split for m in (methods or cell_methods())):
         best = best_split(pd.DataFrame(rows), sweep_task)
         log(f"best split fractions of the {sweep_task} sweep: {best.to_dict('records')}")
         more = transfer_cells(best, tasks, seeds, quick, steps)
         if more:
-            log(f"phase 2: {len(more)} hmf(best) cells of the other tasks")
-            rows += run_cells(more, jobs, scheduler, progress, log_file)
+            log(f"phase 2: {len(more)} hmf(best) cells of the other tasks" + _reuse_note(more, reuse))
+            rows += run_cells(more, jobs, scheduler, progress, log_file, reuse)
         rows += _relabel_best(rows, best, sweep_task)
     df = pd.DataFrame(rows)
     df.attrs["wall_s"] = time.time() - t0
     return df
+
+
+def _reuse_note(cells, reuse: dict) -> str:
+    """``: reused N cells, running M`` when resuming (nothing when there is nothing to reuse)."""
+    if not reuse:
+        return ""
+    n = sum(cell_key(c) in reuse for c in cells)
+    return f": reused {n} cells, running {len(cells) - n}"
 
 
 def _isnan(x) -> bool:
@@ -340,8 +371,7 @@ def results_markdown(df: pd.DataFrame, value: str = "value", metric: str | None 
         n = int(st.n.max())
         text.append(f"### {task}: {metric} ({better}), mean ± sd over {n} seeds\n")
         head = ["regime", "compression"] + [DISPLAY[lab] for lab in labels] + ["HMF − LMF", "HMF (best) − LMF"]
-        text.append("| " + " | ".join(head) + " |")
-        text.append("|" + "---|" * len(head))
+        body = []
         for (regime, c), g in st.groupby(["regime", "compression"]):
             vals = {r.label: _fmt(r.mean, r.sd, metric) for r in g.itertuples()}
             cells = [regime, f"{c:g}x"] + [vals.get(lab, "–") for lab in labels]
@@ -349,8 +379,8 @@ def results_markdown(df: pd.DataFrame, value: str = "value", metric: str | None 
                 cd = comp[lab]
                 hit = cd[(cd.task == task) & (cd.regime == regime) & (cd.compression == c)] if len(cd) else cd
                 cells.append(_pct(hit.iloc[0]) if len(hit) else "–")
-            text.append("| " + " | ".join(cells) + " |")
-        text.append("")
+            body.append(cells)
+        text.append(markdown_table(pd.DataFrame(body, columns=head)))
     return "\n".join(text)
 
 
@@ -417,8 +447,9 @@ def live_regimes(task: str = "intent", compression: float = 8, split_frac: float
     """A small live grid in this process: dense, HMF at ``split_frac`` (None = default split) and LMF, one regime.
 
     For sliders: quick mode (``HMF_LAB_QUICK=1`` or ``quick=True``) trains a few steps; otherwise
-    :data:`hmf_lab.regimes.LIVE_STEPS` (a few seconds per model: intent scratch 150 steps, fewer than the
-    committed run's 800, said in the notebook); ``steps`` overrides both.
+    the task's live budget (``live_post_steps`` / ``live_scratch_steps`` of its settings, a few seconds
+    per model: intent scratch 150 steps, fewer than the committed run's 800, said in the notebook);
+    ``steps`` overrides both.
 
     >>> df = live_regimes("intent", 8, 0.5, "scratch", quick=True)  # doctest: +SKIP
     >>> sorted(df.label)  # doctest: +SKIP
@@ -429,11 +460,14 @@ def live_regimes(task: str = "intent", compression: float = 8, split_frac: float
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; expected one of {REGIMES}")
     if steps is None and not q:
-        from hmf_lab.experiments.regimes import LIVE_STEPS
-        steps = LIVE_STEPS.get(task, {}).get(regime)
+        steps = task_settings(task).steps(regime, live=True)
     cells = []
     for seed in range(int(seeds)):
-        cells += [Cell(task, regime, "dense", 1.0, seed, quick=q, steps=steps),
-                  Cell(task, regime, "hmf", float(compression), seed, split_frac=split_frac, quick=q, steps=steps),
-                  Cell(task, regime, "lmf", float(compression), seed, quick=q, steps=steps)]
+        for m in cell_methods():
+            rec = recipe(m)
+            if rec.baseline:
+                cells.append(Cell(task, regime, m, 1.0, seed, quick=q, steps=steps))
+            elif rec.factorized:   # HMF at the slider's split, and LMF
+                frac = split_frac if rec.split else None
+                cells.append(Cell(task, regime, m, float(compression), seed, split_frac=frac, quick=q, steps=steps))
     return pd.DataFrame(run_cells(cells, jobs=1, progress=False))
