@@ -191,7 +191,7 @@ def _run_keyed(cell: Cell, key: str) -> dict:
 
 def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_file=None,
               reuse: dict | None = None) -> list[dict]:
-    """Run the cells through joblib; returns one dict per cell (any order), each with its ``cell_key``.
+    """Run the cells through joblib; returns one dict per cell (in the order of ``cells``), each with its ``cell_key``.
 
     ``jobs``: worker processes (loky) on this machine; ``scheduler``: a Dask scheduler address (or a
     ``distributed`` Client / LocalCluster) to run on instead. ``log_file``: append each finished row
@@ -201,16 +201,21 @@ def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_f
     >>> run_cells([], jobs=1, progress=False)
     []
     """
+    if scheduler is None and (not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    keyed = [(c, cell_key(c)) for c in cells]
+    done = {k: reuse[k] for _, k in keyed if k in (reuse or {})}
+    todo = sorted({k: (c, k) for c, k in keyed if k not in done}.values(), key=lambda ck: -ck[0].cost())
+    if todo:
+        _run_todo(todo, jobs, scheduler, progress, log_file, done)
+    return [done[k] for _, k in keyed]   # in the order of the cells, however they ran
+
+
+def _run_todo(cells, jobs, scheduler, progress, log_file, done: dict) -> None:
+    """Run ``(cell, key)`` pairs through joblib, filling ``done`` and the log as each one finishes."""
     import joblib
     from tqdm.auto import tqdm
 
-    keyed = [(c, cell_key(c)) for c in cells]
-    reuse = reuse or {}
-    rows = [reuse[k] for _, k in keyed if k in reuse]
-    todo = sorted(((c, k) for c, k in keyed if k not in reuse), key=lambda ck: -ck[0].cost())
-    if not todo:
-        return rows
-    cells = todo
     client = None
     if scheduler is not None:
         from distributed import Client
@@ -221,15 +226,13 @@ def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_f
             ctx = joblib.parallel_backend("dask", client=client)
         n_jobs = -1
     else:
-        if int(jobs) < 1:
-            raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
         ctx, n_jobs = nullcontext(), int(jobs)
     try:
         with ctx:
             par = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
             for row in tqdm(par(joblib.delayed(_run_keyed)(c, k) for c, k in cells), total=len(cells),
                             desc="cells", disable=not progress):
-                rows.append(row)
+                done[row["cell_key"]] = row
                 if log_file is not None:
                     with open(log_file, "a") as fh:
                         fh.write(json.dumps(row, default=float) + "\n")
@@ -237,7 +240,6 @@ def run_cells(cells, jobs: int = 1, scheduler=None, progress: bool = True, log_f
     finally:
         if client is not None:
             client.close()
-    return rows
 
 
 def run_grid(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, jobs=1, scheduler=None, quick=False,
