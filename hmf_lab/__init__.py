@@ -24,6 +24,7 @@ from hmf_lab.factor.oracle import OracleResult, oracle
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
 from hmf_lab.nn.compress import compress, count_params, sparsify
+from hmf_lab.nn.methods import METHODS, Method, get_method, register_method  # the method registry
 from hmf_lab.perf import engines, timing  # the one timing harness; the fastest correct engine per layer
 from hmf_lab.perf.timing import measure
 from hmf_lab import nlp as models  # real NLP data sets, small LSTM models and their tasks
@@ -71,7 +72,7 @@ __all__ = [
     "synthetic", "leaderboard", "output_error", "plot_leaderboard", "oracle", "OracleResult",
     "HMFLinear", "LMFLinear", "SparseLinear",
     "timing", "measure",
-    "compress", "sparsify", "count_params", "engines", "report", "Report", "report_apply_plan", "choose_split_rank", "lmf_rank",
+    "compress", "sparsify", "count_params", "Method", "METHODS", "register_method", "get_method", "engines", "report", "Report", "report_apply_plan", "choose_split_rank", "lmf_rank",
     "CompressedLSTM", "GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM",
     "bleu", "data", "models", "tasks", "heuristics",
     "exercises", "plots", "widgets", "explorer",

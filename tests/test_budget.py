@@ -1,7 +1,8 @@
 """The one home of the budget rules (core): largest rank, LMF's rank, HMF's split, the equal budget.
 
-Issue 9 item 2: HMF's stored values within 1% of LMF's and of pruning's, nothing over budget;
-issue 12 item 1: every module calls these rules.
+Issue 9 item 2: HMF's stored values within 1% of LMF's, nothing over budget;
+issue 12 item 1: every module calls these rules; issue 18 part 5: pruning keeps exactly the budget
+floor(m*n / c) (LMF's count only as the explicit count="lmf" / prune_count="lmf").
 """
 from __future__ import annotations
 
@@ -38,10 +39,11 @@ def test_equal_budget_within_one_percent_and_never_over(shape, c):
     e = core.equal_budget(shape, c)
     assert e.hmf_params <= B and e.lmf_params <= B and e.prune_nnz <= B  # never over budget
     assert abs(e.hmf_params - e.lmf_params) <= 0.01 * e.lmf_params  # within 1% of LMF
-    assert abs(e.hmf_params - e.prune_nnz) <= 0.01 * e.prune_nnz  # and of pruning
+    assert abs(e.hmf_params - e.prune_nnz) <= 0.01 * e.prune_nnz  # and of pruning's equal-size count
     assert e.lmf_rank == hl.lmf_rank(shape, c) and hl.lmf_params(m, n, e.lmf_rank + 1) > B  # LMF: largest fit
     assert (e.split, e.rank) == hl.choose_split_rank(shape, c)  # HMF's default is the equal-budget point
-    assert core.prune_keep(shape, c) == e.prune_nnz
+    assert core.prune_keep(shape, c, count="lmf") == e.prune_nnz  # the explicit equal-size count
+    assert core.prune_keep(shape, c) == B == e.budget  # the default: exactly the value budget
     k, r = e.split, e.rank
     assert 1 <= r <= min(m - k, n) and core.largest_rank(shape, min(B, math.floor(e.lmf_params * 1.01)), k) == r
 
@@ -79,21 +81,23 @@ def test_largest_rank_is_the_largest_that_fits(shape, values, k):
 
 
 def test_gate_blocked_lstm_equal_budget():
-    """An LSTM's matrix is 4 gate blocks: HMF, LMF and pruning store the same values (within 1%)."""
+    """An LSTM's matrix is 4 gate blocks: pruning keeps each block's budget, HMF within 1% of LMF, none over."""
     lstm = nn.LSTM(48, 128)
     sizes = {m: hl.count_params(hl.compress(lstm, m, compression=8)) for m in ("hmf", "lmf", "prune")}
     sizes["sparse"] = hl.count_params(hl.compress(lstm, "prune", compression=8, sparse=True))
-    assert sizes["prune"] == sizes["lmf"] == sizes["sparse"]
+    ih, hh = core.equal_budget((128, 48), 8, blocks=4), core.equal_budget((128, 128), 8, blocks=4)
+    assert sizes["prune"] == sizes["sparse"] == 4 * (ih.budget + hh.budget)  # floor(H*n / 8) per gate block
+    assert hl.count_params(hl.compress(lstm, "prune", compression=8, prune_count="lmf")) == sizes["lmf"]
     assert abs(sizes["hmf"] - sizes["lmf"]) <= 0.01 * sizes["lmf"]
     assert max(sizes.values()) <= hl.count_params(lstm) / 8
-    ih, hh = core.equal_budget((128, 48), 8, blocks=4), core.equal_budget((128, 128), 8, blocks=4)
     assert sizes["lmf"] == ih.lmf_params + hh.lmf_params and sizes["hmf"] == ih.hmf_params + hh.hmf_params
 
 
 def test_linear_model_equal_budget():
     model = nn.Sequential(nn.Linear(96, 200), nn.ReLU(), nn.Linear(200, 64))
     sizes = {m: hl.count_params(hl.compress(model, m, compression=6)) for m in ("hmf", "lmf", "prune")}
-    assert sizes["prune"] == sizes["lmf"]
+    assert sizes["prune"] == 96 * 200 // 6 + 200 * 64 // 6  # exactly the budget of each layer
+    assert hl.count_params(hl.compress(model, "prune", compression=6, prune_count="lmf")) == sizes["lmf"]
     assert abs(sizes["hmf"] - sizes["lmf"]) <= 0.01 * sizes["lmf"]
 
 

@@ -337,13 +337,49 @@ def test_prune_transposed_weights():
         lin.weight = torch.nn.Parameter(torch.randn(4, 6).T)
     assert not lin.weight.is_contiguous()
     x = torch.randn(3, 4)
-    sp = hl.SparseLinear.from_linear(lin, 2, count="floor")
+    sp = hl.SparseLinear.from_linear(lin, 2)
     with torch.no_grad():
         assert torch.allclose(sp(x), x @ hl.prune(lin.weight.detach(), 2).to_dense().T + lin.bias, atol=1e-5)
     assert hl.SparseLinear.from_linear(lin, 2).nnz == hl.factor.core.prune_keep((6, 4), 2)
     for kw in ({}, {"sparse": True}):
         small = hl.compress(torch.nn.Sequential(lin), "prune", compression=2, **kw)
         assert hl.count_params(small) == hl.factor.core.prune_keep((6, 4), 2)
+
+
+# --------------------------------------------------------------------------- hl.compress: contradictory size, X misfit
+
+
+def test_compress_rejects_compression_contradicting_split_and_rank():
+    """split=1, rank=7 on an 8x8 layer stores 113 values; compression=8 allows 8: no silent override."""
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    with pytest.raises(ValueError, match=r"split=1, rank=7 store 113 values but compression 8.0 allows at most "
+                                         r"floor\(8\*8 / 8.0\) = 8 .*no split fits"):
+        hl.compress(net, "hmf", compression=8, split=1, rank=7)
+    with pytest.raises(ValueError, match=r"store 38 values .* at most .* = 32 .*rank=1 fits at split=1"):
+        hl.compress(net, "hmf", compression=2, split=1, rank=2)
+    with pytest.raises(ValueError, match=r"split=6, rank=1 .* the largest split that does is 1"):
+        hl.choose_split_rank((8, 8), 2.5, split=6, rank=1)  # budget 25: split 1, rank 1 stores 8 + 7 + 8 = 23
+    small = hl.compress(net, "hmf", compression=2, split=1, rank=1)  # agrees: 8 + 7 + 8 = 23 <= 32
+    assert hl.count_params(small) == 23
+    assert hl.count_params(hl.compress(net, "hmf", split=1, rank=7)) == 113  # no compression: the point as given
+
+
+def test_compress_names_X_that_does_not_fit_the_model():
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    with pytest.raises(ValueError, match=r"X batch 0 reaches layer '0' \(Linear\(8, 8\)\) with width 7 .* "
+                                         r"expects inputs of width 8"):
+        hl.compress(net, "hmf", compression=2, heuristic="activation", X=torch.randn(5, 7))
+    with pytest.raises(TypeError, match=r"X batch 0 .* as torch.float64 inputs .* takes torch.float32 inputs; "
+                                        r"pass X as torch.float32"):
+        hl.compress(net, "hmf", compression=2, heuristic="activation", X=torch.randn(5, 8, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"as torch.int64 inputs .* X.to\(torch.float32\)\)$"):
+        hl.compress(net, "hmf", compression=2, heuristic="activation", X=torch.ones(5, 8, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"X batch 1 reaches the model \(LSTM\(8, 4\)\) with width 6"):
+        hl.compress(torch.nn.LSTM(8, 4), "hmf", compression=2, heuristic="activation",
+                    X=[torch.randn(3, 2, 8), torch.randn(3, 2, 6)])
+    broken = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(7, 3))  # the model itself cannot run
+    with pytest.raises(ValueError, match=r"reaches layer '1' \(Linear\(7, 3\)\) with width 8"):
+        hl.compress(broken, "hmf", compression=2, heuristic="activation", X=torch.randn(4, 8))
 
 
 # --------------------------------------------------------------------------- the CLI (5e)

@@ -70,13 +70,13 @@ def test_lmf_linear():
 @pytest.mark.parametrize("shape", [(20,), (7, 20), (2, 3, 20)])
 def test_sparse_linear(shape):
     lin = linear()
-    layer = hl.SparseLinear.from_linear(lin, compression=4, count="floor")
+    layer = hl.SparseLinear.from_linear(lin, compression=4)  # the budget floor(16*20 / 4), as hl.prune
     assert layer.nnz == 80 and layer.compression == 4.0
     assert layer.weight.layout == torch.sparse_csr
     x = torch.randn(*shape)
     torch.testing.assert_close(layer(x), x @ layer.to_dense().T + lin.bias)
     torch.testing.assert_close(layer.to_dense(), hl.prune(lin.weight.detach(), 4).to_dense())
-    fair = hl.SparseLinear.from_linear(lin, compression=4)  # default: LMF's count at 4x (rank 2: 72 values)
+    fair = hl.SparseLinear.from_linear(lin, compression=4, count="lmf")  # LMF's count at 4x (rank 2: 72 values)
     assert fair.nnz == hl.LMFLinear.from_linear(lin, rank=hl.lmf_rank((16, 20), 4)).n_params == 72
     fresh = roundtrip(layer, hl.SparseLinear(20, 16, nnz=80))
     assert torch.equal(fresh(x), layer(x))

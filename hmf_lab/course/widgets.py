@@ -42,7 +42,7 @@ import torch
 import traitlets
 
 from hmf_lab.factor._validation import as_int, as_matrix, check_compression
-from hmf_lab.factor.core import HMFCache, budget, hmf_params, largest_rank
+from hmf_lab.factor.core import HMFCache, budget, hmf_params, largest_rank, value_budget
 from hmf_lab.factor.heuristics import HEURISTICS
 from hmf_lab.course.plots import blocks_svg
 from hmf_lab.experiments.tradeoff import dense_layer, layers_at_budget, lmf_layer, lmf_rank_at, time_layers, tradeoff_table
@@ -797,7 +797,7 @@ class RunTimeExplorer:
         from hmf_lab.course.plots import timing_bars
 
         k, r = self.choice()
-        layers = layers_at_budget(self.W, k, r, cache=self.cache)
+        layers = layers_at_budget(self.W, k, r, compression=self.compression.value, cache=self.cache)
         rl = layers["LMF"].rank
         self.errors = {"dense": 0.0, "HMF": self.cache.error(k, r, "top"), "LMF": self.cache.error(0, rl, "top"),
                        "pruning (CSR)": relative_error(self.W, layers["pruning (CSR)"].to_dense())}
@@ -930,13 +930,15 @@ class BudgetExplorer:
         row = b[b["split"] == self.split.value].iloc[0]
         k, r = int(row["split"]), int(row["rank"])
         ib = b["error"].idxmin()
-        rl = lmf_rank_at(hmf_params(m, n, k, r), m, n)  # LMF at this HMF's size: the layer that is timed
+        rl = lmf_rank_at(value_budget((m, n), self.compression.value), m, n)  # LMF within this compression's
+        # budget floor(m*n / c): the layer that is timed (layers_at_budget at compression=c)
         st = dict(compression=self.compression.value, split=k, rank=r, params=hmf_params(m, n, k, r),
                   error=float(row["error"]), best_split=int(b.loc[ib, "split"]), best_rank=int(b.loc[ib, "rank"]),
                   best_error=float(b.loc[ib, "error"]), lmf_rank=rl, lmf_error=self.cache.error(0, rl, "top"))
         times = ""
         if self.timing_enabled:
-            layers = layers_at_budget(self.W, k, r, self.heuristic, cache=self.cache)
+            layers = layers_at_budget(self.W, k, r, self.heuristic, compression=self.compression.value,
+                                      cache=self.cache)
             t, warning = _time_modules({"dense": layers["dense"], "HMF": layers["HMF"], "LMF": layers["LMF"]},
                                        self.batch, self.min_run_time)
             t = t.set_index("name")

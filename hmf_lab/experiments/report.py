@@ -50,7 +50,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from hmf_lab.factor.core import csr_bytes, csr_index_bytes
 from hmf_lab.nn.compress import compress, count_params
+from hmf_lab.nn.methods import DENSE, METHODS as REGISTRY, get_method
 
 __all__ = ["report", "Report", "apply_plan", "RULE"]
 
@@ -58,8 +60,9 @@ __all__ = ["report", "Report", "apply_plan", "RULE"]
 RULE = ("greedy on marginal cost: start dense, repeatedly take the layer option with the lowest extra error per "
         "value saved until the stored values reach dense/target; the last move gets the exact remaining budget")
 
-METHODS = ("hmf", "lmf", "prune")
-FLOAT_INDEX_BYTES = 4  # int32 CSR indices
+#: the methods reported by default: every registered one, in registration order (``hl.METHODS``), read at
+#: call time; a tuple view of the registry's names kept under the old name
+METHODS = tuple(REGISTRY)
 #: HMF split points tried per matrix: "balanced" (split ~= rank) and fractions of the largest feasible split
 SPLIT_POINTS = ("balanced", 0.5, 0.9)
 
@@ -94,6 +97,19 @@ def _check_compressions(compressions) -> tuple:
     return tuple(sorted(set(cs)))
 
 
+def _check_methods(methods) -> list[str]:
+    """Method names from the registry (default: all registered); unknown names raise ValueError."""
+    if methods is None:
+        return list(REGISTRY)
+    if isinstance(methods, str) or not hasattr(methods, "__iter__"):
+        raise ValueError(f"methods must be a non-empty sequence from {list(REGISTRY)}, got {methods!r}")
+    methods = list(methods)
+    bad = [m for m in methods if not isinstance(m, str) or m not in REGISTRY]
+    if bad or not methods:
+        raise ValueError(f"methods must be a non-empty sequence from {list(REGISTRY)}, got {methods!r}")
+    return methods
+
+
 # ----------------------------------------------------------------------------- layer facts
 
 
@@ -119,13 +135,14 @@ def _values(mod: nn.Module) -> int:
 
 
 def _index_bytes(mod: nn.Module) -> int:
-    """CSR index bytes of a pruned module (int32 column indices + row pointers per matrix); 0 otherwise."""
+    """CSR index bytes of a pruned module (column indices + row pointers per matrix, ``core.csr_bytes``
+    without the values: int32 below 2**31 values, as the timed kernel); 0 otherwise."""
     from hmf_lab.nn.layers import SparseLinear
 
     total = 0
     for m in mod.modules():
         if isinstance(m, SparseLinear):
-            total += m.nnz * FLOAT_INDEX_BYTES + (m.out_features + 1) * FLOAT_INDEX_BYTES
+            total += csr_bytes(m.out_features, m.nnz, value_bytes=0, index_bytes=csr_index_bytes(m.nnz))
     return total
 
 
@@ -203,15 +220,16 @@ def _split_at(shape, c, point):
     k_bal, _ = choose_split_rank(shape, c)
     if point == "balanced":
         return k_bal
-    from hmf_lab.factor.core import budget
+    from hmf_lab.factor.core import max_split  # the one max-split rule
 
-    df = budget(shape, c)
-    df = df[(df["rank"] > 0)]
-    kmax = int(df["split"].max()) if len(df) else 0
+    try:
+        kmax = max_split(shape, c)
+    except ValueError:
+        kmax = 0
     return max(k_bal, int(round(point * kmax)))
 
 
-def _hmf_candidates(name: str, mod: nn.Module, c, heuristics):
+def _hmf_candidates(name: str, mod: nn.Module, c, heuristics, method):
     """(split description, compress kwargs) for every split point x heuristic."""
     out, seen = [], set()
     for point in SPLIT_POINTS:
@@ -230,7 +248,7 @@ def _hmf_candidates(name: str, mod: nn.Module, c, heuristics):
             continue
         seen.add(key)
         for h in heuristics:
-            out.append((point, h, {"method": "hmf", "compression": c, "split": {name: split}, "heuristic": h}))
+            out.append((point, h, {"method": method.name, "compression": c, "split": {name: split}, "heuristic": h}))
     return out
 
 
@@ -324,7 +342,7 @@ class Report:
             lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |")
         return "\n".join(lines) + "\n"
 
-    def plan(self, target: float, methods=METHODS) -> dict:
+    def plan(self, target: float, methods=None) -> dict:
         """The per-layer plan at total compression ``target`` (see the module docstring for the rule).
 
         Returns ``{"target", "achieved", "values", "dense_values", "error_sum", "by", "rule", "layers"}`` where
@@ -334,14 +352,15 @@ class Report:
         return _plan(self, target, methods)
 
 
-def report(model: nn.Module, compressions=(2, 4, 8), X=None, *, layers=None, methods=METHODS,
+def report(model: nn.Module, compressions=(2, 4, 8), X=None, *, layers=None, methods=None,
            heuristics=("top", "row_norm"), time: bool = True, threads: int = 1, min_run_time: float = 0.1,
            progress: bool = True) -> Report:
     """Compress each ``nn.Linear``/``nn.LSTM`` of ``model`` alone with HMF (best split and heuristic), LMF and
     pruning at each compression and measure values, bytes, weight error, output error on ``X`` and time.
 
     ``X``: optional calibration inputs, what ``model`` takes (a tensor, a tuple of inputs, or a list of
-    those); ``layers``: names to report on (default every ``nn.Linear``/``nn.LSTM``); ``heuristics``: split
+    those); ``methods``: names in the method registry (default: every registered method, ``hl.METHODS``;
+    a method with a split heuristic is tried at several split points, as HMF); ``layers``: names to report on (default every ``nn.Linear``/``nn.LSTM``); ``heuristics``: split
     heuristics HMF tries (data-aware ones such as ``"activation"`` use the captured inputs of a Linear);
     ``time=False`` skips the timing columns; ``threads``: torch threads for the whole report (timing included).
     Returns a :class:`Report`; ``.table`` is the tidy DataFrame,
@@ -356,9 +375,7 @@ def report(model: nn.Module, compressions=(2, 4, 8), X=None, *, layers=None, met
     _check_model(model)
     cs = _check_compressions(compressions)
     names = _targets(model, layers)
-    bad = [m for m in (methods if not isinstance(methods, str) else [methods]) if m not in METHODS]
-    if bad or isinstance(methods, str) or not methods:
-        raise ValueError(f"methods must be a non-empty sequence from {METHODS}, got {methods!r}")
+    methods = _check_methods(methods)
     from hmf_lab.factor.heuristics import HEURISTICS
 
     heuristics = [heuristics] if isinstance(heuristics, str) or callable(heuristics) else list(heuristics)
@@ -386,16 +403,17 @@ def report(model: nn.Module, compressions=(2, 4, 8), X=None, *, layers=None, met
             base = {"layer": name, "kind": type(mod).__name__,
                     "shape": " + ".join(f"{m}x{n}" for m, n in _matrix_shapes(mod))}
             dense_values = sum(W.numel() for W in dense_ws)
-            row = {**base, "method": "dense", "compression": 1.0, "heuristic": "", "split": "", "rank": "",
+            row = {**base, "method": DENSE.name, "compression": 1.0, "heuristic": "", "split": "", "rank": "",
                    "values": dense_values, "bytes": dense_values * dense_ws[0].element_size(), "index_bytes": 0,
                    "actual_compression": 1.0, "weight_error": 0.0, "output_error": 0.0 if calls else math.nan}
             if time:
-                row.update(engine="dense", time_us=_time_dense(mod, time_call, threads, min_run_time))
+                row.update(engine=DENSE.engines[0], time_us=_time_dense(mod, time_call, threads, min_run_time))
                 row["dense_us"] = row["time_us"]
             rows.append(row)
             if bar:
                 bar.update()
             for meth in methods:
+                rec = get_method(meth)
                 for c in cs:
                     try:
                         best = _best(name, mod, meth, c, heuristics, dense_ws, calls)
@@ -406,15 +424,15 @@ def report(model: nn.Module, compressions=(2, 4, 8), X=None, *, layers=None, met
                         continue
                     comp, kw, point, err_w, err_o = best
                     configs[(name, meth, float(c))] = (kw, _rank_spec(comp))
-                    split, rank = _describe(comp) if meth != "prune" else ("", "")
+                    split, rank = _describe(comp) if not rec.sparse else ("", "")
                     values = _values(comp)
                     ib = _index_bytes(comp)
                     row = {**base, "method": meth, "compression": float(c),
-                           "heuristic": kw.get("heuristic", "") if meth == "hmf" else "",
+                           "heuristic": kw.get("heuristic", "") if rec.takes_heuristic else "",
                            "split": split, "rank": rank, "values": values,
                            "bytes": values * dense_ws[0].element_size() + ib, "index_bytes": ib,
                            "actual_compression": dense_values / values, "weight_error": err_w,
-                           "output_error": err_o, "split_point": str(point) if meth == "hmf" else ""}
+                           "output_error": err_o, "split_point": str(point) if rec.takes_heuristic else ""}
                     if time:
                         row["engine"], row["time_us"], row["dense_us"] = _time(comp, time_call, threads, min_run_time)
                     rows.append(row)
@@ -433,22 +451,17 @@ def report(model: nn.Module, compressions=(2, 4, 8), X=None, *, layers=None, met
 
 def _best(name, mod, meth, c, heuristics, dense_ws, calls):
     """The compressed layer for (method, compression): HMF's best (split point, heuristic) by the error."""
-    if meth == "hmf":
-        cands = _hmf_candidates(name, mod, c, heuristics)
-    elif meth == "lmf":
-        cands = [("", "", {"method": "lmf", "compression": c})]
-    else:
-        cands = [("", "", {"method": "prune", "compression": c, "sparse": True})]
+    rec = get_method(meth)
+    if rec.takes_heuristic and "split" in rec.options:  # HMF-like: split points x heuristics
+        cands = _hmf_candidates(name, mod, c, heuristics, rec)
+    else:  # one configuration; a method with CSR inference is built sparse (what is timed)
+        cands = [("", "", {"method": rec.name, "compression": c, **({"sparse": True} if rec.sparse else {})})]
     best = None
     for point, h, kw in cands:
         if calls is not None and h in ("activation", "fisher") and isinstance(mod, nn.Linear):
             kw = dict(kw)  # data-aware heuristics on a Linear: its captured inputs
             X = torch.cat([a[0].reshape(-1, mod.in_features) for a, _ in calls[name]])
-            k = kw["split"][name]
-            from hmf_lab.nn.layers import HMFLinear
-            from hmf_lab.nn.lstm import choose_split_rank
-            _, r = choose_split_rank((mod.out_features, mod.in_features), c, split=k)
-            comp = HMFLinear.from_linear(mod, split=k, rank=r, heuristic=h, X=X).eval()
+            comp = rec.linear(mod, c, split=kw["split"][name], heuristic=h, X=X).eval()
         else:
             try:
                 comp = _build(mod, name, kw)
@@ -472,12 +485,9 @@ def _best(name, mod, meth, c, heuristics, dense_ws, calls):
 def _plan(rep: Report, target, methods) -> dict:
     if isinstance(target, bool) or not isinstance(target, numbers.Real) or not target >= 1:
         raise ValueError(f"target must be a total compression >= 1, e.g. 4, got {target!r}")
-    methods = [methods] if isinstance(methods, str) else list(methods)
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise ValueError(f"methods must be a non-empty sequence from {METHODS}, got {methods!r}")
+    methods = _check_methods(methods)
     t = rep.table
-    dense = t[t["method"] == "dense"].set_index("layer")
+    dense = t[t["method"] == DENSE.name].set_index("layer")
     opts = t[t["method"].isin(methods) & t["values"].notna()]
     total_dense = int(dense["values"].sum())
     budget = total_dense / float(target)
@@ -537,15 +547,14 @@ def _fill(rep: Report, plan: dict, values: dict, sources: dict, order: list, bud
         if room <= values[name]:
             continue
         kw = dict(plan["layers"][name])
-        dv = int(rep.table[(rep.table["layer"] == name) & (rep.table["method"] == "dense")]["values"].iloc[0])
-        kw["compression"] = dv / room
-        if kw["method"] == "prune":
-            kw["prune_count"] = "floor"  # steps of one value (compress's default keeps LMF's count)
-        if kw["method"] == "hmf":
+        dv = int(rep.table[(rep.table["layer"] == name) & (rep.table["method"] == DENSE.name)]["values"].iloc[0])
+        kw["compression"] = dv / room  # pruning keeps exactly floor(values / c): steps of one value
+        rec = get_method(kw["method"])
+        if "split" in rec.options and "rank" in rec.options:  # HMF: keep the rank, the largest split that fits
             rank = rep.configs[(name, *sources[name])][1]
             kw.pop("split", None)
             kw["rank"] = {name: rank}
-        elif kw["method"] == "lmf":
+        elif "rank" in rec.options:  # LMF: the ranks that fill the room
             ranks = _lmf_fill(rep.model.get_submodule(name), room)
             if ranks is not None:
                 kw["rank"] = {name: ranks}

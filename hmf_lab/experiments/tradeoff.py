@@ -32,15 +32,20 @@ __all__ = ["layers_at_budget", "dense_layer", "lmf_layer", "time_layers", "trade
 
 
 def lmf_rank_at(params: int, m: int, n: int) -> int:
-    """LMF's rank within a budget of ``params`` stored values: the largest r with r*(m+n) <= params, at
-    least 1, at most min(m, n).
+    """LMF's rank within a budget of ``params`` stored values: the largest r with r*(m+n) <= params, at most
+    min(m, n) (:func:`hmf_lab.factor.core.largest_rank`, split 0). Never over the budget: a budget below
+    rank 1's m+n values raises ``ValueError``.
 
     >>> lmf_rank_at(488, 32, 32)
     7
     """
     from hmf_lab.factor.core import largest_rank  # the one home of the budget rules
 
-    return max(1, largest_rank((m, n), params, 0))
+    r = largest_rank((m, n), params, 0)
+    if r < 1:
+        raise ValueError(f"params={params!r} stored values hold no LMF rank for shape ({m}, {n}): rank 1 needs "
+                         f"m+n = {m + n}; give a budget of at least {m + n} values")
+    return r
 
 
 def _frozen(mod: nn.Module) -> nn.Module:
@@ -81,28 +86,46 @@ def lmf_layer(W, rank: int, *, bias: bool = False, cache: HMFCache | None = None
     return _frozen(lm)
 
 
-def layers_at_budget(W, split: int, rank: int, heuristic="top", *, bias: bool = False,
-                     cache: HMFCache | None = None) -> dict[str, nn.Module]:
-    """Dense, HMF(split, rank), LMF and pruning (CSR) layers of ``W`` at the HMF's parameter budget, in
-    eval mode with gradients off (ready to time).
+def layers_at_budget(W, split: int | None = None, rank: int | None = None, heuristic="top", *,
+                     compression=None, bias: bool = False, cache: HMFCache | None = None) -> dict[str, nn.Module]:
+    """Dense, HMF, LMF and pruning (CSR) layers of ``W`` at one value budget, in eval mode with gradients
+    off (ready to time), keyed by the methods' labels (``hl.get_method(name).label``).
 
-    LMF gets the largest rank within the budget (:func:`lmf_rank_at`); pruning keeps as many values as
-    HMF stores. Returns ``{"dense": nn.Linear, "HMF": HMFLinear, "LMF": LMFLinear, "pruning (CSR)": SparseLinear}``.
+    The budget is ``floor(m*n / compression)`` stored values, the one meaning of compression
+    (:func:`hmf_lab.factor.core.value_budget`); without ``compression`` it is the HMF point's own size
+    (its compression ``m*n / hmf_params(split, rank)``). Every method stores at most the budget: HMF
+    ``choose_split_rank(shape, compression, split, rank)`` (a given point must fit), LMF the largest rank
+    that fits, pruning exactly the budget. Returns
+    ``{"dense": nn.Linear, "HMF": HMFLinear, "LMF": LMFLinear, "pruning (CSR)": SparseLinear}``.
 
     >>> import torch
     >>> L = layers_at_budget(torch.randn(32, 32), split=4, rank=6)
     >>> {k: v.n_params for k, v in L.items() if k != "dense"}
     {'HMF': 488, 'LMF': 448, 'pruning (CSR)': 488}
+    >>> L = layers_at_budget(torch.randn(64, 48), compression=4)   # budget floor(64*48 / 4) = 768
+    >>> {k: v.n_params for k, v in L.items() if k != "dense"}
+    {'HMF': 668, 'LMF': 672, 'pruning (CSR)': 768}
     """
+    from hmf_lab.factor.core import choose_split_rank, hmf_params, lmf_rank, prune_keep
+    from hmf_lab.nn.methods import DENSE, get_method
+
     W = as_matrix(W)
     m, n = W.shape
+    if compression is None:
+        if split is None or rank is None:
+            raise TypeError("layers_at_budget needs compression (e.g. compression=4) or both split and rank "
+                            f"(the budget is then that HMF's size), got split={split!r}, rank={rank!r}")
+        k, r = choose_split_rank((m, n), None, split, rank)
+        compression = m * n / hmf_params(m, n, k, r)
+    else:
+        k, r = choose_split_rank((m, n), compression, split, rank)
     cache = cache if cache is not None else HMFCache(W)
-    f = cache.hmf(split, rank, heuristic)
-    params = f.n_params
+    f = cache.hmf(k, r, heuristic)
     dense = dense_layer(W, bias=bias)
-    lm = lmf_layer(W, lmf_rank_at(params, m, n), bias=bias, cache=cache)
-    p = prune(W, m * n / params)
-    out = {"dense": dense, "HMF": HMFLinear.from_result(f), "LMF": lm, "pruning (CSR)": SparseLinear.from_csr(p.weight)}
+    lm = lmf_layer(W, lmf_rank((m, n), compression), bias=bias, cache=cache)
+    p = prune(W, nnz=prune_keep((m, n), compression))
+    out = {DENSE.label: dense, get_method("hmf").label: HMFLinear.from_result(f), get_method("lmf").label: lm,
+           get_method("prune").label: SparseLinear.from_csr(p.weight)}
     return {name: _frozen(mod) for name, mod in out.items()}
 
 
@@ -167,7 +190,8 @@ def tradeoff_table(W, compressions=(2, 4, 8), *, heuristic="top", cache: HMFCach
     """HMF (best split on the grid), LMF and pruning at each compression: error, parameters and run time.
 
     For each compression the HMF row is the (split, rank) of ``hl.budget`` with the lowest error over
-    splits ``range(0, m+1, step)`` (default m // 32); LMF is split 0; pruning keeps as many values.
+    splits ``range(0, m+1, step)`` (default m // 32); LMF takes the largest rank within the budget
+    ``floor(m*n / c)`` and pruning keeps exactly that budget (:func:`layers_at_budget` at ``compression=c``).
     ``time`` adds the median seconds of one layer call on ``batch`` inputs (``hl.timing.race``, eval mode,
     one thread at batch 1) and ``timing_warning``, the harness's verdict in words ('' when reliable).
     Columns: method, compression, split, rank, params, error, time, timing_warning.
@@ -180,6 +204,7 @@ def tradeoff_table(W, compressions=(2, 4, 8), *, heuristic="top", cache: HMFCach
     from tqdm.auto import tqdm
 
     from hmf_lab.factor.core import relative_error
+    from hmf_lab.nn.methods import get_method
 
     W = as_matrix(W)
     m, n = W.shape
@@ -190,12 +215,13 @@ def tradeoff_table(W, compressions=(2, 4, 8), *, heuristic="top", cache: HMFCach
         errs = [cache.error(k, r, heuristic) for k, r in zip(b["split"], b["rank"])]
         i = min(range(len(errs)), key=errs.__getitem__)
         k, r = int(b["split"].iloc[i]), int(b["rank"].iloc[i])
-        layers = layers_at_budget(W, k, r, heuristic, cache=cache)
-        rl = layers["LMF"].rank
-        p = layers["pruning (CSR)"]
-        entries = [("HMF", k, r, layers["HMF"].n_params, errs[i]),
-                   ("LMF", 0, rl, layers["LMF"].n_params, cache.error(0, rl, "top")),
-                   ("pruning (CSR)", -1, -1, p.n_params, relative_error(W, p.to_dense()))]
+        layers = layers_at_budget(W, k, r, heuristic, compression=c, cache=cache)
+        H, L, P = (get_method(name).label for name in ("hmf", "lmf", "prune"))
+        rl = layers[L].rank
+        p = layers[P]
+        entries = [(H, k, r, layers[H].n_params, errs[i]),
+                   (L, 0, rl, layers[L].n_params, cache.error(0, rl, "top")),
+                   (P, -1, -1, p.n_params, relative_error(W, p.to_dense()))]
         times, warning = {}, ""
         if time:
             res = time_layers({name: layers[name] for name, *_ in entries}, batch=batch, rounds=1,

@@ -6,6 +6,21 @@ layout, out x in), ``split`` = k dense rows, ``rank`` = r of the factorization o
     W_hat = P [ D ; U V ]     D: (k, n)   U: (m-k, r)   V: (r, n)
     params = k*n + r*(m-k) + r*n,  compression = m*n / params,  rank(W_hat) <= k + r
 
+**Compression has one meaning** (issue 18 part 5): dense values / stored values. Asked for compression
+``c``, an (m, n) matrix gets the value budget ``B = floor(m*n / c)`` (:func:`value_budget`; floor, so
+nothing is ever over budget) and every method stores at most B, as close to it as its structure allows:
+
+- pruning keeps exactly B values (:func:`prune`, :func:`prune_keep`; CSR index bytes are counted apart,
+  :func:`csr_bytes`);
+- LMF takes the largest rank r with ``r*(m+n) <= B`` (:func:`lmf_rank`; no rank fits -> ``ValueError``);
+- HMF takes :func:`choose_split_rank`: the balanced (split, rank) within 1% of LMF's size, never over B
+  (given split and rank must fit B too); :func:`max_split` is the largest split with a rank >= 1 in B.
+
+The same rule runs in ``hl.prune``, ``hl.SparseLinear.from_linear``, ``hl.compress``, the LSTM modules,
+``tradeoff.layers_at_budget`` and the method registry's ``Method.stored`` (:mod:`hmf_lab.nn.methods`).
+Pruning exactly as big as LMF (a same-size comparison) is the explicit option ``count="lmf"`` /
+``prune_count="lmf"`` (or :func:`equal_budget`), never the default.
+
 Example
 -------
 >>> import torch, hmf_lab as hl
@@ -38,7 +53,7 @@ __all__ = [
     "LMFResult", "HMFResult", "PruneResult", "HMFCache",
     "lmf", "hmf", "prune", "relative_error", "budget", "sweep", "hmf_params", "lmf_params",
     "value_budget", "largest_rank", "lmf_rank", "choose_split_rank", "EqualBudget", "equal_budget",
-    "equal_budget_splits", "prune_keep",
+    "equal_budget_splits", "prune_keep", "PRUNE_COUNTS", "max_split",
 ]
 
 
@@ -321,7 +336,9 @@ def prune(W, compression=None, *, nnz=None) -> PruneResult:
 
     The mask comes from ``torch.nn.utils.prune.L1Unstructured``. ``n_params``/``compression``
     count values only (as for HMF/LMF); ``n_bytes``/``byte_compression`` include CSR indices.
-    For a count equal to LMF's (a fair comparison) pass ``nnz=hl.factor.core.prune_keep(W.shape, compression)``.
+    ``compression`` keeps exactly the budget ``floor(m*n / compression)`` (the one meaning of compression, as in
+    ``hl.compress``); for LMF's count (a same-size comparison) pass
+    ``nnz=hl.factor.core.prune_keep(W.shape, compression, count="lmf")``.
 
     >>> import torch, hmf_lab as hl
     >>> p = hl.prune(torch.arange(1., 9.).reshape(2, 4), compression=4)
@@ -468,6 +485,22 @@ def lmf_rank(shape, compression=None, rank=None) -> int:
     return r
 
 
+def max_split(shape, compression) -> int:
+    """The largest HMF split of an (m, n) matrix with a rank >= 1 inside the budget ``floor(m*n / compression)``.
+
+    The kit's one max-split rule (``ValueError`` if not even LMF's rank 1 fits).
+
+    >>> import hmf_lab as hl
+    >>> hl.factor.core.max_split((128, 64), 8)
+    13
+    """
+    m, n = _shape(shape)
+    k = _max_split(m, n, value_budget((m, n), compression))
+    if k < 0:
+        raise _unreachable(m, n, compression, "any split with rank >= 1")
+    return k
+
+
 def _max_split(m: int, n: int, B: int) -> int:
     """The largest split with a rank >= 1 inside B values (-1 if none)."""
     # hmf_params(m, n, k, 1) = k*(n-1) + m + n grows with k (n >= 1)
@@ -482,7 +515,8 @@ def choose_split_rank(shape, compression=None, split=None, rank=None) -> tuple[i
 
     Rules (documented defaults, every one overridable):
 
-    - ``split`` and ``rank`` both given: used as they are (``compression`` is ignored);
+    - ``split`` and ``rank`` both given: used as they are; with ``compression`` too, the point must fit its
+      budget (``ValueError`` saying what fits otherwise: the three must not contradict each other);
     - ``split`` given: the largest rank that fits the budget ``floor(m*n / compression)`` at that split;
     - ``rank`` given: the largest split that fits the budget at that rank;
     - neither: if the budget allows every row dense (compression 1) that exact point, ``(m, 0)``;
@@ -502,7 +536,21 @@ def choose_split_rank(shape, compression=None, split=None, rank=None) -> tuple[i
     m, n = _shape(shape)
     if split is not None and rank is not None:
         k = check_split(split, m)
-        return k, check_rank(rank, m, n, k)
+        r = check_rank(rank, m, n, k)
+        if compression is not None:  # all three given: they must agree (the point fits the budget)
+            B = value_budget((m, n), compression)
+            p = hmf_params(m, n, k, r)
+            if p > B:
+                fit = largest_rank((m, n), B, k)
+                ks = _max_split(m, n, B)
+                hint = (f"rank={fit} fits at split={k}" if fit >= 1 else
+                        f"split={k} leaves no room for a rank >= 1; the largest split that does is {ks}" if ks >= 0
+                        else f"no split fits: rank 1 alone stores m+n = {m + n} values; use a smaller compression")
+                raise ValueError(
+                    f"split={k}, rank={r} store {p} values but compression {compression!r} allows at most "
+                    f"floor({m}*{n} / {compression!r}) = {B} for shape ({m}, {n}); give compression alone, "
+                    f"split and rank alone, or a point that fits ({hint})")
+        return k, r
     if compression is None:
         raise TypeError("compression is required unless both split and rank are given, "
                         "e.g. compression=4 or split=64, rank=32")
@@ -564,7 +612,9 @@ class EqualBudget:
 
     @property
     def prune_nnz(self) -> int:
-        """Values pruning keeps: exactly LMF's count (so HMF is within ``tol`` of both)."""
+        """Pruning's count in this equal-size comparison: exactly LMF's (``prune_keep(..., count="lmf")``).
+
+        Not the default meaning of compression: ``hl.prune``/``hl.compress`` keep ``blocks * budget``."""
         return self.lmf_params
 
     @property
@@ -625,8 +675,10 @@ def _check_tol(tol) -> float:
 def equal_budget(shape, compression, *, split=None, blocks: int = 1, tol: float = 0.01) -> EqualBudget:
     """HMF (split, rank), LMF's rank and pruning's kept count with equal stored values (within ``tol``).
 
-    LMF takes the largest rank that fits ``floor(m*n / compression)``; its size T is the target.
-    Pruning keeps exactly T values (its CSR indices are counted apart). HMF takes a (split, rank) whose
+    The named equal-size comparison (not the default meaning of compression, which is the budget
+    ``floor(m*n / compression)``, kept exactly by ``hl.prune``): LMF takes the largest rank that fits the
+    budget; its size T is the target. ``prune_nnz`` is exactly T (``prune_keep(..., count="lmf")``; its CSR
+    indices are counted apart). HMF takes a (split, rank) whose
     size lies in ``[T*(1-tol), min(budget, T*(1+tol))]``: by default the balanced one (split closest to
     rank; ties: larger rank bound, then closer to T), or the largest fitting rank at a given ``split``
     (``ValueError`` listing the reachable splits if that split cannot come within ``tol``).
@@ -667,37 +719,46 @@ def equal_budget(shape, compression, *, split=None, blocks: int = 1, tol: float 
     return EqualBudget(shape=(m, n), compression=c, blocks=G, split=k, rank=r, lmf_rank=rl, budget=B, tol=tol)
 
 
-def prune_keep(shape, compression, *, blocks: int = 1, count: str = "equal") -> int:
-    """Values pruning keeps at ``compression`` in a fair comparison: LMF's count (see :func:`equal_budget`).
+PRUNE_COUNTS = ("budget", "lmf")
+_PRUNE_COUNT_ALIASES = {"floor": "budget", "equal": "lmf"}  # the names before the one rule (kept working)
 
-    ``shape`` is one block (an LSTM matrix is 4 gate blocks of (H, n): ``blocks=4``). Compression 1
-    (the budget holds W) keeps every value; shapes LMF cannot reach fall back to ``floor(m*n / compression)``.
+
+def _prune_count(count) -> str:
+    if not isinstance(count, str) or _PRUNE_COUNT_ALIASES.get(count, count) not in PRUNE_COUNTS:
+        raise ValueError(f"count must be 'budget' (floor(m*n / compression), the one meaning of compression) or "
+                         f"'lmf' (LMF's count at that compression, the equal-size comparison), got {count!r}")
+    return _PRUNE_COUNT_ALIASES.get(count, count)
+
+
+def prune_keep(shape, compression, *, blocks: int = 1, count: str = "budget") -> int:
+    """Values pruning keeps at ``compression``: exactly the budget ``floor(m*n / compression)`` per block.
+
+    ``count="lmf"`` (an explicit option, never the default) keeps LMF's count instead (the largest
+    ``r*(m+n)`` within the budget: pruning exactly as big as LMF); shapes LMF cannot reach fall back to the
+    budget. ``shape`` is one block (an LSTM matrix is 4 gate blocks of (H, n): ``blocks=4``). Compression 1
+    keeps every value. ``"floor"`` and ``"equal"`` are the older names of ``"budget"`` and ``"lmf"``.
 
     >>> import hmf_lab as hl
-    >>> hl.factor.core.prune_keep((128, 128), 16), hl.factor.core.prune_keep((128, 128), 1), hl.factor.core.prune_keep((8, 1), 2)
-    (1024, 16384, 4)
+    >>> hl.factor.core.prune_keep((64, 48), 4), hl.factor.core.prune_keep((64, 48), 4, count="lmf")
+    (768, 672)
+    >>> hl.factor.core.prune_keep((128, 128), 1), hl.factor.core.prune_keep((8, 1), 2)
+    (16384, 4)
     """
     m, n = _shape(shape)
     G = as_int(blocks, "blocks")
     if G < 1:
         raise ValueError(f"blocks must be an int >= 1 (gate blocks per matrix), got {G}")
-    if count not in ("equal", "floor"):
-        raise ValueError(f"count must be 'equal' (LMF's count) or 'floor' (floor(m*n / compression)), got {count!r}")
+    count = _prune_count(count)
     B = value_budget((m, n), compression)
     if B >= m * n:
         return G * m * n
-    if count == "floor":  # the plain budget, steps of one value (planners that fill an exact budget)
-        if B < 1:
-            raise ValueError(f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
-                             f"it must be at most m*n = {m * n}")
+    if B < 1:
+        raise ValueError(f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
+                         f"it must be at most m*n = {m * n}")
+    if count == "budget":
         return G * B
     r = largest_rank((m, n), B, 0)
-    if r < 1:
-        if B < 1:
-            raise ValueError(f"compression {compression!r} leaves no stored value for shape ({m}, {n}); "
-                             f"it must be at most m*n = {m * n}")
-        return G * B
-    return G * lmf_params(m, n, r)
+    return G * (lmf_params(m, n, r) if r >= 1 else B)
 
 
 def budget(shape, compression, *, step: int = 1) -> pd.DataFrame:

@@ -24,12 +24,14 @@ calling ``torch.nn.utils.prune.l1_unstructured(module, "weight_hh_l0", amount)``
 once). ``state_dict`` round-trips with ``torch.load(weights_only=True)`` into a model built the same way
 (``compress`` the same architecture, then ``load_state_dict``).
 
-Which (split, rank)? Each matrix (for an LSTM, each gate block) is compressed ``compression``-fold at an
-**equal budget** (:func:`~hmf_lab.core.equal_budget`): LMF takes the largest rank that fits
-``floor(m*n / compression)`` (:func:`~hmf_lab.core.lmf_rank`; a shape where rank 1 does not fit raises),
-pruning keeps exactly LMF's number of values (:func:`~hmf_lab.core.prune_keep`; its CSR indices are
-counted apart), and HMF takes :func:`~hmf_lab.core.choose_split_rank`: the balanced point ``split ~=
-rank`` among the (split, rank) within 1% of LMF's size (compression 1 keeps every row dense, exactly).
+Which (split, rank)? Each matrix (for an LSTM, each gate block) is compressed ``compression``-fold: its
+value budget is ``floor(m*n / compression)`` (:func:`~hmf_lab.factor.core.value_budget`, the one meaning
+of compression) and no method stores more. Pruning keeps exactly the budget
+(:func:`~hmf_lab.factor.core.prune_keep`; its CSR indices are counted apart; ``prune_count="lmf"`` keeps
+LMF's count instead), LMF takes the largest rank that fits (:func:`~hmf_lab.factor.core.lmf_rank`; a shape
+where rank 1 does not fit raises), and HMF takes :func:`~hmf_lab.factor.core.choose_split_rank`: the
+balanced point ``split ~= rank`` among the (split, rank) within 1% of LMF's size (compression 1 keeps
+every row dense, exactly). Each method's rule is its registry record's ``stored`` (:mod:`hmf_lab.nn.methods`).
 ``split``/``rank`` override: an int for every matrix, or a dict keyed by module name (and, for an LSTM,
 ``'ih'``/``'hh'``/``'ih_l0'``...). Parameters are counted the same way for every method: stored weight
 values, biases and sparse indices excluded (:func:`count_params`).
@@ -57,12 +59,11 @@ from torch.nn.utils import prune as tprune
 
 from hmf_lab.factor._validation import check_compression
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
-from hmf_lab.factor.core import choose_split_rank, lmf_rank, prune, prune_keep
-from hmf_lab.nn.lstm import CompressedLSTM, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
+from hmf_lab.factor.core import _prune_count
+from hmf_lab.nn.lstm import CompressedLSTM, PrunedLSTM
+from hmf_lab.nn.methods import METHODS, Method, get_method
 
 __all__ = ["compress", "sparsify", "count_params", "replace_modules", "METHODS"]
-
-METHODS = ("hmf", "lmf", "prune")
 
 
 def _is_compressed(mod: nn.Module) -> bool:
@@ -118,47 +119,29 @@ def _pick(value, name: str):
     return value
 
 
-def _compress_linear(lin: nn.Linear, method: str, c, split, rank, heuristic, sparse: bool, X=None,
-                     prune_count: str = "equal") -> nn.Module:
-    m, n = lin.out_features, lin.in_features
-    if method == "hmf":
-        k, r = choose_split_rank((m, n), c, split, rank)
-        return HMFLinear.from_linear(lin, split=k, rank=r, heuristic=heuristic, X=X)
-    if method == "lmf":
-        return LMFLinear.from_linear(lin, rank=lmf_rank((m, n), c, rank))
-    if c is None:
-        raise TypeError("method 'prune' needs compression, e.g. compression=4")
-    p = prune(lin.weight.detach(), nnz=prune_keep((m, n), c, count=prune_count))  # default: LMF's count
-    if sparse:
-        return SparseLinear.from_csr(p.weight, None if lin.bias is None else lin.bias.detach())
-    new = copy.deepcopy(lin)
-    tprune.custom_from_mask(new, "weight", p.mask)
-    return new
+def _build(mod, method: Method, c, opts: dict) -> nn.Module:
+    """``mod`` compressed by the method record: its ``linear`` or ``lstm`` builder with the options it takes."""
+    if isinstance(mod, nn.LSTM):
+        if method.lstm is None:
+            raise TypeError(f"method {method.name!r} has no LSTM form; leave the nn.LSTM out with layers=[...]")
+        return method.lstm(mod, c, **opts)
+    return method.linear(mod, c, **opts)
 
 
-def _compress_lstm(lstm: nn.LSTM, method: str, c, split, rank, heuristic, sparse: bool, X=None,
-                   prune_count: str = "equal") -> nn.Module:
-    if method == "hmf":
-        return HMFLSTM.from_lstm(lstm, c, split=split, rank=rank, heuristic=heuristic, X=X)
-    if method == "lmf":
-        return LMFLSTM.from_lstm(lstm, c, rank=rank)
-    if c is None:
-        raise TypeError("method 'prune' needs compression, e.g. compression=4")
-    pruned = SparseLSTM if sparse else PrunedLSTM
-    return pruned.from_lstm(lstm, c, count=prune_count)
-
-
-def compress(model: nn.Module, method: str, compression=None, *, heuristic="top", split=None, rank=None,
-             layers=None, sparse: bool = False, X=None, loss=None, prune_count: str = "equal") -> nn.Module:
+def compress(model: nn.Module, method, compression=None, *, heuristic="top", split=None, rank=None,
+             layers=None, sparse: bool = False, X=None, loss=None, prune_count: str = "budget") -> nn.Module:
     """A deep copy of ``model`` with its ``nn.Linear`` and ``nn.LSTM`` modules compressed by ``method``.
 
-    ``method``: ``"hmf"``, ``"lmf"`` or ``"prune"``. ``compression``: dense size / compressed size for
-    every replaced matrix (required unless ``split`` and ``rank`` fix HMF, or ``rank`` fixes LMF).
+    ``method``: a name in the method registry ``hl.METHODS`` (``"hmf"``, ``"lmf"``, ``"prune"`` and what is
+    registered with ``hl.register_method``) or a ``hl.Method`` record. ``compression``: dense values /
+    stored values of every replaced matrix, the value budget ``floor(m*n / compression)`` (required unless
+    the method's size options fix it: ``split`` and ``rank`` for HMF, ``rank`` for LMF; given together with
+    both HMF's ``split`` and ``rank``, that point must fit the budget).
     ``heuristic``: HMF's split heuristic (a name in ``hl.HEURISTICS`` or a callable), applied per gate
     block in an LSTM. ``layers``: names (``model.named_modules()``) to replace; default all of them.
     ``sparse``: for ``"prune"``, CSR inference modules instead of trainable masked ones.
-    ``prune_count``: ``"equal"`` (default) keeps LMF's count (the equal budget); ``"floor"`` keeps
-    ``floor(m*n / compression)`` values (steps of one: for planners that fill an exact budget).
+    ``prune_count``: ``"budget"`` (default) keeps exactly ``floor(m*n / compression)`` values, as
+    ``hl.prune`` does; ``"lmf"`` keeps LMF's count at that compression (an explicit equal-size option).
     ``X``: calibration inputs of the **model** for data-aware heuristics (``"activation"``): one batch
     (a tensor, or a tuple of positional arguments) or a list of batches. Forward hooks capture what each
     compressed layer sees (an ``nn.Linear`` its input rows; an ``nn.LSTM`` layer its input sequence for
@@ -166,6 +149,8 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
     ``loss``: for ``heuristic="fisher"``, a callable ``loss(model, batch) -> scalar tensor``; the
     empirical Fisher row importances (squared gradients summed over the batches of ``X``) of each matrix
     (per gate block in an LSTM) drive the selection. The original model's ``.grad`` are left as they were.
+    Options a method does not take (its record's ``options``) raise ``ValueError``; ``heuristic`` is
+    ignored by methods without a split heuristic.
 
     >>> import torch, hmf_lab as hl
     >>> net = torch.nn.ModuleDict({"rnn": torch.nn.LSTM(8, 16, batch_first=True), "out": torch.nn.Linear(16, 4)})
@@ -175,26 +160,29 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(method, str):
-        raise TypeError(f"method must be one of {METHODS} (a str), got {type(method).__name__}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    meth = get_method(method)
     c = None if compression is None else check_compression(compression)
-    if c is None and not ((method == "hmf" and split is not None and rank is not None)
-                          or (method == "lmf" and rank is not None)):
-        raise TypeError(f"compression is required for method {method!r} unless "
-                        + ("split and rank are both given" if method == "hmf" else
-                           "rank is given" if method == "lmf" else "... (pruning always needs it)")
+    # heuristic is not checked: methods without a split heuristic ignore it (a sweep passes one for all)
+    given = {"split": split, "rank": rank, "X": X, "loss": loss, "sparse": sparse or None, "prune_count": None if prune_count == "budget" else prune_count}
+    if c is None and not (meth.fixed_by and all(given[o] is not None for o in meth.fixed_by)):
+        fix = " and ".join(meth.fixed_by)
+        raise TypeError(f"compression is required for method {meth.name!r} unless "
+                        + (f"{fix} {'are both' if len(meth.fixed_by) > 1 else 'is'} given" if meth.fixed_by
+                           else "... (it always needs it)")
                         + ", e.g. compression=4")
-    if split is not None and method != "hmf":
-        raise ValueError(f"split (dense rows) only applies to method 'hmf', got split={split!r} with {method!r}")
-    if sparse and method != "prune":
-        raise ValueError(f"sparse=True only applies to method 'prune', got method {method!r}")
-    if (X is not None or loss is not None) and method != "hmf":
-        raise ValueError(f"X and loss (calibration for HMF's split heuristics) only apply to method 'hmf', "
-                         f"got method {method!r}; drop X=/loss=")
-    if prune_count not in ("equal", "floor"):
-        raise ValueError(f"prune_count must be 'equal' or 'floor', got {prune_count!r}")
+    unused = [o for o, v in given.items() if v is not None and o not in meth.options]
+    if unused:
+        o = unused[0]
+        takers = [m.name for m in METHODS.values() if o in m.options]
+        shown = {"sparse": "sparse=True", "X": "X (calibration inputs)", "loss": "loss (calibration loss)"}.get(
+            o, f"{o} = {given[o]!r}")
+        raise ValueError(f"{shown} only applies to method {' or '.join(map(repr, takers)) or '(none registered)'}, "
+                         f"got method {meth.name!r} (it takes {list(meth.options) or 'compression only'}); drop "
+                         f"{o}= or pick one of those methods")
+    if "prune_count" in meth.options:
+        _prune_count(prune_count)
+    opts = {"split": split, "rank": rank, "heuristic": heuristic, "sparse": sparse, "prune_count": prune_count}
+    opts = {k: v for k, v in opts.items() if k in meth.options}
     names = _targets(model, layers)
     targets = set(names)
     calib, heur = _calibration(model, names, heuristic, X, loss)
@@ -202,8 +190,12 @@ def compress(model: nn.Module, method: str, compression=None, *, heuristic="top"
     def convert(name, mod):
         if name not in targets:
             return None
-        return _replace(mod, name, method, c, split, rank, heur.get(name, heuristic), sparse, calib.get(name),
-                        prune_count)
+        kw = dict(opts)
+        if "heuristic" in kw:
+            kw["heuristic"] = heur.get(name, heuristic)
+        if "X" in meth.options and calib.get(name) is not None:
+            kw["X"] = calib.get(name)
+        return _replace(mod, name, meth, c, kw)
 
     return replace_modules(model, convert)
 
@@ -236,6 +228,30 @@ def _batches(X) -> list:
                     raise ValueError(f"X batch {i} must be a non-empty batch, got shape {tuple(a.shape)}")
         out.append(args)
     return out
+
+
+def _pop(stack: list) -> None:
+    if stack:
+        stack.pop()  # a forward hook must return None (a value would replace the output)
+
+
+def _misfit(name: str, mod: nn.Module, args, i: int, err: Exception):
+    """Raise a TypeError/ValueError naming X when the inputs reaching layer ``name`` do not fit it."""
+    x = args[0] if args else None
+    x = getattr(x, "data", x)  # a PackedSequence's data
+    if not isinstance(x, torch.Tensor):
+        return
+    width = mod.in_features if isinstance(mod, nn.Linear) else mod.input_size
+    dtype = mod.weight.dtype if isinstance(mod, nn.Linear) else mod.weight_ih_l0.dtype
+    where = f"layer {name!r} ({_describe(mod)})" if name else f"the model ({_describe(mod)})"
+    if x.dtype != dtype:
+        raise TypeError(f"X batch {i} reaches {where} as {x.dtype} inputs of shape {tuple(x.shape)}, but that layer "
+                        f"takes {dtype} inputs; pass X as {dtype} (e.g. X.to({dtype}))"
+                        + (f" or convert the model (model.to({x.dtype}))" if x.is_floating_point() else "")) from err
+    if x.shape[-1] != width:
+        raise ValueError(f"X batch {i} reaches {where} with width {x.shape[-1]} (shape {tuple(x.shape)}), but that "
+                         f"layer expects inputs of width {width} (shape (..., {width})); pass the model's own inputs "
+                         f"as X, with last dimension {width}") from err
 
 
 def _lstm_streams(lstm: nn.LSTM, args, out) -> dict:
@@ -302,6 +318,12 @@ def _calibration(model: nn.Module, names, heuristic, X, loss):
 
     for name, mod in mods.items():
         hooks.append(mod.register_forward_hook(hook_for(name)))
+    entered: list = []  # (name, module, args) of the Linear/LSTM whose forward is running: names X's misfit
+    for name, mod in model.named_modules():
+        if type(mod) in (nn.Linear, nn.LSTM):
+            hooks.append(mod.register_forward_pre_hook(
+                lambda mod, args, name=name: entered.append((name, mod, args))))
+            hooks.append(mod.register_forward_hook(lambda mod, args, out: _pop(entered)))
     params = {name: [p for n, p in mod.named_parameters(recurse=False) if n.startswith("weight")]
               for name, mod in mods.items()}
     saved = {id(p): p.grad for ps in params.values() for p in ps}
@@ -326,6 +348,10 @@ def _calibration(model: nn.Module, names, heuristic, X, loss):
                 else:
                     with torch.no_grad():
                         model(*args)
+    except (RuntimeError, ValueError) as e:
+        if entered:
+            _misfit(*entered[-1], i, e)
+        raise
     finally:
         for h in hooks:
             h.remove()
@@ -411,9 +437,9 @@ def replace_modules(model: nn.Module, convert, *, inplace: bool = False) -> nn.M
     return model
 
 
-def _replace(mod, name, method, c, split, rank, heuristic, sparse, X=None, prune_count="equal"):
+def _replace(mod, name, method: Method, c, opts: dict):
     try:
-        return _replace_one(mod, name, method, c, split, rank, heuristic, sparse, X, prune_count)
+        return _replace_one(mod, name, method, c, opts)
     except ValueError as e:  # name the layer: a model has many matrices
         where = f"layer {name!r}" if name else "the model itself"
         raise ValueError(f"{where} ({_describe(mod)}): {e}") from e
@@ -427,15 +453,12 @@ def _describe(mod) -> str:
     return type(mod).__name__
 
 
-def _replace_one(mod, name, method, c, split, rank, heuristic, sparse, X=None, prune_count="equal"):
-    s, r = _pick(split, name), _pick(rank, name)
+def _replace_one(mod, name, method: Method, c, opts: dict):
+    kw = {k: (_pick(v, name) if k in ("split", "rank") else v) for k, v in opts.items()}
     # inference_mode(False): compressing inside `torch.inference_mode()` would make the new parameters
     # inference tensors (not trainable, no version counter)
     with torch.inference_mode(False), torch.no_grad():
-        if isinstance(mod, nn.LSTM):
-            out = _compress_lstm(mod, method, c, s, r, heuristic, sparse, X, prune_count)
-        else:
-            out = _compress_linear(mod, method, c, s, r, heuristic, sparse, X, prune_count)
+        out = _build(mod, method, c, kw)
     out.train(mod.training)
     return out.to(device=_device(mod))
 

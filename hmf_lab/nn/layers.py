@@ -467,15 +467,16 @@ class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
         return self.values.numel()
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, compression: float, count: str = "equal") -> "SparseLinear":
-        """Keep the largest-magnitude weights (``hl.prune``): as many as LMF stores at ``compression``
-        (``count="equal"``, the fair comparison, as in ``hl.compress`` and ``SparseLSTM``), or
-        ``floor(m*n / compression)`` (``count="floor"``); see ``hl.factor.core.prune_keep``.
+    def from_linear(cls, linear: nn.Linear, compression: float, count: str = "budget") -> "SparseLinear":
+        """Keep the largest-magnitude weights (``hl.prune``): exactly the value budget
+        ``floor(m*n / compression)`` (``count="budget"``, what compression means everywhere, as in
+        ``hl.prune``, ``hl.compress`` and ``SparseLSTM``), or LMF's count there (``count="lmf"``, an explicit
+        equal-size option); see ``hl.factor.core.prune_keep``.
 
         >>> import torch, hmf_lab as hl
         >>> lin = torch.nn.Linear(20, 16)
-        >>> hl.SparseLinear.from_linear(lin, 4).nnz, hl.SparseLinear.from_linear(lin, 4, count="floor").nnz
-        (72, 80)
+        >>> hl.SparseLinear.from_linear(lin, 4).nnz, hl.SparseLinear.from_linear(lin, 4, count="lmf").nnz
+        (80, 72)
         """
         _check_linear(linear)
         W = linear.weight.detach()

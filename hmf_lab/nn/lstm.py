@@ -702,7 +702,7 @@ class SparseLSTM(CompressedLSTM):
         return _csr_loop, (hh._csr32(),)
 
     @classmethod
-    def from_lstm(cls, lstm: nn.LSTM, compression=None, count: str = "equal"):
+    def from_lstm(cls, lstm: nn.LSTM, compression=None, count: str = "budget"):
         """CSR copy of an ``nn.LSTM``: magnitude-pruned per matrix to ``compression`` (``hl.prune``), or,
         with ``compression=None``, the zeros already there (a :class:`PrunedLSTM` or masked weights) kept out."""
         _check_lstm(lstm)
@@ -712,7 +712,7 @@ class SparseLSTM(CompressedLSTM):
             w_ih, w_hh, b_ih, b_hh = _lstm_weights(lstm, sfx)
             masks = _masks(lstm, sfx)
             for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
-                if compression is not None:  # pruning keeps LMF's count per gate block (equal budget)
+                if compression is not None:  # pruning keeps the budget floor(H*n / c) per gate block
                     keep = prune_keep((lstm.hidden_size, W.shape[1]), compression, blocks=GATES, count=count)
                     mods.append(SparseLinear.from_csr(prune(W, nnz=keep).weight, b))
                 else:
@@ -755,7 +755,7 @@ class PrunedLSTM(nn.LSTM):
     """
 
     @classmethod
-    def from_lstm(cls, lstm: nn.LSTM, compression, count: str = "equal") -> "PrunedLSTM":
+    def from_lstm(cls, lstm: nn.LSTM, compression, count: str = "budget") -> "PrunedLSTM":
         """Copy ``lstm`` and magnitude-prune each weight matrix to ``compression`` (``hl.prune``'s mask)."""
         _check_lstm(lstm)
         c = check_compression(compression)
@@ -767,7 +767,7 @@ class PrunedLSTM(nn.LSTM):
             for which in ("ih", "hh"):
                 name = f"weight_{which}{sfx}"
                 W = getattr(self, name).detach()
-                keep = prune_keep((lstm.hidden_size, W.shape[1]), c, blocks=GATES, count=count)  # equal budget
+                keep = prune_keep((lstm.hidden_size, W.shape[1]), c, blocks=GATES, count=count)  # the budget
                 tprune.custom_from_mask(self, name, prune(W, nnz=keep).mask)
         return self.train(lstm.training)
 

@@ -1,0 +1,360 @@
+"""The method registry: one :class:`Method` record per compression method (``"hmf"``, ``"lmf"``, ``"prune"``).
+
+Everything that depends on *which* method runs reads the record instead of comparing method names:
+``hl.compress`` builds layers with ``method.linear`` / ``method.lstm``, ``hl.report`` and the benchmarks
+count stored values with ``method.stored``, the plots take ``method.label`` / ``method.color``, the
+experiments ask the flags. Outside this module no code compares method strings
+(``tests/test_methods.py`` checks the source).
+
+How to use it (e.g. in an experiment cell)::
+
+    from hmf_lab.nn.methods import get_method, DENSE, label_of
+
+    m = get_method(cell.method)           # a name or a Method; unknown names raise ValueError listing the valid ones
+    m.takes_heuristic                     # HMF: a split heuristic (and calibration X / loss) applies
+    m.sparse                              # pruning: CSR inference exists, ``hl.sparsify`` / ``sparse=True`` apply
+    m.fine_tune                           # "factors" (train the factors) or "gradual_prune" (Zhu & Gupta masks)
+    m.stored((m_rows, n_cols), 4)         # stored values at compression 4 (the one budget rule, never over it)
+    m.config((m_rows, n_cols), 4)         # {"split": k, "rank": r} / {"rank": r} / {"nnz": keep}
+    m.factorize(W, 4)                     # hl.hmf / hl.lmf / hl.prune result at compression 4
+    m.linear(nn.Linear(...), 4)           # HMFLinear / LMFLinear / masked Linear (SparseLinear with sparse=True)
+    m.lstm(nn.LSTM(...), 4)               # HMFLSTM / LMFLSTM / PrunedLSTM (SparseLSTM with sparse=True)
+    m.label, m.color, m.engines           # "HMF", a hex colour, ("factorized", "reconstructed")
+    label_of("dense"), DENSE.color        # table rows of the uncompressed model: the DENSE pseudo-record
+
+**Compression** has one meaning for every method (see :func:`hmf_lab.factor.core.value_budget`): dense
+values / stored values; the value budget of an (m, n) matrix at compression c is ``floor(m*n / c)`` and
+every method stores at most that, as close to it as its structure allows: pruning keeps exactly the
+budget, LMF the largest rank that fits, HMF the balanced (split, rank) of ``choose_split_rank``.
+
+**DENSE** is a pseudo-record for the uncompressed reference rows of tables and plots (``label_of``,
+``color_of``, ``lookup``): it is *not* in :data:`METHODS` (``hl.compress(model, "dense")`` is refused;
+``copy.deepcopy(model)`` is the dense model), but ``lookup("dense")`` returns it.
+
+Register a method of your own with :func:`register_method` (the record's callables take the options
+listed in ``options``; ``hl.compress`` passes only those):
+
+>>> import torch, hmf_lab as hl
+>>> from hmf_lab.nn.methods import Method, register_method, unregister_method, get_method
+>>> lmf = get_method("lmf")
+>>> rounded = Method(name="lmf_even", label="LMF (even rank)", color="#8c564b",
+...                  factorize=lambda W, compression=None: hl.lmf(W, rank=2),
+...                  linear=lambda lin, compression=None: hl.LMFLinear.from_linear(lin, rank=2),
+...                  stored=lambda shape, compression, blocks=1: blocks * 2 * sum(shape))
+>>> _ = register_method(rounded)
+>>> small = hl.compress(torch.nn.Sequential(torch.nn.Linear(16, 16)), "lmf_even", compression=4)
+>>> small[0].rank, "lmf_even" in hl.METHODS
+(2, True)
+>>> unregister_method("lmf_even")
+>>> sorted(hl.METHODS)
+['hmf', 'lmf', 'prune']
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+from torch.nn.utils import prune as tprune
+
+from hmf_lab.factor.core import (choose_split_rank, hmf, hmf_params, lmf, lmf_params, lmf_rank, prune,
+                                 prune_keep)
+from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
+from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
+
+__all__ = ["Method", "METHODS", "DENSE", "register_method", "unregister_method", "get_method", "lookup",
+           "label_of", "color_of", "method_names"]
+
+#: the option names ``hl.compress`` knows; a method's ``options`` is a subset
+KNOWN_OPTIONS = ("split", "rank", "heuristic", "X", "loss", "sparse", "prune_count")
+FINE_TUNE_KINDS = ("factors", "gradual_prune", "none")
+
+
+def _not_for_lstm(name):
+    def lstm(lstm, compression=None, **kw):
+        raise TypeError(f"method {name!r} has no LSTM form (its record's lstm is None); compress only the "
+                        f"nn.Linear layers with layers=[...]")
+    return lstm
+
+
+@dataclass(frozen=True)
+class Method:
+    """One compression method: its math, its modules, its budget rule, its engines and the flags.
+
+    ``factorize(W, compression=None, **opts)`` -> the result of ``hl.hmf``/``hl.lmf``/``hl.prune``;
+    ``linear(linear, compression=None, **opts)`` / ``lstm(lstm, compression=None, **opts)`` -> an ``nn.Module``
+    (``lstm=None``: no LSTM form); ``stored(shape, compression, blocks=1, **opts)`` -> the stored weight
+    values of ``blocks`` blocks of ``shape`` at ``compression`` (never over ``blocks * floor(m*n / c)``);
+    ``config(shape, compression, **opts)`` -> the size parameters chosen there (a dict).
+    ``options``: the keyword options its callables take (a subset of ``split, rank, heuristic, X, loss,
+    sparse, prune_count``); ``fixed_by``: options that fix the size without ``compression`` (HMF: split and
+    rank, LMF: rank). Flags: ``takes_heuristic`` (split heuristics and calibration ``X``/``loss`` apply),
+    ``sparse`` (CSR inference exists: ``sparse=True``, ``hl.sparsify``), ``fine_tune`` (``"factors"``,
+    ``"gradual_prune"`` or ``"none"``). ``engines``: the inference forms of its modules
+    (``hl.engines.ENGINES`` names).
+    """
+
+    name: str
+    label: str
+    factorize: Callable
+    linear: Callable
+    stored: Callable
+    lstm: Callable | None = None
+    config: Callable | None = None
+    color: str = "#7f7f7f"
+    engines: tuple = ("reconstructed",)
+    options: tuple = ()
+    fixed_by: tuple = ()
+    takes_heuristic: bool = False
+    sparse: bool = False
+    fine_tune: str = "factors"
+    doc: str = ""
+    is_dense: bool = field(default=False, repr=False)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier() or self.name != self.name.lower():
+            raise ValueError(f"Method.name must be a lower-case identifier such as 'hmf' or 'my_rule', got "
+                             f"{self.name!r}")
+        if not isinstance(self.label, str) or not self.label:
+            raise ValueError(f"Method.label must be a non-empty str (shown in tables and plots), got {self.label!r}")
+        for attr in ("factorize", "linear", "stored"):
+            if not callable(getattr(self, attr)):
+                raise TypeError(f"Method.{attr} must be callable, got {type(getattr(self, attr)).__name__} "
+                                f"for method {self.name!r}")
+        for attr in ("lstm", "config"):
+            if getattr(self, attr) is not None and not callable(getattr(self, attr)):
+                raise TypeError(f"Method.{attr} must be callable or None, got "
+                                f"{type(getattr(self, attr)).__name__} for method {self.name!r}")
+        bad = [o for o in tuple(self.options) + tuple(self.fixed_by) if o not in KNOWN_OPTIONS]
+        if bad:
+            raise ValueError(f"Method.options / fixed_by must name options of hl.compress {KNOWN_OPTIONS}, got "
+                             f"{bad} for method {self.name!r}")
+        if self.fine_tune not in FINE_TUNE_KINDS:
+            raise ValueError(f"Method.fine_tune must be one of {FINE_TUNE_KINDS}, got {self.fine_tune!r}")
+        object.__setattr__(self, "options", tuple(self.options))
+        object.__setattr__(self, "fixed_by", tuple(self.fixed_by))
+        object.__setattr__(self, "engines", tuple(self.engines))
+
+    @property
+    def has_lstm(self) -> bool:
+        return self.lstm is not None
+
+
+# ----------------------------------------------------------------------------- HMF
+
+
+def _shape_of(W):
+    return tuple(W.shape)
+
+
+def _hmf_factorize(W, compression=None, *, split=None, rank=None, heuristic="top", X=None):
+    k, r = choose_split_rank(_shape_of(W), compression, split, rank)
+    return hmf(W, split=k, rank=r, heuristic=heuristic, X=X)
+
+
+def _hmf_linear(linear, compression=None, *, split=None, rank=None, heuristic="top", X=None, loss=None):
+    k, r = choose_split_rank((linear.out_features, linear.in_features), compression, split, rank)
+    return HMFLinear.from_linear(linear, split=k, rank=r, heuristic=heuristic, X=X)
+
+
+def _hmf_lstm(lstm, compression=None, *, split=None, rank=None, heuristic="top", X=None, loss=None):
+    return HMFLSTM.from_lstm(lstm, compression, split=split, rank=rank, heuristic=heuristic, X=X)
+
+
+def _hmf_config(shape, compression=None, *, split=None, rank=None, **_):
+    k, r = choose_split_rank(tuple(shape), compression, split, rank)
+    return {"split": k, "rank": r}
+
+
+def _hmf_stored(shape, compression=None, blocks: int = 1, *, split=None, rank=None, **_):
+    k, r = choose_split_rank(tuple(shape), compression, split, rank)
+    return int(blocks) * hmf_params(*tuple(shape), k, r)
+
+
+# ----------------------------------------------------------------------------- LMF
+
+
+def _lmf_factorize(W, compression=None, *, rank=None):
+    return lmf(W, rank=lmf_rank(_shape_of(W), compression, rank))
+
+
+def _lmf_linear(linear, compression=None, *, rank=None):
+    return LMFLinear.from_linear(linear, rank=lmf_rank((linear.out_features, linear.in_features), compression, rank))
+
+
+def _lmf_lstm(lstm, compression=None, *, rank=None):
+    return LMFLSTM.from_lstm(lstm, compression, rank=rank)
+
+
+def _lmf_config(shape, compression=None, *, rank=None, **_):
+    return {"rank": lmf_rank(tuple(shape), compression, rank)}
+
+
+def _lmf_stored(shape, compression=None, blocks: int = 1, *, rank=None, **_):
+    return int(blocks) * lmf_params(*tuple(shape), lmf_rank(tuple(shape), compression, rank))
+
+
+# ----------------------------------------------------------------------------- pruning
+
+
+def _need_compression(compression):
+    if compression is None:
+        raise TypeError("method 'prune' needs compression, e.g. compression=4")
+
+
+def _prune_factorize(W, compression=None, *, prune_count="budget"):
+    _need_compression(compression)
+    return prune(W, nnz=prune_keep(_shape_of(W), compression, count=prune_count))
+
+
+def _prune_linear(linear, compression=None, *, sparse=False, prune_count="budget"):
+    _need_compression(compression)
+    if sparse:
+        return SparseLinear.from_linear(linear, compression, count=prune_count)
+    p = _prune_factorize(linear.weight.detach(), compression, prune_count=prune_count)
+    new = copy.deepcopy(linear)
+    tprune.custom_from_mask(new, "weight", p.mask)
+    return new
+
+
+def _prune_lstm(lstm, compression=None, *, sparse=False, prune_count="budget"):
+    _need_compression(compression)
+    return (SparseLSTM if sparse else PrunedLSTM).from_lstm(lstm, compression, count=prune_count)
+
+
+def _prune_config(shape, compression=None, *, prune_count="budget", **_):
+    _need_compression(compression)
+    return {"nnz": prune_keep(tuple(shape), compression, count=prune_count)}
+
+
+def _prune_stored(shape, compression=None, blocks: int = 1, *, prune_count="budget", **_):
+    _need_compression(compression)
+    return prune_keep(tuple(shape), compression, blocks=blocks, count=prune_count)
+
+
+# ----------------------------------------------------------------------------- dense (pseudo-record)
+
+
+def _dense_factorize(W, compression=None):
+    m = _shape_of(W)[0]
+    return hmf(W, split=m, rank=0)
+
+
+def _dense_stored(shape, compression=None, blocks: int = 1, **_):
+    m, n = tuple(shape)
+    return int(blocks) * m * n
+
+
+def _copy(module, compression=None, **_):
+    return copy.deepcopy(module)
+
+
+#: the uncompressed reference (table rows ``method="dense"``); not registered, see the module docstring
+DENSE = Method(name="dense", label="dense", color="#000000", factorize=_dense_factorize, linear=_copy, lstm=_copy,
+               stored=_dense_stored, config=lambda shape, compression=None, **_: {}, engines=("dense",),
+               fine_tune="none", doc="the uncompressed model", is_dense=True)
+
+_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")  # Okabe-Ito
+
+HMF = Method(name="hmf", label="HMF", color=_PALETTE[0], factorize=_hmf_factorize, linear=_hmf_linear,
+             lstm=_hmf_lstm, stored=_hmf_stored, config=_hmf_config, engines=("factorized", "reconstructed"),
+             options=("split", "rank", "heuristic", "X", "loss"), fixed_by=("split", "rank"),
+             takes_heuristic=True, fine_tune="factors",
+             doc="hybrid: `split` rows dense, the rest factorized at `rank`")
+LMF = Method(name="lmf", label="LMF", color=_PALETTE[1], factorize=_lmf_factorize, linear=_lmf_linear,
+             lstm=_lmf_lstm, stored=_lmf_stored, config=_lmf_config, engines=("factorized", "reconstructed"),
+             options=("rank",), fixed_by=("rank",), fine_tune="factors",
+             doc="low-rank factorization (truncated SVD)")
+PRUNE = Method(name="prune", label="pruning (CSR)", color=_PALETTE[2], factorize=_prune_factorize,
+               linear=_prune_linear, lstm=_prune_lstm, stored=_prune_stored, config=_prune_config,
+               engines=("csr", "reconstructed"), options=("sparse", "prune_count"), sparse=True,
+               fine_tune="gradual_prune", doc="magnitude pruning, CSR inference")
+
+#: name -> Method; ``hl.METHODS``. Add with :func:`register_method`, never by assignment.
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method, *, replace: bool = False) -> Method:
+    """Add ``method`` to :data:`METHODS` (``replace=True`` to swap a record of the same name); returns it.
+
+    >>> from hmf_lab.nn.methods import register_method, get_method
+    >>> try:
+    ...     register_method(get_method("hmf"))
+    ... except ValueError as e:
+    ...     print(str(e)[:40])
+    method 'hmf' is already registered; pass
+    """
+    if not isinstance(method, Method):
+        raise TypeError(f"method must be a hmf_lab Method record (hmf_lab.nn.methods.Method), got "
+                        f"{type(method).__name__}; build one with Method(name=..., label=..., factorize=..., "
+                        f"linear=..., stored=...)")
+    if method.is_dense or method.name == DENSE.name:
+        raise ValueError(f"method name {method.name!r} is reserved for the uncompressed reference (DENSE); "
+                         f"pick another name")
+    if method.name in METHODS and not replace:
+        raise ValueError(f"method {method.name!r} is already registered; pass replace=True to swap it, or "
+                         f"pick another name (registered: {sorted(METHODS)})")
+    METHODS[method.name] = method
+    return method
+
+
+def unregister_method(name: str) -> None:
+    """Remove a registered method (e.g. a test's); the built-ins ``hmf``, ``lmf``, ``prune`` stay."""
+    m = get_method(name)
+    if m.name in _BUILTIN:
+        raise ValueError(f"method {m.name!r} is built in and cannot be removed; register your own under "
+                         f"another name (or replace=True)")
+    del METHODS[m.name]
+
+
+def method_names() -> list[str]:
+    """Registered method names, in registration order (built-ins first)."""
+    return list(METHODS)
+
+
+def get_method(method) -> Method:
+    """The registered :class:`Method` for a name (or the record itself, passed through).
+
+    >>> from hmf_lab.nn.methods import get_method
+    >>> get_method("lmf").label, get_method(get_method("prune")).sparse
+    ('LMF', True)
+    """
+    if isinstance(method, Method):
+        return method
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a method name (a str, one of {sorted(METHODS)}) or a Method record, "
+                        f"got {type(method).__name__}")
+    try:
+        return METHODS[method]
+    except KeyError:
+        hint = " ('dense' is the uncompressed reference, not a method: use copy.deepcopy(model))" \
+            if method == DENSE.name else ""
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}{hint}; register new ones "
+                         f"with hl.register_method") from None
+
+
+def lookup(name) -> Method | None:
+    """The record for a table's ``method`` value: a registered method, :data:`DENSE` for ``"dense"``, else None."""
+    if isinstance(name, Method):
+        return name
+    if name == DENSE.name:
+        return DENSE
+    return METHODS.get(name) if isinstance(name, str) else None
+
+
+def label_of(name) -> str:
+    """Display label for a table's ``method`` value (``"hmf"`` -> ``"HMF"``); unknown values as they are."""
+    rec = lookup(name)
+    return rec.label if rec is not None else str(name)
+
+
+def color_of(name, default: str | None = None):
+    """Colour of a method in every figure; ``default`` for values without a record."""
+    rec = lookup(name)
+    return rec.color if rec is not None else default
+
+
+for _m in (HMF, LMF, PRUNE):
+    register_method(_m)
+_BUILTIN = frozenset(METHODS)
