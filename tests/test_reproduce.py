@@ -234,7 +234,7 @@ def test_a_new_task_runs_post_and_scratch_through_the_one_pipeline(toy):
     st = T.task_class("toy").settings(quick=True)
     for regime in ("post", "scratch"):
         for method in P.cell_methods():
-            base = P.recipe(method).baseline
+            base = P.recipe(method).is_dense
             row = P.run_cell(P.Cell(toy, regime, method, 1.0 if base else 2.0, quick=True))
             assert 0.0 <= row["value"] <= 1.0 and row["metric"] == "accuracy" and row["task"] == "toy"
             assert row["steps"] == (0 if base and regime == "post" else st.steps(regime))
@@ -325,3 +325,22 @@ def test_a_folder_with_files_of_an_unknown_run_is_refused(tmp_path, capsys):
     assert main(["reproduce", "--task", "intent", "--out", str(tmp_path), "--quick"]) == 2
     assert "holds an earlier, different run" in capsys.readouterr().err
     assert (tmp_path / "results.md").read_text() == "# someone's results\n"
+
+
+def test_a_newly_registered_method_runs_in_the_grid_without_editing_it(toy):
+    """One registration (hmf_lab.nn.methods) and the experiments take the method: cells, pipeline, table."""
+    from hmf_lab.nn.methods import Method, register_method, unregister_method
+
+    even = Method(name="lmf_even", label="LMF (rank 2)", factorize=lambda W, compression=None: hl.lmf(W, rank=2),
+                  linear=lambda lin, compression=None: hl.LMFLinear.from_linear(lin, rank=2),
+                  stored=lambda shape, compression, blocks=1: blocks * 2 * sum(shape))
+    register_method(even)
+    try:
+        assert "lmf_even" in P.cell_methods()
+        cells = G.make_cells([toy], ["post", "scratch"], [2], seeds=1, quick=True, sweep_task=None)
+        df = pd.DataFrame(G.run_cells(cells, progress=False))
+        new = df[df.method == "lmf_even"]
+        assert set(new.regime) == {"post", "scratch"} and (new.params == 2 * 64 + 32 * 4).all()
+        assert "lmf_even" in set(G.summarize(df).label)
+    finally:
+        unregister_method("lmf_even")

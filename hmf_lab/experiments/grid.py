@@ -102,15 +102,15 @@ def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False
             kw = dict(quick=quick, steps=steps.get(regime))
             for seed in range(n_seeds):
                 for m in methods:
-                    if recipes[m].baseline and (regime == "scratch" or seed == 0):
+                    if recipes[m].is_dense and (regime == "scratch" or seed == 0):
                         out.append(Cell(task, regime, m, 1.0, seed, **kw))
                 for c in compressions:
                     c = float(c)
-                    out += [Cell(task, regime, m, c, seed, **kw) for m in methods if not recipes[m].baseline]
+                    out += [Cell(task, regime, m, c, seed, **kw) for m in methods if not recipes[m].is_dense]
                     if task != sweep_task:
                         continue
                     for m in methods:
-                        if recipes[m].split:
+                        if recipes[m].takes_heuristic:
                             out += [Cell(task, regime, m, c, seed, split_frac=float(f), **kw) for f in sweep_fracs]
                             if best_heuristic:
                                 out.append(Cell(task, regime, m, c, seed, heuristic=best_heuristic, **kw))
@@ -118,7 +118,8 @@ def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False
 
 
 def best_split(rows: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
-    """Per (task, regime, compression) of a sweep: the HMF split fraction with the best mean metric.
+    """Per (task, method, regime, compression) of a sweep: the split fraction with the best mean metric
+    (for every method with a dense split, i.e. HMF: ``takes_heuristic`` in its registry record).
 
     Candidates are the sweep points with dense rows (fraction > 0) and the default split (recorded as
     its own fraction of the largest split, ``split_hh / max``; see :func:`_default_frac`).
@@ -126,15 +127,18 @@ def best_split(rows: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if task is not None:
         df = df[df.task == task]
-    sw = df[(df.method == "hmf") & (df.heuristic == "top") & (df.split_source.fillna("") == "")]
+    if df.empty:
+        return pd.DataFrame(columns=["task", "method", "regime", "compression", "best_frac", "best_mean"])
+    split = df.method.map(lambda m: recipe(m).takes_heuristic).astype(bool)
+    sw = df[split & (df.heuristic == "top") & (df.split_source.fillna("") == "")]
     sw = sw[sw.split_frac.isna() | (sw.split_frac > 0)]
     out = []
-    for (task, regime, c), g in sw.groupby(["task", "regime", "compression"]):
+    for (task, method, regime, c), g in sw.groupby(["task", "method", "regime", "compression"]):
         lower = g.metric.iloc[0] in LOWER_IS_BETTER
         means = g.groupby(g.split_frac.fillna(-1.0))["value"].mean()
         f = means.idxmin() if lower else means.idxmax()
-        out.append(dict(task=task, regime=regime, compression=c, best_frac=None if f == -1.0 else float(f),
-                        best_mean=float(means[f])))
+        out.append(dict(task=task, method=method, regime=regime, compression=c,
+                        best_frac=None if f == -1.0 else float(f), best_mean=float(means[f])))
     return pd.DataFrame(out)
 
 
@@ -153,7 +157,7 @@ def transfer_cells(best: pd.DataFrame, tasks, seeds: int, quick=False, steps: di
             if task == r.task:
                 continue
             for seed in range(int(seeds)):
-                out.append(Cell(task, r.regime, "hmf", float(r.compression), seed,
+                out.append(Cell(task, r.regime, r.method, float(r.compression), seed,
                                 split_frac=float(r.best_frac), split_source=f"best of the {r.task} sweep",
                                 quick=quick, steps=steps.get(r.regime)))
     return out
@@ -166,7 +170,7 @@ def _relabel_best(rows: list[dict], best: pd.DataFrame, sweep_task: str) -> list
     for r in best.itertuples():
         default = r.best_frac is None or _isnan(r.best_frac)
         for x in rows:
-            if x["regime"] != r.regime or x["compression"] != r.compression or x["method"] != "hmf" \
+            if x["regime"] != r.regime or x["compression"] != r.compression or x["method"] != r.method \
                     or x["heuristic"] != "top" or x["split_source"]:
                 continue
             frac = x["split_frac"]
@@ -177,7 +181,7 @@ def _relabel_best(rows: list[dict], best: pd.DataFrame, sweep_task: str) -> list
                 hit = default and (frac is None or _isnan(frac))
                 src = f"best of the {sweep_task} sweep (the default split)"
             if hit:
-                out.append(dict(x, label="hmf(best)", split_source=src))
+                out.append(dict(x, label=f"{r.method}(best)", split_source=src))
     return out
 
 
@@ -267,7 +271,7 @@ def run_grid(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, jobs=1, sched
     log(f"phase 1: {len(cells)} cells" + (f" (the {sweep_task} sweep included)" if sweep_task else "")
         + _reuse_note(cells, reuse))
     rows = run_cells(cells, jobs, scheduler, progress, log_file, reuse)
-    if sweep_task is not None and any(recipe(m).split for m in (methods or cell_methods())):
+    if sweep_task is not None and any(recipe(m).takes_heuristic for m in (methods or cell_methods())):
         best = best_split(pd.DataFrame(rows), sweep_task)
         log(f"best split fractions of the {sweep_task} sweep: {best.to_dict('records')}")
         more = transfer_cells(best, tasks, seeds, quick, steps)
@@ -467,9 +471,9 @@ def live_regimes(task: str = "intent", compression: float = 8, split_frac: float
     for seed in range(int(seeds)):
         for m in cell_methods():
             rec = recipe(m)
-            if rec.baseline:
+            if rec.is_dense:
                 cells.append(Cell(task, regime, m, 1.0, seed, quick=q, steps=steps))
-            elif rec.factorized:   # HMF at the slider's split, and LMF
-                frac = split_frac if rec.split else None
+            elif rec.fine_tune == "factors":   # the factorizations: HMF at the slider's split, and LMF
+                frac = split_frac if rec.takes_heuristic else None
                 cells.append(Cell(task, regime, m, float(compression), seed, split_frac=frac, quick=q, steps=steps))
     return pd.DataFrame(run_cells(cells, jobs=1, progress=False))

@@ -37,8 +37,9 @@ Each cell seeds itself (``torch.manual_seed``) and runs on one torch thread, so 
 depend on which process or worker ran it, nor on what ran before it. :func:`cell_key` names a cell's
 result by everything it depends on (the cell, its task's settings, the code), so a long run can resume.
 
-How the pipeline treats each method (baseline, factorized, gradually pruned, with a dense split) is read
-in one place, :func:`recipe`.
+How the pipeline treats each method (baseline, factorized, gradually pruned, with a dense split) comes from
+its record in the method registry (:mod:`hmf_lab.nn.methods`, read through :func:`recipe`): no method
+name is compared here.
 
 >>> Cell("intent", "scratch", "hmf", 8.0, seed=1).label
 'hmf'
@@ -61,7 +62,7 @@ from torch import nn
 
 from hmf_lab.nlp.tasks import TASKS, Settings, task_class
 
-__all__ = ["Cell", "REGIMES", "Recipe", "recipe", "cell_methods", "run_cell", "cell_key", "code_fingerprint",
+__all__ = ["Cell", "REGIMES", "recipe", "cell_methods", "run_cell", "cell_key", "code_fingerprint",
            "task_names", "task_settings", "load_task", "get_task", "compressed_layers", "MIN_LINEAR_DIM",
            "cubic_sparsity", "GradualPruner", "factorized_init", "split_for_fraction", "max_split", "init_model"]
 
@@ -70,55 +71,43 @@ REGIMES = ("post", "scratch")
 # ------------------------------------------------------------------------------------ methods
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How the pipeline builds and trains one method's model.
-
-    ``baseline``: the uncompressed model (post: the shipped one, untrained); ``factorized``: a
-    factorization (scratch: rescaled init, :func:`factorized_init`); ``gradual``: trained under masks
-    from compression 1 (:class:`GradualPruner`), made sparse at the end; ``split``: takes a dense split
-    (``Cell.split_frac``) and a row heuristic (``Cell.heuristic``).
-    """
-
-    baseline: bool = False
-    factorized: bool = False
-    gradual: bool = False
-    split: bool = False
-
-
-#: the pipeline's methods. The one table that tells them apart: when the method registry
-#: (``hmf_lab.nn.methods``) lands, :func:`recipe` reads these flags from its records instead.
-_RECIPES = {
-    "dense": Recipe(baseline=True),
-    "hmf": Recipe(factorized=True, split=True),
-    "lmf": Recipe(factorized=True),
-    "prune": Recipe(gradual=True),
-}
-
-
 def cell_methods() -> tuple[str, ...]:
-    """The methods a cell can run, the dense baseline first.
+    """The methods a cell can run: the dense baseline, then every method of the registry
+    (:data:`hmf_lab.nn.methods.METHODS`, so a newly registered one joins the grid and the CLI).
 
     >>> cell_methods()
     ('dense', 'hmf', 'lmf', 'prune')
     """
-    return tuple(_RECIPES)
+    from hmf_lab.nn.methods import DENSE, method_names
+    return (DENSE.name, *method_names())
 
 
-def recipe(method: str) -> Recipe:
-    """The :class:`Recipe` of ``method``: the only place the pipeline looks at a method's name.
+def recipe(method: str):
+    """The method's record (:class:`hmf_lab.nn.methods.Method`; the ``DENSE`` pseudo-record for the
+    baseline): the pipeline reads its flags (``is_dense``, ``fine_tune``, ``takes_heuristic``), never its name.
 
-    >>> recipe("lmf").factorized, recipe("prune").gradual, recipe("hmf").split
-    (True, True, True)
+    >>> recipe("lmf").fine_tune, recipe("prune").fine_tune, recipe("hmf").takes_heuristic, recipe("dense").is_dense
+    ('factors', 'gradual_prune', True, True)
     >>> recipe("svd")
     Traceback (most recent call last):
     ...
     ValueError: unknown method 'svd'; expected one of ('dense', 'hmf', 'lmf', 'prune')
     """
-    try:
-        return _RECIPES[method]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown method {method!r}; expected one of {cell_methods()}") from None
+    from hmf_lab.nn.methods import lookup
+    rec = lookup(method) if isinstance(method, str) else None
+    if rec is None:
+        raise ValueError(f"unknown method {method!r}; expected one of {cell_methods()}")
+    return rec
+
+
+def _gradual(rec) -> bool:
+    """Trained under masks from compression 1 and made sparse at the end (gradual magnitude pruning)."""
+    return rec.fine_tune == "gradual_prune"
+
+
+def _trains(rec) -> bool:
+    """Does the method's structure train (fine-tuning in post, training in scratch)? Baseline: yes (scratch)."""
+    return rec.is_dense or rec.fine_tune != "none"
 
 
 # ------------------------------------------------------------------------------------ tasks
@@ -208,7 +197,7 @@ class Cell:
     @property
     def label(self) -> str:
         """The row this cell feeds in the tables: dense, hmf, hmf@0.25, hmf[greedy], hmf(best), lmf, prune."""
-        if not recipe(self.method).split:
+        if not recipe(self.method).takes_heuristic:
             return self.method
         if self.split_source:
             return f"{self.method}(best)"
@@ -222,7 +211,8 @@ class Cell:
 
     def train_steps(self) -> int:
         """Optimizer steps this cell trains (0 for the post-regime baseline: the shipped model)."""
-        if self.regime == "post" and recipe(self.method).baseline:
+        rec = recipe(self.method)
+        if (self.regime == "post" and rec.is_dense) or not _trains(rec):
             return 0
         return self.steps if self.steps is not None else self.settings().steps(self.regime)
 
@@ -292,15 +282,17 @@ def _matrix_shapes(model: nn.Module, layers) -> dict:
 
 
 def max_split(shape, compression: float) -> int:
-    """Largest HMF split of an (m, n) matrix that still fits ``compression`` with rank >= 1 (``hl.budget``'s rule).
+    """Largest HMF split of an (m, n) matrix that fits ``compression`` with rank >= 1 (the kit's one rule,
+    :func:`hmf_lab.factor.core.max_split`); 0 where not even LMF's rank 1 fits.
 
     >>> max_split((128, 64), 8)
     13
     """
-    from hmf_lab.factor.core import budget
-    df = budget(tuple(shape), compression=compression)
-    df = df[df["rank"] >= 1]
-    return int(df["split"].max()) if len(df) else 0
+    from hmf_lab.factor.core import max_split as core_max_split
+    try:
+        return core_max_split(tuple(shape), compression)
+    except ValueError:
+        return 0
 
 
 def split_for_fraction(model: nn.Module, layers, compression: float, frac: float) -> dict:
@@ -425,7 +417,7 @@ class GradualPruner:
     """Gradual magnitude pruning of a ``hl.compress(model, "prune", compression=1)`` model.
 
     Every masked weight (``torch.nn.utils.prune`` ``*_mask`` buffers) ends with the equal-budget count
-    ``hl.compress(model, "prune", c)`` keeps (``hl.factor.core.prune_keep``: LMF's size); in between, the
+    ``hl.compress(model, "prune", c)`` keeps (``hl.factor.core.prune_keep``, the one budget); in between, the
     sparsity follows :func:`cubic_sparsity`. Masks only shrink: a pruned weight never comes back. Call it
     as the training-loop callback (the loop calls it once more after the last step: the exact target).
 
@@ -475,7 +467,7 @@ def _compress(cell: Cell, source: nn.Module, layers, compression: float | None =
     from hmf_lab.nn.compress import compress
     kw = {}
     c = cell.compression if compression is None else compression
-    if recipe(cell.method).split:
+    if recipe(cell.method).takes_heuristic:
         kw["heuristic"] = cell.heuristic
         if cell.split_frac is not None:
             kw["split"] = split_for_fraction(source, layers, c, cell.split_frac)
@@ -494,21 +486,17 @@ def _needs_calibration(heuristic: str) -> bool:
 def _source_model(cell: Cell, t, shipped: nn.Module, layers, extra: dict):
     """The model a cell trains, and its metric right after compression (post; NaN in scratch)."""
     rec = recipe(cell.method)
+    src = shipped if cell.regime == "post" else init_model(t, shipped, cell.seed)
+    if rec.is_dense:
+        return src, float("nan")
+    if _gradual(rec):   # trained under masks from the dense weights; post's "before" is the one-shot cut
+        before = t.evaluate(_compress(cell, src, layers))[t.metric] if cell.regime == "post" else float("nan")
+        return _compress(cell, src, layers, compression=1), before
+    model = _compress(cell, src, layers)
     if cell.regime == "post":
-        if rec.baseline:
-            return shipped, float("nan")
-        if rec.gradual:   # trained under masks from the dense weights; "before" is the one-shot cut
-            return _compress(cell, shipped, layers, compression=1), t.evaluate(_compress(cell, shipped, layers))[t.metric]
-        model = _compress(cell, shipped, layers)
         return model, t.evaluate(model)[t.metric]
-    init = init_model(t, shipped, cell.seed)
-    if rec.baseline:
-        return init, float("nan")
-    if rec.gradual:
-        return _compress(cell, init, layers, compression=1), float("nan")
-    model = _compress(cell, init, layers)
-    if rec.factorized:
-        kept = factorized_init(init, model, layers)
+    kept = factorized_init(src, model, layers)   # a no-op for structures without factors
+    if kept:
         extra["init_energy_kept"] = sum(kept.values()) / max(len(kept), 1)
     return model, float("nan")
 
@@ -538,7 +526,7 @@ def run_cell(cell: Cell, progress: bool = False, keep_model: bool = False) -> di
         torch.set_num_threads(threads)
 
 
-def _run(cell: Cell, rec: Recipe, progress: bool, keep_model: bool) -> dict:
+def _run(cell: Cell, rec, progress: bool, keep_model: bool) -> dict:
     from hmf_lab.nn.compress import count_params, sparsify
 
     t0 = time.time()
@@ -552,13 +540,13 @@ def _run(cell: Cell, rec: Recipe, progress: bool, keep_model: bool) -> dict:
     steps = cell.train_steps()
     lr, seed = (st.post_lr, 1000 + cell.seed) if cell.regime == "post" else (t.base_cfg.lr, cell.seed)
     callback = GradualPruner(model, cell.compression, steps, end=st.prune_end, every=st.prune_every) \
-        if rec.gradual else None
+        if _gradual(rec) else None
     if steps:
         with _LOCK:
             torch.manual_seed(seed)
         losses = t.fine_tune(model, steps, lr=lr, seed=seed, progress=progress, callback=callback)
         extra["final_train_loss"] = float(sum(losses[-10:]) / len(losses[-10:]))
-    if rec.gradual:
+    if _gradual(rec):
         if not steps:
             callback(callback.end)   # no training: one-shot magnitude pruning to the target
         model = sparsify(model)

@@ -103,7 +103,7 @@ class _SideBySide(dict):
 
 def _compressing_methods() -> tuple[str, ...]:
     """The methods a single run compares with its dense baseline (every cell method but the baseline)."""
-    return tuple(m for m in cell_methods() if not recipe(m).baseline)
+    return tuple(m for m in cell_methods() if not recipe(m).is_dense)
 
 
 def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, progress: bool = True,
@@ -136,7 +136,7 @@ def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, 
     if not cs or any(not c > 1 for c in cs):
         raise ValueError(f"compressions must be numbers > 1 (e.g. 2 4 8 16), got {list(compressions)}")
     st = task_settings(task, quick)
-    base_method = next(m for m in cell_methods() if recipe(m).baseline)
+    base_method = next(m for m in cell_methods() if recipe(m).is_dense)
     kw = dict(quick=quick, steps=steps, eval_size=eval_size)
     d = run_cell(Cell(task, "post", base_method, 1.0, **kw), keep_model=True)
     dense, base, dense_params = d.pop("model"), d["value"], d["dense_params"]
@@ -148,12 +148,12 @@ def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, 
     for c in cs:
         block = {}
         for method in methods:
-            cell = Cell(task, "post", method, c, heuristic=heuristic if recipe(method).split else "top", **kw)
+            cell = Cell(task, "post", method, c, heuristic=heuristic if recipe(method).takes_heuristic else "top", **kw)
             r = run_cell(cell, progress=progress, keep_model=True)
             block[method] = r.pop("model")
             after = r["value"] if r["steps"] else r["before"]   # no training: the model right after compression
             rows.append(dict(task=task, metric=t.metric, method=method, compression=c, params=r["params"],
-                             heuristic=cell.heuristic if recipe(method).split else "",
+                             heuristic=cell.heuristic if recipe(method).takes_heuristic else "",
                              actual_compression=r["actual_compression"], before=r["before"], after=after,
                              fine_tune_steps=r["steps"], fine_tune_s=r["seconds"]))
             log(f"[{task}] {method} {c:g}x: {r['params']} params, {t.metric} before {r['before']:.4f} after "
@@ -202,7 +202,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
     lower = df.metric.iloc[0] in LOWER_IS_BETTER
     out = []
-    comp = df[df.method.map(lambda m: not recipe(m).baseline)]
+    comp = df[df.method.map(lambda m: not recipe(m).is_dense)]
     for c, g in comp.groupby("compression"):
         r = {m: g[g.method == m].iloc[0] for m in g.method}
         if not {"hmf", "lmf", "prune"} <= set(r):
