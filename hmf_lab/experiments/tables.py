@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["markdown_table", "MISSING"]
@@ -24,9 +25,15 @@ __all__ = ["markdown_table", "MISSING"]
 MISSING = "–"
 
 
-def _cell(value, fmt) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
+def _is_float(value) -> bool:
+    return isinstance(value, (float, np.floating))
+
+
+def _cell(value, fmt, float_format, missing: str) -> str:
+    if value is None or (_is_float(value) and math.isnan(value)):
+        return missing
+    if fmt is None and _is_float(value):
+        fmt = float_format
     if fmt is None:
         return str(value)
     if callable(fmt):
@@ -34,12 +41,14 @@ def _cell(value, fmt) -> str:
     return format(value, fmt)
 
 
-def markdown_table(df: pd.DataFrame, columns=None, *, headers=None, formats=None) -> str:
+def markdown_table(df: pd.DataFrame, columns=None, *, headers=None, formats=None, float_format=None,
+                   missing: str = MISSING) -> str:
     """``df`` as a markdown table, one line per row, ending with a newline.
 
     ``columns``: the columns to show, in order (default: all); ``headers``: ``{column: header text}``
-    (default: the column name); ``formats``: ``{column: format spec or function}`` (default: ``str``).
-    A ``|`` inside a value is escaped so that it cannot break the table.
+    (default: the column name); ``formats``: ``{column: format spec or function}`` (default: ``str``;
+    ``float_format``, a spec or function, for float values of the other columns); ``missing``: what None
+    and NaN print as. A ``|`` inside a value is escaped so that it cannot break the table.
 
     >>> df = pd.DataFrame(dict(c=[4.0], params=[12345], x=["a|b"]))
     >>> print(markdown_table(df, ["c", "params", "x"], headers={"c": "compression"},
@@ -47,14 +56,19 @@ def markdown_table(df: pd.DataFrame, columns=None, *, headers=None, formats=None
     | compression | params | x |
     |---|---|---|
     | 4x | 12,345 | a\\|b |
+    >>> print(markdown_table(pd.DataFrame(dict(t=[0.123456, float("nan")])), float_format=".3g", missing=""), end="")
+    | t |
+    |---|
+    | 0.123 |
+    |  |
     """
     columns = list(df.columns) if columns is None else list(columns)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"markdown_table: no column(s) {missing} in the table; it has {list(df.columns)}")
+    absent = [c for c in columns if c not in df.columns]
+    if absent:
+        raise ValueError(f"markdown_table: no column(s) {absent} in the table; it has {list(df.columns)}")
     headers, formats = headers or {}, formats or {}
     lines = ["| " + " | ".join(str(headers.get(c, c)) for c in columns) + " |", "|" + "---|" * len(columns)]
     for row in df[columns].itertuples(index=False, name=None):
-        cells = (_cell(v, formats.get(c)).replace("|", "\\|") for c, v in zip(columns, row))
+        cells = (_cell(v, formats.get(c), float_format, missing).replace("|", "\\|") for c, v in zip(columns, row))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
