@@ -234,13 +234,16 @@ def _run_todo(cells, jobs, scheduler, progress, log_file, done: dict) -> None:
     try:
         with ctx:
             par = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-            for row in tqdm(par(joblib.delayed(_run_keyed)(c, k) for c, k in cells), total=len(cells),
-                            desc="cells", disable=not progress):
+            results = par(joblib.delayed(_run_keyed)(c, k) for c, k in cells)
+            for row in tqdm(results, total=len(cells), desc="cells", disable=not progress):
                 done[row["cell_key"]] = row
                 if log_file is not None:
                     with open(log_file, "a") as fh:
                         fh.write(json.dumps(row, default=float) + "\n")
                         fh.flush()
+    except KeyboardInterrupt:
+        results.close()   # joblib stops its workers now, not at interpreter exit
+        raise
     finally:
         if client is not None:
             client.close()
