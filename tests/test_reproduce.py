@@ -342,5 +342,6 @@ def test_a_newly_registered_method_runs_in_the_grid_without_editing_it(toy):
         new = df[df.method == "lmf_even"]
         assert set(new.regime) == {"post", "scratch"} and (new.params == 2 * 64 + 32 * 4).all()
         assert "lmf_even" in set(G.summarize(df).label)
+        assert " LMF (rank 2) |" in G.results_markdown(df)   # its column, headed by its registry label
     finally:
         unregister_method("lmf_even")

@@ -35,7 +35,7 @@ from hmf_lab.experiments.tables import markdown_table
 
 __all__ = ["make_cells", "transfer_cells", "run_cells", "run_grid", "summarize", "hmf_vs_lmf", "inside_noise",
            "best_split", "results_markdown", "sweep_table", "write_grid", "load_grid", "T975", "SWEEP_FRACS",
-           "LOWER_IS_BETTER", "live_regimes"]
+           "LOWER_IS_BETTER", "live_regimes", "display_names", "COMPARED", "AGAINST"]
 
 #: split fractions of the trained sweep (0 = LMF is the "lmf" row; 1 = the all-rows end)
 SWEEP_FRACS = (0.25, 0.5, 0.75, 1.0)
@@ -43,8 +43,26 @@ SWEEP_FRACS = (0.25, 0.5, 0.75, 1.0)
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
         15: 2.131, 20: 2.086, 30: 2.042}
 LOWER_IS_BETTER = ("bits_per_char", "perplexity")
-DISPLAY = {"dense": "dense", "hmf": "HMF (default split)", "hmf(best)": "HMF (best split in the sweep)",
-           "lmf": "LMF", "prune": "pruning (CSR)"}
+#: the paper's comparison in every table: HMF (default split, and the sweep's best split) against LMF
+COMPARED, AGAINST = ("hmf", "hmf(best)"), "lmf"
+
+
+def display_names() -> dict:
+    """Table row label -> column header: the dense baseline, then every registered method (its registry
+    label; a method with a dense split also gets its "(best)" row), in registry order.
+
+    >>> display_names()["hmf(best)"], display_names()["prune"]
+    ('HMF (best split in the sweep)', 'pruning (CSR)')
+    """
+    out = {}
+    for m in cell_methods():
+        rec = recipe(m)
+        if rec.takes_heuristic:
+            out[m] = f"{rec.label} (default split)"
+            out[f"{m}(best)"] = f"{rec.label} (best split in the sweep)"
+        else:
+            out[m] = rec.label
+    return out
 
 
 def _t975(df: int) -> float:
@@ -319,13 +337,21 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     s["params"] = g["params"].mean()
     s["actual_compression"] = g["actual_compression"].mean()
     s = s.reset_index()
-    dense = s[s.label == "dense"]
+    base = s.label.map(lambda lab: _is_baseline(lab)).astype(bool)
     comps = sorted(c for c in s.compression.unique() if c != 1.0)
-    rep = [dense.assign(compression=c) for c in comps]
-    return pd.concat([s[s.label != "dense"], *rep], ignore_index=True) if rep else s
+    rep = [s[base].assign(compression=c) for c in comps]
+    return pd.concat([s[~base], *rep], ignore_index=True) if rep else s
 
 
-def hmf_vs_lmf(df: pd.DataFrame, hmf_label: str = "hmf") -> pd.DataFrame:
+def _is_baseline(label) -> bool:
+    """Is a table row label the dense baseline's (registry: the DENSE pseudo-record)?"""
+    try:
+        return bool(recipe(label).is_dense)
+    except ValueError:   # hmf@0.5, hmf[greedy], ...: rows of a compressing method
+        return False
+
+
+def hmf_vs_lmf(df: pd.DataFrame, hmf_label: str = COMPARED[0], lmf_label: str = AGAINST) -> pd.DataFrame:
     """HMF minus LMF per (task, regime, compression): % of LMF's mean (positive = HMF better), paired noise mark.
 
     >>> df = pd.DataFrame(dict(task="t", regime="post", metric="accuracy", compression=4.0,
@@ -337,7 +363,7 @@ def hmf_vs_lmf(df: pd.DataFrame, hmf_label: str = "hmf") -> pd.DataFrame:
     out = []
     for (task, regime, c), g in df.groupby(["task", "regime", "compression"]):
         h = g[g.label == hmf_label].set_index("seed")["value"]
-        l = g[g.label == "lmf"].set_index("seed")["value"]
+        l = g[g.label == lmf_label].set_index("seed")["value"]
         if not len(h) or not len(l):
             continue
         sign = -1.0 if g.metric.iloc[0] in LOWER_IS_BETTER else 1.0
@@ -371,20 +397,21 @@ def results_markdown(df: pd.DataFrame, value: str = "value", metric: str | None 
     if value != "value":
         df = df[df[value].notna()].assign(value=df[value], metric=metric or value)
     s = summarize(df)
-    comp = {lab: hmf_vs_lmf(df, lab) for lab in ("hmf", "hmf(best)")}
-    labels = [lab for lab in DISPLAY if lab in set(s.label)]
+    comp = {lab: hmf_vs_lmf(df, lab) for lab in COMPARED}
+    names = display_names()
+    labels = [lab for lab in names if lab in set(s.label)]
     text = []
     for task, st in s.groupby("task", sort=False):
         metric = st.metric.iloc[0]
         better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
         n = int(st.n.max())
         text.append(f"### {task}: {metric} ({better}), mean ± sd over {n} seeds\n")
-        head = ["regime", "compression"] + [DISPLAY[lab] for lab in labels] + ["HMF − LMF", "HMF (best) − LMF"]
+        head = ["regime", "compression"] + [names[lab] for lab in labels] + ["HMF − LMF", "HMF (best) − LMF"]
         body = []
         for (regime, c), g in st.groupby(["regime", "compression"]):
             vals = {r.label: _fmt(r.mean, r.sd, metric) for r in g.itertuples()}
             cells = [regime, f"{c:g}x"] + [vals.get(lab, "–") for lab in labels]
-            for lab in ("hmf", "hmf(best)"):
+            for lab in COMPARED:
                 cd = comp[lab]
                 hit = cd[(cd.task == task) & (cd.regime == regime) & (cd.compression == c)] if len(cd) else cd
                 cells.append(_pct(hit.iloc[0]) if len(hit) else "–")
@@ -395,11 +422,13 @@ def results_markdown(df: pd.DataFrame, value: str = "value", metric: str | None 
 
 def sweep_table(df: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
     """The trained split sweep: mean ± sd per (regime, compression, split fraction) incl. LMF (0), default and heuristic rows."""
-    d = df[df.label.str.startswith("hmf") | (df.label == "lmf")]
-    d = d[d.label != "hmf(best)"]
+    methods = df.method if "method" in df else df.label.str.split(r"[@\[(]", regex=True).str[0]
+    split = methods.map(lambda m: recipe(m).takes_heuristic).astype(bool)
+    d = df[split | (df.label == AGAINST)]
+    d = d[~d.label.str.endswith("(best)")]
     if task is not None:
         d = d[d.task == task]
-    d = d.assign(frac=d.split_frac.where(d.label != "lmf", 0.0))
+    d = d.assign(frac=d.split_frac.where(d.label != AGAINST, 0.0))
     keys = ["task", "regime", "compression", "label"]
     g = d.groupby(keys, dropna=False)
     out = g["value"].agg(mean="mean", sd=lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0, n="count")
@@ -419,7 +448,7 @@ def write_grid(df: pd.DataFrame, out, sweep_task: str | None = None) -> list[Pat
     files = {name: out / name for name in ("cells.csv", "summary.csv", "hmf_vs_lmf.csv", "sweep.csv", "results.md")}
     df.to_csv(files["cells.csv"], index=False)
     summarize(df).to_csv(files["summary.csv"], index=False)
-    pd.concat([hmf_vs_lmf(df, lab) for lab in ("hmf", "hmf(best)")], ignore_index=True).to_csv(
+    pd.concat([hmf_vs_lmf(df, lab) for lab in COMPARED], ignore_index=True).to_csv(
         files["hmf_vs_lmf.csv"], index=False)
     sw = sweep_table(df)
     sw.to_csv(files["sweep.csv"], index=False)
