@@ -135,7 +135,6 @@ def test_live_regimes_rejects_an_unknown_regime():
 @pytest.mark.slow
 @needs_data
 def test_regime_explorer_retrains_on_slider_moves():
-    from hmf_lab.experiments import reproduce as R
     box = live.regime_explorer("intent", quick=True)
     assert sorted(box.result.label) == ["dense", "hmf@0.5", "lmf"] and set(box.result.regime) == {"scratch"}
     box.sliders["split"].value = 0.0   # split 0: HMF has LMF's structure and the same training

@@ -297,7 +297,6 @@ def run(args) -> int:
     Resumes an interrupted or finished run of the same configuration in ``--out``; refuses a folder with a
     different run unless ``--overwrite``; Ctrl-C stops with one line on what was kept and returns 130.
     """
-    import json
     import os
 
     from hmf_lab.experiments import grid as G
