@@ -291,6 +291,16 @@ def _run_config(args, quick: bool) -> dict:
                 steps_override=steps, settings={t: asdict(task_settings(t, quick)) for t in args.task})
 
 
+def _commit() -> str | None:
+    """The git commit of the code that ran (None outside a git checkout)."""
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except OSError:
+        return None
+
+
 def run(args) -> int:
     """``hmf-lab reproduce``: the grid (:func:`hmf_lab.experiments.grid.run_grid`), then its tables in ``--out``.
 
@@ -319,23 +329,17 @@ def run(args) -> int:
                         scheduler=args.scheduler, quick=quick, methods=cfg["methods"], sweep_task=cfg["sweep_task"],
                         sweep_fracs=cfg["sweep_fracs"], best_heuristic=cfg["heuristic"], steps=cfg["steps_override"],
                         progress=not args.no_progress, log_file=folder.partial, reuse=reuse)
+        wall = time.time() - t0
+        files = G.write_grid(df, args.out)
+        keys = set(df["cell_key"]) if len(df) else set()
+        info = dict(cfg, run_id=rid, commit=_commit(), command=command, jobs=args.jobs, scheduler=args.scheduler,
+                    wall_s=round(wall, 1), cells=len(df), reused=len(keys & set(reuse)), ran=len(keys - set(reuse)),
+                    loadavg_start=load0, loadavg_end=os.getloadavg(), cpus=os.cpu_count())
+        folder.finish(keys, info)
     except KeyboardInterrupt:
-        print(f"hmf-lab reproduce: interrupted; kept {folder.n_partial()} finished cells in {folder.partial}; "
+        print(f"hmf-lab reproduce: interrupted; kept {len(folder.completed())} finished cells in {folder.partial}; "
               f"run the same command again to resume (they are reused)", file=sys.stderr)
         return 130
-    wall = time.time() - t0
-    files = G.write_grid(df, args.out)
-    import subprocess
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip() or None
-    except OSError:
-        commit = None
-    keys = set(df["cell_key"]) if len(df) else set()
-    info = dict(cfg, run_id=rid, commit=commit, command=command, jobs=args.jobs, scheduler=args.scheduler,
-                wall_s=round(wall, 1), cells=len(df), reused=len(keys & set(reuse)), ran=len(keys - set(reuse)),
-                loadavg_start=load0, loadavg_end=os.getloadavg(), cpus=os.cpu_count())
-    folder.finish(keys, info)
     print(G.results_markdown(df))
     print(f"{len(df)} cells in {wall:.0f} s with jobs={args.jobs}" + (f" on {args.scheduler}" if args.scheduler else "")
           + (f" (reused {info['reused']} of them)" if info["reused"] else "")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 __all__ = ["RunFolder", "RunConflict", "run_id", "PARTIAL", "CELLS_LOG", "OUTPUTS"]
@@ -111,19 +112,24 @@ class RunFolder:
     def start(self) -> dict[str, dict]:
         """Gather every completed cell into ``cells_partial.jsonl`` (the one log of this run); returns them."""
         done = self.completed()
-        with open(self.partial, "w") as fh:
-            for row in done.values():
-                fh.write(json.dumps(row, default=float) + "\n")
+        self._write(self.partial, done.values())
         self.cells_log.unlink(missing_ok=True)
         return done
+
+    @staticmethod
+    def _write(path: Path, rows) -> None:
+        """Write JSON lines atomically (a temporary file, then a rename): an interruption keeps the old file."""
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, default=float) + "\n")
+        os.replace(tmp, path)
 
     def finish(self, keys, info: dict) -> None:
         """The run finished: its cells (``keys``) go to ``cells.jsonl``, the partial log goes, ``run.json``
         says ``status: finished``."""
         keys = set(keys)
         rows = [r for r in self._read(self.partial) if r["cell_key"] in keys]
-        with open(self.cells_log, "w") as fh:
-            for row in {r["cell_key"]: r for r in rows}.values():
-                fh.write(json.dumps(row, default=float) + "\n")
+        self._write(self.cells_log, {r["cell_key"]: r for r in rows}.values())
         self.partial.unlink(missing_ok=True)
         self.info.write_text(json.dumps(dict(info, status="finished"), indent=1, default=str))
