@@ -345,3 +345,16 @@ def test_a_newly_registered_method_runs_in_the_grid_without_editing_it(toy):
         assert " LMF (rank 2) |" in G.results_markdown(df)   # its column, headed by its registry label
     finally:
         unregister_method("lmf_even")
+
+
+def test_run_folder_survives_a_torn_last_line_and_merges_logs(tmp_path):
+    from hmf_lab.experiments.runs import RunFolder
+    f = RunFolder(tmp_path)
+    assert f.claim("run-a") == "empty" and json.loads(f.info.read_text())["status"] == "running"
+    f.cells_log.write_text(json.dumps({"cell_key": "k1", "value": 1.0}) + "\n")
+    f.partial.write_text(json.dumps({"cell_key": "k2", "value": 2.0}) + '\n{"cell_key": "k3", "val')  # Ctrl-C mid-write
+    assert sorted(f.start()) == ["k1", "k2"] and not f.cells_log.exists()
+    assert f.state("run-a") == "same" and f.state("run-b") == "different"
+    f.finish({"k2"}, {"run_id": "run-a"})
+    assert [json.loads(x)["cell_key"] for x in f.cells_log.read_text().splitlines()] == ["k2"]
+    assert not f.partial.exists() and json.loads(f.info.read_text())["status"] == "finished"

@@ -105,10 +105,6 @@ class RunFolder:
         """``{cell_key: row}`` of every cell this folder holds (a finished run's and an interrupted one's)."""
         return {r["cell_key"]: r for r in self._read(self.cells_log) + self._read(self.partial)}
 
-    def n_partial(self) -> int:
-        """How many finished cells ``cells_partial.jsonl`` holds."""
-        return len({r["cell_key"] for r in self._read(self.partial)})
-
     def start(self) -> dict[str, dict]:
         """Gather every completed cell into ``cells_partial.jsonl`` (the one log of this run); returns them."""
         done = self.completed()
