@@ -358,3 +358,16 @@ def test_run_folder_survives_a_torn_last_line_and_merges_logs(tmp_path):
     f.finish({"k2"}, {"run_id": "run-a"})
     assert [json.loads(x)["cell_key"] for x in f.cells_log.read_text().splitlines()] == ["k2"]
     assert not f.partial.exists() and json.loads(f.info.read_text())["status"] == "finished"
+
+
+def test_a_cell_key_changes_with_the_settings_and_the_code(toy, monkeypatch):
+    import dataclasses
+    cell = P.Cell(toy, "post", "hmf", 2.0, quick=True)
+    key = P.cell_key(cell)
+    assert P.cell_key(P.Cell(toy, "post", "hmf", 2.0, quick=True)) == key and P.cell_key(cell.__class__(
+        toy, "post", "hmf", 2.0, seed=1, quick=True)) != key
+    monkeypatch.setattr(ToyTask, "quick_settings", dataclasses.replace(ToyTask.quick_settings, post_steps=5))
+    assert P.cell_key(cell) != key   # other settings: not reused
+    monkeypatch.undo()
+    monkeypatch.setattr(P, "code_fingerprint", lambda: "other code")
+    assert P.cell_key(cell) != key   # other code: not reused

@@ -63,7 +63,7 @@ from torch import nn
 from hmf_lab.nlp.tasks import TASKS, Settings, task_class
 
 __all__ = ["Cell", "REGIMES", "recipe", "cell_methods", "run_cell", "cell_key", "code_fingerprint",
-           "task_names", "task_settings", "load_task", "get_task", "compressed_layers", "MIN_LINEAR_DIM",
+           "task_names", "task_settings", "shipped_task", "compressed_layers", "MIN_LINEAR_DIM",
            "cubic_sparsity", "GradualPruner", "factorized_init", "split_for_fraction", "max_split", "init_model"]
 
 REGIMES = ("post", "scratch")
@@ -135,17 +135,6 @@ def task_settings(task: str, quick: bool = False) -> Settings:
     return task_class(task).settings(bool(quick))
 
 
-def load_task(task: str, **eval_kw):
-    """``(task object, shipped dense model)`` with the vocabulary the checkpoint was trained with.
-
-    >>> load_task("nope")
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown task 'nope'; expected one of ['char_lm', 'intent', 'lm', 'translation']
-    """
-    return task_class(task).pretrained(**eval_kw)
-
-
 _LOCK = threading.Lock()   # global RNG + model build: one thread at a time (dask workers may be threads)
 
 
@@ -162,7 +151,7 @@ def _eval_kw(task: str, quick: bool, eval_size: int | None) -> dict:
     return kw
 
 
-def get_task(task: str, quick: bool = False, eval_size: int | None = None):
+def shipped_task(task: str, quick: bool = False, eval_size: int | None = None):
     """``(task object, shipped dense model)`` at the evaluation size of the task's settings (``eval_size``
     overrides it), cached per process."""
     return _task_cached(task_class(task), tuple(sorted(_eval_kw(task, quick, eval_size).items())))
@@ -472,7 +461,7 @@ def _compress(cell: Cell, source: nn.Module, layers, compression: float | None =
         if cell.split_frac is not None:
             kw["split"] = split_for_fraction(source, layers, c, cell.split_frac)
         if _needs_calibration(cell.heuristic):
-            t, _ = get_task(cell.task, cell.quick, cell.eval_size)
+            t, _ = shipped_task(cell.task, cell.quick, cell.eval_size)
             kw["X"] = t.sample_input()
     return compress(source, cell.method, compression=c, layers=layers, **kw)
 
@@ -531,7 +520,7 @@ def _run(cell: Cell, rec, progress: bool, keep_model: bool) -> dict:
 
     t0 = time.time()
     st = cell.settings()
-    t, shipped = get_task(cell.task, cell.quick, cell.eval_size)
+    t, shipped = shipped_task(cell.task, cell.quick, cell.eval_size)
     layers = compressed_layers(shipped)
     dense_params = count_params(shipped)
     row = dict(asdict(cell), label=cell.label, metric=t.metric)

@@ -46,7 +46,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hmf_lab.experiments.pipeline import Cell, cell_methods, recipe, run_cell, task_names, task_settings
+from hmf_lab.experiments.pipeline import (Cell, cell_methods, compressed_layers, recipe, run_cell, shipped_task,
+                                          task_names, task_settings)
 from hmf_lab.experiments.tables import markdown_table
 from hmf_lab.factor._validation import quick_mode
 from hmf_lab.nlp.tasks import Settings
@@ -122,8 +123,6 @@ def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, 
     rounds of :func:`time_side_by_side`), dense_time_us (dense, measured in the same rounds),
     speedup (dense time / this time), fine_tune_steps, fine_tune_s.
     """
-    from hmf_lab.experiments.pipeline import compressed_layers, get_task
-
     names = task_names()
     if task not in names:
         raise ValueError(f"unknown task {task!r}; expected one of {names}")
@@ -140,7 +139,7 @@ def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, 
     kw = dict(quick=quick, steps=steps, eval_size=eval_size)
     d = run_cell(Cell(task, "post", base_method, 1.0, **kw), keep_model=True)
     dense, base, dense_params = d.pop("model"), d["value"], d["dense_params"]
-    t, _ = get_task(task, quick, eval_size)
+    t, _ = shipped_task(task, quick, eval_size)
     inputs = t.sample_input()
     log(f"[{task}] dense {t.metric} = {base:.4f}, {dense_params} weight values in LSTM/Linear layers; "
         f"compressing {compressed_layers(dense)}")
