@@ -10,7 +10,10 @@
 # # 3 · Run time: why HMF is fast and pruning is not
 #
 # Fewer parameters do not automatically mean faster inference. This notebook times four layers **at the same
-# parameter budget**:
+# compression**. Compression has one meaning in the kit: dense values / stored values. At compression `c` an
+# (m, n) matrix may store `floor(m*n / c)` values (its *budget*); pruning keeps exactly that many, LMF the
+# largest rank that fits, HMF a balanced (split, rank) that fits; none stores more. Pruning's CSR indices are
+# counted apart, in bytes:
 #
 # | layer | what it computes | kernel |
 # |---|---|---|
@@ -40,8 +43,9 @@ print("timing matrix", tuple(W_big.shape), "| LSTM weight", tuple(W.shape))
 # %% [markdown]
 # ## Four layers, one budget
 #
-# `layers_at_budget(W, split, rank)` (from `hmf_lab.tradeoff`) builds the dense layer, the HMF layer, an LMF layer with the
-# largest rank inside the same budget and a pruned layer keeping as many values. For HMF we take a **balanced**
+# `layers_at_budget(W, split, rank, compression=4)` (from `hmf_lab.experiments.tradeoff`) builds the dense layer,
+# the HMF layer, an LMF layer with the largest rank inside the budget `floor(m*n / 4)` and a pruned layer keeping
+# exactly that budget. For HMF we take a **balanced**
 # split at compression 4x: the split `k` of `hl.budget` closest to its rank `r`, so both the dense rows and the
 # factorization do real work (a split with `r = 1` would time a degenerate layer). Speed only matters next to
 # accuracy, so every layer's error is printed with it. The layers are put in eval mode and timed under
@@ -52,7 +56,8 @@ from hmf_lab.experiments.tradeoff import layers_at_budget, time_layers
 
 b = hl.budget(W_big.shape, compression=4)
 k, r = (int(v) for v in b.iloc[(b["split"] - b["rank"]).abs().argmin()][["split", "rank"]])
-layers = layers_at_budget(W_big, split=k, rank=r)  # eval mode, no gradients
+layers = layers_at_budget(W_big, split=k, rank=r, compression=4)  # eval mode, no gradients
+print({name: hl.count_params(layer) for name, layer in layers.items()}, "budget:", W_big.numel() // 4)
 errors = {"dense": 0.0} | {name: hl.relative_error(W_big, layer.to_dense())
                            for name, layer in layers.items() if name != "dense"}
 race = time_layers(layers, batch=1, rounds=2 if QUICK else 3, min_run_time=0.01 if QUICK else 0.2)

@@ -468,16 +468,18 @@ def check_hmf_gain(results, compression: float, answer, *, regime: str = "post",
 
     if pending(answer):
         return False
+    from hmf_lab.nn.methods import get_method
+
+    pair = [get_method("hmf").name, get_method("lmf").name]  # the two methods compared
     df = pd.DataFrame(results)
     if "label" not in df:   # older per-task format: one row per method, 'after' = after fine-tuning
-        df = df[df.method.isin(["hmf", "lmf"])].assign(label=df.method, value=df["after"], seed=0,
-                                                       regime=regime)
+        df = df[df.method.isin(pair)].assign(label=df.method, value=df["after"], seed=0, regime=regime)
     if task is not None:
         df = df[df.task == task]
     if "regime" in df:
         df = df[df.regime == regime]
     from hmf_lab.experiments.grid import hmf_vs_lmf
-    comp = hmf_vs_lmf(df[df.label.isin(["hmf", "lmf"])])
+    comp = hmf_vs_lmf(df[df.label.isin(pair)])
     row = comp[comp.compression == float(compression)] if len(comp) else comp
     if not len(row):
         print(f"FAIL: no HMF and LMF results at compression {compression} (regime {regime!r}); "

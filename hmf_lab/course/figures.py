@@ -45,7 +45,9 @@ def grid_figures(df: pd.DataFrame, out) -> list[Path]:
         written.append(save(lambda ax: plots.plot_regimes(summarize(df[df.task == task]), ax=ax),
                             out / f"{task}_regimes.png", figsize=(7, 3.8)))
     sw = sweep_table(df)
-    for (task, c), g in sw[sw.label != "dense"].groupby(["task", "compression"]):
+    from hmf_lab.nn.methods import DENSE
+
+    for (task, c), g in sw[sw.label != DENSE.name].groupby(["task", "compression"]):
         if g.frac.notna().sum() < 3:
             continue
         cells = df[(df.task == task) & (df.compression == c)]

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from hmf_lab.factor._validation import as_matrix
+from hmf_lab.nn.methods import DENSE, METHODS, get_method, label_of, lookup
 from hmf_lab.experiments.leaderboard import summary
 
 __all__ = ["spectrum", "blocks", "blocks_svg", "block_layout", "residual", "error_map", "pareto", "pareto_front",
@@ -35,9 +36,37 @@ __all__ = ["spectrum", "blocks", "blocks_svg", "block_layout", "residual", "erro
 # "colorblind" palette is built on. Every plot takes its colours from here; importing this module also makes it
 # matplotlib's default colour cycle, so pandas/matplotlib plots in the notebooks use it too.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-#: one colour per method, the same in every figure (labels: "dense", "HMF", "LMF", "pruning (CSR)")
-METHOD_PALETTE = {"dense": "#000000", "hmf": PALETTE[0], "lmf": PALETTE[1], "prune": PALETTE[2],
-                  "HMF": PALETTE[0], "LMF": PALETTE[1], "pruned (CSR)": PALETTE[2], "pruning (CSR)": PALETTE[2]}
+#: one colour per method, the same in every figure: the method records' ``color`` (hmf_lab.nn.methods), by name
+#: ("hmf") and by label ("HMF"); a snapshot of the built-ins, :func:`method_color` also sees later registrations
+METHOD_PALETTE = {**{r.name: r.color for r in (DENSE, *METHODS.values())},
+                  **{r.label: r.color for r in (DENSE, *METHODS.values())},
+                  "pruned (CSR)": get_method("prune").color}  # an older label of pruning
+#: a second colour for a method's "best" variant drawn beside it (e.g. "hmf(best)" of the grid tables)
+VARIANT_COLOR = PALETTE[4]
+
+
+def method_color(key, default=None):
+    """The figure colour of a method: its record's ``color``, found by name (``"hmf"``) or label (``"HMF"``);
+    variants take their method's colour (``"hmf@0.5"``, ``"hmf-eager"``, ``"hmf[top]"``), a ``"(best)"``
+    variant :data:`VARIANT_COLOR`; ``default`` for anything else.
+
+    >>> method_color("hmf") == method_color("HMF") == method_color("hmf@0.5"), method_color("nope", "gray")
+    (True, 'gray')
+    """
+    if not isinstance(key, str):
+        return default
+    rec = lookup(key) or next((r for r in (DENSE, *METHODS.values()) if r.label == key), None)
+    if rec is not None:
+        return rec.color
+    if key in METHOD_PALETTE:  # older labels ("pruned (CSR)")
+        return METHOD_PALETTE[key]
+    if key.endswith("(best)"):
+        return VARIANT_COLOR
+    for sep in ("@", "-", "["):
+        base = lookup(key.split(sep, 1)[0])
+        if base is not None and sep in key:
+            return base.color
+    return default
 # one colour and hatch per block kind, shared by the matplotlib and SVG pictures; the block name is written on
 # every block too, so the picture never relies on colour alone
 COLORS = {"W": "#BBBBBB", "D": PALETTE[0], "U": PALETTE[1], "V": PALETTE[2], "LMF U": PALETTE[5], "LMF V": PALETTE[6]}
@@ -134,7 +163,8 @@ def block_layout(m: int, n: int, split: int, rank: int, lmf_rank: int | None = N
 
 
 def _block_params(m, n, k, r, rl):
-    return {"dense": m * n, "hmf": k * n + r * (m - k) + r * n, "lmf": rl * (m + n)}
+    """Stored values of the three pictures: (dense, HMF, LMF)."""
+    return m * n, k * n + r * (m - k) + r * n, rl * (m + n)
 
 
 def blocks(f, ax=None, *, lmf=None, annotate: bool = True):
@@ -168,13 +198,13 @@ def blocks(f, ax=None, *, lmf=None, annotate: bool = True):
         if annotate and w * h > 0:
             ax.text(x + w / 2, y + h / 2, name, ha="center", va="center", fontsize=8,
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
-    p = _block_params(m, n, k, r, rl)
+    p_dense, p_hmf, p_lmf = _block_params(m, n, k, r, rl)
     if annotate:
-        ax.text(layout[0][1] + n / 2, -0.04 * m, f"dense {m}x{n}\n{p['dense']:,} params", ha="center", va="bottom",
+        ax.text(layout[0][1] + n / 2, -0.04 * m, f"dense {m}x{n}\n{p_dense:,} params", ha="center", va="bottom",
                 fontsize=8)
-        ax.text(layout[1][1] + n / 2, -0.04 * m, f"HMF k={k}, r={r}\n{p['hmf']:,} params", ha="center", va="bottom",
+        ax.text(layout[1][1] + n / 2, -0.04 * m, f"HMF k={k}, r={r}\n{p_hmf:,} params", ha="center", va="bottom",
                 fontsize=8)
-        ax.text(layout[4][1] + (rl + n) / 2, -0.04 * m, f"LMF r={rl}\n{p['lmf']:,} params", ha="center",
+        ax.text(layout[4][1] + (rl + n) / 2, -0.04 * m, f"LMF r={rl}\n{p_lmf:,} params", ha="center",
                 va="bottom", fontsize=8)
     right = max(x + w for _, x, _, w, _ in layout)
     ax.set_xlim(-0.02 * right, right * 1.02)
@@ -418,7 +448,7 @@ def budget_line(b: pd.DataFrame, ax=None, *, current: int | None = None):
     return ax
 
 
-__all__ += ["budget_line", "PALETTE", "METHOD_PALETTE"]
+__all__ += ["budget_line", "PALETTE", "METHOD_PALETTE", "method_color"]
 
 
 def _timing_table(timings) -> pd.DataFrame:
@@ -462,7 +492,7 @@ def timing_bars(timings, ax=None, *, unit: str = "us", baseline: str | None = No
     base = t["median"].iloc[0] if baseline is None else t.set_index("name").loc[baseline, "median"]
     ax = _axes(ax, figsize=(6, 0.5 + 0.5 * len(t)))
     y = np.arange(len(t))
-    colors = [METHOD_PALETTE.get(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(t["name"])]
+    colors = [method_color(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(t["name"])]
     ax.barh(y, t["median"] * scale[unit], xerr=t["iqr"] * scale[unit], color=colors)
     for i, (med, name) in enumerate(zip(t["median"], t["name"])):
         ax.text(med * scale[unit], i, f"  {base / med:.2f}x", va="center", fontsize=8)
@@ -473,8 +503,7 @@ def timing_bars(timings, ax=None, *, unit: str = "us", baseline: str | None = No
     return ax
 
 
-#: display labels of the methods (the kit's convention)
-_LABELS = {"dense": "dense", "hmf": "HMF", "lmf": "LMF", "prune": "pruning (CSR)"}
+#: display labels of the methods: the method records' ``label`` (:func:`hmf_lab.nn.methods.label_of`)
 
 
 def speed_crossover(df: pd.DataFrame, ax=None, *, x: str = "hidden", y: str = "speedup"):
@@ -495,19 +524,22 @@ def speed_crossover(df: pd.DataFrame, ax=None, *, x: str = "hidden", y: str = "s
     if not isinstance(df, pd.DataFrame) or not {x, y, "method"} <= set(df.columns):
         raise TypeError(f"speed_crossover() expects a DataFrame with columns {x!r}, 'method' and {y!r}")
     ax = _axes(ax)
-    for method in [m for m in ("dense", "hmf", "lmf", "prune") if m in set(df["method"])] + \
-            sorted(set(df["method"]) - {"dense", "hmf", "lmf", "prune"}):
+    present = set(df["method"])
+    known = [r.name for r in (DENSE, *METHODS.values())]  # the registry's order, then anything else
+    for method in [m for m in known if m in present] + sorted(present - set(known)):
         d = df[df["method"] == method].groupby(x)[y].median()
-        ax.plot(d.index, d.values, marker="o", label=_LABELS.get(method, method),
-                linestyle="--" if method == "dense" else "-")
+        ax.plot(d.index, d.values, marker="o", label=label_of(method), color=method_color(method),
+                linestyle="--" if method == DENSE.name else "-")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(df[x].unique()), [str(v) for v in sorted(df[x].unique())])
-    if "hmf" in set(df["method"]):
-        refs = [r for r in ("dense", "prune") if r == "dense" or r in set(df["method"])]
-        for ref, at in crossover_points(df, against=refs, x=x, y=y).items():
+    hmf, csr = get_method("hmf"), get_method("prune")
+    if hmf.name in present:
+        refs = [DENSE.name] + ([csr.name] if csr.name in present else [])
+        for ref, at in crossover_points(df, hmf.name, against=refs, x=x, y=y).items():
             if at is not None:
                 ax.axvline(at, color="gray", linestyle=":", linewidth=1)
-                ax.text(at, ax.get_ylim()[1], f"HMF > {_LABELS[ref]}\n~{at:.0f}", fontsize=7, va="top", ha="left")
+                ax.text(at, ax.get_ylim()[1], f"{hmf.label} > {label_of(ref)}\n~{at:.0f}", fontsize=7, va="top",
+                        ha="left")
     ax.set_xlabel(x)
     ax.set_ylabel("speed-up over dense")
     ax.legend(fontsize=8)
@@ -577,23 +609,23 @@ def plot_leaderboard(df: pd.DataFrame, ax=None, by: str = "vs_best"):
 
 # ------------------------------------------------------------------ reproduce results (moved from reproduce.py)
 
-METHOD_COLORS = {"dense": "black", "hmf": "tab:blue", "hmf(best)": "tab:purple", "lmf": "tab:orange",
-                 "prune": "tab:green"}
-_COLORS = METHOD_COLORS
+#: colours of the reproduce/grid tables' method labels: the records' colours (see :func:`method_color`)
+METHOD_COLORS = {**{r.name: r.color for r in (DENSE, *METHODS.values())},
+                 get_method("hmf").name + "(best)": VARIANT_COLOR}
 
 
 def plot_metric(df: pd.DataFrame, ax=None, before: bool = True):
     """Metric vs compression per method of one ``reproduce`` task table (after fine-tuning solid, before dashed); returns the Axes."""
     ax = _axes(ax, (5, 3.5))
-    dense = df[df.method == "dense"]
-    comp = df[df.method != "dense"]
+    dense = df[df.method == DENSE.name]
+    comp = df[df.method != DENSE.name]
     for method, g in comp.groupby("method", sort=False):
         g = g.sort_values("compression")
-        ax.plot(g.compression, g.after, "o-", color=_COLORS.get(method), label=f"{method} (fine-tuned)")
+        ax.plot(g.compression, g.after, "o-", color=method_color(method), label=f"{method} (fine-tuned)")
         if before:
-            ax.plot(g.compression, g.before, "x--", color=_COLORS.get(method), alpha=0.5, label=f"{method} (before)")
+            ax.plot(g.compression, g.before, "x--", color=method_color(method), alpha=0.5, label=f"{method} (before)")
     if len(dense):
-        ax.axhline(float(dense.after.iloc[0]), color="black", lw=1, ls=":", label="dense")
+        ax.axhline(float(dense.after.iloc[0]), color=DENSE.color, lw=1, ls=":", label=DENSE.label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("compression (x)")
     ax.set_ylabel(df.metric.iloc[0])
@@ -605,13 +637,13 @@ def plot_metric(df: pd.DataFrame, ax=None, before: bool = True):
 def plot_time(df: pd.DataFrame, ax=None):
     """Time per sequence vs compression per method of one ``reproduce`` task table (dense as a line); returns the Axes."""
     ax = _axes(ax, (5, 3.5))
-    comp = df[df.method != "dense"]
+    comp = df[df.method != DENSE.name]
     for method, g in comp.groupby("method", sort=False):
         g = g.sort_values("compression")
-        ax.plot(g.compression, g.time_us / 1e3, "o-", color=_COLORS.get(method), label=method)
-    dense = df[df.method == "dense"]
+        ax.plot(g.compression, g.time_us / 1e3, "o-", color=method_color(method), label=method)
+    dense = df[df.method == DENSE.name]
     if len(dense):
-        ax.axhline(float(dense.time_us.iloc[0]) / 1e3, color="black", lw=1, ls=":", label="dense")
+        ax.axhline(float(dense.time_us.iloc[0]) / 1e3, color=DENSE.color, lw=1, ls=":", label=DENSE.label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("compression (x)")
     ax.set_ylabel("time per sequence (ms, batch 1, 1 thread)")
@@ -637,7 +669,7 @@ def plot_regimes(summary: pd.DataFrame, ax=None, labels=("dense", "hmf", "hmf(be
     for j, lab in enumerate(present):
         g = summary[summary.label == lab].sort_values(["regime", "compression"])
         xs = [x[(r, c)] - 0.4 + width * (j + 0.5) for r, c in zip(g.regime, g.compression)]
-        ax.errorbar(xs, g["mean"], yerr=g["sd"], fmt="o", capsize=3, color=METHOD_COLORS.get(lab), label=lab)
+        ax.errorbar(xs, g["mean"], yerr=g["sd"], fmt="o", capsize=3, color=method_color(lab), label=lab)
     ax.set_xticks(range(len(keys)), [f"{r}\n{c:g}x" for r, c in keys])
     metric = summary.metric.iloc[0] if len(summary) else ""
     ax.set_ylabel(f"{metric} (mean ± sd over seeds)")
@@ -684,16 +716,17 @@ def plot_split_sweep(cells: pd.DataFrame, ax=None):
     """
     ax = _axes(ax, (6, 3.8))
     styles = {"post": ("tab:red", "s"), "scratch": ("tab:blue", "o")}
+    hmf, lmf = get_method("hmf").name, get_method("lmf").name  # the grid's labels: lmf, hmf, hmf@f, hmf[h]
     for regime, g in cells.groupby("regime"):
         color, marker = styles.get(regime, ("gray", "o"))
-        pts = g[(g.label == "lmf") | g.label.str.startswith("hmf@")]
-        frac = pts.split_frac.where(pts.label != "lmf", 0.0).astype(float)
+        pts = g[(g.label == lmf) | g.label.str.startswith(hmf + "@")]
+        frac = pts.split_frac.where(pts.label != lmf, 0.0).astype(float)
         agg = pts.assign(frac=frac).groupby("frac")["value"].agg(["mean", "std"]).fillna(0.0).sort_index()
         ax.errorbar(agg.index, agg["mean"], yerr=agg["std"], fmt=marker + "-", capsize=3, color=color, label=regime)
-        default = g[g.label == "hmf"]["value"]
+        default = g[g.label == hmf]["value"]
         if len(default):
             ax.axhline(float(default.mean()), color=color, ls=":", lw=1, label=f"{regime}: default split")
-        for lab, h in g[g.label.str.startswith("hmf[")].groupby("label"):
+        for lab, h in g[g.label.str.startswith(hmf + "[")].groupby("label"):
             ax.axhline(float(h["value"].mean()), color=color, ls="--", lw=1, label=f"{regime}: {lab[4:-1]} rows")
     if len(cells):
         c0 = cells.iloc[0]

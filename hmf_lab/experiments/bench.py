@@ -43,9 +43,8 @@ import torch
 from torch import nn
 
 from hmf_lab.factor._validation import quick_mode
-from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
-from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, SparseLSTM, choose_split_rank, lmf_rank
-from hmf_lab.perf.timing import FLOAT_BYTES, race, raw_kernels, weight_bytes
+from hmf_lab.nn.methods import DENSE, get_method
+from hmf_lab.perf.timing import race, raw_kernels, weight_bytes
 
 __all__ = ["BenchConfig", "run_bench", "summary", "to_markdown", "add_arguments", "run", "QUICK", "FULL"]
 
@@ -77,23 +76,57 @@ QUICK = BenchConfig(sizes=(256,), batches=(1,), threads=(1,), compressions=(4,),
                     min_run_time=0.01, lstm_min_run_time=0.01, rounds=1)
 
 
+#: the methods benchmarked, from the registry (``Method.timing_module`` builds each at a compression)
+BENCHED = ("hmf", "lmf", "prune")
+#: the variant rows of a method: (suffix, engine note); HMF's reconstructed (layers) and eager (LSTMs) forms
+RECONSTRUCTED, EAGER = "-reconstructed", "-eager"
+
+
 def _layer_modules(n: int, c: float, gen: torch.Generator, dense: nn.Linear):
-    """{method: (module, params, bytes)} for one square size and compression."""
-    k, r = choose_split_rank((n, n), c)
-    h = HMFLinear(n, n, k, r).eval()
-    recon = HMFLinear(n, n, k, r).eval()
-    recon.mode = "reconstructed"
-    rl = lmf_rank((n, n), c)
-    lm = LMFLinear(n, n, rl).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sp = SparseLinear.from_linear(dense, c).eval()  # LMF's count: equal stored values
-    return {
-        "hmf": (h, h.n_params, h.n_params * FLOAT_BYTES, f"split={k} rank={r}"),
-        "hmf-reconstructed": (recon, recon.n_params, n * n * FLOAT_BYTES, f"split={k} rank={r}, W_hat dense"),
-        "lmf": (lm, lm.n_params, lm.n_params * FLOAT_BYTES, f"rank={rl}"),
-        "prune": (sp, sp.nnz, weight_bytes(sp), f"nnz={sp.nnz}, int32 indices"),
-    }
+    """{method name: (module, params, bytes, note)} for one square size and compression (the registry's
+    ``timing_module``; bytes: ``hl.timing.weight_bytes``, what the forward streams)."""
+    out = {}
+    for name in BENCHED:
+        method = get_method(name)
+        mod = method.timing_module(dense, c)
+        note = " ".join(f"{k}={v}" for k, v in method.config((n, n), c).items())
+        note += ", int32 indices" if method.sparse else ""
+        out[method.name] = (mod, _stored(mod), weight_bytes(mod), note)
+        if "reconstructed" in method.engines and "factorized" in method.engines and method.takes_heuristic:
+            recon = method.timing_module(dense, c)
+            recon.mode = "reconstructed"
+            out[method.name + RECONSTRUCTED] = (recon, _stored(recon), weight_bytes(recon), note + ", W_hat dense")
+    return out
+
+
+def _csr_name() -> str:
+    """The benchmarked method with CSR inference: the reference of the ``vs_csr`` column."""
+    return next(get_method(name).name for name in BENCHED if get_method(name).sparse)
+
+
+def _method_order(name: str):
+    """Row order: dense, then the benchmarked methods in BENCHED order, each followed by its variants."""
+    if name == DENSE.name:
+        return (0, "")
+    base = [get_method(b).name for b in BENCHED]
+    for i, b in enumerate(base):
+        if name == b or name.startswith(b + "-"):
+            return (1 + i, name[len(b):])
+    return (len(base) + 1, name)
+
+
+def _lstm_bytes(mod) -> int:
+    """Weight bytes an LSTM's forward streams (``hl.timing.weight_bytes`` per matrix; CSR with its indices)."""
+    if isinstance(mod, nn.LSTM) and not hasattr(mod, "ih"):
+        return sum(p.numel() * p.element_size() for n, p in mod.named_parameters() if n.startswith("weight"))
+    return sum(weight_bytes(m) for m in list(mod.ih) + list(mod.hh))
+
+
+def _stored(mod) -> int:
+    """Stored weight values, one rule for every method (``hl.count_params``)."""
+    from hmf_lab.nn.compress import count_params
+
+    return count_params(mod)
 
 
 class _Results(dict):
@@ -122,11 +155,11 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
         for c in cfg.compressions:
             if c != recon_at:
                 del mods[c]["hmf-reconstructed"]
-        dense_bytes = n * n * FLOAT_BYTES
+        dense_bytes = weight_bytes(dense)
         for batch in cfg.batches:
             x = torch.randn(batch, n, generator=gen)
             for threads in cfg.threads:
-                fns = {("dense", 1.0): dense}
+                fns = {(DENSE.name, 1.0): dense}
                 for c, ms in mods.items():
                     for method, (mod, *_rest) in ms.items():
                         fns[(method, c)] = mod
@@ -136,13 +169,14 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
                 with torch.inference_mode():
                     res = _race(fns, (x,), threads, cfg.min_run_time, cfg.rounds, cfg.clock)
                 warning = res.race.warning
-                t_dense = res[("dense", 1.0)][0]
-                t_csr = {c: res[("prune", c)][0] for c in cfg.compressions}
+                t_dense = res[(DENSE.name, 1.0)][0]
+                t_csr = {c: res[(_csr_name(), c)][0] for c in cfg.compressions}
                 for (method, c), (med, iqr, nblocks, fastest) in res.items():
                     if method.startswith("floor:"):
                         continue
                     floor = res.get(("floor:" + method, c), (np.nan,))[0]
-                    if method == "dense":
+                    is_dense = method == DENSE.name
+                    if is_dense:
                         params, nbytes, note = n * n, dense_bytes, "nn.Linear"
                     else:
                         _, params, nbytes, note = mods[c][method]
@@ -150,7 +184,7 @@ def _bench_layers(cfg: BenchConfig, rows: list, bar) -> None:
                                      method=method, params=params, bytes=nbytes,
                                      median_us=med * 1e6, iqr_us=iqr * 1e6, min_us=fastest * 1e6, n=nblocks,
                                      speedup=t_dense / med, ideal=dense_bytes / nbytes,
-                                     vs_csr=(t_csr[c] / med) if method != "dense" else np.nan,
+                                     vs_csr=(t_csr[c] / med) if not is_dense else np.nan,
                                      floor_us=floor * 1e6, of_floor=floor / med, unreliable=res.race.unreliable,
                                      config=note, warning=warning))
                 bar.update(1)
@@ -161,38 +195,34 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
     for H in cfg.lstm_hidden:
         torch.manual_seed(cfg.seed)
         dense = nn.LSTM(H, H).eval()
-        dense_params = 8 * H * H
-        dense_bytes = dense_params * FLOAT_BYTES
+        dense_params = _stored(dense)
+        dense_bytes = _lstm_bytes(dense)
         mods = {}
         for c in cfg.compressions:
-            k, r = choose_split_rank((H, H), c)
-            h = HMFLSTM(H, H, split=k, rank=r).eval()
-            he = HMFLSTM(H, H, split=k, rank=r).eval()
-            he.engine = "eager"
-            rl = lmf_rank((H, H), c)
-            lm = LMFLSTM(H, H, rank=rl).eval()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                sp = SparseLSTM.from_lstm(dense, c).eval()
-            csr_bytes = sum(weight_bytes(m) for m in list(sp.ih) + list(sp.hh))  # int32 indices, as timed
-            mods[c] = {
-                "hmf": (h, h.n_params, h.n_params * FLOAT_BYTES, f"split={k} rank={r} per gate, TorchScript loop"),
-                "hmf-eager": (he, he.n_params, he.n_params * FLOAT_BYTES, f"split={k} rank={r} per gate, Python loop"),
-                "lmf": (lm, lm.n_params, lm.n_params * FLOAT_BYTES, f"rank={rl} per gate, TorchScript loop"),
-                "prune": (sp, sp.n_params, csr_bytes, "CSR int32, TorchScript loop"),
-            }
+            mods[c] = {}
+            for name in BENCHED:
+                method = get_method(name)
+                mod = method.timing_module(dense, c)
+                note = " ".join(f"{k}={v}" for k, v in method.config((H, H), c).items()) + " per gate"
+                note += ", CSR int32" if method.sparse else ""
+                mods[c][method.name] = (mod, _stored(mod), _lstm_bytes(mod), note + ", TorchScript loop")
+                if method.takes_heuristic:  # HMF's per-step loop in Python too
+                    eager = method.timing_module(dense, c)
+                    eager.engine = "eager"
+                    mods[c][method.name + EAGER] = (eager, _stored(eager), _lstm_bytes(eager), note + ", Python loop")
         x = torch.randn(cfg.seq, cfg.lstm_batch, H, generator=gen)
         for threads in cfg.lstm_threads:
-            fns = {("dense", 1.0): dense}
+            fns = {(DENSE.name, 1.0): dense}
             for c, ms in mods.items():
                 for method, (mod, *_rest) in ms.items():
                     fns[(method, c)] = mod
             with torch.inference_mode():
                 res = _race(fns, (x,), threads, cfg.lstm_min_run_time, cfg.rounds, cfg.clock)
-            t_dense = res[("dense", 1.0)][0]
-            t_csr = {c: res[("prune", c)][0] for c in cfg.compressions}
+            t_dense = res[(DENSE.name, 1.0)][0]
+            t_csr = {c: res[(_csr_name(), c)][0] for c in cfg.compressions}
             for (method, c), (med, iqr, nblocks, fastest) in res.items():
-                if method == "dense":
+                is_dense = method == DENSE.name
+                if is_dense:
                     params, nbytes, note = dense_params, dense_bytes, "nn.LSTM"
                 else:
                     _, params, nbytes, note = mods[c][method]
@@ -200,9 +230,9 @@ def _bench_lstms(cfg: BenchConfig, rows: list, bar) -> None:
                                  method=method, params=params, bytes=nbytes,
                                  median_us=med * 1e6, iqr_us=iqr * 1e6, min_us=fastest * 1e6, n=nblocks,
                                  speedup=t_dense / med, ideal=dense_bytes / nbytes,
-                                 vs_csr=(t_csr[c] / med) if method != "dense" else np.nan,
+                                 vs_csr=(t_csr[c] / med) if not is_dense else np.nan,
                                  floor_us=np.nan, of_floor=np.nan, unreliable=res.race.unreliable,
-                                 config=note + (f", seq={cfg.seq}" if method == "dense" else ""),
+                                 config=note + (f", seq={cfg.seq}" if is_dense else ""),
                                  warning=res.race.warning))
             bar.update(1)
 
@@ -242,7 +272,7 @@ def run_bench(cfg: BenchConfig = FULL) -> pd.DataFrame:
     cols = ["kind", "size", "batch", "threads", "compression", "method", "params", "bytes", "median_us", "iqr_us",
             "min_us", "n", "speedup", "ideal", "of_ideal", "vs_csr", "floor_us", "of_floor", "unreliable", "config",
             "warning"]
-    order = {"dense": 0, "hmf": 1, "hmf-eager": 2, "hmf-reconstructed": 3, "lmf": 4, "prune": 5}
+    order = {name: i for i, name in enumerate(sorted(df["method"].unique(), key=_method_order))}
     df = df[cols].sort_values(["kind", "size", "batch", "threads", "compression", "method"],
                               key=lambda s: s.map(order) if s.name == "method" else s, kind="stable")
     return df.reset_index(drop=True)
@@ -276,8 +306,8 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         row = m.iloc[0]
         group = df[(df["kind"] == row["kind"]) & (df["size"] == row["size"]) & (df["batch"] == row["batch"])
                    & (df["threads"] == row["threads"])]
-        dense_min = float(group[group["method"] == "dense"]["min_us"].iloc[0])
-        csr = group[(group["method"] == "prune") & (group["compression"] == row["compression"])]
+        dense_min = float(group[group["method"] == DENSE.name]["min_us"].iloc[0])
+        csr = group[(group["method"] == _csr_name()) & (group["compression"] == row["compression"])]
         from_min = {"speedup": dense_min / row["min_us"],
                     "of_ideal": dense_min / row["min_us"] / row["ideal"],
                     "vs_csr": float(csr["min_us"].iloc[0]) / row["min_us"] if len(csr) else np.nan}[col]

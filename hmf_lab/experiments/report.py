@@ -571,8 +571,9 @@ def _lmf_fill(mod: nn.Module, room: int):
     """LMF ranks (an int for a Linear, a per-matrix dict for an LSTM) whose values fill ``room`` best: an
     LSTM's matrices get their own ranks (one rank step of W_hh costs 4*(H+H) values, of W_ih 4*(H+n))."""
     if isinstance(mod, nn.Linear):
-        m, n = mod.out_features, mod.in_features
-        r = min(room // (m + n), m, n)
+        from hmf_lab.factor.core import largest_rank  # the one LMF rank rule (split 0)
+
+        r = largest_rank((mod.out_features, mod.in_features), room, 0)
         return int(r) if r >= 1 else None
     H = mod.hidden_size
     mats = [(which + sfx, getattr(mod, f"weight_{which}{sfx}").shape[1]) for sfx in _suffixes(mod) for which in ("ih", "hh")]

@@ -15,6 +15,8 @@ nothing is ever over budget) and every method stores at most B, as close to it a
 - LMF takes the largest rank r with ``r*(m+n) <= B`` (:func:`lmf_rank`; no rank fits -> ``ValueError``);
 - HMF takes :func:`choose_split_rank`: the balanced (split, rank) within 1% of LMF's size, never over B
   (given split and rank must fit B too); :func:`max_split` is the largest split with a rank >= 1 in B.
+  HMF's structure could come closer to B than LMF's steps of m+n allow; its default stays at LMF's size
+  so that the HMF-vs-LMF comparison is at equal stored values (pass ``split=`` or ``rank=`` to fill B).
 
 The same rule runs in ``hl.prune``, ``hl.SparseLinear.from_linear``, ``hl.compress``, the LSTM modules,
 ``tradeoff.layers_at_budget`` and the method registry's ``Method.stored`` (:mod:`hmf_lab.nn.methods`).

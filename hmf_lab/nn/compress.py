@@ -163,7 +163,8 @@ def compress(model: nn.Module, method, compression=None, *, heuristic="top", spl
     meth = get_method(method)
     c = None if compression is None else check_compression(compression)
     # heuristic is not checked: methods without a split heuristic ignore it (a sweep passes one for all)
-    given = {"split": split, "rank": rank, "X": X, "loss": loss, "sparse": sparse or None, "prune_count": None if prune_count == "budget" else prune_count}
+    given = {"split": split, "rank": rank, "X": X, "loss": loss, "sparse": sparse or None,
+             "prune_count": None if prune_count == "budget" else prune_count}
     if c is None and not (meth.fixed_by and all(given[o] is not None for o in meth.fixed_by)):
         fix = " and ".join(meth.fixed_by)
         raise TypeError(f"compression is required for method {meth.name!r} unless "

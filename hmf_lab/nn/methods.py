@@ -27,6 +27,13 @@ values / stored values; the value budget of an (m, n) matrix at compression c is
 every method stores at most that, as close to it as its structure allows: pruning keeps exactly the
 budget, LMF the largest rank that fits, HMF the balanced (split, rank) of ``choose_split_rank``.
 
+For the experiment modules moving onto the registry (regimes, reproduce, grid): a cell's method list is
+``[DENSE.name, *METHODS]``; ``if cell.method == "prune"`` becomes ``if get_method(cell.method).sparse`` (or
+``.fine_tune == "gradual_prune"``), ``== "hmf"`` becomes ``.takes_heuristic``; the largest feasible split is
+:func:`hmf_lab.factor.core.max_split` (``regimes.max_split`` duplicates it); pruning now keeps the budget
+``floor(m*n / c)`` by default, pass ``prune_count="lmf"`` to ``hl.compress`` (``count="lmf"`` to
+``prune_keep``) where a table needs pruning exactly as big as LMF.
+
 **DENSE** is a pseudo-record for the uncompressed reference rows of tables and plots (``label_of``,
 ``color_of``, ``lookup``): it is *not* in :data:`METHODS` (``hl.compress(model, "dense")`` is refused;
 ``copy.deepcopy(model)`` is the dense model), but ``lookup("dense")`` returns it.
@@ -52,6 +59,7 @@ listed in ``options``; ``hl.compress`` passes only those):
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -92,7 +100,9 @@ class Method:
     rank, LMF: rank). Flags: ``takes_heuristic`` (split heuristics and calibration ``X``/``loss`` apply),
     ``sparse`` (CSR inference exists: ``sparse=True``, ``hl.sparsify``), ``fine_tune`` (``"factors"``,
     ``"gradual_prune"`` or ``"none"``). ``engines``: the inference forms of its modules
-    (``hl.engines.ENGINES`` names).
+    (``hl.engines.ENGINES`` names). ``for_timing(module, compression)``: a module of the method's structure
+    for an ``nn.Linear``/``nn.LSTM`` at ``compression`` without fitting it (random factors: run time does not
+    depend on the values; benchmarks use it); None: :meth:`timing_module` falls back to ``linear``/``lstm``.
     """
 
     name: str
@@ -110,6 +120,7 @@ class Method:
     sparse: bool = False
     fine_tune: str = "factors"
     doc: str = ""
+    for_timing: Callable | None = None
     is_dense: bool = field(default=False, repr=False)
 
     def __post_init__(self):
@@ -122,7 +133,7 @@ class Method:
             if not callable(getattr(self, attr)):
                 raise TypeError(f"Method.{attr} must be callable, got {type(getattr(self, attr)).__name__} "
                                 f"for method {self.name!r}")
-        for attr in ("lstm", "config"):
+        for attr in ("lstm", "config", "for_timing"):
             if getattr(self, attr) is not None and not callable(getattr(self, attr)):
                 raise TypeError(f"Method.{attr} must be callable or None, got "
                                 f"{type(getattr(self, attr)).__name__} for method {self.name!r}")
@@ -139,6 +150,22 @@ class Method:
     @property
     def has_lstm(self) -> bool:
         return self.lstm is not None
+
+    def timing_module(self, module: nn.Module, compression) -> nn.Module:
+        """The method's module for ``module`` (an ``nn.Linear``/``nn.LSTM``) at ``compression``, eval mode,
+        built for timing: ``for_timing`` when the record has it (no SVD), else the fitted ``linear``/``lstm``.
+
+        >>> import torch
+        >>> from hmf_lab.nn.methods import get_method
+        >>> get_method("hmf").timing_module(torch.nn.Linear(64, 64), 4).n_params <= 64 * 64 // 4
+        True
+        """
+        if self.for_timing is not None:
+            return self.for_timing(module, compression).eval()
+        build = self.lstm if isinstance(module, nn.LSTM) else self.linear
+        if build is None:
+            raise TypeError(f"method {self.name!r} has no LSTM form to time")
+        return build(module, compression).eval()
 
 
 # ----------------------------------------------------------------------------- HMF
@@ -172,6 +199,24 @@ def _hmf_stored(shape, compression=None, blocks: int = 1, *, split=None, rank=No
     return int(blocks) * hmf_params(*tuple(shape), k, r)
 
 
+def _square_lstm(lstm, what: str):
+    if lstm.input_size != lstm.hidden_size or lstm.num_layers != 1 or lstm.bidirectional:
+        raise ValueError(f"{what} for timing builds one-layer square LSTMs (input_size == hidden_size), got "
+                         f"LSTM({lstm.input_size}, {lstm.hidden_size}, num_layers={lstm.num_layers}); use "
+                         f"the method's lstm() (fitted) instead")
+    return lstm.hidden_size
+
+
+def _hmf_for_timing(module, compression):
+    if isinstance(module, nn.LSTM):
+        H = _square_lstm(module, "HMF")
+        k, r = choose_split_rank((H, H), compression)
+        return HMFLSTM(H, H, split=k, rank=r, bias=module.bias)
+    m, n = module.out_features, module.in_features
+    k, r = choose_split_rank((m, n), compression)
+    return HMFLinear(n, m, k, r, bias=module.bias is not None)
+
+
 # ----------------------------------------------------------------------------- LMF
 
 
@@ -193,6 +238,14 @@ def _lmf_config(shape, compression=None, *, rank=None, **_):
 
 def _lmf_stored(shape, compression=None, blocks: int = 1, *, rank=None, **_):
     return int(blocks) * lmf_params(*tuple(shape), lmf_rank(tuple(shape), compression, rank))
+
+
+def _lmf_for_timing(module, compression):
+    if isinstance(module, nn.LSTM):
+        H = _square_lstm(module, "LMF")
+        return LMFLSTM(H, H, rank=lmf_rank((H, H), compression), bias=module.bias)
+    m, n = module.out_features, module.in_features
+    return LMFLinear(n, m, lmf_rank((m, n), compression), bias=module.bias is not None)
 
 
 # ----------------------------------------------------------------------------- pruning
@@ -233,6 +286,13 @@ def _prune_stored(shape, compression=None, blocks: int = 1, *, prune_count="budg
     return prune_keep(tuple(shape), compression, blocks=blocks, count=prune_count)
 
 
+def _prune_for_timing(module, compression):  # magnitude pruning is cheap: the module's own weights, CSR
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "sparse CSR support is in beta"
+        return _prune_lstm(module, compression, sparse=True) if isinstance(module, nn.LSTM) else \
+            _prune_linear(module, compression, sparse=True)
+
+
 # ----------------------------------------------------------------------------- dense (pseudo-record)
 
 
@@ -253,22 +313,26 @@ def _copy(module, compression=None, **_):
 #: the uncompressed reference (table rows ``method="dense"``); not registered, see the module docstring
 DENSE = Method(name="dense", label="dense", color="#000000", factorize=_dense_factorize, linear=_copy, lstm=_copy,
                stored=_dense_stored, config=lambda shape, compression=None, **_: {}, engines=("dense",),
+               for_timing=_copy,
                fine_tune="none", doc="the uncompressed model", is_dense=True)
 
 _PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")  # Okabe-Ito
 
 HMF = Method(name="hmf", label="HMF", color=_PALETTE[0], factorize=_hmf_factorize, linear=_hmf_linear,
              lstm=_hmf_lstm, stored=_hmf_stored, config=_hmf_config, engines=("factorized", "reconstructed"),
+             for_timing=_hmf_for_timing,
              options=("split", "rank", "heuristic", "X", "loss"), fixed_by=("split", "rank"),
              takes_heuristic=True, fine_tune="factors",
              doc="hybrid: `split` rows dense, the rest factorized at `rank`")
 LMF = Method(name="lmf", label="LMF", color=_PALETTE[1], factorize=_lmf_factorize, linear=_lmf_linear,
              lstm=_lmf_lstm, stored=_lmf_stored, config=_lmf_config, engines=("factorized", "reconstructed"),
+             for_timing=_lmf_for_timing,
              options=("rank",), fixed_by=("rank",), fine_tune="factors",
              doc="low-rank factorization (truncated SVD)")
 PRUNE = Method(name="prune", label="pruning (CSR)", color=_PALETTE[2], factorize=_prune_factorize,
                linear=_prune_linear, lstm=_prune_lstm, stored=_prune_stored, config=_prune_config,
                engines=("csr", "reconstructed"), options=("sparse", "prune_count"), sparse=True,
+               for_timing=_prune_for_timing,
                fine_tune="gradual_prune", doc="magnitude pruning, CSR inference")
 
 #: name -> Method; ``hl.METHODS``. Add with :func:`register_method`, never by assignment.

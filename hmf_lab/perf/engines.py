@@ -425,10 +425,12 @@ def load_note() -> str:
     return f"load average {l1:.2f} / {l5:.2f} / {l15:.2f} (1/5/15 min) on {os.cpu_count()} cores"
 
 
-def crossover_points(df: pd.DataFrame, method: str = "hmf", against=("dense", "prune"), x: str = "hidden",
+def crossover_points(df: pd.DataFrame, method: str | None = None, against=None, x: str = "hidden",
                      y: str = "speedup") -> dict:
     """Where ``method`` overtakes each reference along ``x`` (e.g. hidden size): ``{reference: x or None}``.
 
+    ``method`` defaults to HMF, ``against`` to dense and pruning (names from the method registry,
+    :mod:`hmf_lab.nn.methods`; the dense reference needs no rows: its speed-up is 1).
     ``df`` is tidy (columns ``x``, ``method``, ``y``; ``y`` = speed-up over dense, so dense is 1). The
     crossing is interpolated linearly in ``log2(x)`` between the last size where ``method`` is slower and
     the first after which it stays faster; the smallest size if it is faster everywhere; None if it never is.
@@ -441,6 +443,10 @@ def crossover_points(df: pd.DataFrame, method: str = "hmf", against=("dense", "p
     """
     import math
 
+    from hmf_lab.nn.methods import DENSE, get_method
+
+    method = get_method("hmf").name if method is None else method
+    against = (DENSE.name, get_method("prune").name) if against is None else against
     if not isinstance(df, pd.DataFrame) or not {x, y, "method"} <= set(df.columns):
         raise TypeError(f"df must be a DataFrame with columns {x!r}, 'method' and {y!r}")
     mine = df[df["method"] == method].groupby(x)[y].median()
@@ -448,7 +454,7 @@ def crossover_points(df: pd.DataFrame, method: str = "hmf", against=("dense", "p
         raise ValueError(f"method {method!r} is not in df; methods there: {sorted(df['method'].unique())}")
     out = {}
     for ref in against:
-        if ref == "dense":
+        if ref == DENSE.name:
             theirs = pd.Series(1.0, index=mine.index)
         else:
             theirs = df[df["method"] == ref].groupby(x)[y].median().reindex(mine.index)
