@@ -371,3 +371,15 @@ def test_a_cell_key_changes_with_the_settings_and_the_code(toy, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(P, "code_fingerprint", lambda: "other code")
     assert P.cell_key(cell) != key   # other code: not reused
+
+
+def test_ctrl_c_while_drawing_figures_is_one_line_too(toy, tmp_path, capsys, monkeypatch):
+    """The grid and its tables are complete; Ctrl-C in the course layer's figures step: one line, 130."""
+    from hmf_lab.course import figures
+
+    def interrupted(out):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(figures, "grid_figures_in", interrupted)
+    assert main([*TOY_ARGS, "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["hmf-lab reproduce: interrupted"]
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "finished"

@@ -206,8 +206,17 @@ def _relabel_best(rows: list[dict], best: pd.DataFrame, sweep_task: str) -> list
 # ------------------------------------------------------------------------------------ running
 
 
-def _run_keyed(cell: Cell, key: str) -> dict:
-    """:func:`run_cell` in a worker, the row tagged with its key."""
+def _run_keyed(cell: Cell, key: str, worker: bool = False) -> dict:
+    """:func:`run_cell` in a worker, the row tagged with its key.
+
+    In a worker process tqdm's lock becomes a thread lock: its default is a multiprocessing semaphore, which
+    a worker stopped by Ctrl-C would leave behind (Python's resource tracker then warns about it at exit).
+    """
+    if worker:
+        import threading
+
+        from tqdm import tqdm
+        tqdm.set_lock(threading.RLock())
     return dict(run_cell(cell), cell_key=key)
 
 
@@ -252,7 +261,7 @@ def _run_todo(cells, jobs, scheduler, progress, log_file, done: dict) -> None:
     try:
         with ctx:
             par = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-            results = par(joblib.delayed(_run_keyed)(c, k) for c, k in cells)
+            results = par(joblib.delayed(_run_keyed)(c, k, n_jobs != 1) for c, k in cells)
             for row in tqdm(results, total=len(cells), desc="cells", disable=not progress):
                 done[row["cell_key"]] = row
                 if log_file is not None:
