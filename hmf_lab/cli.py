@@ -36,7 +36,8 @@ def main(argv=None) -> int:
 
     Argument errors are argparse's (``SystemExit(2)`` with the usage); a ``ValueError``, ``TypeError`` or
     ``FileNotFoundError`` from the run (e.g. a compression a model cannot reach) is printed as one line,
-    without a Python traceback, and returns 2.
+    without a Python traceback, and returns 2. Ctrl-C ends with one line and 130 (``reproduce`` first
+    says what it kept and how to resume).
     """
     if argv is not None and (isinstance(argv, (str, bytes)) or not all(isinstance(a, str) for a in argv)):
         raise TypeError(f"argv must be a list of str (e.g. ['bench', '--quick']), got {argv!r}")
@@ -51,6 +52,9 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"hmf-lab: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # a subcommand that keeps partial work says so itself and returns 130
+        print(f"hmf-lab {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@
 # | `intent` | word LSTM classifier (embedding 64, LSTM 128) | SNIPS, 7 intents | accuracy |
 # | `translation` | LSTM encoder–decoder with attention (LSTM 192, 3000-word vocabularies) | English -> Spanish verses | BLEU (plus token accuracy) |
 #
-# **The protocol** (`hmf-lab reproduce`, code in `hmf_lab/reproduce.py`, `regimes.py`, `grid.py`):
+# **The protocol** (`hmf-lab reproduce`; every model comes from one pipeline, `hmf_lab/experiments/pipeline.py`,
+# run over a grid by `grid.py`; each task's budgets live with the task, `hl.tasks.Task.settings`):
 #
 # 1. **Equal size.** `hl.compress` compresses every LSTM (per gate block) and every linear layer with both
 #    sides at least 32 by the same factor `c`, for every method. Parameters are counted the same way for all

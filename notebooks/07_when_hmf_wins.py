@@ -131,7 +131,7 @@ for f in sorted(speed_dir.glob("*.png")) if speed_dir.is_dir() else []:
 #
 # Each change trains dense, HMF at the chosen split and LMF at the chosen compression, in the chosen regime,
 # on the intent task (quick mode: a handful of steps, so the numbers are rough; full mode:
-# `hl.experiments.regimes.LIVE_STEPS`, 150 scratch / 50 fine-tuning steps, a few seconds per model on a quiet machine --
+# the task's live budget, `hl.tasks.IntentTask.full_settings` (150 scratch / 50 fine-tuning steps), a few seconds per model on a quiet machine --
 # fewer than the committed run's 800 / 200, so expect lower scratch numbers than section 1's). Split 0 gives
 # HMF LMF's structure: the two rows should then agree.
 

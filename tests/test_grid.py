@@ -9,7 +9,7 @@ from torch import nn
 import hmf_lab as hl
 from hmf_lab.course import live
 from hmf_lab.experiments import grid as G
-from hmf_lab.experiments import regimes as RG
+from hmf_lab.experiments import pipeline as P
 
 needs_data = pytest.mark.data("snips")   # conftest skips with hl.data.skip_note when SNIPS is not available
 
@@ -33,27 +33,27 @@ def test_make_cells_errors():
     with pytest.raises(ValueError, match="seeds must be an int >= 1"):
         G.make_cells(["lm"], seeds=0)
     with pytest.raises(ValueError, match="jobs must be an int >= 1"):
-        G.run_cells([RG.Cell("intent", "post", "dense")], jobs=0, progress=False)
+        G.run_cells([P.Cell("intent", "post", "dense")], jobs=0, progress=False)
     with pytest.raises(ValueError, match="unknown regime 'nope'"):
-        RG.run_cell(RG.Cell("intent", "nope", "hmf", 4))
+        P.run_cell(P.Cell("intent", "nope", "hmf", 4))
     with pytest.raises(ValueError, match="unknown method 'svd'"):
-        RG.run_cell(RG.Cell("intent", "post", "svd", 4))
+        P.run_cell(P.Cell("intent", "post", "svd", 4))
     with pytest.raises(ValueError, match="unknown task 'nope'"):
-        RG.settings_for("nope")
+        P.task_settings("nope")
     with pytest.raises(ValueError, match=r"split fraction must be in \[0, 1\]"):
-        RG.split_for_fraction(nn.ModuleDict({"r": nn.LSTM(4, 8)}), ["r"], 2, 1.5)
+        P.split_for_fraction(nn.ModuleDict({"r": nn.LSTM(4, 8)}), ["r"], 2, 1.5)
 
 
 def test_split_fractions_span_lmf_to_the_all_rows_end():
     net = nn.ModuleDict({"rnn": nn.LSTM(64, 128), "out": nn.Linear(128, 96)})
-    assert RG.split_for_fraction(net, ["rnn", "out"], 8, 0.0) == {"rnn": {"ih": 0, "hh": 0}, "out": 0}
-    top = RG.split_for_fraction(net, ["rnn", "out"], 8, 1.0)
+    assert P.split_for_fraction(net, ["rnn", "out"], 8, 0.0) == {"rnn": {"ih": 0, "hh": 0}, "out": 0}
+    top = P.split_for_fraction(net, ["rnn", "out"], 8, 1.0)
     small = hl.compress(net, "hmf", compression=8, split=top)
     assert small["rnn"].rank == (1, 1) and small["out"].rank == 1
     lmf = hl.compress(net, "lmf", compression=8)
     # every point of the sweep stays within the budget of 8x (never more values than dense / 8)
     for f in (0.0, 0.25, 0.5, 0.75, 1.0):
-        m = hl.compress(net, "hmf", compression=8, split=RG.split_for_fraction(net, ["rnn", "out"], 8, f))
+        m = hl.compress(net, "hmf", compression=8, split=P.split_for_fraction(net, ["rnn", "out"], 8, f))
         assert hl.count_params(m) <= hl.count_params(net) / 8 + 1
     assert hl.count_params(lmf) <= hl.count_params(net) / 8
 
@@ -64,7 +64,7 @@ def test_factorized_init_restores_the_dense_scale(method):
     net = nn.ModuleDict({"rnn": nn.LSTM(32, 64), "out": nn.Linear(64, 48)})
     small = hl.compress(net, method, compression=8)
     before = small["rnn"].hh[0].to_dense().norm().item()
-    kept = RG.factorized_init(net, small, ["rnn", "out"])
+    kept = P.factorized_init(net, small, ["rnn", "out"])
     assert set(kept) == {"rnn.ih_l0", "rnn.hh_l0", "out"} and all(0 < v < 1 for v in kept.values())
     W, W_hat = net["rnn"].weight_hh_l0.detach(), small["rnn"].hh[0].to_dense().detach()
     for g in range(4):   # every gate block has the dense init's Frobenius norm again
@@ -88,7 +88,7 @@ def test_noise_rule_and_percent_sign():
 
 
 def _quick_cells():
-    return [RG.Cell("intent", "scratch", m, c, seed, quick=True)
+    return [P.Cell("intent", "scratch", m, c, seed, quick=True)
             for seed in (0, 1) for m, c in (("dense", 1.0), ("hmf", 8.0), ("lmf", 8.0))]
 
 
@@ -116,7 +116,7 @@ def test_quick_grid_on_a_dask_local_cluster(tmp_path):
     print(f"LocalCluster quick grid: {len(df)} cells in {time.time() - t0:.1f} s")
     assert set(df.label) == {"dense", "hmf", "hmf@1", "hmf(best)", "lmf", "prune"}
     assert df.value.between(0, 1).all() and len(df[df.label == "hmf"]) == 4
-    local = G.run_cells([RG.Cell("intent", "scratch", "hmf", 8.0, 1, quick=True)], jobs=1, progress=False)[0]
+    local = G.run_cells([P.Cell("intent", "scratch", "hmf", 8.0, 1, quick=True)], jobs=1, progress=False)[0]
     dask_row = df[(df.label == "hmf") & (df.regime == "scratch") & (df.seed == 1)].iloc[0]
     assert dask_row.value == pytest.approx(local["value"]) and dask_row.final_train_loss == pytest.approx(
         local["final_train_loss"])
@@ -135,7 +135,6 @@ def test_live_regimes_rejects_an_unknown_regime():
 @pytest.mark.slow
 @needs_data
 def test_regime_explorer_retrains_on_slider_moves():
-    from hmf_lab.experiments import reproduce as R
     box = live.regime_explorer("intent", quick=True)
     assert sorted(box.result.label) == ["dense", "hmf@0.5", "lmf"] and set(box.result.regime) == {"scratch"}
     box.sliders["split"].value = 0.0   # split 0: HMF has LMF's structure and the same training
@@ -168,14 +167,14 @@ def test_best_split_transfer_and_relabel():
 def test_live_regimes_full_mode_uses_the_live_budget(monkeypatch):
     """A slider move in full mode trains LIVE_STEPS (seconds), not the committed run's budget; quick mode
     and an explicit ``steps`` keep theirs."""
-    from hmf_lab.experiments import regimes
+    from hmf_lab.nlp.tasks import IntentTask
 
     seen = []
-    monkeypatch.setattr(G, "run_cells", lambda cells, **kw: seen.extend(cells) or
+    monkeypatch.setattr(G, "run_cells", lambda cells, *a, **kw: seen.extend(cells) or
                         [dict(label=c.label, steps=c.steps) for c in cells])
     G.live_regimes("intent", 8, 0.5, "scratch", quick=False)
-    assert {c.steps for c in seen} == {regimes.LIVE_STEPS["intent"]["scratch"]} == {150}
-    assert regimes.LIVE_STEPS["intent"]["scratch"] < regimes.settings_for("intent").scratch_steps
+    assert {c.steps for c in seen} == {IntentTask.full_settings.live_scratch_steps} == {150}
+    assert IntentTask.full_settings.live_scratch_steps < P.task_settings("intent").scratch_steps
     seen.clear()
     G.live_regimes("intent", 8, 0.5, "post", quick=True)
     assert {c.steps for c in seen} == {None} and all(c.quick for c in seen)

@@ -194,14 +194,8 @@ def test_compress_option_and_count_errors():
 
 #: method names whose literal comparison is dispatch-by-string (the registry's job)
 NAMES = {"hmf", "lmf", "prune"}
-#: files that may compare method names: the registry itself, and (TODO: pipeline engineer removes) the three
-#: experiment modules being rewritten onto the registry right now
-ALLOWED = {
-    "nn/methods.py",
-    "experiments/regimes.py",    # TODO: pipeline engineer removes
-    "experiments/reproduce.py",  # TODO: pipeline engineer removes
-    "experiments/grid.py",       # TODO: pipeline engineer removes
-}
+#: files that may compare method names: the registry itself
+ALLOWED = {"nn/methods.py"}
 
 
 def _names_in(node) -> set:

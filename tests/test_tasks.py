@@ -14,8 +14,8 @@ def test_registry_names_and_the_derived_views():
     assert list(T.TASKS) == ["char_lm", "intent", "translation"]
     assert {n: t.cli_name for n, t in T.TASKS.items()} == {"char_lm": "lm", "intent": "intent",
                                                            "translation": "translation"}
-    import hmf_lab.experiments.reproduce as R
-    assert R.TASKS == {"lm": "char_lm", "intent": "intent", "translation": "translation"}
+    from hmf_lab.experiments.pipeline import task_names
+    assert task_names() == ["intent", "lm", "translation"]   # the CLI's --task choices follow the registry
     assert hl.models.TASKS is T.TASKS and hl.models.LMTask is T.LMTask
 
 
@@ -63,6 +63,10 @@ def test_a_new_task_registers_and_the_base_marks_what_to_implement():
     try:
         assert T.register_task(Toy) is Toy and T.TASKS["toy"] is Toy
         assert Toy.cli_name == "toy" and Toy.train_desc == "train toy"  # defaults from `name`
+        # experiment settings: the base class's, and quick ones derived from them (a few steps)
+        assert Toy.settings() == T.Settings() and Toy.settings(quick=True).post_steps < T.Settings().post_steps
+        from hmf_lab.experiments.pipeline import task_names, task_settings
+        assert "toy" in task_names() and task_settings("toy", quick=True) == Toy.settings(quick=True)
         assert type(T.get_task("toy")) is Toy
         toy = Toy()
         for call in (toy.build, lambda: toy.evaluate(None),
@@ -80,3 +84,30 @@ def test_pretrained_quick_variant_uses_the_checkpoint_vocabulary():
     assert task.x_test.shape[0] == T.IntentTask.quick_eval["eval_n"]
     assert task.vocab_payload() == hl.models.load_pretrained("intent", with_payload=True)[1]["vocab"]
     assert 0.0 <= task.evaluate(model)[task.metric] <= 1.0
+
+
+def test_every_task_carries_its_experiment_settings():
+    """One settings table, with each task: full and quick, live slider budgets below the full ones."""
+    for cls in T.TASKS.values():
+        full, quick = cls.settings(), cls.settings(quick=True)
+        assert isinstance(full, T.Settings) and isinstance(quick, T.Settings)
+        assert quick.post_steps < full.post_steps and quick.scratch_steps < full.scratch_steps
+        for regime in ("post", "scratch"):
+            assert 0 < full.steps(regime, live=True) <= full.steps(regime)
+    # the committed full run's budgets (hmf_lab/assets/results/README.md)
+    assert [(T.task_class(n).settings().post_steps, T.task_class(n).settings().scratch_steps)
+            for n in ("lm", "intent", "translation")] == [(100, 400), (200, 800), (100, 400)]
+    assert T.LMTask.settings().eval_kw == {"eval_chars": 10_000} and T.LMTask.eval_size_kw == "eval_chars"
+    with pytest.raises(ValueError, match="unknown regime 'later'"):
+        T.Settings().steps("later")
+
+
+def test_settings_override_per_task_subclass():
+    class Small(T.Task):
+        name, metric = "small_toy", "loss"
+        full_settings = T.Settings(post_steps=7, scratch_steps=9, eval_kw={"eval_n": 5})
+        quick_eval = {"eval_n": 2}
+
+    q = Small.settings(quick=True)
+    assert Small.settings().post_steps == 7 and q.eval_kw == {"eval_n": 2} and q.scratch_steps == 4
+    assert T.Task.settings() == T.Settings()   # the subclass changed nothing of the base

@@ -1,201 +1,62 @@
 """``hmf-lab reproduce``: HMF vs LMF vs pruning on real NLP models, post-training and trained from scratch.
 
-The grid (tasks x regimes x methods x compressions x seeds; :mod:`hmf_lab.grid`, cells in
-:mod:`hmf_lab.regimes`): for each task (``lm``: character LSTM on Tiny Shakespeare, bits per char;
-``intent``: LSTM on SNIPS, accuracy; ``translation``: LSTM encoder–decoder English -> Spanish, BLEU) and
-compression ``c``, every ``nn.LSTM`` and every ``nn.Linear`` with both sides >= 32
-(:func:`compressed_layers`) is compressed ``c``-fold per weight matrix (for an LSTM, per gate block):
+The grid (tasks x regimes x methods x compressions x seeds; :mod:`hmf_lab.experiments.grid`, every cell
+run by the one pipeline :func:`hmf_lab.experiments.pipeline.run_cell`): for each registered task (``lm``:
+character LSTM on Tiny Shakespeare, bits per char; ``intent``: LSTM on SNIPS, accuracy; ``translation``:
+LSTM encoder–decoder English -> Spanish, BLEU; and whatever :func:`hmf_lab.nlp.tasks.register_task` adds)
+and compression ``c``, every ``nn.LSTM`` and every ``nn.Linear`` with both sides >= 32
+(:func:`~hmf_lab.experiments.pipeline.compressed_layers`) is compressed ``c``-fold per weight matrix (for
+an LSTM, per gate block):
 
 - regime ``post``: the shipped dense model is compressed (HMF keeps the top rows dense, the paper's
-  choice) and fine-tuned; pruning prunes gradually from the dense weights (Zhu & Gupta, :class:`GradualPruner`);
+  choice) and fine-tuned; pruning prunes gradually from the dense weights (Zhu & Gupta);
 - regime ``scratch``: every structure is trained from initialization with the dense baseline's optimizer,
   steps and data (HMF/LMF start from the factorized default init, scale preserved: see
-  :mod:`hmf_lab.regimes`); pruning prunes gradually during training;
+  :mod:`hmf_lab.experiments.pipeline`); pruning prunes gradually during training;
 - ``--seeds N``: mean ± sd; HMF minus LMF in %, marked when inside the noise (paired t-test, 5%);
 - the trained split sweep (one task, ``--sweep-task``): HMF from split 0 (= LMF) to the all-rows end at
   the same budget, plus a split heuristic (``--heuristic``); "HMF (best split)" takes the sweep's best;
 - cells run in parallel through joblib (``--jobs N``) or on a Dask cluster (``--scheduler ADDRESS``).
+- the work per task (steps, evaluation size, pruning schedule) is the task's own
+  (:meth:`hmf_lab.nlp.tasks.Task.settings`).
 
 Outputs in ``--out``: ``cells.csv`` (one row per cell), ``summary.csv``, ``hmf_vs_lmf.csv``, ``sweep.csv``,
-``results.md``, ``run.json`` (command, settings, wall time, load) and plots (``<task>_regimes.png``,
-``sweep_<task>_<c>x.png``). Timing is not part of the grid (cells share busy cores); ``hmf-lab bench`` and
-:func:`time_side_by_side` measure speed. :func:`run_task` / :func:`live_compare` keep the single-run
-post-training path with side-by-side timing (notebook 06's slider).
+``results.md``, ``run.json`` (command, settings, wall time, load), ``cells.jsonl`` (the raw cells, keyed)
+and plots (``<task>_regimes.png``, ``sweep_<task>_<c>x.png``, drawn by the course layer). Long runs lose
+nothing (:mod:`hmf_lab.experiments.runs`): Ctrl-C stops with one line saying what was kept (exit 130), the
+same command resumes (finished cells with the same settings and code are reused), and a folder holding a
+different run is not overwritten without ``--overwrite``.
+
+Timing is not part of the grid (cells share busy cores); ``hmf-lab bench`` and :func:`time_side_by_side`
+measure speed. :func:`run_task` / :func:`live_compare` are the single post-training run with side-by-side
+timing (notebook 06's slider), its models from the same pipeline.
 
 >>> import hmf_lab.experiments.reproduce as R
->>> [round(R.cubic_sparsity(t, 0.75, 0, 10), 3) for t in (0, 5, 10, 20)]
-[0.0, 0.656, 0.75, 0.75]
+>>> R.task_markdown(R.pd.DataFrame([dict(method="dense", compression=1.0, params=10, actual_compression=1.0,
+...     before=2.0, after=2.0, time_us=5.0, speedup=1.0, metric="bits_per_char")])).splitlines()[2]
+'| dense | 1x (1.00x) | 10 | 2 | 2 | 5 | 1.00 |'
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import math
+import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
-from torch import nn
 
-from hmf_lab import nlp as M
+from hmf_lab.experiments.pipeline import (Cell, cell_methods, compressed_layers, recipe, run_cell, shipped_task,
+                                          task_names, task_settings)
+from hmf_lab.experiments.tables import markdown_table
 from hmf_lab.factor._validation import quick_mode
+from hmf_lab.nlp.tasks import Settings
 
-__all__ = ["RESULTS_DIR", "load_results", "live_compare", "compressed_layers", "fine_tune",
-           "summary", "write_outputs", "TASKS", "Settings", "FULL", "QUICK", "load_task", "cubic_sparsity", "GradualPruner",
-           "run_task", "time_side_by_side", "markdown_table", "add_arguments", "run"]
+__all__ = ["RESULTS_DIR", "load_results", "live_compare", "summary", "write_outputs", "run_task",
+           "time_side_by_side", "task_markdown", "add_arguments", "run", "Settings"]
 
 #: the shipped results of the full grid run (``hmf-lab reproduce ... --out hmf_lab/assets/results``; see its README.md)
-RESULTS_DIR = Path(__file__).resolve().parent / "assets" / "results"  # package data (travels in the wheel)
-
-#: CLI task name -> shipped checkpoint name
-TASKS = {t.cli_name: name for name, t in M.TASKS.items()}  # derived from the one registry, hmf_lab.tasks
-METHODS = ("hmf", "lmf", "prune")
-
-
-@dataclass
-class Settings:
-    """Work done per task: fine-tuning budget (same for every method), evaluation size, timing budget."""
-
-    fine_tune_steps: int       # optimizer steps of fine-tuning, for every method
-    lr: float = 2e-3           # Adam learning rate (cosine-decayed), for every method
-    eval_kw: dict = field(default_factory=dict)   # passed to the task (eval size)
-    min_run_time: float = 1.0  # seconds of timing per model and compression, split over the rounds
-    timing_rounds: int = 5     # interleaved rounds (dense, hmf, lmf, prune, dense, ...); the best round counts
-    prune_end: float = 0.7     # fraction of the fine-tuning steps at which pruning reaches its target
-    prune_every: int = 10      # steps between mask updates
-
-
-FULL = {
-    "lm": Settings(fine_tune_steps=150, eval_kw={"eval_chars": 30_000}),
-    "intent": Settings(fine_tune_steps=200, eval_kw={}),
-    "translation": Settings(fine_tune_steps=120, eval_kw={"eval_n": 200}),
-}
-QUICK = {
-    "lm": Settings(fine_tune_steps=6, eval_kw={"eval_chars": 3_000}, min_run_time=0.04, timing_rounds=2, prune_every=2),
-    "intent": Settings(fine_tune_steps=6, eval_kw={"eval_n": 100}, min_run_time=0.04, timing_rounds=2,
-                       prune_every=2),
-    "translation": Settings(fine_tune_steps=4, eval_kw={"eval_n": 12}, min_run_time=0.04, timing_rounds=2,
-                            prune_every=1),
-}
-
-
-def load_task(task: str, **eval_kw):
-    """``(task object, shipped dense model)`` with the vocabulary the checkpoint was trained with.
-
-    >>> load_task("nope")
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown task 'nope'; expected one of ['intent', 'lm', 'translation']
-    """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
-    from hmf_lab.nlp.tasks import TASKS as REGISTRY
-    return REGISTRY[TASKS[task]].pretrained(**eval_kw)
-
-
-# ------------------------------------------------------------------------------------ pruning
-
-
-def cubic_sparsity(step: int, final: float, begin: int, end: int, initial: float = 0.0) -> float:
-    """Zhu & Gupta (2017) schedule: ``s_t = s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^3``, clamped.
-
-    >>> cubic_sparsity(0, 0.9, 0, 100), cubic_sparsity(100, 0.9, 0, 100)
-    (0.0, 0.9)
-    """
-    if end <= begin:
-        return final if step >= begin else initial
-    frac = min(max((step - begin) / (end - begin), 0.0), 1.0)
-    return final + (initial - final) * (1.0 - frac) ** 3
-
-
-def _final_keep(mod: nn.Module, mask: torch.Tensor, c: float) -> int:
-    """The values a masked weight keeps at compression c: core's equal-budget rule (per gate block in an LSTM)."""
-    from hmf_lab.factor.core import prune_keep
-
-    if isinstance(mod, nn.LSTM):
-        return prune_keep((mod.hidden_size, mask.shape[1]), c, blocks=4)
-    return prune_keep(tuple(mask.shape), c)
-
-
-class GradualPruner:
-    """Gradual magnitude pruning of a ``hl.compress(model, "prune", compression=1)`` model.
-
-    Every masked weight (``torch.nn.utils.prune`` ``*_mask`` buffers) ends with the equal-budget count
-    ``hl.compress(model, "prune", c)`` keeps (``hl.factor.core.prune_keep``: LMF's size); in between, the sparsity follows :func:`cubic_sparsity`.
-    Masks only shrink: a pruned weight never comes back. Call it as the training-loop callback.
-
-    >>> import torch, hmf_lab as hl
-    >>> net = hl.compress(torch.nn.Sequential(torch.nn.Linear(8, 8)), "prune", compression=1)
-    >>> p = GradualPruner(net, compression=4, steps=10)
-    >>> p(10); int(net[0].weight_mask.sum()), int((net[0].weight != 0).sum())
-    (16, 16)
-    """
-
-    def __init__(self, model: nn.Module, compression: float, steps: int, end: float = 0.7, every: int = 10):
-        self.model, self.c, self.steps = model, float(compression), int(steps)
-        self.end = max(1, int(round(end * steps)))
-        self.every = max(1, int(every))
-        self.masks = []  # (module, weight name)
-        for mod in model.modules():
-            for bname, _ in mod.named_buffers(recurse=False):
-                if bname.endswith("_mask") and hasattr(mod, bname[:-5] + "_orig"):
-                    self.masks.append((mod, bname[:-5]))
-        if not self.masks:
-            raise ValueError("model has no torch.nn.utils.prune masks; build it with "
-                             "hl.compress(model, 'prune', compression=1)")
-
-    @torch.no_grad()
-    def __call__(self, step: int) -> None:
-        if step % self.every and step < self.end:
-            return
-        for mod, name in self.masks:
-            mask, orig = getattr(mod, name + "_mask"), getattr(mod, name + "_orig")
-            n = mask.numel()
-            final = _final_keep(mod, mask, self.c)
-            s = cubic_sparsity(step, 1.0 - final / n, 0, self.end)
-            keep = max(final, int(math.ceil(n * (1.0 - s))))
-            keep = min(keep, int(mask.sum()))
-            score = (orig.abs() * mask).flatten()
-            new = torch.zeros(n, dtype=mask.dtype)
-            new[torch.topk(score, keep, sorted=False).indices] = 1
-            mask.copy_(new.view_as(mask))
-            setattr(mod, name, orig * mask)   # the masked weight now (prune's hook redoes it each forward)
-
-
-# ------------------------------------------------------------------------------- fine-tuning
-
-
-def fine_tune(task, model: nn.Module, steps: int, lr: float, progress: bool = True, callback=None):
-    """``task.fine_tune``, then drop the factors' inference caches.
-
-    Compressed LSTMs train in ``mode="auto"`` (:class:`~hmf_lab.lstm.CompressedLSTM`): while autograd
-    records, W_hat is rebuilt differentiably and torch's fused LSTM kernel runs it.
-    """
-    losses = task.fine_tune(model, steps, lr=lr, progress=progress, callback=callback)
-    for mod in model.modules():   # drop inference caches of the factors
-        if hasattr(mod, "clear_cache"):
-            mod.clear_cache()
-    return losses
-
-
-# ------------------------------------------------------------------------------------ pipeline
-
-#: an nn.Linear is compressed only when both its dimensions are at least this (tiny output heads,
-#: e.g. the 7-intent classifier, cannot reach 8x with any factorization and stay dense for every method)
-MIN_LINEAR_DIM = 32
-
-
-def compressed_layers(model: nn.Module) -> list[str]:
-    """Names of the modules ``reproduce`` compresses: every ``nn.LSTM``, every big enough ``nn.Linear``.
-
-    >>> net = nn.ModuleDict({"rnn": nn.LSTM(8, 64), "head": nn.Linear(64, 7), "proj": nn.Linear(64, 64)})
-    >>> compressed_layers(net)
-    ['rnn', 'proj']
-    """
-    return [name for name, mod in model.named_modules()
-            if type(mod) is nn.LSTM or (type(mod) is nn.Linear and min(mod.weight.shape) >= MIN_LINEAR_DIM)]
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "results"  # package data (travels in the wheel)
 
 
 def time_side_by_side(named_models: dict, inputs, min_run_time: float = 0.3, rounds: int = 5) -> dict:
@@ -241,9 +102,20 @@ class _SideBySide(dict):
         return self.race.warning if self.race is not None else ""
 
 
-def run_task(task: str, compressions=(4, 8), methods=METHODS, quick: bool = False, progress: bool = True,
-             settings: Settings | None = None, heuristic="top", log=print) -> pd.DataFrame:
-    """Run one task; returns a tidy table, one row per (method, compression), plus the dense row.
+def _compressing_methods() -> tuple[str, ...]:
+    """The methods a single run compares with its dense baseline (every cell method but the baseline)."""
+    return tuple(m for m in cell_methods() if not recipe(m).is_dense)
+
+
+def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, progress: bool = True,
+             heuristic="top", log=print, steps: int | None = None, eval_size: int | None = None,
+             min_run_time: float | None = None, timing_rounds: int | None = None) -> pd.DataFrame:
+    """One task, post-training, timed: a tidy table, one row per (method, compression), plus the dense row.
+
+    Every model comes from the one pipeline (:func:`~hmf_lab.experiments.pipeline.run_cell`, regime
+    ``post``, seed 0) with the task's settings (:meth:`~hmf_lab.nlp.tasks.Task.settings`); ``steps``
+    overrides the fine-tuning steps, ``eval_size`` the evaluation size, ``min_run_time`` /
+    ``timing_rounds`` the timing. Then the models of each compression are timed side by side with dense.
 
     Columns: task, metric, method, compression (target), params (``hl.count_params``), actual
     compression, before (metric right after compression), after (after equal fine-tuning),
@@ -251,68 +123,51 @@ def run_task(task: str, compressions=(4, 8), methods=METHODS, quick: bool = Fals
     rounds of :func:`time_side_by_side`), dense_time_us (dense, measured in the same rounds),
     speedup (dense time / this time), fine_tune_steps, fine_tune_s.
     """
-    from hmf_lab.nn.compress import compress, count_params, sparsify
-
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
-    bad = [m for m in methods if m not in METHODS]
+    names = task_names()
+    if task not in names:
+        raise ValueError(f"unknown task {task!r}; expected one of {names}")
+    allowed = _compressing_methods()
+    methods = allowed if methods is None else tuple(methods)
+    bad = [m for m in methods if m not in allowed]
     if bad:
-        raise ValueError(f"methods must be among {METHODS}, got {bad}")
+        raise ValueError(f"methods must be among {allowed}, got {bad}")
     cs = [float(c) for c in compressions]
     if not cs or any(not c > 1 for c in cs):
         raise ValueError(f"compressions must be numbers > 1 (e.g. 2 4 8 16), got {list(compressions)}")
-    st = settings or (QUICK if quick else FULL)[task]
-    t, dense = load_task(task, **st.eval_kw)
+    st = task_settings(task, quick)
+    base_method = next(m for m in cell_methods() if recipe(m).is_dense)
+    kw = dict(quick=quick, steps=steps, eval_size=eval_size)
+    d = run_cell(Cell(task, "post", base_method, 1.0, **kw), keep_model=True)
+    dense, base, dense_params = d.pop("model"), d["value"], d["dense_params"]
+    t, _ = shipped_task(task, quick, eval_size)
     inputs = t.sample_input()
-    dense_params = count_params(dense)
-    layers = compressed_layers(dense)
-    base = t.evaluate(dense)[t.metric]
     log(f"[{task}] dense {t.metric} = {base:.4f}, {dense_params} weight values in LSTM/Linear layers; "
-        f"compressing {layers}")
-    rows = []
-    dense_times = []
+        f"compressing {compressed_layers(dense)}")
+    rows, dense_times = [], []
     for c in cs:
         block = {}
         for method in methods:
-            t0 = time.time()
-            if method == "prune" and st.fine_tune_steps == 0:   # post-training only: one-shot pruning
-                oneshot = compress(dense, "prune", compression=c, layers=layers)
-                before = t.evaluate(oneshot)[t.metric]
-                final = sparsify(oneshot)
-            elif method == "prune":
-                oneshot = compress(dense, "prune", compression=c, layers=layers)
-                before = t.evaluate(oneshot)[t.metric]
-                ft = compress(dense, "prune", compression=1, layers=layers)
-                pruner = GradualPruner(ft, c, st.fine_tune_steps, end=st.prune_end, every=st.prune_every)
-                fine_tune(t, ft, st.fine_tune_steps, lr=st.lr, progress=progress, callback=pruner)
-                with torch.no_grad():   # the schedule's last step: exactly the target sparsity
-                    pruner(st.fine_tune_steps)
-                final = sparsify(ft)
-            else:
-                final = compress(dense, method, compression=c, layers=layers, heuristic=heuristic)
-                before = t.evaluate(final)[t.metric]
-                if st.fine_tune_steps:
-                    fine_tune(t, final, st.fine_tune_steps, lr=st.lr, progress=progress)
-            secs = time.time() - t0
-            after = t.evaluate(final)[t.metric] if st.fine_tune_steps else before
-            params = count_params(final)
-            block[method] = final
-            rows.append(dict(task=task, metric=t.metric, method=method, compression=c, params=params,
-                             heuristic=heuristic if method == "hmf" else "",
-                             actual_compression=dense_params / params, before=before, after=after,
-                             fine_tune_steps=st.fine_tune_steps, fine_tune_s=secs))
-            log(f"[{task}] {method} {c:g}x: {params} params, {t.metric} before {before:.4f} after {after:.4f} "
-                f"({secs:.0f} s)")
+            cell = Cell(task, "post", method, c, heuristic=heuristic if recipe(method).takes_heuristic else "top", **kw)
+            r = run_cell(cell, progress=progress, keep_model=True)
+            block[method] = r.pop("model")
+            after = r["value"] if r["steps"] else r["before"]   # no training: the model right after compression
+            rows.append(dict(task=task, metric=t.metric, method=method, compression=c, params=r["params"],
+                             heuristic=cell.heuristic if recipe(method).takes_heuristic else "",
+                             actual_compression=r["actual_compression"], before=r["before"], after=after,
+                             fine_tune_steps=r["steps"], fine_tune_s=r["seconds"]))
+            log(f"[{task}] {method} {c:g}x: {r['params']} params, {t.metric} before {r['before']:.4f} after "
+                f"{after:.4f} ({r['seconds']:.0f} s)")
         # time dense and the compressed models side by side, interleaved
-        times = time_side_by_side({"dense": dense, **block}, inputs, st.min_run_time, st.timing_rounds)
-        td = times["dense"][0]
+        times = time_side_by_side({base_method: dense, **block}, inputs, st.min_run_time if min_run_time is None
+                                  else min_run_time, st.timing_rounds if timing_rounds is None else timing_rounds)
+        td = times[base_method][0]
         dense_times.append(td)
         for r in rows[-len(methods):]:
             tm, spread = times[r["method"]]
             r.update(time_us=tm * 1e6, time_spread_us=spread * 1e6, dense_time_us=td * 1e6, speedup=td / tm,
                      timing_warning=times.warning)
     dt = min(dense_times)
-    rows.insert(0, dict(task=task, metric=t.metric, method="dense", compression=1.0, params=dense_params,
+    rows.insert(0, dict(task=task, metric=t.metric, method=base_method, compression=1.0, params=dense_params,
                         actual_compression=1.0, before=base, after=base, fine_tune_steps=0, fine_tune_s=0.0,
                         time_us=dt * 1e6, time_spread_us=max(dense_times) * 1e6 - dt * 1e6,
                         dense_time_us=dt * 1e6, speedup=1.0,
@@ -320,58 +175,63 @@ def run_task(task: str, compressions=(4, 8), methods=METHODS, quick: bool = Fals
     return pd.DataFrame(rows)
 
 
-def markdown_table(df: pd.DataFrame) -> str:
-    """The results as a markdown table (one task).
-
-    >>> df = pd.DataFrame([dict(task="lm", metric="bits_per_char", method="dense", compression=1.0,
-    ...     params=10, actual_compression=1.0, before=2.0, after=2.0, time_us=5.0, speedup=1.0)])
-    >>> print(markdown_table(df).splitlines()[0])
-    | method | compression | parameters | bits_per_char before fine-tuning | bits_per_char after fine-tuning | time per sequence (us) | speed-up vs dense |
-    """
+def task_markdown(df: pd.DataFrame) -> str:
+    """One task's :func:`run_task` table as markdown (:func:`hmf_lab.experiments.tables.markdown_table`),
+    with the timing harness's warning below it when the machine was too busy to trust the times."""
     metric = df["metric"].iloc[0]
-    lines = [f"| method | compression | parameters | {metric} before fine-tuning | {metric} after fine-tuning "
-             "| time per sequence (us) | speed-up vs dense |", "|---|---|---|---|---|---|---|"]
-    for r in df.itertuples():
-        lines.append(f"| {r.method} | {r.compression:g}x ({r.actual_compression:.2f}x) | {r.params:,} | "
-                     f"{r.before:.4g} | {r.after:.4g} | {r.time_us:.0f} | {r.speedup:.2f} |")
+    df = df.assign(compression=[f"{c:g}x ({a:.2f}x)" for c, a in zip(df.compression, df.actual_compression)])
+    text = markdown_table(df, ["method", "compression", "params", "before", "after", "time_us", "speedup"],
+                          headers={"params": "parameters", "before": f"{metric} before fine-tuning",
+                                   "after": f"{metric} after fine-tuning", "time_us": "time per sequence (us)",
+                                   "speedup": "speed-up vs dense"},
+                          formats={"params": ",", "before": ".4g", "after": ".4g", "time_us": ".0f", "speedup": ".2f"})
     if "timing_warning" in df:  # the timing harness's verdict, next to the numbers
-        lines += ["", *(f"**{w}**" for w in dict.fromkeys(df["timing_warning"].fillna("")) if w)]
-    return "\n".join(lines) + "\n"
+        warnings = [w for w in dict.fromkeys(df["timing_warning"].fillna("")) if w]
+        text += "".join(["\n", *(f"**{w}**\n" for w in warnings)]) if warnings else ""
+    return text
 
 
-def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per compression: HMF vs LMF relative metric gain (%) and HMF speed-up over CSR pruning.
+def summary(df: pd.DataFrame, hmf: str = "hmf", lmf: str = "lmf", prune: str = "prune") -> pd.DataFrame:
+    """Per compression: HMF vs LMF relative metric gain (%) and HMF speed-up over CSR pruning (the paper's
+    two claims; the three methods compared are parameters).
 
     Gain is ``(lmf - hmf) / lmf`` for lower-is-better metrics (bits per char), ``(hmf - lmf) / lmf``
     otherwise, after fine-tuning.
     """
-    lower = df.metric.iloc[0] in ("bits_per_char", "perplexity")
+    from hmf_lab.experiments.grid import LOWER_IS_BETTER
+
+    lower = df.metric.iloc[0] in LOWER_IS_BETTER
     out = []
-    for c, g in df[df.method != "dense"].groupby("compression"):
+    comp = df[df.method.map(lambda m: not recipe(m).is_dense)]
+    for c, g in comp.groupby("compression"):
         r = {m: g[g.method == m].iloc[0] for m in g.method}
-        if not {"hmf", "lmf", "prune"} <= set(r):
+        if not {hmf, lmf, prune} <= set(r):
             continue
-        h, l = r["hmf"].after, r["lmf"].after
+        h, l = r[hmf].after, r[lmf].after
         gain = (l - h) / abs(l) if lower else (h - l) / abs(l) if l else float("nan")
         out.append(dict(task=df.task.iloc[0], compression=c, hmf_vs_lmf_gain_pct=100 * gain,
-                        hmf_speedup_vs_prune=r["prune"].time_us / r["hmf"].time_us))
+                        hmf_speedup_vs_prune=r[prune].time_us / r[hmf].time_us))
     return pd.DataFrame(out)
 
 
 def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
     """Write ``<task>.csv`` and ``<task>.md`` (table + summary) into ``out``; the two plots are drawn by
     :func:`hmf_lab.course.figures.task_figures`."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     task = df.task.iloc[0]
     files = [out / f"{task}.csv", out / f"{task}.md"]
     df.to_csv(files[0], index=False)
     s = summary(df)
-    text = f"# {task}\n\n" + markdown_table(df)
+    text = f"# {task}\n\n" + task_markdown(df)
     if len(s):
-        text += "\n" + "| compression | HMF vs LMF (% better metric) | HMF speed-up over CSR pruning |\n|---|---|---|\n"
-        text += "".join(f"| {r.compression:g}x | {r.hmf_vs_lmf_gain_pct:+.2f}% | {r.hmf_speedup_vs_prune:.2f}x |\n"
-                        for r in s.itertuples())
-    if "bleu" in set(df.get("metric", [])) or task == "translation":
+        text += "\n" + markdown_table(
+            s, ["compression", "hmf_vs_lmf_gain_pct", "hmf_speedup_vs_prune"],
+            headers={"hmf_vs_lmf_gain_pct": "HMF vs LMF (% better metric)",
+                     "hmf_speedup_vs_prune": "HMF speed-up over CSR pruning"},
+            formats={"compression": lambda v: f"{v:g}x", "hmf_vs_lmf_gain_pct": lambda v: f"{v:+.2f}%",
+                     "hmf_speedup_vs_prune": lambda v: f"{v:.2f}x"})
+    if "bleu" in set(df.get("metric", [])):
         from hmf_lab.nlp.bleu import signature
         text += f"\nBLEU: sacrebleu corpus BLEU on lower-cased word tokens, signature `{signature()}`\n"
     files[1].write_text(text)
@@ -384,15 +244,20 @@ def write_outputs(df: pd.DataFrame, out: Path) -> list[Path]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hmf_lab.experiments._args import compression_arg, heuristic_or_none, nonnegative_int, out_dir, positive_int  # checked before the run
     from hmf_lab.experiments.grid import SWEEP_FRACS
-    parser.add_argument("--task", nargs="+", default=["lm"], choices=sorted(TASKS),
-                        help="lm (char LSTM, Tiny Shakespeare), intent (SNIPS), translation (en->es)")
+    methods = list(cell_methods())
+    parser.add_argument("--task", nargs="+", default=["lm"], choices=task_names(),
+                        help="lm (char LSTM, Tiny Shakespeare), intent (SNIPS), translation (en->es), or any "
+                             "registered task (hl.tasks.register_task)")
     parser.add_argument("--regime", default="both", choices=["post", "scratch", "both"],
                         help="post: compress the shipped model, fine-tune; scratch: train every structure from "
                              "initialization with the dense baseline's budget; both (default)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per cell (mean ± sd over them); default 3")
     parser.add_argument("--compression", nargs="+", type=compression_arg, default=[4, 8], help="e.g. 2 4 8 16")
-    parser.add_argument("--methods", nargs="+", default=["dense", *METHODS], choices=["dense", *METHODS])
-    parser.add_argument("--out", type=out_dir, required=True, help="folder for CSVs, results.md and plots")
+    parser.add_argument("--methods", nargs="+", default=methods, choices=methods)
+    parser.add_argument("--out", type=out_dir, required=True,
+                        help="folder for CSVs, results.md and plots; the same command on the same folder resumes")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier, different run in --out (without it such a folder is refused)")
     parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes on this machine (joblib)")
     parser.add_argument("--scheduler", default=None,
                         help="a Dask scheduler address (e.g. tcp://127.0.0.1:8786): run the cells there "
@@ -411,49 +276,73 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
 
 
-def run(args) -> int:
-    """``hmf-lab reproduce``: the grid (:func:`hmf_lab.grid.run_grid`), then its tables and plots in ``--out``."""
-    import json
-    import os
-    import sys
+def _run_config(args, quick: bool) -> dict:
+    """What a grid run computes (its identity in ``--out``): not how many workers compute it."""
+    from dataclasses import asdict
 
-    from hmf_lab.experiments import grid as G
-    quick = bool(args.quick or quick_mode())
     regimes = ["post", "scratch"] if args.regime == "both" else [args.regime]
     steps = {k: v for k, v in (("post", args.fine_tune_steps), ("scratch", args.scratch_steps)) if v is not None}
     sweep = None if str(args.sweep_task).lower() == "none" else args.sweep_task
     heur = None if str(args.heuristic).lower() == "none" else args.heuristic
-    if heur is not None:
-        from hmf_lab.factor.heuristics import HEURISTICS
-        if heur not in HEURISTICS:
-            raise ValueError(f"unknown heuristic {heur!r}; valid names are {sorted(HEURISTICS)} (or 'none')")
-    load0 = os.getloadavg()
-    t0 = time.time()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    df = G.run_grid(args.task, regimes, args.compression, args.seeds, jobs=args.jobs, scheduler=args.scheduler,
-                    quick=quick, methods=args.methods, sweep_task=sweep, sweep_fracs=args.sweep_fracs,
-                    best_heuristic=heur, steps=steps, progress=not args.no_progress,
-                    log_file=out / "cells_partial.jsonl")
-    wall = time.time() - t0
-    files = G.write_grid(df, out)
-    (out / "cells_partial.jsonl").unlink(missing_ok=True)
+    return dict(tasks=list(args.task), regimes=regimes, seeds=int(args.seeds),
+                compressions=[float(c) for c in args.compression], methods=list(args.methods), quick=quick,
+                sweep_task=sweep, sweep_fracs=[float(f) for f in args.sweep_fracs], heuristic=heur,
+                steps_override=steps, settings={t: asdict(task_settings(t, quick)) for t in args.task})
+
+
+def _commit() -> str | None:
+    """The git commit of the code that ran (None outside a git checkout)."""
     import subprocess
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip() or None
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip() or None
     except OSError:
-        commit = None
-    info = dict(commit=commit, command="hmf-lab reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"] else None,
-                tasks=list(args.task), regimes=regimes, seeds=args.seeds, compressions=list(args.compression),
-                jobs=args.jobs, scheduler=args.scheduler, quick=quick, wall_s=round(wall, 1), cells=len(df),
-                loadavg_start=load0, loadavg_end=os.getloadavg(), cpus=os.cpu_count(),
-                settings={t: vars(G.settings_for(t, quick)) for t in args.task}, steps_override=steps,
-                sweep_task=sweep, sweep_fracs=list(args.sweep_fracs), heuristic=heur)
-    (out / "run.json").write_text(json.dumps(info, indent=1, default=str))
+        return None
+
+
+def run(args) -> int:
+    """``hmf-lab reproduce``: the grid (:func:`hmf_lab.experiments.grid.run_grid`), then its tables in ``--out``.
+
+    Resumes an interrupted or finished run of the same configuration in ``--out``; refuses a folder with a
+    different run unless ``--overwrite``; Ctrl-C stops with one line on what was kept and returns 130.
+    """
+    import os
+
+    from hmf_lab.experiments import grid as G
+    from hmf_lab.experiments.runs import RunFolder, run_id
+    quick = bool(args.quick or quick_mode())
+    cfg = _run_config(args, quick)
+    if cfg["heuristic"] is not None:
+        from hmf_lab.factor.heuristics import HEURISTICS
+        if cfg["heuristic"] not in HEURISTICS:
+            raise ValueError(f"unknown heuristic {cfg['heuristic']!r}; valid names are {sorted(HEURISTICS)} (or 'none')")
+    command = "hmf-lab reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"] else None
+    folder = RunFolder(args.out)
+    rid = run_id(cfg)
+    folder.claim(rid, overwrite=args.overwrite, info=dict(cfg, command=command))   # RunConflict: exit 2
+    reuse = folder.start()
+    load0 = os.getloadavg()
+    t0 = time.time()
+    try:
+        df = G.run_grid(cfg["tasks"], cfg["regimes"], cfg["compressions"], cfg["seeds"], jobs=args.jobs,
+                        scheduler=args.scheduler, quick=quick, methods=cfg["methods"], sweep_task=cfg["sweep_task"],
+                        sweep_fracs=cfg["sweep_fracs"], best_heuristic=cfg["heuristic"], steps=cfg["steps_override"],
+                        progress=not args.no_progress, log_file=folder.partial, reuse=reuse)
+        wall = time.time() - t0
+        files = G.write_grid(df, args.out)
+        keys = set(df["cell_key"]) if len(df) else set()
+        info = dict(cfg, run_id=rid, commit=_commit(), command=command, jobs=args.jobs, scheduler=args.scheduler,
+                    wall_s=round(wall, 1), cells=len(df), reused=len(keys & set(reuse)), ran=len(keys - set(reuse)),
+                    loadavg_start=load0, loadavg_end=os.getloadavg(), cpus=os.cpu_count())
+        folder.finish(keys, info)
+    except KeyboardInterrupt:
+        print(f"hmf-lab reproduce: interrupted; kept {len(folder.completed())} finished cells in {folder.partial}; "
+              f"run the same command again to resume (they are reused)", file=sys.stderr)
+        return 130
     print(G.results_markdown(df))
     print(f"{len(df)} cells in {wall:.0f} s with jobs={args.jobs}" + (f" on {args.scheduler}" if args.scheduler else "")
-          + "; wrote " + ", ".join(str(f) for f in files + [out / "run.json"]))
+          + (f" (reused {info['reused']} of them)" if info["reused"] else "")
+          + "; wrote " + ", ".join(str(f) for f in files + [folder.info, folder.cells_log]))
     return 0
 
 
@@ -470,7 +359,7 @@ def load_results(folder=None) -> dict[str, pd.DataFrame]:
     ['intent', 'lm', 'translation']
     """
     folder = Path(folder) if folder is not None else RESULTS_DIR
-    files = sorted(f for f in folder.glob("*.csv") if f.stem in TASKS)
+    files = sorted(f for f in folder.glob("*.csv") if f.stem in task_names())
     if not files:
         raise FileNotFoundError(f"no per-task result CSVs (lm.csv, intent.csv, translation.csv) in {folder}; "
                                 f"create them with `hmf-lab reproduce`'s Python twin `run_task` + `write_outputs`, "
@@ -482,13 +371,10 @@ def live_compare(task: str = "lm", compression: float = 4, fine_tune_steps: int 
                  min_run_time: float = 0.1, progress: bool = False) -> pd.DataFrame:
     """A short live run for one compression (for a slider): post-training compression by default.
 
-    ``eval_size``: characters (lm) or sentences (intent, translation) to evaluate on.
+    :func:`run_task` with the task's quick settings (``eval_size`` overrides their evaluation size: characters
+    for lm, sentences for intent and translation), ``fine_tune_steps`` steps and two timing rounds.
 
     >>> df = live_compare("lm", 4, eval_size=500, min_run_time=0.01)  # doctest: +SKIP
     """
-    key = {"lm": "eval_chars"}.get(task, "eval_n")
-    base = QUICK[task] if task in QUICK else Settings(0)
-    st = Settings(fine_tune_steps=int(fine_tune_steps), lr=base.lr, min_run_time=min_run_time, timing_rounds=2,
-                  eval_kw={key: eval_size} if eval_size else dict(base.eval_kw),
-                  prune_every=max(1, int(fine_tune_steps) // 10))
-    return run_task(task, [compression], settings=st, progress=progress, log=lambda *a: None)
+    return run_task(task, [compression], quick=True, progress=progress, log=lambda *a: None,
+                    steps=int(fine_tune_steps), eval_size=eval_size, min_run_time=min_run_time, timing_rounds=2)

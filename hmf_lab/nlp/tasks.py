@@ -15,17 +15,24 @@ training script and the notebooks use only this interface:
                                            ``higher_is_better`` its direction
 ``task.sample_input()``                    one input tuple for timing
 ``quick_eval``                             constructor keywords of the quick variant (``HMF_LAB_QUICK``)
+``Task.settings(quick=False)``             the experiments' work on this task (:class:`Settings`:
+                                           steps, evaluation size, pruning schedule, timing);
+                                           set ``full_settings`` / ``quick_settings``
 =========================================  =====================================================
 
 ``TASKS`` maps the registry name to the class; ``get_task`` also takes the short command-line names
 (``cli_name``: ``"lm"``, ``"intent"``, ``"translation"``). Add a task: subclass :class:`Task`, fill the
-class attributes (``cli_name`` defaults to ``name``) and the five methods, decorate it with :func:`register_task`.
+class attributes (``cli_name`` defaults to ``name``; ``full_settings`` / ``quick_settings`` size its
+experiments) and the five methods, decorate it with :func:`register_task`: the grid, ``hmf-lab reproduce
+--task`` and notebooks 06/07 then take it as it is.
 
 >>> import hmf_lab as hl
 >>> sorted(hl.tasks.TASKS), [t.cli_name for t in hl.tasks.TASKS.values()]
 (['char_lm', 'intent', 'translation'], ['lm', 'intent', 'translation'])
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -35,7 +42,50 @@ from hmf_lab.nlp.training import (TrainConfig, evaluate_intent, evaluate_lm, eva
                        train, translation_loss)
 from hmf_lab.nlp.vocab import BOS, EOS, PAD, UNK, CharVocab, WordVocab, _pad, tokenize
 
-__all__ = ["Task", "LMTask", "IntentTask", "TranslationTask", "TASKS", "get_task", "register_task"]
+__all__ = ["Task", "LMTask", "IntentTask", "TranslationTask", "TASKS", "get_task", "task_class", "register_task",
+           "Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The work one experiment cell does on a task: the same for every method and seed.
+
+    One table for every experiment (the grid's post and scratch cells, the timed single run, the live
+    sliders). Each task carries its own (:attr:`Task.full_settings`, :attr:`Task.quick_settings`), so a
+    newly registered task runs everywhere without editing the experiments.
+
+    >>> Settings(post_steps=5, scratch_steps=9).post_lr
+    0.002
+    """
+
+    post_steps: int = 100            # fine-tuning steps after compression (regime post)
+    scratch_steps: int = 400         # training steps from initialization (regime scratch), dense and every method
+    post_lr: float = 2e-3            # Adam learning rate of post fine-tuning (cosine-decayed)
+    eval_kw: dict = field(default_factory=dict)   # constructor keywords of the evaluation (its size)
+    prune_end: float = 0.7           # fraction of the steps at which gradual pruning reaches its target
+    prune_every: int = 10            # steps between mask updates
+    live_post_steps: int | None = None     # the live sliders' budgets in full mode (None: post_steps /
+    live_scratch_steps: int | None = None  # scratch_steps): a slider move must take seconds
+    min_run_time: float = 1.0        # seconds of side-by-side timing per compression (single timed run)
+    timing_rounds: int = 5           # interleaved timing rounds; the best round counts
+    step_cost: float = 0.1           # rough seconds per training step (schedules the longest cells first)
+
+    def steps(self, regime: str, live: bool = False) -> int:
+        """Training steps of ``regime`` ("post" or "scratch"); ``live``: the sliders' budget.
+
+        >>> Settings(post_steps=5, scratch_steps=9, live_scratch_steps=3).steps("scratch", live=True)
+        3
+        """
+        if regime not in ("post", "scratch"):
+            raise ValueError(f"unknown regime {regime!r}; expected one of ('post', 'scratch')")
+        full = self.post_steps if regime == "post" else self.scratch_steps
+        lv = self.live_post_steps if regime == "post" else self.live_scratch_steps
+        return lv if live and lv is not None else full
+
+
+#: a task's quick settings when it sets none: its full settings with a handful of steps
+_QUICK = dict(post_steps=3, scratch_steps=4, prune_every=1, live_post_steps=None, live_scratch_steps=None,
+              min_run_time=0.04, timing_rounds=2)
 
 
 class Task:
@@ -54,6 +104,9 @@ class Task:
     arch: dict = {}                   # default keyword arguments of build()
     quick_eval: dict = {}             # constructor keywords of the quick variant (smaller evaluation)
     train_desc: str = ""              # progress-bar label (default: "train <cli_name>")
+    full_settings: Settings = Settings()   # the experiments' work on this task (see :class:`Settings`)
+    quick_settings: Settings | None = None  # the same for CI / trying things (None: full with a few steps)
+    eval_size_kw: str = "eval_n"      # the constructor keyword that sets the evaluation size
 
     # -- implemented by each task -------------------------------------------------------------
 
@@ -83,6 +136,20 @@ class Task:
         raise NotImplementedError
 
     # -- shared by every task -----------------------------------------------------------------
+
+    @classmethod
+    def settings(cls, quick: bool = False) -> Settings:
+        """The experiments' :class:`Settings` of this task: :attr:`full_settings`, or :attr:`quick_settings`
+        (default: the full ones with a few steps, evaluated at :attr:`quick_eval`'s size).
+
+        >>> IntentTask.settings().scratch_steps, IntentTask.settings(quick=True).scratch_steps
+        (800, 6)
+        """
+        if not quick:
+            return cls.full_settings
+        if cls.quick_settings is not None:
+            return cls.quick_settings
+        return replace(cls.full_settings, eval_kw=dict(cls.quick_eval), **_QUICK)
 
     def is_better(self, a: float, b: float) -> bool:
         """True when metric value ``a`` beats ``b`` in this task's direction."""
@@ -158,6 +225,13 @@ class LMTask(Task):
     arch = dict(embed=64, hidden=256)
     quick_eval = {"eval_chars": 3_000}
     train_desc = "train LM"
+    eval_size_kw = "eval_chars"
+    # the grid's full run (hmf_lab/assets/results/README.md): scratch 400 steps, ~1.5 epochs of Tiny
+    # Shakespeare (the shipped model had 2600), post fine-tuning 100
+    full_settings = Settings(post_steps=100, scratch_steps=400, eval_kw={"eval_chars": 10_000}, prune_every=10,
+                             live_post_steps=10, live_scratch_steps=30, step_cost=0.35)
+    quick_settings = Settings(post_steps=3, scratch_steps=4, eval_kw={"eval_chars": 1_000}, prune_every=1,
+                              min_run_time=0.04, timing_rounds=2, step_cost=0.35)
 
     def __init__(self, text: str | None = None, vocab: CharVocab | None = None, eval_chars: int | None = None):
         if text is None:
@@ -207,6 +281,11 @@ class IntentTask(Task):
     base_cfg = TrainConfig(steps=800, batch_size=64, lr=3e-3, seed=0)
     arch = dict(embed=64, hidden=128)
     quick_eval = {"eval_n": 100}
+    # scratch: the dense model's own 800 steps; live sliders: 150 / 50 steps, a few seconds per model
+    full_settings = Settings(post_steps=200, scratch_steps=800, prune_every=20, live_post_steps=50,
+                             live_scratch_steps=150, step_cost=0.02)
+    quick_settings = Settings(post_steps=4, scratch_steps=6, eval_kw={"eval_n": 60}, prune_every=1,
+                              min_run_time=0.04, timing_rounds=2, step_cost=0.02)
     max_len = 40
 
     def __init__(self, pairs=None, vocab=None, labels=None, eval_n: int | None = None):
@@ -269,6 +348,11 @@ class TranslationTask(Task):
     base_cfg = TrainConfig(steps=1800, batch_size=32, lr=3e-3, seed=0)
     arch = dict(embed=64, hidden=192)
     quick_eval = {"eval_n": 12}
+    # scratch 400 steps (the shipped model had 1800), post fine-tuning 100
+    full_settings = Settings(post_steps=100, scratch_steps=400, eval_kw={"eval_n": 200}, prune_every=10,
+                             live_post_steps=10, live_scratch_steps=30, step_cost=0.23)
+    quick_settings = Settings(post_steps=2, scratch_steps=3, eval_kw={"eval_n": 8}, prune_every=1,
+                              min_run_time=0.04, timing_rounds=2, step_cost=0.23)
     max_len = 40
     vocab_size = 3000
 
@@ -317,6 +401,19 @@ class TranslationTask(Task):
         return cls(vocabs=(WordVocab(None, words=vocab["src"]), WordVocab(None, words=vocab["tgt"])), **kwargs)
 
 
+def task_class(name: str) -> type[Task]:
+    """The registered :class:`Task` subclass of a registry name or a command-line name (``"lm"``).
+
+    >>> task_class("lm").name, task_class("char_lm").cli_name
+    ('char_lm', 'lm')
+    """
+    by_cli = {t.cli_name: key for key, t in TASKS.items()}
+    key = name if name in TASKS else by_cli.get(name)
+    if key is None:
+        raise ValueError(f"unknown task {name!r}; expected one of {sorted(set(TASKS) | set(by_cli))}")
+    return TASKS[key]
+
+
 def get_task(name: str, **kwargs) -> Task:
     """A task object by registry name or command-line name (``"lm"`` is ``"char_lm"``).
 
@@ -325,8 +422,4 @@ def get_task(name: str, **kwargs) -> Task:
     ...
     ValueError: unknown task 'nope'; expected one of ['char_lm', 'intent', 'lm', 'translation']
     """
-    by_cli = {t.cli_name: key for key, t in TASKS.items()}
-    key = name if name in TASKS else by_cli.get(name)
-    if key is None:
-        raise ValueError(f"unknown task {name!r}; expected one of {sorted(set(TASKS) | set(by_cli))}")
-    return TASKS[key](**kwargs)
+    return task_class(name)(**kwargs)
