@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-import types
 
 import pytest
 
@@ -88,10 +87,12 @@ def test_scheduler_without_dask_is_one_line_saying_what_to_install(no_dask, tmp_
     from hmf_lab import cli
     from hmf_lab.experiments import grid
     from hmf_lab.experiments._args import MissingExtra
+    from hmf_lab.experiments.pipeline import Cell
 
     with pytest.raises(MissingExtra, match=r"--scheduler .*needs the optional packages dask and distributed "
                                            r"\(dask is not installed\): pip install 'hmf_lab\[cluster\]'") as e:
-        grid.run_cells([types.SimpleNamespace(cost=lambda: 1.0)], scheduler="tcp://127.0.0.1:1", progress=False)
+        grid.run_cells([Cell("intent", "scratch", "lmf", 8.0, 0, quick=True)], scheduler="tcp://127.0.0.1:1",
+                       progress=False)
     assert isinstance(e.value, ImportError) and isinstance(e.value, ValueError) and e.value.name == "dask"
     code = cli.main(["reproduce", "--task", "lm", "--regime", "post", "--seeds", "1", "--compression", "4",
                      "--methods", "lmf", "--sweep-task", "none", "--heuristic", "none", "--quick", "--no-progress",
