@@ -16,8 +16,9 @@ for matplotlib or ipywidgets. See ARCHITECTURE.md for the module map.
 """
 import importlib as _importlib
 
-from hmf_lab.factor.core import (HMFCache, HMFResult, LMFResult, PruneResult, budget, choose_split_rank, hmf,
-                                 hmf_params, lmf, lmf_params, lmf_rank, prune, relative_error, sweep)
+from hmf_lab.factor.budget import budget, choose_split_rank, hmf_params, lmf_params, lmf_rank
+from hmf_lab.factor.core import HMFResult, LMFResult, PruneResult, hmf, lmf, prune, relative_error
+from hmf_lab.factor.sweep import HMFCache, sweep
 from hmf_lab.factor.heuristics import HEURISTICS, register_heuristic, select_rows
 from hmf_lab.factor import heuristics, synthetic  # the heuristic registry; matrices with known structure
 from hmf_lab.factor.oracle import OracleResult, oracle

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import hmf_lab as hl
-from hmf_lab.factor import core
+from hmf_lab.factor import budget as core  # the size rules
 
 SHAPES = st.tuples(st.integers(1, 600), st.integers(1, 600))
 COMPRESSIONS = st.floats(1.01, 40, allow_nan=False)

@@ -340,10 +340,10 @@ def test_prune_transposed_weights():
     sp = hl.SparseLinear.from_linear(lin, 2)
     with torch.no_grad():
         assert torch.allclose(sp(x), x @ hl.prune(lin.weight.detach(), 2).to_dense().T + lin.bias, atol=1e-5)
-    assert hl.SparseLinear.from_linear(lin, 2).nnz == hl.factor.core.prune_keep((6, 4), 2)
+    assert hl.SparseLinear.from_linear(lin, 2).nnz == hl.factor.budget.prune_keep((6, 4), 2)
     for kw in ({}, {"sparse": True}):
         small = hl.compress(torch.nn.Sequential(lin), "prune", compression=2, **kw)
-        assert hl.count_params(small) == hl.factor.core.prune_keep((6, 4), 2)
+        assert hl.count_params(small) == hl.factor.budget.prune_keep((6, 4), 2)
 
 
 # --------------------------------------------------------------------------- hl.compress: contradictory size, X misfit

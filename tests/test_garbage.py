@@ -97,7 +97,7 @@ def test_garbage_math_functions(data):
           names=W_NAMES)
     _call(hl.choose_split_rank, _mixed(d, st.tuples(st.integers(1, 40), st.integers(1, 40))),
           _mixed(d, st.floats(1, 8)), names=W_NAMES)
-    _call(hl.factor.core.equal_budget, _mixed(d, st.tuples(st.integers(1, 60), st.integers(1, 60))),
+    _call(hl.factor.budget.equal_budget, _mixed(d, st.tuples(st.integers(1, 60), st.integers(1, 60))),
           _mixed(d, st.floats(1, 8)), split=d(st.one_of(st.none(), GARBAGE)), names=W_NAMES)
 
 

@@ -239,7 +239,7 @@ def test_errors():
 
 def test_choose_split_rank_rules():
     k, r = hl.choose_split_rank((256, 256), compression=4)
-    b = hl.factor.core.equal_budget_splits((256, 256), compression=4)  # the equal-budget line (core, issue 9)
+    b = hl.factor.budget.equal_budget_splits((256, 256), compression=4)  # the equal-budget line (core, issue 9)
     assert (k, r) in set(zip(b["split"], b["rank"]))
     assert abs(k - r) == int((b["split"] - b["rank"]).abs().min())
     assert hl.choose_split_rank((256, 256), compression=1) == (256, 0)

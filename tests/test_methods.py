@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import hmf_lab as hl
-from hmf_lab.factor import core
+from hmf_lab.factor import budget as core  # the size rules
 from hmf_lab.nn import methods as M
 
 PACKAGE = Path(hl.__file__).resolve().parent

@@ -19,7 +19,7 @@ from torch import nn
 
 import hmf_lab as hl
 from hmf_lab.experiments.tradeoff import layers_at_budget
-from hmf_lab.factor import core
+from hmf_lab.factor import budget as core  # the size rules
 
 SIZES = st.integers(2, 64)
 COMPRESSIONS = st.one_of(st.integers(1, 40), st.floats(1.0, 40.0, allow_nan=False))
@@ -109,8 +109,8 @@ def test_the_numbers_the_issue_names():
     assert hl.prune(lin.weight.detach(), compression=4).nnz == 768
     assert hl.SparseLinear.from_linear(lin, compression=4).nnz == 768
     assert hl.SparseLinear.from_linear(lin, compression=4, count="lmf").nnz == 672  # the explicit option
-    assert hl.factor.core.prune_keep((64, 48), 4, count="equal") == 672  # the older names still work
-    assert hl.factor.core.prune_keep((64, 48), 4, count="floor") == 768
+    assert hl.factor.budget.prune_keep((64, 48), 4, count="equal") == 672  # the older names still work
+    assert hl.factor.budget.prune_keep((64, 48), 4, count="floor") == 768
     L = layers_at_budget(lin.weight.detach(), compression=4)
     assert {k: v.n_params for k, v in L.items() if k != "dense"} == {"HMF": 668, "LMF": 672, "pruning (CSR)": 768}
 

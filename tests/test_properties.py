@@ -108,7 +108,7 @@ def test_prune_budget(W, c):
         return
     p = hl.prune(W, c)
     # the kit's one budget rule: floor(m*n / c) with a relative 1e-12 round-off guard (core.value_budget)
-    assert p.nnz == hl.factor.core.value_budget(W.shape, c)
+    assert p.nnz == hl.factor.budget.value_budget(W.shape, c)
     assert int(np.floor(m * n / c)) <= p.nnz <= m * n / c * (1 + 1e-12)
     assert p.compression >= c - 1e-9
     x = torch.randn(3, n, dtype=W.dtype)

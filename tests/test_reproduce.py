@@ -43,7 +43,7 @@ def test_gradual_pruner_reaches_hl_prune_count_and_masks_only_shrink():
     for m, n in pruner.masks:
         W = getattr(m, n)
         blocks = 4 if isinstance(m, nn.LSTM) else 1  # compress's count: the budget floor(H*n / c) per gate block
-        assert int(getattr(m, n + "_mask").sum()) == hl.factor.core.prune_keep((W.shape[0] // blocks, W.shape[1]), 4,
+        assert int(getattr(m, n + "_mask").sum()) == hl.factor.budget.prune_keep((W.shape[0] // blocks, W.shape[1]), 4,
                                                                         blocks=blocks)
     assert hl.count_params(masked) == hl.count_params(hl.compress(net, "prune", compression=4))
     x = torch.randn(2, 3, 8)

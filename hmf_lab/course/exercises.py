@@ -280,7 +280,7 @@ def check_max_rank(shape, compression, answer) -> bool:
     PASS — Correct: at 4x, HMF reaches rank 127; LMF only 64 (1.98x; the limit (m+n)/n = 2.00x).
     True
     """
-    from hmf_lab.factor.core import budget
+    from hmf_lab.factor.budget import budget
 
     if pending(answer):
         return None
@@ -381,7 +381,8 @@ def check_best_at_budget(W, compression, split, rank, *, cache=None, step: int |
     Not answered yet: replace `None` in the exercise cell with your answer, then rerun this cell.
     False
     """
-    from hmf_lab.factor.core import HMFCache, budget, hmf_params
+    from hmf_lab.factor.budget import budget, hmf_params
+    from hmf_lab.factor.sweep import HMFCache
 
     if pending(split, rank):
         return None

@@ -145,7 +145,7 @@ def block_layout(m: int, n: int, split: int, rank: int, lmf_rank: int | None = N
     """
     k, r = int(split), int(rank)
     if lmf_rank is None:
-        from hmf_lab.factor.core import hmf_params, largest_rank  # the one home of the budget rules
+        from hmf_lab.factor.budget import hmf_params, largest_rank  # the one home of the budget rules
 
         lmf_rank = largest_rank((m, n), hmf_params(m, n, k, r), 0)
     rl = int(lmf_rank)

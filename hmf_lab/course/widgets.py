@@ -42,7 +42,8 @@ import torch
 import traitlets
 
 from hmf_lab.factor._validation import as_int, as_matrix, check_compression
-from hmf_lab.factor.core import HMFCache, budget, hmf_params, largest_rank, value_budget
+from hmf_lab.factor.budget import budget, hmf_params, largest_rank, value_budget
+from hmf_lab.factor.sweep import HMFCache
 from hmf_lab.factor.heuristics import HEURISTICS
 from hmf_lab.course._live_thread import _LIVE, LiveTiming, _on_loop, _on_main_thread, _stop_all  # noqa: F401
 from hmf_lab.course.plots import blocks_svg
@@ -569,7 +570,7 @@ class RunTimeExplorer:
     def choice(self) -> tuple[int, int]:
         """(split, rank) used for HMF: the balanced split at the slider's compression (``hl.choose_split_rank``),
         or with ``split_fraction`` the budget's split nearest ``split_fraction * m`` among ranks >= 2."""
-        from hmf_lab.factor.core import budget
+        from hmf_lab.factor.budget import budget
         from hmf_lab.nn.lstm import choose_split_rank
 
         m, n = self.W.shape

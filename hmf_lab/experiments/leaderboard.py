@@ -28,7 +28,8 @@ import torch
 
 from hmf_lab.factor import synthetic
 from hmf_lab.factor._validation import as_inputs, as_matrix, check_compression
-from hmf_lab.factor.core import _relative, hmf, hmf_params, largest_rank, relative_error
+from hmf_lab.factor.budget import hmf_params, largest_rank
+from hmf_lab.factor.core import _relative, hmf, relative_error
 from hmf_lab.factor.heuristics import HEURISTICS, _resolve, clear_cache
 
 __all__ = ["leaderboard", "summary", "compare", "suite", "pretrained_matrices", "pretrained_inputs",

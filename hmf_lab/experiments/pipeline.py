@@ -272,12 +272,12 @@ def _matrix_shapes(model: nn.Module, layers) -> dict:
 
 def max_split(shape, compression: float) -> int:
     """Largest HMF split of an (m, n) matrix that fits ``compression`` with rank >= 1 (the kit's one rule,
-    :func:`hmf_lab.factor.core.max_split`); 0 where not even LMF's rank 1 fits.
+    :func:`hmf_lab.factor.budget.max_split`); 0 where not even LMF's rank 1 fits.
 
     >>> max_split((128, 64), 8)
     13
     """
-    from hmf_lab.factor.core import max_split as core_max_split
+    from hmf_lab.factor.budget import max_split as core_max_split
     try:
         return core_max_split(tuple(shape), compression)
     except ValueError:
@@ -395,7 +395,7 @@ def cubic_sparsity(step: int, final: float, begin: int, end: int, initial: float
 
 def _final_keep(mod: nn.Module, mask: torch.Tensor, c: float) -> int:
     """The values a masked weight keeps at compression c: core's equal-budget rule (per gate block in an LSTM)."""
-    from hmf_lab.factor.core import prune_keep
+    from hmf_lab.factor.budget import prune_keep
 
     if isinstance(mod, nn.LSTM):
         return prune_keep((mod.hidden_size, mask.shape[1]), c, blocks=4)
@@ -406,7 +406,7 @@ class GradualPruner:
     """Gradual magnitude pruning of a ``hl.compress(model, "prune", compression=1)`` model.
 
     Every masked weight (``torch.nn.utils.prune`` ``*_mask`` buffers) ends with the equal-budget count
-    ``hl.compress(model, "prune", c)`` keeps (``hl.factor.core.prune_keep``, the one budget); in between, the
+    ``hl.compress(model, "prune", c)`` keeps (``hl.factor.budget.prune_keep``, the one budget); in between, the
     sparsity follows :func:`cubic_sparsity`. Masks only shrink: a pruned weight never comes back. Call it
     as the training-loop callback (the loop calls it once more after the last step: the exact target).
 

@@ -55,7 +55,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from hmf_lab.factor.core import csr_bytes, csr_index_bytes
+from hmf_lab.factor.budget import csr_bytes, csr_index_bytes
 from hmf_lab.nn.compress import compress, count_params
 from hmf_lab.nn.methods import DENSE, METHODS as REGISTRY, get_method
 
@@ -225,7 +225,7 @@ def _split_at(shape, c, point):
     k_bal, _ = choose_split_rank(shape, c)
     if point == "balanced":
         return k_bal
-    from hmf_lab.factor.core import max_split  # the one max-split rule
+    from hmf_lab.factor.budget import max_split  # the one max-split rule
 
     try:
         kmax = max_split(shape, c)
@@ -587,7 +587,7 @@ def _lmf_fill(mod: nn.Module, room: int):
     """LMF ranks (an int for a Linear, a per-matrix dict for an LSTM) whose values fill ``room`` best: an
     LSTM's matrices get their own ranks (one rank step of W_hh costs 4*(H+H) values, of W_ih 4*(H+n))."""
     if isinstance(mod, nn.Linear):
-        from hmf_lab.factor.core import largest_rank  # the one LMF rank rule (split 0)
+        from hmf_lab.factor.budget import largest_rank  # the one LMF rank rule (split 0)
 
         r = largest_rank((mod.out_features, mod.in_features), room, 0)
         return int(r) if r >= 1 else None

@@ -25,7 +25,9 @@ import torch
 from torch import nn
 
 from hmf_lab.factor._validation import as_matrix
-from hmf_lab.factor.core import HMFCache, budget, prune
+from hmf_lab.factor.budget import budget
+from hmf_lab.factor.core import prune
+from hmf_lab.factor.sweep import HMFCache
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 
 __all__ = ["layers_at_budget", "dense_layer", "lmf_layer", "time_layers", "tradeoff_table", "lmf_rank_at"]
@@ -33,13 +35,13 @@ __all__ = ["layers_at_budget", "dense_layer", "lmf_layer", "time_layers", "trade
 
 def lmf_rank_at(params: int, m: int, n: int) -> int:
     """LMF's rank within a budget of ``params`` stored values: the largest r with r*(m+n) <= params, at most
-    min(m, n) (:func:`hmf_lab.factor.core.largest_rank`, split 0). Never over the budget: a budget below
+    min(m, n) (:func:`hmf_lab.factor.budget.largest_rank`, split 0). Never over the budget: a budget below
     rank 1's m+n values raises ``ValueError``.
 
     >>> lmf_rank_at(488, 32, 32)
     7
     """
-    from hmf_lab.factor.core import largest_rank  # the one home of the budget rules
+    from hmf_lab.factor.budget import largest_rank  # the one home of the budget rules
 
     r = largest_rank((m, n), params, 0)
     if r < 1:
@@ -92,7 +94,7 @@ def layers_at_budget(W, split: int | None = None, rank: int | None = None, heuri
     off (ready to time), keyed by the methods' labels (``hl.get_method(name).label``).
 
     The budget is ``floor(m*n / compression)`` stored values, the one meaning of compression
-    (:func:`hmf_lab.factor.core.value_budget`); without ``compression`` it is the HMF point's own size
+    (:func:`hmf_lab.factor.budget.value_budget`); without ``compression`` it is the HMF point's own size
     (its compression ``m*n / hmf_params(split, rank)``). Every method stores at most the budget: HMF
     ``choose_split_rank(shape, compression, split, rank)`` (a given point must fit), LMF the largest rank
     that fits, pruning exactly the budget. Returns
@@ -106,7 +108,7 @@ def layers_at_budget(W, split: int | None = None, rank: int | None = None, heuri
     >>> {k: v.n_params for k, v in L.items() if k != "dense"}
     {'HMF': 668, 'LMF': 672, 'pruning (CSR)': 768}
     """
-    from hmf_lab.factor.core import choose_split_rank, hmf_params, lmf_rank, prune_keep
+    from hmf_lab.factor.budget import choose_split_rank, hmf_params, lmf_rank, prune_keep
     from hmf_lab.nn.methods import DENSE, get_method
 
     W = as_matrix(W)

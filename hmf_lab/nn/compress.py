@@ -25,11 +25,11 @@ once). ``state_dict`` round-trips with ``torch.load(weights_only=True)`` into a 
 (``compress`` the same architecture, then ``load_state_dict``).
 
 Which (split, rank)? Each matrix (for an LSTM, each gate block) is compressed ``compression``-fold: its
-value budget is ``floor(m*n / compression)`` (:func:`~hmf_lab.factor.core.value_budget`, the one meaning
+value budget is ``floor(m*n / compression)`` (:func:`~hmf_lab.factor.budget.value_budget`, the one meaning
 of compression) and no method stores more. Pruning keeps exactly the budget
-(:func:`~hmf_lab.factor.core.prune_keep`; its CSR indices are counted apart; ``prune_count="lmf"`` keeps
-LMF's count instead), LMF takes the largest rank that fits (:func:`~hmf_lab.factor.core.lmf_rank`; a shape
-where rank 1 does not fit raises), and HMF takes :func:`~hmf_lab.factor.core.choose_split_rank`: the
+(:func:`~hmf_lab.factor.budget.prune_keep`; its CSR indices are counted apart; ``prune_count="lmf"`` keeps
+LMF's count instead), LMF takes the largest rank that fits (:func:`~hmf_lab.factor.budget.lmf_rank`; a shape
+where rank 1 does not fit raises), and HMF takes :func:`~hmf_lab.factor.budget.choose_split_rank`: the
 balanced point ``split ~= rank`` among the (split, rank) within 1% of LMF's size (compression 1 keeps
 every row dense, exactly). Each method's rule is its registry record's ``stored`` (:mod:`hmf_lab.nn.methods`).
 ``split``/``rank`` override: an int for every matrix, or a dict keyed by module name (and, for an LSTM,
@@ -59,7 +59,7 @@ from torch.nn.utils import prune as tprune
 
 from hmf_lab.factor._validation import check_compression
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
-from hmf_lab.factor.core import _prune_count
+from hmf_lab.factor.budget import _prune_count
 from hmf_lab.nn.lstm import CompressedLSTM, PrunedLSTM
 from hmf_lab.nn.methods import METHODS, Method, get_method
 

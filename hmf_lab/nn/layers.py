@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from hmf_lab.factor._validation import as_int, check_rank, check_split
-from hmf_lab.factor.core import hmf, lmf, prune, prune_keep
+from hmf_lab.factor.budget import prune_keep
+from hmf_lab.factor.core import hmf, lmf, prune
 
 __all__ = ["HMFLinear", "LMFLinear", "SparseLinear"]
 
@@ -511,7 +512,7 @@ class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
         """Keep the largest-magnitude weights (``hl.prune``): exactly the value budget
         ``floor(m*n / compression)`` (``count="budget"``, what compression means everywhere, as in
         ``hl.prune``, ``hl.compress`` and ``SparseLSTM``), or LMF's count there (``count="lmf"``, an explicit
-        equal-size option); see ``hl.factor.core.prune_keep``.
+        equal-size option); see ``hl.factor.budget.prune_keep``.
 
         >>> import torch, hmf_lab as hl
         >>> lin = torch.nn.Linear(20, 16)

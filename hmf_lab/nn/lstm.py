@@ -47,7 +47,8 @@ from torch.nn.utils import prune as tprune
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from hmf_lab.factor._validation import as_int, check_compression, check_rank, check_split
-from hmf_lab.factor.core import choose_split_rank, hmf, lmf_rank, prune, prune_keep
+from hmf_lab.factor.budget import choose_split_rank, lmf_rank, prune_keep
+from hmf_lab.factor.core import hmf, prune
 from hmf_lab.nn.layers import SparseLinear, _differentiating, _InferenceCache, _StoredValues
 from hmf_lab.nn.lstm_loops import _SCRIPTED, _cell, _csr_loop, _hmf_loop, _scripted  # noqa: F401
 

@@ -22,7 +22,7 @@ How to use it (e.g. in an experiment cell)::
     m.label, m.color, m.engines           # "HMF", a hex colour, ("factorized", "reconstructed")
     label_of("dense"), DENSE.color        # table rows of the uncompressed model: the DENSE pseudo-record
 
-**Compression** has one meaning for every method (see :func:`hmf_lab.factor.core.value_budget`): dense
+**Compression** has one meaning for every method (see :func:`hmf_lab.factor.budget.value_budget`): dense
 values / stored values; the value budget of an (m, n) matrix at compression c is ``floor(m*n / c)`` and
 every method stores at most that, as close to it as its structure allows: pruning keeps exactly the
 budget, LMF the largest rank that fits, HMF the balanced (split, rank) of ``choose_split_rank``.
@@ -30,7 +30,7 @@ budget, LMF the largest rank that fits, HMF the balanced (split, rank) of ``choo
 For the experiment modules moving onto the registry (regimes, reproduce, grid): a cell's method list is
 ``[DENSE.name, *METHODS]``; ``if cell.method == "prune"`` becomes ``if get_method(cell.method).sparse`` (or
 ``.fine_tune == "gradual_prune"``), ``== "hmf"`` becomes ``.takes_heuristic``; the largest feasible split is
-:func:`hmf_lab.factor.core.max_split` (``regimes.max_split`` duplicates it); pruning now keeps the budget
+:func:`hmf_lab.factor.budget.max_split` (``regimes.max_split`` duplicates it); pruning now keeps the budget
 ``floor(m*n / c)`` by default, pass ``prune_count="lmf"`` to ``hl.compress`` (``count="lmf"`` to
 ``prune_keep``) where a table needs pruning exactly as big as LMF.
 
@@ -66,8 +66,8 @@ from typing import Callable
 from torch import nn
 from torch.nn.utils import prune as tprune
 
-from hmf_lab.factor.core import (choose_split_rank, hmf, hmf_params, lmf, lmf_params, lmf_rank, prune,
-                                 prune_keep)
+from hmf_lab.factor.budget import choose_split_rank, hmf_params, lmf_params, lmf_rank, prune_keep
+from hmf_lab.factor.core import hmf, lmf, prune
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
 

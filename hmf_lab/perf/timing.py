@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hmf_lab.factor.core import csr_bytes, csr_index_bytes  # the one CSR byte count lives with the other size rules
+from hmf_lab.factor.budget import csr_bytes, csr_index_bytes  # the one CSR byte count lives with the other size rules
 
 __all__ = ["Timing", "measure", "compare", "race", "Race", "Reliability", "reliability", "machine_load",
            "weight_bytes", "csr_bytes", "raw_kernels"]
