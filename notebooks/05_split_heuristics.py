@@ -35,7 +35,7 @@
 import torch
 import matplotlib.pyplot as plt
 import hmf_lab as hl
-from hmf_lab.experiments.leaderboard import compare, plot_oracle, pretrained_inputs, pretrained_matrices, summary
+from hmf_lab.experiments.leaderboard import compare, pretrained_inputs, pretrained_matrices, summary
 
 torch.manual_seed(0)
 QUICK = hl.exercises.quick()  # HMF_LAB_QUICK=1 (CI) shrinks the work; a student runs the full version
@@ -110,7 +110,7 @@ Ws = hl.synthetic.heavy_tailed(14, 10, seed=3)
 best = hl.oracle(Ws, split=3, rank=2)
 small = compare(Ws, 3, 2, ["top", "random", "row_norm", "residual", "leverage", "greedy"], oracle=best)
 print(f"{best.n_subsets} subsets; optimum {best.rows.tolist()} with error {best.error:.4f}")
-ax = plot_oracle(best, dict(zip(small["heuristic"], small["rows"])))
+ax = hl.plots.plot_oracle(best, dict(zip(small["heuristic"], small["rows"])))
 small.drop(columns=["output_error"])
 
 # %% [markdown]
