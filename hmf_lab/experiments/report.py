@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from hmf_lab.factor.budget import csr_bytes, csr_index_bytes
-from hmf_lab.nn.compress import compress, count_params
+from hmf_lab.nn.compress import capture_inputs, compress, count_params, select_modules
 from hmf_lab.nn.methods import DENSE, METHODS as REGISTRY, get_method
 
 __all__ = ["report", "Report", "apply_plan", "RULE"]
@@ -75,19 +75,6 @@ SPLIT_POINTS = ("balanced", 0.5, 0.9)
 def _check_model(model):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-
-
-def _targets(model: nn.Module, layers) -> list[str]:
-    names = [n for n, m in model.named_modules() if type(m) in (nn.Linear, nn.LSTM)]
-    if layers is None:
-        if not names:
-            raise ValueError(f"model ({type(model).__name__}) has no nn.Linear or nn.LSTM to report on")
-        return names
-    layers = [layers] if isinstance(layers, str) else list(layers)
-    bad = [n for n in layers if n not in names]
-    if bad:
-        raise ValueError(f"layers {bad} are not nn.Linear / nn.LSTM modules of the model; valid names are {names}")
-    return layers
 
 
 def _check_compressions(compressions) -> tuple:
@@ -174,14 +161,12 @@ def _output_error(dense_mod, comp_mod, calls) -> float:
 
 def _capture(model: nn.Module, names: list[str], X) -> dict:
     """Each named layer's (args, kwargs) for every batch of ``X`` (a tensor, a tuple of inputs, or a list)."""
-    from hmf_lab.perf.engines import capture_calls
-
     batches = [b if isinstance(b, tuple) else (b,) for b in (X if isinstance(X, list) else [X])]
     modules = [(n, model.get_submodule(n)) for n in names]
     was = model.training
     model.eval()
     try:
-        got = capture_calls(model, modules, batches)
+        got = capture_inputs(model, modules, batches, kwargs=True)
     except Exception as e:
         raise ValueError(f"model could not run on X ({type(e).__name__}: {e}); X must be what model() takes: "
                          f"a tensor, a tuple of positional inputs, or a list of those (batches)") from e
@@ -387,7 +372,7 @@ def report(model: nn.Module, compressions=(2, 4, 8), X=None, *, layers=None, met
     """
     _check_model(model)
     cs = _check_compressions(compressions)
-    names = _targets(model, layers)
+    names = select_modules(model, layers, skip_compressed=False, purpose="report on")
     methods = _check_methods(methods)
     from hmf_lab.factor.heuristics import HEURISTICS
 

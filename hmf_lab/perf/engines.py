@@ -48,12 +48,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from hmf_lab.nn.compress import capture_inputs
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import CompressedLSTM, SparseLSTM
 from hmf_lab.perf.timing import Race, race
 
 __all__ = ["ENGINES", "engines_of", "set_engine", "current_engine", "choose", "summary", "clear_cache",
-           "compressed_modules", "compare_models", "load_note", "crossover_points", "capture_calls"]
+           "compressed_modules", "compare_models", "load_note", "crossover_points"]
 
 #: every engine name, in the order they are tried (the first available one is the reference output)
 ENGINES = ("factorized", "csr", "reconstructed")
@@ -169,32 +170,6 @@ def _scale(out) -> float:
     return max([float(t.float().abs().max()) for t in _tensors(out) if t.numel()] + [1.0])
 
 
-def capture_calls(model: nn.Module, modules: list, batches) -> dict[str, list]:
-    """Every ``(args, kwargs)`` each of ``modules`` (``(name, module)`` pairs) receives while ``model(*b)``
-    runs for each input tuple ``b`` of ``batches`` (inference mode; the hooks are removed afterwards).
-
-    >>> import torch
-    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
-    >>> calls = capture_calls(net, [("0", net[0])], [(torch.zeros(4, 3),)])
-    >>> [tuple(args[0].shape) for args, kwargs in calls["0"]]
-    [(4, 3)]
-    """
-    got = {name: [] for name, _ in modules}
-    handles = []
-    for name, mod in modules:
-        def hook(m, args, kwargs, name=name):
-            got[name].append((args, kwargs))
-        handles.append(mod.register_forward_pre_hook(hook, with_kwargs=True))
-    try:
-        with torch.inference_mode():
-            for b in batches:
-                model(*b)
-    finally:
-        for h in handles:
-            h.remove()
-    return got
-
-
 def _check_positive(value, name: str, integer: bool = False):
     ok = (isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real))
     if isinstance(value, bool) or not ok or not value > 0:
@@ -274,7 +249,7 @@ def choose(model: nn.Module, *example_inputs, threads: int = 1, min_run_time: fl
     before = torch.get_num_threads()
     torch.set_num_threads(int(threads))  # also for the capture and the correctness checks
     try:
-        inputs = {n: calls[0] for n, calls in capture_calls(model, modules, [example_inputs]).items() if calls}
+        inputs = {n: calls[0] for n, calls in capture_inputs(model, modules, [example_inputs], kwargs=True).items() if calls}
         items = modules
         if progress:
             from tqdm.auto import tqdm
