@@ -55,6 +55,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from hmf_lab.experiments.tables import markdown_table
 from hmf_lab.factor.budget import csr_bytes, csr_index_bytes
 from hmf_lab.nn.compress import capture_inputs, compress, count_params, select_modules
 from hmf_lab.nn.methods import DENSE, METHODS as REGISTRY, get_method
@@ -334,11 +335,8 @@ class Report:
     def to_markdown(self) -> str:
         cols = ["layer", "shape", "method", "compression", "heuristic", "split", "rank", "values", "bytes",
                 "weight_error", "output_error", "engine", "time_us", "dense_us"]
-        df = self.table[[c for c in cols if c in self.table.columns]]
-        lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-        for row in df.itertuples(index=False):
-            lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |")
-        return "\n".join(lines) + "\n"
+        return markdown_table(self.table, [c for c in cols if c in self.table.columns], float_format=".4g",
+                              missing="nan")
 
     def plan(self, target: float, methods=None) -> dict:
         """The per-layer plan at total compression ``target`` (see the module docstring for the rule).
