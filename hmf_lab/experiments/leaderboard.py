@@ -2,7 +2,7 @@
 
 The suite is every Linear/LSTM matrix of the shipped trained models that exist in ``data/``
 (found through ``hl.models.PRETRAINED``; missing checkpoints are skipped) plus the synthetic
-families of :mod:`hmf_lab.synthetic`. At each compression c a heuristic gets the parameter budget
+families of :mod:`hmf_lab.factor.synthetic`. At each compression c a heuristic gets the parameter budget
 ``m*n / c``; it may spend a share of it on dense rows (``dense_share``, tried from a short list,
 best kept) and the rest on the largest rank that fits, so every heuristic is scored at its own best
 split. Errors are relative (``||W - W_hat||_F / ||W||_F``; output error ``||X W^T - X W_hat^T||_F /

@@ -8,7 +8,7 @@ report compresses the layer alone with each method and measures:
 - ``weight_error``: ``||W - W_hat||_F / ||W||_F`` over the layer's weight matrices;
 - ``output_error`` on calibration inputs ``X`` (when given): the layer's inputs are captured with forward
   hooks while the model runs on ``X``, and ``||f(x) - f_hat(x)|| / ||f(x)||`` is taken on them;
-- ``time_us``: the measured time per call (batch 1, 1 thread) on the engine :func:`hmf_lab.engines.choose`
+- ``time_us``: the measured time per call (batch 1, 1 thread) on the engine :func:`hmf_lab.perf.engines.choose`
   picks (``engine``), next to the dense layer's ``dense_us`` timed in the same interleaved rounds (the
   ``dense`` candidate of that race: dense and compressed side by side, so a slow phase of a shared machine
   hits both). The ``dense`` row's ``time_us`` is the median of the dense times of the layer's races (a
@@ -128,7 +128,7 @@ def _values(mod: nn.Module) -> int:
 
 
 def _index_bytes(mod: nn.Module) -> int:
-    """CSR index bytes of a pruned module (column indices + row pointers per matrix, ``core.csr_bytes``
+    """CSR index bytes of a pruned module (column indices + row pointers per matrix, ``hmf_lab.factor.budget.csr_bytes``
     without the values: int32 below 2**31 values, as the timed kernel); 0 otherwise."""
     from hmf_lab.nn.layers import SparseLinear
 
@@ -297,7 +297,7 @@ def _time(mod: nn.Module, call, threads: int, min_run_time: float) -> tuple[str,
 
 def _dense_us(mod: nn.Module, call, threads: int, min_run_time: float, raced: list) -> float:
     """The dense row's time (us): the median of ``raced``, the dense times of the layer's races (each timed
-    beside a compressed layer by :func:`hmf_lab.engines.choose`); with none (every compression failed),
+    beside a compressed layer by :func:`hmf_lab.perf.engines.choose`); with none (every compression failed),
     the dense layer raced alone with the same settings (``hl.timing.race``)."""
     raced = [t for t in raced if math.isfinite(t)]
     if raced:
@@ -621,24 +621,24 @@ def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
 
 
 def load_model(checkpoint, factory: str) -> nn.Module:
-    """Build ``factory`` (``"module:function"``, e.g. ``"hmf_lab.models:CharLM"``) and load ``checkpoint`` into it.
+    """Build ``factory`` (``"module:function"``, e.g. ``"hmf_lab.nlp:CharLM"``) and load ``checkpoint`` into it.
 
     The checkpoint (``torch.load(weights_only=True)``) is either ``{"config": kwargs, "state_dict": ...}`` (the
     kit's format: the factory gets ``**config``) or a plain state dict (the factory is called with no argument).
 
-    >>> m = load_model("data/char_lm.pt", "hmf_lab.models:CharLM")  # doctest: +SKIP
+    >>> m = load_model("data/char_lm.pt", "hmf_lab.nlp:CharLM")  # doctest: +SKIP
     """
     import importlib
     from pathlib import Path
 
     if not isinstance(factory, str) or factory.count(":") != 1 or not all(factory.split(":")):
-        raise ValueError(f"factory must be 'module:function' (e.g. 'hmf_lab.models:CharLM'), got {factory!r}")
+        raise ValueError(f"factory must be 'module:function' (e.g. 'hmf_lab.nlp:CharLM'), got {factory!r}")
     mod_name, fn_name = factory.split(":")
     try:
         fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"factory {factory!r} cannot be imported ({type(e).__name__}: {e}); give an importable "
-                         f"module and a callable in it, e.g. 'hmf_lab.models:CharLM'") from e
+                         f"module and a callable in it, e.g. 'hmf_lab.nlp:CharLM'") from e
     path = Path(checkpoint)
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} is not a file; give the path of a torch.save'd state dict or "
@@ -697,7 +697,7 @@ def add_arguments(parser) -> None:
     from hmf_lab.experiments._args import compression_arg  # argparse validators: a bad value stops before any work
 
     parser.add_argument("--model", required=True, help="checkpoint file (state dict, or {'config', 'state_dict'})")
-    parser.add_argument("--factory", required=True, help="module:function that builds the model, e.g. hmf_lab.models:CharLM")
+    parser.add_argument("--factory", required=True, help="module:function that builds the model, e.g. hmf_lab.nlp:CharLM")
     parser.add_argument("--compression", nargs="+", type=compression_arg, default=[2, 4, 8],
                         help="compressions to report")
     parser.add_argument("--target", type=compression_arg, default=None, help="total compression of the recommended plan")

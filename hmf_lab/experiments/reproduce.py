@@ -337,7 +337,7 @@ def run(args) -> int:
 def load_results(folder=None) -> dict[str, pd.DataFrame]:
     """The per-task CSVs of :func:`write_outputs` (single-run format), ``{task: DataFrame}``.
 
-    A grid run (``hmf-lab reproduce``) writes ``cells.csv`` instead: :func:`hmf_lab.grid.load_grid`
+    A grid run (``hmf-lab reproduce``) writes ``cells.csv`` instead: :func:`hmf_lab.experiments.grid.load_grid`
     (the shipped one: ``hmf_lab/assets/results``).
 
     >>> sorted(load_results())  # doctest: +SKIP

@@ -9,7 +9,7 @@ training script and the notebooks use only this interface:
 ``Task.pretrained(quick=False, **kw)``     ``(task, shipped dense model)`` with the checkpoint's vocabulary
 ``task.build(**arch)``                     a fresh, randomly initialised model
 ``task.batch_loss(model, generator, cfg)`` the loss of one random training batch
-``task.train(model, cfg)``                 :func:`hmf_lab.training.train` on those batches
+``task.train(model, cfg)``                 :func:`hmf_lab.nlp.training.train` on those batches
 ``task.train_base()`` / ``fine_tune()``    the base run / fine-tuning (one implementation for all tasks)
 ``task.evaluate(model) -> dict``           metrics; ``metric`` names the headline one,
                                            ``higher_is_better`` its direction
@@ -156,7 +156,7 @@ class Task:
         return a > b if self.higher_is_better else a < b
 
     def train(self, model: nn.Module, cfg: TrainConfig, progress: bool = True, callback=None) -> list[float]:
-        """:func:`hmf_lab.training.train` on this task's batches; returns the loss per step."""
+        """:func:`hmf_lab.nlp.training.train` on this task's batches; returns the loss per step."""
         return train(model, cfg, lambda step, g: self.batch_loss(model, g, cfg), self.train_desc, progress,
                      callback)
 
@@ -194,7 +194,7 @@ TASKS: dict[str, type[Task]] = {}
 def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator: add a :class:`Task` subclass to :data:`TASKS` under ``cls.name``."""
     if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise TypeError(f"register_task expects a subclass of hmf_lab.tasks.Task, got {cls!r}")
+        raise TypeError(f"register_task expects a subclass of hmf_lab.nlp.tasks.Task, got {cls!r}")
     if not cls.name:
         raise ValueError(f"{cls.__name__} must set the class attribute `name` (and may set `cli_name`), "
                          f"got name={cls.name!r}")

@@ -5,11 +5,11 @@ The copy keeps every forward signature; the original model is not touched. What 
 ============  ==========================================  =============================================
 method        ``nn.Linear`` becomes                        ``nn.LSTM`` becomes
 ============  ==========================================  =============================================
-``"hmf"``     :class:`~hmf_lab.layers.HMFLinear`           :class:`~hmf_lab.lstm.HMFLSTM` (HMF per gate)
-``"lmf"``     :class:`~hmf_lab.layers.LMFLinear`           :class:`~hmf_lab.lstm.LMFLSTM` (LMF per gate)
-``"prune"``   ``nn.Linear`` + ``torch.nn.utils.prune``    :class:`~hmf_lab.lstm.PrunedLSTM` (masked)
+``"hmf"``     :class:`~hmf_lab.nn.layers.HMFLinear`           :class:`~hmf_lab.nn.lstm.HMFLSTM` (HMF per gate)
+``"lmf"``     :class:`~hmf_lab.nn.layers.LMFLinear`           :class:`~hmf_lab.nn.lstm.LMFLSTM` (LMF per gate)
+``"prune"``   ``nn.Linear`` + ``torch.nn.utils.prune``    :class:`~hmf_lab.nn.lstm.PrunedLSTM` (masked)
               mask (trainable, masked dense)
-``"prune"``   :class:`~hmf_lab.layers.SparseLinear` (CSR)  :class:`~hmf_lab.lstm.SparseLSTM` (CSR)
+``"prune"``   :class:`~hmf_lab.nn.layers.SparseLinear` (CSR)  :class:`~hmf_lab.nn.lstm.SparseLSTM` (CSR)
 + sparse=True
 ============  ==========================================  =============================================
 

@@ -217,7 +217,7 @@ def _check_rows(rows, m: int, k: int) -> torch.Tensor:
 class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
     """``y = x @ W_hat.T + b`` with ``W_hat = P [D ; U V]``: ``dense`` (D), ``U``, ``V`` trainable ``nn.Parameter``s.
 
-    The names follow :class:`~hmf_lab.core.HMFResult`: ``dense`` (k, n) are the rows kept exactly
+    The names follow :class:`~hmf_lab.factor.core.HMFResult`: ``dense`` (k, n) are the rows kept exactly
     (``D`` is an alias), ``U`` (m-k, r) and ``V`` (r, n) the factorization of the others. ``rows`` (buffer)
     are the output positions of the dense rows; ``inverse`` (buffer) maps ``[D ; U V]`` order back to the
     output order. ``mode`` switches the forward: ``"factorized"`` (default: one matrix-vector pass over
@@ -287,7 +287,7 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
 
     @classmethod
     def from_result(cls, f, bias: torch.Tensor | None = None) -> "HMFLinear":
-        """Build the layer from an :class:`~hmf_lab.core.HMFResult` (and an optional bias (m,))."""
+        """Build the layer from an :class:`~hmf_lab.factor.core.HMFResult` (and an optional bias (m,))."""
         m, n = f.shape
         layer = cls(n, m, f.split, f.rank, bias=bias is not None, rows=f.rows, dtype=f.V.dtype)
         with torch.no_grad():

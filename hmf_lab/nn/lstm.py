@@ -713,7 +713,7 @@ class LMFLSTM(HMFLSTM):
 
 
 class SparseLSTM(CompressedLSTM):
-    """Pruned LSTM for inference: W_ih, W_hh as CSR :class:`~hmf_lab.layers.SparseLinear` (not trainable).
+    """Pruned LSTM for inference: W_ih, W_hh as CSR :class:`~hmf_lab.nn.layers.SparseLinear` (not trainable).
 
     >>> import torch, hmf_lab as hl
     >>> s = hl.SparseLSTM.from_lstm(torch.nn.LSTM(16, 16), compression=4)
