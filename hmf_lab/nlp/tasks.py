@@ -66,8 +66,8 @@ class Settings:
     prune_every: int = 10            # steps between mask updates
     live_post_steps: int | None = None     # the live sliders' budgets in full mode (None: post_steps /
     live_scratch_steps: int | None = None  # scratch_steps): a slider move must take seconds
-    min_run_time: float = 1.0        # seconds of side-by-side timing per compression (single timed run)
-    timing_rounds: int = 5           # interleaved timing rounds; the best round counts
+    min_run_time: float = 1.0        # seconds of side-by-side timing per model (single timed run)
+    timing_rounds: int = 5           # interleaved timing rounds, pooled (median, IQR)
     step_cost: float = 0.1           # rough seconds per training step (schedules the longest cells first)
 
     def steps(self, regime: str, live: bool = False) -> int:
