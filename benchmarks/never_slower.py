@@ -29,7 +29,7 @@ import torch
 
 import hmf_lab as hl
 from hmf_lab.perf.engines import compare_models, load_note, summary
-from hmf_lab.experiments.reproduce import compressed_layers
+from hmf_lab.experiments.pipeline import compressed_layers
 
 MODELS = ("char_lm", "intent", "translation")
 FALLBACK_LENGTHS = {"char_lm": (128,), "intent": (10,), "translation": (12, 11)}

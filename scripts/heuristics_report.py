@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 import hmf_lab as hl
-from hmf_lab import synthetic as S
+from hmf_lab.factor import synthetic as S
 from hmf_lab.experiments.leaderboard import pretrained_matrices, summary
 
 DATA_FREE = ["top", "random", "row_norm", "residual", "leverage", "greedy"]

@@ -261,6 +261,30 @@ def test_compress_already_compressed():
         hl.compress(net, "hmf", compression=2, layers=[0])
 
 
+
+def test_select_modules_one_selection_for_compress_report_and_experiments():
+    """Issue 18 part 6: one module selection (compress, report, the experiments' compressed_layers)."""
+    from hmf_lab.experiments.pipeline import compressed_layers
+    from hmf_lab.nn.compress import select_modules
+
+    net = nn.ModuleDict({"rnn": nn.LSTM(8, 64), "head": nn.Linear(64, 7), "proj": nn.Linear(64, 64)})
+    assert select_modules(net) == ["rnn", "head", "proj"]
+    assert select_modules(net, min_dim=32) == compressed_layers(net) == ["rnn", "proj"]
+    assert select_modules(net, ("proj", "rnn")) == ["proj", "rnn"]
+    pruned = hl.compress(net, "prune", compression=2, layers=["head"])
+    # compress skips what it made (with a warning); report looks at every nn.Linear / nn.LSTM, pruned or not
+    with pytest.warns(UserWarning, match="partly compressed"):
+        assert select_modules(pruned) == ["rnn", "proj"]
+    assert select_modules(pruned, skip_compressed=False) == ["rnn", "head", "proj"]
+    with pytest.raises(ValueError, match=r"layers \['head'\] are not nn.Linear / nn.LSTM modules of the model "
+                                         r"\(not yet compressed\)"):
+        select_modules(pruned, ["head"])
+    with pytest.raises(ValueError, match=r"no nn.Linear or nn.LSTM to report on \(it is a Sequential\)"):
+        select_modules(nn.Sequential(nn.ReLU()), skip_compressed=False, purpose="report on")
+    with pytest.raises(ValueError, match="no plain nn.Linear / nn.LSTM is left to report on"):
+        select_modules(hl.compress(net, "lmf", compression=2), purpose="report on")
+
+
 # --------------------------------------------------------------------------- calibration inputs (issue 9 item 3)
 
 
@@ -340,3 +364,24 @@ def test_calibration_errors():
     branchy.forward = lambda x: branchy["a"](x)
     with pytest.raises(ValueError, match="layer 'b' never ran on the calibration inputs X"):
         hl.compress(branchy, "hmf", compression=2, heuristic="activation", X=X)
+
+
+def test_capture_inputs_records_calls_and_always_removes_its_hooks():
+    """Issue 18 part 6: one calibration capture (compress, report, engines, leaderboard build on it)."""
+    from hmf_lab.nn.compress import capture_inputs, recording
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    batches = [(torch.randn(5, 3),), (torch.randn(2, 3),)]
+    calls = capture_inputs(net, {"0": net[0], "2": net[2]}, batches)
+    assert [a[0].shape for a in calls["0"]] == [(5, 3), (2, 3)] and torch.equal(calls["0"][0][0], batches[0][0])
+    assert [a[0].shape for a in calls["2"]] == [(5, 4), (2, 4)] and not calls["2"][0][0].requires_grad
+    kw = capture_inputs(net, [("0", net[0])], batches[:1], kwargs=True)
+    assert len(kw["0"]) == 1 and kw["0"][0][1] == {} and torch.equal(kw["0"][0][0][0], batches[0][0])
+    with pytest.raises(RuntimeError):  # a misfit input: the error propagates and no hook is left behind
+        capture_inputs(net, [("0", net[0]), ("2", net[2])], [(torch.randn(5, 7),)])
+    assert not net[0]._forward_pre_hooks and not net[2]._forward_pre_hooks
+    with pytest.raises(KeyError):
+        with recording([("0", net[0])]) as got:
+            net(torch.randn(1, 3))
+            raise KeyError("stop")
+    assert len(got["0"]) == 1 and not net[0]._forward_pre_hooks

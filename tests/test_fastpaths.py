@@ -1,6 +1,7 @@
 """Every fast inference path gives the numbers of the plain (autograd) path; TorchScript == eager."""
 from __future__ import annotations
 
+import re
 import copy
 
 import pytest
@@ -201,3 +202,21 @@ def test_script_falls_back_to_eager_when_torchscript_fails(monkeypatch):
     with pytest.warns(UserWarning, match="TorchScript unavailable"):
         assert L._scripted(loop) is loop
     L._SCRIPTED.pop(loop)
+
+
+def test_one_mode_property_for_every_compressed_module():
+    """Issue 18 part 6: HMFLinear/LMFLinear, SparseLinear and the compressed LSTMs share one ``mode``."""
+    from hmf_lab.nn.layers import MODES, SPARSE_MODES, _Modes
+    from hmf_lab.nn.lstm import LSTM_MODES
+
+    lstm = hl.compress(nn.LSTM(4, 8), "lmf", compression=2)
+    sparse = hl.SparseLinear.from_dense(torch.randn(8, 8), None, mask=torch.rand(8, 8) > 0.5)
+    for mod, modes, first in [(hl.LMFLinear(8, 8, rank=2), MODES, "factorized"), (sparse, SPARSE_MODES, "csr"),
+                              (lstm, LSTM_MODES, "auto")]:
+        assert type(mod).mode is _Modes.mode and type(mod).MODES == modes and mod.mode == first
+        for m in modes:
+            mod.mode = m
+            assert mod.mode == m
+        with pytest.raises(ValueError, match=r"mode must be one of " + re.escape(repr(modes)) + ", got 'x'"):
+            mod.mode = "x"
+        assert mod.mode == modes[-1]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hmf_lab.nlp import data
+from hmf_lab.nlp import _converters, data
 
 
 @pytest.fixture
@@ -137,10 +137,10 @@ def test_deb_reader_rejects_non_packages(tmp_path):
     f = tmp_path / "x.deb"
     f.write_bytes(b"not an archive")
     with pytest.raises(ValueError, match="x.deb is not a Debian package"):
-        data._deb_members(f)
+        _converters._deb_members(f)
     f.write_bytes(b"!<arch>\n")
     with pytest.raises(ValueError, match="holds no data.tar"):
-        data._deb_members(f)
+        _converters._deb_members(f)
 
 
 def test_no_network_gives_a_clear_message_not_a_crash(cache, monkeypatch):
@@ -209,7 +209,7 @@ def test_sword_pairs_titles_and_verses_with_markup_stripped():
                 12: '<w lemma="strong:G0976">The</w>  book\n of <note>a footnote-free module</note>',
                 13: "verse missing in Spanish", 15: "Then"})
     es = bible({10: '<title type="main">San Mateo</title>', 12: "<w>LIBRO</w> de", 15: "Entonces"})
-    out = data._pair_verses(en, es)["translation_en_es/kjv_rv1909.nt.en-es.tsv"]
+    out = _converters._pair_verses(en, es)["translation_en_es/kjv_rv1909.nt.en-es.tsv"]
     assert out == ("THE GOSPEL\tSan Mateo\n"
                    "The book of a footnote-free module\tLIBRO de\n"
                    "Then\tEntonces\n")

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hmf_lab as hl
-from hmf_lab import heuristics as H
-from hmf_lab import synthetic as S
+from hmf_lab.factor import heuristics as H
+from hmf_lab.factor import synthetic as S
 
 DATA_FREE = ["top", "random", "row_norm", "residual", "leverage", "greedy"]
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import hmf_lab as hl
-from hmf_lab.factor import budget as core  # the size rules
+from hmf_lab.factor import budget as rules  # the size rules
 from hmf_lab.nn import methods as M
 
 PACKAGE = Path(hl.__file__).resolve().parent
@@ -75,8 +75,8 @@ def test_registered_method_works_through_compress_and_report(lmf_even):
     x = torch.randn(2, 5, 12)
     assert small(x).shape == net(x).shape == (2, 5, 10)
     # compression holds: every matrix inside its budget floor(m*n / c), and the record counts the same values
-    budget = sum(4 * core.value_budget((20, n), c) for n in (24, 20)) + core.value_budget((24, 12), c) \
-        + core.value_budget((10, 20), c)
+    budget = sum(4 * rules.value_budget((20, n), c) for n in (24, 20)) + rules.value_budget((24, 12), c) \
+        + rules.value_budget((10, 20), c)
     want = lmf_even.stored((24, 12), c) + lmf_even.stored((10, 20), c) + sum(
         lmf_even.stored((20, n), c, blocks=4) for n in (24, 20))
     assert hl.count_params(small) == want <= budget
@@ -183,7 +183,7 @@ def test_compress_option_and_count_errors():
     with pytest.raises(ValueError, match=r"count must be 'budget' .* or 'lmf' .* got 'most'"):
         hl.compress(net, "prune", 2, prune_count="most")
     with pytest.raises(ValueError, match=r"count must be 'budget'"):
-        core.prune_keep((8, 8), 2, count=None)
+        rules.prune_keep((8, 8), 2, count=None)
     with pytest.raises(ValueError, match=r"methods must be a non-empty sequence from \['hmf', 'lmf', 'prune'\]"):
         hl.report(net, compressions=(2,), methods=["svd"], time=False, progress=False)
     with pytest.raises(ValueError, match=r"methods must be a non-empty sequence"):

@@ -19,7 +19,7 @@ from torch import nn
 
 import hmf_lab as hl
 from hmf_lab.experiments.tradeoff import layers_at_budget
-from hmf_lab.factor import budget as core  # the size rules
+from hmf_lab.factor import budget as rules  # the size rules
 
 SIZES = st.integers(2, 64)
 COMPRESSIONS = st.one_of(st.integers(1, 40), st.floats(1.0, 40.0, allow_nan=False))
@@ -38,7 +38,7 @@ def _count(model) -> int:
 @given(SIZES, SIZES, COMPRESSIONS)
 def test_every_entry_point_follows_one_budget(m, n, c):
     B = math.floor(m * n / c * (1 + 1e-12))
-    assert core.value_budget((m, n), c) == B
+    assert rules.value_budget((m, n), c) == B
     lin = _linear(m, n)
     W = lin.weight.detach()
     seq = nn.Sequential(lin)
@@ -53,7 +53,7 @@ def test_every_entry_point_follows_one_budget(m, n, c):
         assert hl.SparseLinear.from_linear(lin, compression=c).nnz == B
         assert _count(hl.compress(seq, "prune", compression=c)) == B
         assert _count(hl.compress(seq, "prune", compression=c, sparse=True)) == B
-        assert hl.get_method("prune").stored((m, n), c) == B == core.prune_keep((m, n), c)
+        assert hl.get_method("prune").stored((m, n), c) == B == rules.prune_keep((m, n), c)
     reachable = B >= m + n or (c == 1)
     if not reachable:  # not even rank 1 fits: factorizations refuse instead of going over budget
         for method in ("lmf", "hmf"):
@@ -84,7 +84,7 @@ def test_every_entry_point_follows_one_budget(m, n, c):
 @given(st.integers(2, 24), st.integers(2, 24), COMPRESSIONS)
 def test_lstm_modules_follow_the_budget_per_gate_block(H, n, c):
     lstm = nn.LSTM(n, H)
-    B_ih, B_hh = core.value_budget((H, n), c), core.value_budget((H, H), c)
+    B_ih, B_hh = rules.value_budget((H, n), c), rules.value_budget((H, H), c)
     if min(B_ih, B_hh) < 1:
         return
     want = 4 * (B_ih + B_hh)
@@ -121,8 +121,8 @@ def test_tradeoff_and_budget_helpers_never_exceed_the_budget():
     W = torch.randn(40, 24)
     t = tradeoff_table(W, compressions=(2, 3.5), time=False)
     for c, g in t.groupby("compression"):
-        assert (g["params"] <= core.value_budget((40, 24), c)).all()
-        assert int(g[g["method"] == "pruning (CSR)"]["params"].iloc[0]) == core.value_budget((40, 24), c)
+        assert (g["params"] <= rules.value_budget((40, 24), c)).all()
+        assert int(g[g["method"] == "pruning (CSR)"]["params"].iloc[0]) == rules.value_budget((40, 24), c)
     assert lmf_rank_at(64, 32, 32) == 1
     with pytest.raises(ValueError, match=r"params=63 stored values hold no LMF rank for shape \(32, 32\)"):
         lmf_rank_at(63, 32, 32)
@@ -130,6 +130,6 @@ def test_tradeoff_and_budget_helpers_never_exceed_the_budget():
         layers_at_budget(W, split=2)
     with pytest.raises(ValueError, match=r"split=30, rank=10 store .* allows at most"):
         layers_at_budget(W, split=30, rank=10, compression=4)
-    assert core.max_split((128, 64), 8) == 13
+    assert rules.max_split((128, 64), 8) == 13
     with pytest.raises(ValueError, match=r"cannot be reached for shape \(4, 4\) by any split"):
-        core.max_split((4, 4), 3)
+        rules.max_split((4, 4), 3)

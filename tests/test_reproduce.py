@@ -1,6 +1,7 @@
 """hmf-lab reproduce: pruning schedule, reconstructed fine-tuning, tables, plots, quick CLI runs; the one
 pipeline on a toy task registered here; long runs lose nothing (interrupt, resume, no silent overwrite)."""
 import json
+import numpy as np
 
 import pandas as pd
 import pytest
@@ -242,6 +243,13 @@ def test_a_new_task_runs_post_and_scratch_through_the_one_pipeline(toy):
                 assert row["params"] <= 32 * 32 / 2 + 32 * 4 + 1 and row["dense_params"] == 32 * 32 + 32 * 4
     df = R.run_task(toy, [2], quick=True, log=lambda *a: None)
     assert list(df.method) == ["dense", "hmf", "lmf", "prune"] and (df.time_us > 0).all()
+    # one race (dense first, the reference): pooled medians, their IQR as the spread, speedup = its ratio
+    assert (df.time_spread_us >= 0).all() and (df.dense_time_us == df.time_us.iloc[0]).all()
+    assert df.speedup.iloc[0] == 1.0 and np.allclose(df.speedup, df.dense_time_us / df.time_us)
+    two = R.run_task(toy, [2, 3], methods=["lmf"], quick=True, log=lambda *a: None)
+    assert list(zip(two.method, two.compression)) == [("dense", 1.0), ("lmf", 2.0), ("lmf", 3.0)]
+    r = R.time_side_by_side({"a": nn.Linear(4, 4), "b": nn.Linear(4, 4)}, (torch.randn(1, 4),), 0.01, 2)
+    assert list(r.medians) == ["a", "b"] and r.ratio("a") == 1.0 and list(r.table.iqr >= 0) == [True, True]
     assert "| hmf | 2x" in R.task_markdown(df)
 
 

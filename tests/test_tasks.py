@@ -1,10 +1,10 @@
-"""The one task registry (hmf_lab.tasks): the Task interface, registration, lookup, the quick variant."""
+"""The one task registry (hmf_lab.nlp.tasks): the Task interface, registration, lookup, the quick variant."""
 
 import pytest
 import torch
 
 import hmf_lab as hl
-from hmf_lab import tasks as T
+from hmf_lab.nlp import tasks as T
 from hmf_lab.nlp.training import TrainConfig, train_lm
 
 TEXT = "to be or not to be, that is the question. " * 40
@@ -45,7 +45,7 @@ def test_is_better_follows_the_direction():
 
 
 def test_register_task_checks_its_argument():
-    with pytest.raises(TypeError, match="subclass of hmf_lab.tasks.Task"):
+    with pytest.raises(TypeError, match="subclass of hmf_lab.nlp.tasks.Task"):
         T.register_task(dict)
 
     class Nameless(T.Task):

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,12 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SNIPPET = """
-import hmf_lab as hl, hmf_lab.reproduce, hmf_lab.grid, pathlib, sys
+import hmf_lab as hl, hmf_lab.experiments.reproduce, hmf_lab.experiments.grid, pathlib, sys
 m = hl.models.load_pretrained("char_lm")
 print("hmf_lab from", pathlib.Path(hl.__file__).parent)
 print("load_pretrained('char_lm'):", type(m).__name__, sum(p.numel() for p in m.parameters()), "parameters")
 print("registry:", sorted(hl.data.DATASETS), "| shipped results:",
-      sorted(hl.experiments.grid.load_grid(hl.reproduce.RESULTS_DIR).task.unique()))
+      sorted(hmf_lab.experiments.grid.load_grid(hmf_lab.experiments.reproduce.RESULTS_DIR).task.unique()))
 """
 
 
@@ -43,6 +44,11 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(repo, tmp_path):
           str(tmp_path / "dist"), str(src)], cwd=tmp_path, env=env)
     wheel, = (tmp_path / "dist").glob("hmf_lab-*.whl")
     shutil.rmtree(src)
+    # the six layers are in the wheel; the course-build tool (tools/) is not
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not [n for n in names if n.startswith("tools/") or "/tools/" in n], "tools/ must not be in the wheel"
+    for layer in ("factor", "nn", "perf", "nlp", "experiments", "course"):
+        assert f"hmf_lab/{layer}/__init__.py" in names, f"hmf_lab/{layer} is missing from the wheel"
 
     # 2. a fresh venv (its own pip, from ensurepip: offline) that sees the dev venv's dependencies
     target = tmp_path / "venv"

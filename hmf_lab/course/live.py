@@ -45,7 +45,7 @@ def regime_explorer(task: str = "intent", quick: bool | None = None, steps: int 
     """Sliders for compression, HMF split (fraction of the largest feasible one) and regime (post / scratch).
 
     Each change trains dense, HMF at that split and LMF at that compression in that regime
-    (:func:`hmf_lab.grid.live_regimes`: a few steps in quick mode) and shows the metric and parameters side
+    (:func:`hmf_lab.experiments.grid.live_regimes`: a few steps in quick mode) and shows the metric and parameters side
     by side. Returns the widget box; ``box.result`` holds the last DataFrame.
 
     >>> box = regime_explorer(quick=True)  # doctest: +SKIP

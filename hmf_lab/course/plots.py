@@ -508,7 +508,7 @@ def timing_bars(timings, ax=None, *, unit: str = "us", baseline: str | None = No
 
 def speed_crossover(df: pd.DataFrame, ax=None, *, x: str = "hidden", y: str = "speedup"):
     """Speed-up over dense against model size per method (log2 x axis), with the sizes where HMF overtakes
-    dense and CSR pruning marked (:func:`hmf_lab.engines.crossover_points`). ``df``: tidy, columns
+    dense and CSR pruning marked (:func:`hmf_lab.perf.engines.crossover_points`). ``df``: tidy, columns
     ``x``, ``method``, ``y`` (dense = 1). Returns the Axes.
 
     >>> import matplotlib; matplotlib.use("Agg")
@@ -550,7 +550,7 @@ def speed_crossover(df: pd.DataFrame, ax=None, *, x: str = "hidden", y: str = "s
 
 
 def plot_oracle(result, marks: dict | None = None, ax=None):
-    """Histogram of the error of every dense-row subset (from :func:`hmf_lab.oracle`), heuristics marked.
+    """Histogram of the error of every dense-row subset (from :func:`hmf_lab.factor.oracle.oracle`), heuristics marked.
 
     ``marks``: label -> row indices or HMF result; each gets a vertical line at its error.
 
@@ -592,7 +592,7 @@ def plot_leaderboard(df: pd.DataFrame, ax=None, by: str = "vs_best"):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    t = summary(df, by=by)  # hmf_lab.leaderboard.summary
+    t = summary(df, by=by)  # hmf_lab.experiments.leaderboard.summary
     long = t.reset_index().melt(id_vars="heuristic", var_name="compression", value_name=by)
     long["compression"] = long["compression"].map(lambda c: f"{c:g}x")
     if ax is None:

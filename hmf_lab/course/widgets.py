@@ -16,7 +16,7 @@ kernel (scripts, tests) the timing runs in one helper thread that never changes 
 :mod:`hmf_lab.course._live_thread` (:class:`~hmf_lab.course._live_thread.LiveTiming`, a mixin of
 :class:`Explorer`); this module holds the sliders and read-outs.
 
-The experiment helpers (``layers_at_budget``, ``tradeoff_table``) live in :mod:`hmf_lab.tradeoff`
+The experiment helpers (``layers_at_budget``, ``tradeoff_table``) live in :mod:`hmf_lab.experiments.tradeoff`
 and are re-exported here under their old names.
 
 Example

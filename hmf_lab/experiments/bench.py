@@ -298,16 +298,11 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
-    """A GitHub markdown table of ``df`` (no extra dependency)."""
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            return "" if np.isnan(v) else floatfmt.format(v)
-        return str(v)
+    """A GitHub markdown table of ``df`` (:func:`~hmf_lab.experiments.tables.markdown_table`; floats as
+    ``floatfmt``, NaN empty; no trailing newline)."""
+    from hmf_lab.experiments.tables import markdown_table
 
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body])
+    return markdown_table(df, float_format=floatfmt.format, missing="").rstrip("\n")
 
 
 def _machine() -> dict:

@@ -2,7 +2,7 @@
 
 The suite is every Linear/LSTM matrix of the shipped trained models that exist in ``data/``
 (found through ``hl.models.PRETRAINED``; missing checkpoints are skipped) plus the synthetic
-families of :mod:`hmf_lab.synthetic`. At each compression c a heuristic gets the parameter budget
+families of :mod:`hmf_lab.factor.synthetic`. At each compression c a heuristic gets the parameter budget
 ``m*n / c``; it may spend a share of it on dense rows (``dense_share``, tried from a short list,
 best kept) and the rest on the largest rank that fits, so every heuristic is scored at its own best
 split. Errors are relative (``||W - W_hat||_F / ||W||_F``; output error ``||X W^T - X W_hat^T||_F /
@@ -91,7 +91,8 @@ def pretrained_matrices(names=None, *, gates: bool = False) -> dict[str, torch.T
 
 
 def pretrained_inputs(name: str = "char_lm", length: int = 4096, *, gates: bool = False) -> dict[str, torch.Tensor]:
-    """Real calibration inputs for a shipped model's matrices: ``"model/param" -> X`` (N, n), from forward hooks.
+    """Real calibration inputs for a shipped model's matrices: ``"model/param" -> X`` (N, n), recorded by
+    :func:`hmf_lab.nn.compress.capture_inputs`.
 
     Runs the model on held-out task data (``hl.models.get_task(name).sample_input``) and records the input
     of every ``nn.Linear`` (for its ``.weight``) and, for single-layer ``nn.LSTM``, the layer input
@@ -113,30 +114,29 @@ def pretrained_inputs(name: str = "char_lm", length: int = 4096, *, gates: bool 
             inputs = task.sample_input()
     except (FileNotFoundError, OSError, ValueError, ImportError, AttributeError):
         return {}
+    from hmf_lab.nn.compress import capture_inputs
+
+    def key(mod_name: str) -> str:
+        return f"{name}/{mod_name + '.' if mod_name else ''}"
+
+    modules = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)
+               or (isinstance(m, nn.LSTM) and m.num_layers == 1 and not m.bidirectional)]
+    calls = capture_inputs(model, modules, [inputs])
     found: dict[str, torch.Tensor] = {}
-    hooks = []
-    for mod_name, mod in model.named_modules():
-        prefix = f"{name}/{mod_name + '.' if mod_name else ''}"
+    for mod_name, mod in modules:
+        if not calls[mod_name]:
+            continue
+        args = calls[mod_name][-1]  # the last call, as the old forward hooks kept it
+        x = args[0]
         if isinstance(mod, nn.Linear):
-            def hook(m, args, out, key=prefix + "weight"):
-                found[key] = args[0].detach().reshape(-1, args[0].shape[-1]).float()
-            hooks.append(mod.register_forward_hook(hook))
-        elif isinstance(mod, nn.LSTM) and mod.num_layers == 1 and not mod.bidirectional:
-            def hook(m, args, out, prefix=prefix):
-                x, seq = args[0], out[0]
-                if not isinstance(x, torch.Tensor):  # PackedSequence: skip
-                    return
-                t = 1 if m.batch_first else 0
-                prev = torch.cat([torch.zeros_like(seq.narrow(t, 0, 1)), seq.narrow(t, 0, seq.shape[t] - 1)], dim=t)
-                found[prefix + "weight_ih_l0"] = x.detach().reshape(-1, x.shape[-1]).float()
-                found[prefix + "weight_hh_l0"] = prev.detach().reshape(-1, prev.shape[-1]).float()
-            hooks.append(mod.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(*inputs)
-    finally:
-        for h in hooks:
-            h.remove()
+            found[key(mod_name) + "weight"] = x.reshape(-1, x.shape[-1]).float()
+        elif isinstance(x, torch.Tensor):  # an LSTM (a PackedSequence input is skipped)
+            with torch.no_grad():
+                seq = mod(*args)[0]
+            t = 1 if mod.batch_first else 0
+            prev = torch.cat([torch.zeros_like(seq.narrow(t, 0, 1)), seq.narrow(t, 0, seq.shape[t] - 1)], dim=t)
+            found[key(mod_name) + "weight_ih_l0"] = x.reshape(-1, x.shape[-1]).float()
+            found[key(mod_name) + "weight_hh_l0"] = prev.reshape(-1, prev.shape[-1]).float()
     if gates:
         found = {**found, **{f"{k}[{g}]": v for k, v in found.items()
                              if "weight_ih" in k or "weight_hh" in k for g in _GATES}}

@@ -247,14 +247,16 @@ MIN_LINEAR_DIM = 32
 
 
 def compressed_layers(model: nn.Module) -> list[str]:
-    """Names of the modules the experiments compress: every ``nn.LSTM``, every big enough ``nn.Linear``.
+    """Names of the modules the experiments compress: every ``nn.LSTM``, every big enough ``nn.Linear``
+    (:func:`hmf_lab.nn.compress.select_modules` with ``min_dim=MIN_LINEAR_DIM``).
 
     >>> net = nn.ModuleDict({"rnn": nn.LSTM(8, 64), "head": nn.Linear(64, 7), "proj": nn.Linear(64, 64)})
     >>> compressed_layers(net)
     ['rnn', 'proj']
     """
-    return [name for name, mod in model.named_modules()
-            if type(mod) is nn.LSTM or (type(mod) is nn.Linear and min(mod.weight.shape) >= MIN_LINEAR_DIM)]
+    from hmf_lab.nn.compress import select_modules
+
+    return select_modules(model, min_dim=MIN_LINEAR_DIM)
 
 
 def _matrix_shapes(model: nn.Module, layers) -> dict:

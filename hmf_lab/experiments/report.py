@@ -8,7 +8,7 @@ report compresses the layer alone with each method and measures:
 - ``weight_error``: ``||W - W_hat||_F / ||W||_F`` over the layer's weight matrices;
 - ``output_error`` on calibration inputs ``X`` (when given): the layer's inputs are captured with forward
   hooks while the model runs on ``X``, and ``||f(x) - f_hat(x)|| / ||f(x)||`` is taken on them;
-- ``time_us``: the measured time per call (batch 1, 1 thread) on the engine :func:`hmf_lab.engines.choose`
+- ``time_us``: the measured time per call (batch 1, 1 thread) on the engine :func:`hmf_lab.perf.engines.choose`
   picks (``engine``), next to the dense layer's ``dense_us`` timed in the same interleaved rounds (the
   ``dense`` candidate of that race: dense and compressed side by side, so a slow phase of a shared machine
   hits both). The ``dense`` row's ``time_us`` is the median of the dense times of the layer's races (a
@@ -55,8 +55,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from hmf_lab.experiments.tables import markdown_table
 from hmf_lab.factor.budget import csr_bytes, csr_index_bytes
-from hmf_lab.nn.compress import compress, count_params
+from hmf_lab.nn.compress import capture_inputs, compress, count_params, select_modules
 from hmf_lab.nn.methods import DENSE, METHODS as REGISTRY, get_method
 
 __all__ = ["report", "Report", "apply_plan", "RULE"]
@@ -75,19 +76,6 @@ SPLIT_POINTS = ("balanced", 0.5, 0.9)
 def _check_model(model):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-
-
-def _targets(model: nn.Module, layers) -> list[str]:
-    names = [n for n, m in model.named_modules() if type(m) in (nn.Linear, nn.LSTM)]
-    if layers is None:
-        if not names:
-            raise ValueError(f"model ({type(model).__name__}) has no nn.Linear or nn.LSTM to report on")
-        return names
-    layers = [layers] if isinstance(layers, str) else list(layers)
-    bad = [n for n in layers if n not in names]
-    if bad:
-        raise ValueError(f"layers {bad} are not nn.Linear / nn.LSTM modules of the model; valid names are {names}")
-    return layers
 
 
 def _check_compressions(compressions) -> tuple:
@@ -140,7 +128,7 @@ def _values(mod: nn.Module) -> int:
 
 
 def _index_bytes(mod: nn.Module) -> int:
-    """CSR index bytes of a pruned module (column indices + row pointers per matrix, ``core.csr_bytes``
+    """CSR index bytes of a pruned module (column indices + row pointers per matrix, ``hmf_lab.factor.budget.csr_bytes``
     without the values: int32 below 2**31 values, as the timed kernel); 0 otherwise."""
     from hmf_lab.nn.layers import SparseLinear
 
@@ -174,14 +162,12 @@ def _output_error(dense_mod, comp_mod, calls) -> float:
 
 def _capture(model: nn.Module, names: list[str], X) -> dict:
     """Each named layer's (args, kwargs) for every batch of ``X`` (a tensor, a tuple of inputs, or a list)."""
-    from hmf_lab.perf.engines import capture_calls
-
     batches = [b if isinstance(b, tuple) else (b,) for b in (X if isinstance(X, list) else [X])]
     modules = [(n, model.get_submodule(n)) for n in names]
     was = model.training
     model.eval()
     try:
-        got = capture_calls(model, modules, batches)
+        got = capture_inputs(model, modules, batches, kwargs=True)
     except Exception as e:
         raise ValueError(f"model could not run on X ({type(e).__name__}: {e}); X must be what model() takes: "
                          f"a tensor, a tuple of positional inputs, or a list of those (batches)") from e
@@ -311,7 +297,7 @@ def _time(mod: nn.Module, call, threads: int, min_run_time: float) -> tuple[str,
 
 def _dense_us(mod: nn.Module, call, threads: int, min_run_time: float, raced: list) -> float:
     """The dense row's time (us): the median of ``raced``, the dense times of the layer's races (each timed
-    beside a compressed layer by :func:`hmf_lab.engines.choose`); with none (every compression failed),
+    beside a compressed layer by :func:`hmf_lab.perf.engines.choose`); with none (every compression failed),
     the dense layer raced alone with the same settings (``hl.timing.race``)."""
     raced = [t for t in raced if math.isfinite(t)]
     if raced:
@@ -349,11 +335,8 @@ class Report:
     def to_markdown(self) -> str:
         cols = ["layer", "shape", "method", "compression", "heuristic", "split", "rank", "values", "bytes",
                 "weight_error", "output_error", "engine", "time_us", "dense_us"]
-        df = self.table[[c for c in cols if c in self.table.columns]]
-        lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-        for row in df.itertuples(index=False):
-            lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |")
-        return "\n".join(lines) + "\n"
+        return markdown_table(self.table, [c for c in cols if c in self.table.columns], float_format=".4g",
+                              missing="nan")
 
     def plan(self, target: float, methods=None) -> dict:
         """The per-layer plan at total compression ``target`` (see the module docstring for the rule).
@@ -387,7 +370,7 @@ def report(model: nn.Module, compressions=(2, 4, 8), X=None, *, layers=None, met
     """
     _check_model(model)
     cs = _check_compressions(compressions)
-    names = _targets(model, layers)
+    names = select_modules(model, layers, skip_compressed=False, purpose="report on")
     methods = _check_methods(methods)
     from hmf_lab.factor.heuristics import HEURISTICS
 
@@ -638,24 +621,24 @@ def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
 
 
 def load_model(checkpoint, factory: str) -> nn.Module:
-    """Build ``factory`` (``"module:function"``, e.g. ``"hmf_lab.models:CharLM"``) and load ``checkpoint`` into it.
+    """Build ``factory`` (``"module:function"``, e.g. ``"hmf_lab.nlp:CharLM"``) and load ``checkpoint`` into it.
 
     The checkpoint (``torch.load(weights_only=True)``) is either ``{"config": kwargs, "state_dict": ...}`` (the
     kit's format: the factory gets ``**config``) or a plain state dict (the factory is called with no argument).
 
-    >>> m = load_model("data/char_lm.pt", "hmf_lab.models:CharLM")  # doctest: +SKIP
+    >>> m = load_model("data/char_lm.pt", "hmf_lab.nlp:CharLM")  # doctest: +SKIP
     """
     import importlib
     from pathlib import Path
 
     if not isinstance(factory, str) or factory.count(":") != 1 or not all(factory.split(":")):
-        raise ValueError(f"factory must be 'module:function' (e.g. 'hmf_lab.models:CharLM'), got {factory!r}")
+        raise ValueError(f"factory must be 'module:function' (e.g. 'hmf_lab.nlp:CharLM'), got {factory!r}")
     mod_name, fn_name = factory.split(":")
     try:
         fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"factory {factory!r} cannot be imported ({type(e).__name__}: {e}); give an importable "
-                         f"module and a callable in it, e.g. 'hmf_lab.models:CharLM'") from e
+                         f"module and a callable in it, e.g. 'hmf_lab.nlp:CharLM'") from e
     path = Path(checkpoint)
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} is not a file; give the path of a torch.save'd state dict or "
@@ -714,7 +697,7 @@ def add_arguments(parser) -> None:
     from hmf_lab.experiments._args import compression_arg  # argparse validators: a bad value stops before any work
 
     parser.add_argument("--model", required=True, help="checkpoint file (state dict, or {'config', 'state_dict'})")
-    parser.add_argument("--factory", required=True, help="module:function that builds the model, e.g. hmf_lab.models:CharLM")
+    parser.add_argument("--factory", required=True, help="module:function that builds the model, e.g. hmf_lab.nlp:CharLM")
     parser.add_argument("--compression", nargs="+", type=compression_arg, default=[2, 4, 8],
                         help="compressions to report")
     parser.add_argument("--target", type=compression_arg, default=None, help="total compression of the recommended plan")

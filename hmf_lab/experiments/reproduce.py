@@ -59,19 +59,21 @@ __all__ = ["RESULTS_DIR", "load_results", "live_compare", "summary", "write_outp
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "results"  # package data (travels in the wheel)
 
 
-def time_side_by_side(named_models: dict, inputs, min_run_time: float = 0.3, rounds: int = 5) -> dict:
+def time_side_by_side(named_models: dict, inputs, min_run_time: float = 0.3, rounds: int = 5):
     """Time several models on the same input, interleaved: ``rounds`` rounds, each measuring every model
-    once (``hl.timing.race``, the kit's one harness: one thread, eval mode, ``min_run_time / rounds``
-    seconds). Returns ``{name: (best, spread)}`` in seconds per call: the fastest per-round median and the
-    range of the per-round medians; ``.warning`` says in words when the machine was too busy to trust them.
+    once (``hl.timing.race``, the kit's one harness: one thread, eval mode, inference mode,
+    ``min_run_time / rounds`` seconds per model and round). Returns the harness's
+    :class:`~hmf_lab.perf.timing.Race` (the first model is the reference): ``.median(name)`` the pooled
+    median seconds per call over every round, ``.table``'s ``iqr`` its spread, ``.ratio(name)`` the first
+    model's median / this one's, ``.warning`` in words when the machine was too busy to trust them.
 
-    Interleaving and taking the best round keep the comparison fair on a shared, noisy machine: a burst
-    of load from another process slows one round of every model, not one model.
+    Interleaving keeps the comparison fair on a shared, noisy machine: a burst of load from another
+    process slows one round of every model, not one model.
 
     >>> import torch
     >>> r = time_side_by_side({"a": torch.nn.Linear(4, 4)}, (torch.randn(1, 4),), min_run_time=0.01, rounds=2)
-    >>> sorted(r), r["a"][0] > 0
-    (['a'], True)
+    >>> list(r.medians), r.median("a") > 0, r.ratio("a")
+    (['a'], True, 1.0)
     """
     from hmf_lab.perf.timing import race
 
@@ -84,22 +86,7 @@ def time_side_by_side(named_models: dict, inputs, min_run_time: float = 0.3, rou
                 return model(*inputs)
         fns[name] = fn
     rounds = max(1, int(rounds))
-    r = race(fns, rounds=rounds, min_run_time=min_run_time / rounds, threads=1, warmup=0)
-    out = _SideBySide({name: (min(t.median for t in ts), max(t.median for t in ts) - min(t.median for t in ts))
-                       for name, ts in r.timings.items()})
-    out.race = r
-    return out
-
-
-class _SideBySide(dict):
-    """``time_side_by_side``'s {name: (best, spread)}; ``.race`` is the ``hl.timing.Race`` behind it and
-    ``.warning`` its verdict in words ('' when the timing can be trusted)."""
-
-    race = None
-
-    @property
-    def warning(self) -> str:
-        return self.race.warning if self.race is not None else ""
+    return race(fns, rounds=rounds, min_run_time=min_run_time / rounds, threads=1, warmup=0)
 
 
 def _compressing_methods() -> tuple[str, ...]:
@@ -114,14 +101,15 @@ def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, 
 
     Every model comes from the one pipeline (:func:`~hmf_lab.experiments.pipeline.run_cell`, regime
     ``post``, seed 0) with the task's settings (:meth:`~hmf_lab.nlp.tasks.Task.settings`); ``steps``
-    overrides the fine-tuning steps, ``eval_size`` the evaluation size, ``min_run_time`` /
-    ``timing_rounds`` the timing. Then the models of each compression are timed side by side with dense.
+    overrides the fine-tuning steps, ``eval_size`` the evaluation size, ``min_run_time`` (per model) /
+    ``timing_rounds`` the timing. Then every model is timed side by side with dense, in one race.
 
     Columns: task, metric, method, compression (target), params (``hl.count_params``), actual
     compression, before (metric right after compression), after (after equal fine-tuning),
-    time_us / time_spread_us (per sequence, batch 1, 1 thread: best and range of the interleaved
-    rounds of :func:`time_side_by_side`), dense_time_us (dense, measured in the same rounds),
-    speedup (dense time / this time), fine_tune_steps, fine_tune_s.
+    time_us / time_spread_us (per sequence, batch 1, 1 thread: the pooled median and its interquartile
+    range over every round of one :func:`time_side_by_side` race holding dense and every (method,
+    compression) model), dense_time_us (dense, measured in the same rounds), speedup (dense median /
+    this median, the race's ``ratio``), timing_warning (the race's verdict), fine_tune_steps, fine_tune_s.
     """
     names = task_names()
     if task not in names:
@@ -143,13 +131,12 @@ def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, 
     inputs = t.sample_input()
     log(f"[{task}] dense {t.metric} = {base:.4f}, {dense_params} weight values in LSTM/Linear layers; "
         f"compressing {compressed_layers(dense)}")
-    rows, dense_times = [], []
+    rows, models = [], {base_method: dense}
     for c in cs:
-        block = {}
         for method in methods:
             cell = Cell(task, "post", method, c, heuristic=heuristic if recipe(method).takes_heuristic else "top", **kw)
             r = run_cell(cell, progress=progress, keep_model=True)
-            block[method] = r.pop("model")
+            models[f"{method} {c:g}x"] = r.pop("model")
             after = r["value"] if r["steps"] else r["before"]   # no training: the model right after compression
             rows.append(dict(task=task, metric=t.metric, method=method, compression=c, params=r["params"],
                              heuristic=cell.heuristic if recipe(method).takes_heuristic else "",
@@ -157,21 +144,19 @@ def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, 
                              fine_tune_steps=r["steps"], fine_tune_s=r["seconds"]))
             log(f"[{task}] {method} {c:g}x: {r['params']} params, {t.metric} before {r['before']:.4f} after "
                 f"{after:.4f} ({r['seconds']:.0f} s)")
-        # time dense and the compressed models side by side, interleaved
-        times = time_side_by_side({base_method: dense, **block}, inputs, st.min_run_time if min_run_time is None
-                                  else min_run_time, st.timing_rounds if timing_rounds is None else timing_rounds)
-        td = times[base_method][0]
-        dense_times.append(td)
-        for r in rows[-len(methods):]:
-            tm, spread = times[r["method"]]
-            r.update(time_us=tm * 1e6, time_spread_us=spread * 1e6, dense_time_us=td * 1e6, speedup=td / tm,
-                     timing_warning=times.warning)
-    dt = min(dense_times)
+    # one race: dense and every compressed model side by side, interleaved (dense is the reference)
+    times = time_side_by_side(models, inputs, st.min_run_time if min_run_time is None else min_run_time,
+                              st.timing_rounds if timing_rounds is None else timing_rounds)
+    iqr = dict(zip(times.table["name"], times.table["iqr"]))
+    td = times.median(base_method)
+    for r in rows:
+        name = f"{r['method']} {r['compression']:g}x"
+        r.update(time_us=times.median(name) * 1e6, time_spread_us=iqr[name] * 1e6, dense_time_us=td * 1e6,
+                 speedup=times.ratio(name), timing_warning=times.warning)
     rows.insert(0, dict(task=task, metric=t.metric, method=base_method, compression=1.0, params=dense_params,
                         actual_compression=1.0, before=base, after=base, fine_tune_steps=0, fine_tune_s=0.0,
-                        time_us=dt * 1e6, time_spread_us=max(dense_times) * 1e6 - dt * 1e6,
-                        dense_time_us=dt * 1e6, speedup=1.0,
-                        timing_warning=next((r["timing_warning"] for r in rows if r.get("timing_warning")), "")))
+                        time_us=td * 1e6, time_spread_us=iqr[base_method] * 1e6, dense_time_us=td * 1e6,
+                        speedup=1.0, timing_warning=times.warning))
     return pd.DataFrame(rows)
 
 
@@ -352,7 +337,7 @@ def run(args) -> int:
 def load_results(folder=None) -> dict[str, pd.DataFrame]:
     """The per-task CSVs of :func:`write_outputs` (single-run format), ``{task: DataFrame}``.
 
-    A grid run (``hmf-lab reproduce``) writes ``cells.csv`` instead: :func:`hmf_lab.grid.load_grid`
+    A grid run (``hmf-lab reproduce``) writes ``cells.csv`` instead: :func:`hmf_lab.experiments.grid.load_grid`
     (the shipped one: ``hmf_lab/assets/results``).
 
     >>> sorted(load_results())  # doctest: +SKIP

@@ -1,6 +1,6 @@
 """Experiment helpers: the four layers at one budget, their timing with references, the trade-off table.
 
-No widgets here: the explorers (:mod:`hmf_lab.widgets`) and the notebooks call these functions.
+No widgets here: the explorers (:mod:`hmf_lab.course.widgets`) and the notebooks call these functions.
 ``hl.widgets.layers_at_budget`` and ``hl.widgets.tradeoff_table`` are the same functions (re-exported).
 
 Every helper that builds layers only to time them returns them in **eval mode** with gradients off, so
@@ -71,7 +71,7 @@ def dense_layer(W, *, bias: bool = False) -> nn.Linear:
 
 
 def lmf_layer(W, rank: int, *, bias: bool = False, cache: HMFCache | None = None) -> LMFLinear:
-    """The rank-``rank`` LMF (truncated SVD) of ``W`` as an :class:`~hmf_lab.layers.LMFLinear`, eval mode.
+    """The rank-``rank`` LMF (truncated SVD) of ``W`` as an :class:`~hmf_lab.nn.layers.LMFLinear`, eval mode.
 
     >>> import torch
     >>> lmf_layer(torch.randn(16, 12), 3).n_params
@@ -136,7 +136,7 @@ def time_layers(layers: dict, *, batch: int = 1, rounds: int = 2, min_run_time: 
     """Time ``layers`` (name -> module, the first is the baseline) side by side with ``hl.timing.race``,
     each beside its references: ``ideal`` = baseline bytes / its bytes (``hl.timing.weight_bytes``: the
     memory-bandwidth limit of batch-1 inference) and ``floor`` = the median of its raw kernels
-    (``hl.timing.raw_kernels``, same rounds). Returns the :class:`~hmf_lab.timing.Race` with those columns
+    (``hl.timing.raw_kernels``, same rounds). Returns the :class:`~hmf_lab.perf.timing.Race` with those columns
     (and ``bytes``) added to its table; ``threads="auto"``: one thread at batch 1; ``clock``: "wall" or
     "thread" (CPU time of the timing thread: waits for other processes left out).
 

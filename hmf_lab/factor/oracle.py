@@ -23,7 +23,7 @@ import torch
 
 from hmf_lab.factor._validation import as_inputs, as_matrix, check_rank, check_split
 
-__all__ = ["oracle", "OracleResult", "MAX_ROWS"]  # check_rows: see hmf_lab.exercises
+__all__ = ["oracle", "OracleResult", "MAX_ROWS"]  # check_rows: see hmf_lab.course.exercises
 
 #: exhaustive search is offered up to this many rows (C(16, 8) = 12870 subsets)
 MAX_ROWS = 16

@@ -9,7 +9,7 @@ training script and the notebooks use only this interface:
 ``Task.pretrained(quick=False, **kw)``     ``(task, shipped dense model)`` with the checkpoint's vocabulary
 ``task.build(**arch)``                     a fresh, randomly initialised model
 ``task.batch_loss(model, generator, cfg)`` the loss of one random training batch
-``task.train(model, cfg)``                 :func:`hmf_lab.training.train` on those batches
+``task.train(model, cfg)``                 :func:`hmf_lab.nlp.training.train` on those batches
 ``task.train_base()`` / ``fine_tune()``    the base run / fine-tuning (one implementation for all tasks)
 ``task.evaluate(model) -> dict``           metrics; ``metric`` names the headline one,
                                            ``higher_is_better`` its direction
@@ -66,8 +66,8 @@ class Settings:
     prune_every: int = 10            # steps between mask updates
     live_post_steps: int | None = None     # the live sliders' budgets in full mode (None: post_steps /
     live_scratch_steps: int | None = None  # scratch_steps): a slider move must take seconds
-    min_run_time: float = 1.0        # seconds of side-by-side timing per compression (single timed run)
-    timing_rounds: int = 5           # interleaved timing rounds; the best round counts
+    min_run_time: float = 1.0        # seconds of side-by-side timing per model (single timed run)
+    timing_rounds: int = 5           # interleaved timing rounds, pooled (median, IQR)
     step_cost: float = 0.1           # rough seconds per training step (schedules the longest cells first)
 
     def steps(self, regime: str, live: bool = False) -> int:
@@ -156,7 +156,7 @@ class Task:
         return a > b if self.higher_is_better else a < b
 
     def train(self, model: nn.Module, cfg: TrainConfig, progress: bool = True, callback=None) -> list[float]:
-        """:func:`hmf_lab.training.train` on this task's batches; returns the loss per step."""
+        """:func:`hmf_lab.nlp.training.train` on this task's batches; returns the loss per step."""
         return train(model, cfg, lambda step, g: self.batch_loss(model, g, cfg), self.train_desc, progress,
                      callback)
 
@@ -194,7 +194,7 @@ TASKS: dict[str, type[Task]] = {}
 def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator: add a :class:`Task` subclass to :data:`TASKS` under ``cls.name``."""
     if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise TypeError(f"register_task expects a subclass of hmf_lab.tasks.Task, got {cls!r}")
+        raise TypeError(f"register_task expects a subclass of hmf_lab.nlp.tasks.Task, got {cls!r}")
     if not cls.name:
         raise ValueError(f"{cls.__name__} must set the class attribute `name` (and may set `cli_name`), "
                          f"got name={cls.name!r}")

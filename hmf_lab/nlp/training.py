@@ -85,7 +85,7 @@ def train(model: nn.Module, cfg: TrainConfig, loss_fn, desc: str = "train", prog
 
 
 def _loop(model, cfg: TrainConfig, loss_fn, desc: str, progress: bool, callback=None):
-    """The former name of :func:`train` (kept for callers of ``hmf_lab.models._loop``)."""
+    """The former name of :func:`train` (kept for callers of the old ``hmf_lab.models._loop``)."""
     return train(model, cfg, loss_fn, desc, progress, callback)
 
 

@@ -5,11 +5,11 @@ The copy keeps every forward signature; the original model is not touched. What 
 ============  ==========================================  =============================================
 method        ``nn.Linear`` becomes                        ``nn.LSTM`` becomes
 ============  ==========================================  =============================================
-``"hmf"``     :class:`~hmf_lab.layers.HMFLinear`           :class:`~hmf_lab.lstm.HMFLSTM` (HMF per gate)
-``"lmf"``     :class:`~hmf_lab.layers.LMFLinear`           :class:`~hmf_lab.lstm.LMFLSTM` (LMF per gate)
-``"prune"``   ``nn.Linear`` + ``torch.nn.utils.prune``    :class:`~hmf_lab.lstm.PrunedLSTM` (masked)
+``"hmf"``     :class:`~hmf_lab.nn.layers.HMFLinear`           :class:`~hmf_lab.nn.lstm.HMFLSTM` (HMF per gate)
+``"lmf"``     :class:`~hmf_lab.nn.layers.LMFLinear`           :class:`~hmf_lab.nn.lstm.LMFLSTM` (LMF per gate)
+``"prune"``   ``nn.Linear`` + ``torch.nn.utils.prune``    :class:`~hmf_lab.nn.lstm.PrunedLSTM` (masked)
               mask (trainable, masked dense)
-``"prune"``   :class:`~hmf_lab.layers.SparseLinear` (CSR)  :class:`~hmf_lab.lstm.SparseLSTM` (CSR)
+``"prune"``   :class:`~hmf_lab.nn.layers.SparseLinear` (CSR)  :class:`~hmf_lab.nn.lstm.SparseLSTM` (CSR)
 + sparse=True
 ============  ==========================================  =============================================
 
@@ -50,6 +50,7 @@ Example
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 
@@ -63,7 +64,8 @@ from hmf_lab.factor.budget import _prune_count
 from hmf_lab.nn.lstm import CompressedLSTM, PrunedLSTM
 from hmf_lab.nn.methods import METHODS, Method, get_method
 
-__all__ = ["compress", "sparsify", "count_params", "replace_modules", "METHODS"]
+__all__ = ["compress", "sparsify", "count_params", "replace_modules", "select_modules", "capture_inputs",
+           "METHODS"]
 
 
 def _is_compressed(mod: nn.Module) -> bool:
@@ -71,23 +73,36 @@ def _is_compressed(mod: nn.Module) -> bool:
         isinstance(mod, nn.Linear) and tprune.is_pruned(mod))
 
 
-def _targets(model: nn.Module, layers) -> list[str]:
-    """Qualified names of the modules to replace: every plain nn.Linear / nn.LSTM, or the ``layers`` given.
+def select_modules(model: nn.Module, layers=None, *, min_dim: int = 0, skip_compressed: bool = True,
+                   purpose: str = "compress") -> list[str]:
+    """The one module selection: qualified names of the ``nn.Linear`` / ``nn.LSTM`` modules to work on.
 
-    Modules compress already made (HMF/LMF/pruned) are not compressed again: with none left to compress
-    this raises; with some left, they are compressed and a warning names the ones kept as they are.
+    ``layers=None``: every plain ``nn.Linear`` (with ``min(weight.shape) >= min_dim``) and ``nn.LSTM``, in
+    ``model.named_modules()`` order; ``layers`` (a name or a list of names): those, checked. With
+    ``skip_compressed`` (``hl.compress``), modules compress already made (HMF/LMF/pruned) are left out:
+    with none left this raises; with some left, a warning names the ones kept as they are. ``purpose``
+    words the errors (``"compress"``, ``"report on"``). Used by ``hl.compress`` (all defaults),
+    ``hl.report`` (``skip_compressed=False``) and the experiments
+    (:func:`~hmf_lab.experiments.pipeline.compressed_layers`: ``min_dim=MIN_LINEAR_DIM``).
+
+    >>> import torch
+    >>> net = torch.nn.ModuleDict({"rnn": torch.nn.LSTM(8, 64), "head": torch.nn.Linear(64, 7),
+    ...                            "proj": torch.nn.Linear(64, 64)})
+    >>> select_modules(net), select_modules(net, min_dim=32), select_modules(net, "head")
+    (['rnn', 'head', 'proj'], ['rnn', 'proj'], ['head'])
     """
-    done = [name for name, mod in model.named_modules() if _is_compressed(mod)]
+    done = [name for name, mod in model.named_modules() if _is_compressed(mod)] if skip_compressed else []
     candidates = [name for name, mod in model.named_modules()
-                  if type(mod) in (nn.Linear, nn.LSTM) and not _is_compressed(mod)
+                  if (type(mod) is nn.LSTM or (type(mod) is nn.Linear and min(mod.weight.shape) >= min_dim))
+                  and not (skip_compressed and _is_compressed(mod))
                   and not any(name == d or name.startswith(d + ".") for d in done if d)]
     if layers is None:
         if not candidates:
             if done:
                 raise ValueError(
                     f"model is already compressed: {_names(done)} hold HMF/LMF/pruned weights and no plain "
-                    f"nn.Linear / nn.LSTM is left to compress; compress the original (dense) model instead")
-            raise ValueError(f"model has no nn.Linear or nn.LSTM to compress (it is a {type(model).__name__})")
+                    f"nn.Linear / nn.LSTM is left to {purpose}; {purpose} the original (dense) model instead")
+            raise ValueError(f"model has no nn.Linear or nn.LSTM to {purpose} (it is a {type(model).__name__})")
         if done:
             warnings.warn(f"model is partly compressed: {_names(done)} are kept as they are; compressing "
                           f"the remaining {_names(candidates)}", UserWarning, stacklevel=3)
@@ -99,8 +114,8 @@ def _targets(model: nn.Module, layers) -> list[str]:
     layers = list(layers)
     bad = [name for name in layers if name not in candidates]
     if bad:
-        raise ValueError(f"layers {bad} are not nn.Linear / nn.LSTM modules of the model (not yet compressed); "
-                         f"valid names are {candidates}")
+        raise ValueError(f"layers {bad} are not nn.Linear / nn.LSTM modules of the model"
+                         + (" (not yet compressed)" if skip_compressed else "") + f"; valid names are {candidates}")
     return layers
 
 
@@ -184,7 +199,7 @@ def compress(model: nn.Module, method, compression=None, *, heuristic="top", spl
         _prune_count(prune_count)
     opts = {"split": split, "rank": rank, "heuristic": heuristic, "sparse": sparse, "prune_count": prune_count}
     opts = {k: v for k, v in opts.items() if k in meth.options}
-    names = _targets(model, layers)
+    names = select_modules(model, layers)
     targets = set(names)
     calib, heur = _calibration(model, names, heuristic, X, loss)
 
@@ -202,6 +217,58 @@ def compress(model: nn.Module, method, compression=None, *, heuristic="top", spl
 
 
 # --------------------------------------------------------------------------- calibration inputs (X, loss)
+
+
+@contextlib.contextmanager
+def recording(modules, *, kwargs: bool = False):
+    """Forward pre-hooks that record every call of ``modules`` while the block runs; removed on exit.
+
+    ``modules``: ``(name, module)`` pairs or a ``{name: module}`` dict. Yields ``{name: [call, ...]}``
+    filled as the modules run: each call is its positional arguments (a tuple, tensors detached), or
+    ``(args, kwargs)`` as received with ``kwargs=True``. The one calibration capture: :func:`capture_inputs`,
+    ``hl.compress``'s calibration (``X``, ``loss``), ``hl.report``, the engine choice and the leaderboard's
+    real inputs all record through it.
+    """
+    pairs = list(modules.items()) if isinstance(modules, dict) else list(modules)
+    got: dict[str, list] = {name: [] for name, _ in pairs}
+    handles = []
+
+    def hook_for(name):
+        if kwargs:
+            def hook(mod, args, kw):
+                got[name].append((args, kw))
+        else:
+            def hook(mod, args):
+                got[name].append(tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args))
+        return hook
+
+    try:
+        for name, mod in pairs:
+            handles.append(mod.register_forward_pre_hook(hook_for(name), with_kwargs=kwargs))
+        yield got
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def capture_inputs(model: nn.Module, modules, batches, *, kwargs: bool = False) -> dict[str, list]:
+    """Every call each of ``modules`` receives while ``model(*b)`` runs for each input tuple ``b`` of ``batches``.
+
+    Runs under ``torch.no_grad`` (the model's train/eval mode is the caller's); the hooks are always removed.
+    Returns ``{name: [args, ...]}`` (``[(args, kwargs), ...]`` with ``kwargs=True``), see :func:`recording`.
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    >>> calls = capture_inputs(net, [("0", net[0])], [(torch.zeros(4, 3),), (torch.ones(5, 3),)])
+    >>> [tuple(args[0].shape) for args in calls["0"]]
+    [(4, 3), (5, 3)]
+    >>> len(net[0]._forward_pre_hooks)
+    0
+    """
+    with recording(modules, kwargs=kwargs) as got, torch.no_grad():
+        for b in batches:
+            model(*b)
+    return got
 
 
 def _batches(X) -> list:
@@ -255,7 +322,7 @@ def _misfit(name: str, mod: nn.Module, args, i: int, err: Exception):
                          f"as X, with last dimension {width}") from err
 
 
-def _lstm_streams(lstm: nn.LSTM, args, out) -> dict:
+def _lstm_streams(lstm: nn.LSTM, args) -> dict:
     """Per-matrix inputs of an LSTM call: ``ih_l{k}`` the layer's input rows, ``hh_l{k}`` its hidden states."""
     from torch.nn.utils.rnn import PackedSequence
 
@@ -304,21 +371,7 @@ def _calibration(model: nn.Module, names, heuristic, X, loss):
     if loss is not None and not fisher:
         raise ValueError(f"loss is only used by heuristic 'fisher', got heuristic {heuristic!r}; drop loss=")
     mods = {name: model.get_submodule(name) if name else model for name in names}
-    seen: dict[str, list] = {name: [] for name in names}
     hooks = []
-
-    def hook_for(name):
-        def hook(mod, args, out):
-            args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
-            if isinstance(mod, nn.LSTM):
-                with torch.no_grad():
-                    seen[name].append(_lstm_streams(mod, args, out))
-            else:
-                seen[name].append(args[0].detach().reshape(-1, mod.in_features))
-        return hook
-
-    for name, mod in mods.items():
-        hooks.append(mod.register_forward_hook(hook_for(name)))
     entered: list = []  # (name, module, args) of the Linear/LSTM whose forward is running: names X's misfit
     for name, mod in model.named_modules():
         if type(mod) in (nn.Linear, nn.LSTM):
@@ -332,7 +385,7 @@ def _calibration(model: nn.Module, names, heuristic, X, loss):
     was = model.training
     model.eval()  # calibration without dropout
     try:
-        with torch.inference_mode(False):
+        with torch.inference_mode(False), recording(mods) as calls:
             for i, args in enumerate(batches):
                 if fisher:
                     model.zero_grad(set_to_none=True)
@@ -363,9 +416,11 @@ def _calibration(model: nn.Module, names, heuristic, X, loss):
                     p.grad = saved[id(p)]
     calib, heur = {}, {}
     for name, mod in mods.items():
-        got = seen[name]
-        if not got:
+        if not calls[name]:
             raise ValueError(f"layer {name!r} never ran on the calibration inputs X; check that X reaches it")
+        with torch.inference_mode(False), torch.no_grad():
+            got = [_lstm_streams(mod, args) if isinstance(mod, nn.LSTM) else args[0].reshape(-1, mod.in_features)
+                   for args in calls[name]]
         if isinstance(mod, nn.LSTM):
             calib[name] = {key: torch.cat([g[key] for g in got]) for key in got[0]}
             if fisher:

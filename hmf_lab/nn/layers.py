@@ -40,10 +40,29 @@ MODES = ("factorized", "reconstructed")
 SPARSE_MODES = ("csr", "reconstructed")  # SparseLinear: sparse kernel, or the masked dense weight
 
 
-def _check_mode(mode) -> str:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return mode
+class _Modes:
+    """The one ``mode`` property of the compressed modules: one of the class's ``MODES``, checked when set.
+
+    ``HMFLinear``/``LMFLinear`` (:data:`MODES`), ``SparseLinear`` (:data:`SPARSE_MODES`) and the compressed
+    LSTMs (``LSTM_MODES``) share it. Setting it drops the module's inference cache where it keeps one
+    (``_clears_cache``): every mode gives the same numbers through a different kernel.
+    """
+
+    MODES: tuple[str, ...] = ()
+    _clears_cache = True
+
+    @property
+    def mode(self) -> str:
+        """The forward's implementation, one of the class's ``MODES`` (same numbers, different kernels)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {value!r}")
+        self._mode = value
+        if self._clears_cache:
+            self.clear_cache()
 
 
 def _differentiating(x: torch.Tensor, *params: torch.Tensor) -> bool:
@@ -162,18 +181,10 @@ class _StoredValues:
         return self.in_features * self.out_features / self.n_params
 
 
-class _ModeSwitch(_InferenceCache):
+class _ModeSwitch(_Modes, _InferenceCache):
     """The factorized layers' forward switch: ``"factorized"`` (thin GEMMs) or ``"reconstructed"`` (W_hat)."""
 
-    @property
-    def mode(self) -> str:
-        """``"factorized"`` or ``"reconstructed"`` forward (same numbers, different kernels)."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        self._mode = _check_mode(value)
-        self.clear_cache()
+    MODES = MODES
 
 
 def _check_rows(rows, m: int, k: int) -> torch.Tensor:
@@ -206,7 +217,7 @@ def _check_rows(rows, m: int, k: int) -> torch.Tensor:
 class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
     """``y = x @ W_hat.T + b`` with ``W_hat = P [D ; U V]``: ``dense`` (D), ``U``, ``V`` trainable ``nn.Parameter``s.
 
-    The names follow :class:`~hmf_lab.core.HMFResult`: ``dense`` (k, n) are the rows kept exactly
+    The names follow :class:`~hmf_lab.factor.core.HMFResult`: ``dense`` (k, n) are the rows kept exactly
     (``D`` is an alias), ``U`` (m-k, r) and ``V`` (r, n) the factorization of the others. ``rows`` (buffer)
     are the output positions of the dense rows; ``inverse`` (buffer) maps ``[D ; U V]`` order back to the
     output order. ``mode`` switches the forward: ``"factorized"`` (default: one matrix-vector pass over
@@ -276,7 +287,7 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
 
     @classmethod
     def from_result(cls, f, bias: torch.Tensor | None = None) -> "HMFLinear":
-        """Build the layer from an :class:`~hmf_lab.core.HMFResult` (and an optional bias (m,))."""
+        """Build the layer from an :class:`~hmf_lab.factor.core.HMFResult` (and an optional bias (m,))."""
         m, n = f.shape
         layer = cls(n, m, f.split, f.rank, bias=bias is not None, rows=f.rows, dtype=f.V.dtype)
         with torch.no_grad():
@@ -466,7 +477,7 @@ class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
-class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
+class SparseLinear(_Modes, _InferenceCache, _StoredValues, nn.Module):
     """Magnitude-pruned linear layer run with torch's sparse CSR kernel (inference).
 
     The CSR arrays are buffers (``crow_indices``, ``col_indices``, ``values``) so ``state_dict`` holds
@@ -474,20 +485,10 @@ class SparseLinear(_InferenceCache, _StoredValues, nn.Module):
     """
 
     _stored = ("values",)  # n_params counts these
+    #: ``mode``: ``"csr"`` (sparse kernel, default) or ``"reconstructed"`` (the masked dense weight, cached,
+    #: through ``F.linear``): same numbers; :mod:`hmf_lab.perf.engines` picks the faster one by measuring
+    MODES = SPARSE_MODES
     _mode = "csr"
-
-    @property
-    def mode(self) -> str:
-        """``"csr"`` (sparse kernel, default) or ``"reconstructed"`` (the masked dense weight, cached, through
-        ``F.linear``): same numbers; :mod:`hmf_lab.engines` picks the faster one by measuring."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        if value not in SPARSE_MODES:
-            raise ValueError(f"mode must be one of {SPARSE_MODES}, got {value!r}")
-        self._mode = value
-        self.clear_cache()
 
     def __init__(self, in_features: int, out_features: int, nnz: int, bias: bool = True, dtype=None):
         super().__init__()

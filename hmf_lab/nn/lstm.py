@@ -49,7 +49,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from hmf_lab.factor._validation import as_int, check_compression, check_rank, check_split
 from hmf_lab.factor.budget import choose_split_rank, lmf_rank, prune_keep
 from hmf_lab.factor.core import hmf, prune
-from hmf_lab.nn.layers import SparseLinear, _differentiating, _InferenceCache, _StoredValues
+from hmf_lab.nn.layers import SparseLinear, _differentiating, _InferenceCache, _Modes, _StoredValues
 from hmf_lab.nn.lstm_loops import _SCRIPTED, _cell, _csr_loop, _hmf_loop, _scripted  # noqa: F401
 
 __all__ = ["GATES", "GateHMFLinear", "CompressedLSTM", "LSTM_MODES", "HMFLSTM", "LMFLSTM", "PrunedLSTM",
@@ -241,7 +241,7 @@ class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
 LSTM_MODES = ("auto", "factorized", "reconstructed")
 
 
-class CompressedLSTM(nn.Module):
+class CompressedLSTM(_Modes, nn.Module):
     """Base of the compressed LSTMs: the ``nn.LSTM`` forward signature on per-layer ``ih``/``hh`` matrices.
 
     ``forward(input, hx=None) -> (output, (h_n, c_n))`` with ``batch_first``, ``num_layers``,
@@ -261,6 +261,9 @@ class CompressedLSTM(nn.Module):
       runs through torch's LSTM kernel, gradients reach D, U, V), factorized for inference.
     """
 
+    MODES = LSTM_MODES  # the shared ``mode`` property (:class:`~hmf_lab.nn.layers._Modes`) checks these
+    _clears_cache = False  # setting mode keeps _inference_cache, as the LSTM's own setter did
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False):
         super().__init__()
@@ -279,11 +282,6 @@ class CompressedLSTM(nn.Module):
         self.hh = nn.ModuleList()
         self._mode = "auto"
 
-    @property
-    def mode(self) -> str:
-        """``"auto"``, ``"factorized"`` or ``"reconstructed"`` (see the class docstring)."""
-        return self._mode
-
     def __getstate__(self):
         # pickle and copy.deepcopy leave out what the forward caches (rebuilt on the next call)
         state = dict(super().__getstate__())
@@ -296,12 +294,6 @@ class CompressedLSTM(nn.Module):
         m = next(iter(self.ih._modules.values()))   # self.ih[0] without ModuleList's indexing cost (per forward)
         w = m._parameters.get("V")
         return w if w is not None else m._buffers["values"]
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        if value not in LSTM_MODES:
-            raise ValueError(f"mode must be one of {LSTM_MODES}, got {value!r}")
-        self._mode = value
 
     def _layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.hidden_size * self.num_directions
@@ -721,7 +713,7 @@ class LMFLSTM(HMFLSTM):
 
 
 class SparseLSTM(CompressedLSTM):
-    """Pruned LSTM for inference: W_ih, W_hh as CSR :class:`~hmf_lab.layers.SparseLinear` (not trainable).
+    """Pruned LSTM for inference: W_ih, W_hh as CSR :class:`~hmf_lab.nn.layers.SparseLinear` (not trainable).
 
     >>> import torch, hmf_lab as hl
     >>> s = hl.SparseLSTM.from_lstm(torch.nn.LSTM(16, 16), compression=4)

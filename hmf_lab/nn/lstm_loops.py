@@ -2,7 +2,7 @@
 
 "eager" runs a loop in Python, "script" the TorchScript compilation of the same function
 (:func:`_scripted`, compiled once per process). Gate-major layout: ``xp`` (T, G, B, H) holds the input
-projections plus both biases; ``h``, ``c`` are (B, H). :class:`~hmf_lab.lstm_base.CompressedLSTM`
+projections plus both biases; ``h``, ``c`` are (B, H). :class:`~hmf_lab.nn.lstm.CompressedLSTM`
 picks the loop; every engine gives the same numbers (tests/test_fastpaths.py).
 
 >>> import torch
@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-__all__ = []  # private machinery; the LSTM classes live in hmf_lab.lstm
+__all__ = []  # private machinery; the LSTM classes live in hmf_lab.nn.lstm
 
 
 def _cell(g: torch.Tensor, c: torch.Tensor):

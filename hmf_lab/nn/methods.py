@@ -27,12 +27,12 @@ values / stored values; the value budget of an (m, n) matrix at compression c is
 every method stores at most that, as close to it as its structure allows: pruning keeps exactly the
 budget, LMF the largest rank that fits, HMF the balanced (split, rank) of ``choose_split_rank``.
 
-For the experiment modules moving onto the registry (regimes, reproduce, grid): a cell's method list is
-``[DENSE.name, *METHODS]``; ``if cell.method == "prune"`` becomes ``if get_method(cell.method).sparse`` (or
-``.fine_tune == "gradual_prune"``), ``== "hmf"`` becomes ``.takes_heuristic``; the largest feasible split is
-:func:`hmf_lab.factor.budget.max_split` (``regimes.max_split`` duplicates it); pruning now keeps the budget
-``floor(m*n / c)`` by default, pass ``prune_count="lmf"`` to ``hl.compress`` (``count="lmf"`` to
-``prune_keep``) where a table needs pruning exactly as big as LMF.
+The experiments read the registry (:mod:`hmf_lab.experiments.pipeline`, ``reproduce``, ``grid``): a cell's
+method list is ``[DENSE.name, *METHODS]``; instead of ``method == "prune"`` they ask the record
+(``get_method(name).sparse``, ``.fine_tune == "gradual_prune"``, ``.takes_heuristic``); the largest feasible
+split is :func:`hmf_lab.factor.budget.max_split` (``pipeline.max_split`` wraps it, 0 where nothing fits);
+pruning keeps the budget ``floor(m*n / c)`` by default, pass ``prune_count="lmf"`` to ``hl.compress``
+(``count="lmf"`` to ``prune_keep``) where a table needs pruning exactly as big as LMF.
 
 **DENSE** is a pseudo-record for the uncompressed reference rows of tables and plots (``label_of``,
 ``color_of``, ``lookup``): it is *not* in :data:`METHODS` (``hl.compress(model, "dense")`` is refused;

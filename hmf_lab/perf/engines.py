@@ -17,7 +17,7 @@ Small layers are overhead-bound (the dense kernel on W_hat wins); large layers a
 (the factorized kernels, which stream fewer bytes, win). :func:`choose` captures every compressed layer's
 real input from one forward pass of ``example_inputs``, checks that every engine gives the same output
 (an engine that does not is never chosen), times them in interleaved rounds with the kit's one harness,
-:func:`hmf_lab.timing.race` (1 thread and the thread CPU clock by default), and switches each layer to the
+:func:`hmf_lab.perf.timing.race` (1 thread and the thread CPU clock by default), and switches each layer to the
 fastest one. A layer timed alone does not predict the whole model, so :func:`choose` then times the whole
 model with that choice against every layer on its fallback (``reconstructed``: dense kernels on W_hat)
 and the dense model, interleaved, and keeps the choice only when it pays end to end (never slower must
@@ -48,12 +48,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from hmf_lab.nn.compress import capture_inputs
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import CompressedLSTM, SparseLSTM
 from hmf_lab.perf.timing import Race, race
 
 __all__ = ["ENGINES", "engines_of", "set_engine", "current_engine", "choose", "summary", "clear_cache",
-           "compressed_modules", "compare_models", "load_note", "crossover_points", "capture_calls"]
+           "compressed_modules", "compare_models", "load_note", "crossover_points"]
 
 #: every engine name, in the order they are tried (the first available one is the reference output)
 ENGINES = ("factorized", "csr", "reconstructed")
@@ -169,32 +170,6 @@ def _scale(out) -> float:
     return max([float(t.float().abs().max()) for t in _tensors(out) if t.numel()] + [1.0])
 
 
-def capture_calls(model: nn.Module, modules: list, batches) -> dict[str, list]:
-    """Every ``(args, kwargs)`` each of ``modules`` (``(name, module)`` pairs) receives while ``model(*b)``
-    runs for each input tuple ``b`` of ``batches`` (inference mode; the hooks are removed afterwards).
-
-    >>> import torch
-    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
-    >>> calls = capture_calls(net, [("0", net[0])], [(torch.zeros(4, 3),)])
-    >>> [tuple(args[0].shape) for args, kwargs in calls["0"]]
-    [(4, 3)]
-    """
-    got = {name: [] for name, _ in modules}
-    handles = []
-    for name, mod in modules:
-        def hook(m, args, kwargs, name=name):
-            got[name].append((args, kwargs))
-        handles.append(mod.register_forward_pre_hook(hook, with_kwargs=True))
-    try:
-        with torch.inference_mode():
-            for b in batches:
-                model(*b)
-    finally:
-        for h in handles:
-            h.remove()
-    return got
-
-
 def _check_positive(value, name: str, integer: bool = False):
     ok = (isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real))
     if isinstance(value, bool) or not ok or not value > 0:
@@ -211,7 +186,7 @@ def choose(model: nn.Module, *example_inputs, threads: int = 1, min_run_time: fl
     layer falls back. Returns a tidy table, one row per (layer, engine).
 
     **Per layer.** Each layer is timed alone on the input it receives in ``model(*example_inputs)`` (e.g.
-    one batch-1 sequence), every engine in interleaved rounds (:func:`hmf_lab.timing.race`); the engine with
+    one batch-1 sequence), every engine in interleaved rounds (:func:`hmf_lab.perf.timing.race`); the engine with
     the fastest block (``min_us``) wins: load only ever adds time, so on a shared machine the minimum is the
     steadiest estimate of a kernel's cost (``time_us`` reports the median). An engine whose output differs
     from the first engine's by more than ``rtol * max|output|`` is marked ``correct=False`` and never chosen.
@@ -274,7 +249,7 @@ def choose(model: nn.Module, *example_inputs, threads: int = 1, min_run_time: fl
     before = torch.get_num_threads()
     torch.set_num_threads(int(threads))  # also for the capture and the correctness checks
     try:
-        inputs = {n: calls[0] for n, calls in capture_calls(model, modules, [example_inputs]).items() if calls}
+        inputs = {n: calls[0] for n, calls in capture_inputs(model, modules, [example_inputs], kwargs=True).items() if calls}
         items = modules
         if progress:
             from tqdm.auto import tqdm
@@ -318,7 +293,7 @@ def _dense_twin(mod: nn.Module) -> nn.Module:
 
 
 def _switcher(mod: nn.Module, options) -> callable:
-    """``prepare(engine)`` for :func:`~hmf_lab.timing.race`: put ``mod`` on that engine (untimed; a layer
+    """``prepare(engine)`` for :func:`~hmf_lab.perf.timing.race`: put ``mod`` on that engine (untimed; a layer
     already on it is left alone, so its inference cache survives)."""
     def prepare(engine):
         if engine in options and current_engine(mod) != engine:
@@ -490,8 +465,8 @@ def compare_models(named_models: dict, *inputs, threads: int = 1, min_run_time: 
 
     Every round calls each model's forward (``inference_mode``, eval mode) for ``min_run_time / rounds``
     seconds; the blocks of all rounds are pooled. ``speedup`` is the first model's median over this one's
-    (2.0: twice as fast as the first). :func:`hmf_lab.timing.race`'s result as a frame
-    (:meth:`~hmf_lab.timing.Race.to_frame`, microseconds): its verdict (``unreliable`` column,
+    (2.0: twice as fast as the first). :func:`hmf_lab.perf.timing.race`'s result as a frame
+    (:meth:`~hmf_lab.perf.timing.Race.to_frame`, microseconds): its verdict (``unreliable`` column,
     ``df.attrs["warning"]`` in words) says when a busy machine makes the numbers untrustworthy.
 
     >>> import torch, hmf_lab as hl
