@@ -175,6 +175,21 @@ class _ModeSwitch(_InferenceCache):
         self._mode = _check_mode(value)
         self.clear_cache()
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The reconstructed dense W_hat (m, n), for code that reads ``layer.weight`` (``nn.MultiheadAttention``
+        reads ``out_proj.weight``, tied or hand-written layers read theirs): read-only, rebuilt at each read
+        (``to_dense()``; differentiable, gradients reach the factors). The numbers are right; the compression
+        is not used on that path (it forms the full m x n matrix). To keep such a layer dense instead, leave it
+        out of ``hl.compress(..., layers=[...])``.
+
+        >>> import torch, hmf_lab as hl
+        >>> f = hl.HMFLinear.from_linear(torch.nn.Linear(6, 4), split=1, rank=2)
+        >>> torch.equal(f.weight, f.to_dense()), f.weight.requires_grad
+        (True, True)
+        """
+        return self.to_dense()
+
 
 def _check_rows(rows, m: int, k: int) -> torch.Tensor:
     """``rows`` as a (k,) int64 tensor of distinct indices in [0, m), or raise (nothing cast or clipped)."""
