@@ -207,6 +207,20 @@ def test_decoder_layer_compression_one_equals_dense(method):
         torch.testing.assert_close(y1, y0, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_full_transformer_compression_one_equals_dense(method):
+    torch.manual_seed(0)
+    model = nn.Transformer(E, H, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=FF, dropout=0.0,
+                           batch_first=True)
+    small = hl.compress(model, method, **exact_kw(method))
+    assert len(_attentions(small)) == 3
+    src, tgt = _x(), _x(seed=3)[:, :4]
+    kw = {"tgt_mask": _causal("float", 4), "src_key_padding_mask": _kpm(), "memory_key_padding_mask": _kpm()}
+    for train, grad in ((False, False), (True, True)):
+        torch.testing.assert_close(_run(small, src, tgt, train=train, grad=grad, **kw),
+                                   _run(model, src, tgt, train=train, grad=grad, **kw), atol=1e-5, rtol=1e-5)
+
+
 # ------------------------------------------------------------------------------- compressed for real
 
 

@@ -13,6 +13,12 @@ method        ``nn.Linear`` becomes                        ``nn.LSTM`` becomes
 + sparse=True
 ============  ==========================================  =============================================
 
+An ``nn.MultiheadAttention`` becomes a :class:`~hmf_lab.nn.attention.CompressedMultiheadAttention`: the q, k
+and v blocks of its ``in_proj_weight`` and its ``out_proj`` each compressed as an ``nn.Linear`` is (the
+method record's ``attention``), with the forward signature and masks unchanged; PyTorch's fused
+transformer fast paths are turned off where they would skip compressed modules
+(:func:`~hmf_lab.nn.attention.bypass_fast_paths`).
+
 Fine-tuning. HMF/LMF modules hold ``nn.Parameter`` factors (D, U, V) and train with autograd like the
 dense model. A compressed LSTM's default ``mode="auto"`` rebuilds W_hat differentiably and runs
 ``nn.LSTM``'s fused kernel while autograd records (training costs about what dense training costs), and
