@@ -130,6 +130,22 @@ def test_mha_variants_unbatched_cross_kdim_bias_kv(method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_mha_without_bias_float64_float_padding_mask(method):
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(E, H, bias=False, batch_first=True, dtype=torch.float64).eval()
+    small = hl.compress(nn.Sequential(mha), method, **exact_kw(method))[0].eval()
+    assert small.in_proj_bias is None and small.q_proj_weight.dtype == torch.float64
+    x = _x().double()
+    kpm = torch.zeros(B, T, dtype=torch.float64)
+    kpm[1, -1] = float("-inf")
+    for need_weights in (True, False):
+        with torch.no_grad():
+            torch.testing.assert_close(small(x, x, x, key_padding_mask=kpm, need_weights=need_weights)[0],
+                                       mha(x, x, x, key_padding_mask=kpm, need_weights=need_weights)[0])
+    torch.testing.assert_close(small.to_mha().eval()(x, x, x)[0], mha(x, x, x)[0])
+
+
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_encoder_layer_compression_one_equals_dense(method, norm_first, batch_first):
