@@ -190,6 +190,12 @@ class _ModeSwitch(_InferenceCache):
         """
         return self.to_dense()
 
+    @weight.setter
+    def weight(self, value) -> None:
+        raise AttributeError(f"{type(self).__name__}.weight is read-only: it is the W_hat reconstructed from the "
+                             f"factors (to_dense()); change the factors, or keep this layer a dense nn.Linear by "
+                             f"leaving it out of hl.compress(..., layers=[...])")
+
 
 def _check_rows(rows, m: int, k: int) -> torch.Tensor:
     """``rows`` as a (k,) int64 tensor of distinct indices in [0, m), or raise (nothing cast or clipped)."""
