@@ -442,3 +442,29 @@ def test_recompress_refused_and_layers_names():
     assert isinstance(only.self_attn, CompressedMultiheadAttention) and type(only.linear1) is nn.Linear
     with pytest.raises(ValueError, match="valid names"):
         hl.compress(_encoder_layer(), "lmf", compression=2, layers=["self_attn.out_proj"])
+
+
+def test_attention_calibration_rows_are_what_each_projection_sees():
+    from hmf_lab.nn.attention import attention_calibration
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(E, E), nn.MultiheadAttention(E, H, batch_first=True))
+
+    class Wrap(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = model
+
+        def forward(self, x):
+            h = self.body[0](x)
+            return self.body[1](h, h, h, key_padding_mask=_kpm(), need_weights=False)[0]
+
+    wrap = Wrap().eval()
+    x = _x()
+    rows = attention_calibration(wrap, ["body.1"], [(x,)])["body.1"]
+    h = model[0](x).detach().transpose(0, 1).reshape(-1, E)  # (L*N, E): the (L, N, E) order of the heads
+    torch.testing.assert_close(rows["q_proj"], h)
+    assert rows["k_proj"].shape == rows["v_proj"].shape == rows["out_proj"].shape == (T * B, E)
+    out = nn.functional.linear(rows["out_proj"], model[1].out_proj.weight, model[1].out_proj.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(out, wrap(x).transpose(0, 1).reshape(-1, E), atol=1e-5, rtol=1e-5)
