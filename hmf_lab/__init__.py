@@ -24,6 +24,7 @@ from hmf_lab.factor import heuristics, synthetic  # the heuristic registry; matr
 from hmf_lab.factor.oracle import OracleResult, oracle
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
+from hmf_lab.nn.attention import CompressedMultiheadAttention
 from hmf_lab.nn.compress import compress, count_params, sparsify
 from hmf_lab.nn.methods import METHODS, Method, get_method, register_method  # the method registry
 from hmf_lab.perf import engines, timing  # the one timing harness; the fastest correct engine per layer
@@ -75,6 +76,7 @@ __all__ = [
     "timing", "measure",
     "compress", "sparsify", "count_params", "Method", "METHODS", "register_method", "get_method", "engines", "report", "Report", "report_apply_plan", "choose_split_rank", "lmf_rank",
     "CompressedLSTM", "GateHMFLinear", "HMFLSTM", "LMFLSTM", "PrunedLSTM", "SparseLSTM",
+    "CompressedMultiheadAttention",
     "bleu", "data", "models", "tasks", "heuristics",
     "exercises", "plots", "widgets", "explorer",
 ]

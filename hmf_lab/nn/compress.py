@@ -13,6 +13,12 @@ method        ``nn.Linear`` becomes                        ``nn.LSTM`` becomes
 + sparse=True
 ============  ==========================================  =============================================
 
+An ``nn.MultiheadAttention`` becomes a :class:`~hmf_lab.nn.attention.CompressedMultiheadAttention`: the q, k
+and v blocks of its ``in_proj_weight`` and its ``out_proj`` each compressed as an ``nn.Linear`` is (the
+method record's ``attention``), with the forward signature and masks unchanged; PyTorch's fused
+transformer fast paths are turned off where they would skip compressed modules
+(:func:`~hmf_lab.nn.attention.bypass_fast_paths`).
+
 Fine-tuning. HMF/LMF modules hold ``nn.Parameter`` factors (D, U, V) and train with autograd like the
 dense model. A compressed LSTM's default ``mode="auto"`` rebuilds W_hat differentiably and runs
 ``nn.LSTM``'s fused kernel while autograd records (training costs about what dense training costs), and
@@ -59,6 +65,7 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from hmf_lab.factor._validation import check_compression
+from hmf_lab.nn.attention import CompressedMultiheadAttention, attention_calibration, bypass_fast_paths
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.factor.budget import _prune_count
 from hmf_lab.nn.lstm import CompressedLSTM, PrunedLSTM
@@ -69,7 +76,8 @@ __all__ = ["compress", "sparsify", "count_params", "replace_modules", "select_mo
 
 
 def _is_compressed(mod: nn.Module) -> bool:
-    return isinstance(mod, (CompressedLSTM, PrunedLSTM, HMFLinear, LMFLinear, SparseLinear)) or (
+    return isinstance(mod, (CompressedLSTM, PrunedLSTM, HMFLinear, LMFLinear, SparseLinear,
+                            CompressedMultiheadAttention)) or (
         isinstance(mod, nn.Linear) and tprune.is_pruned(mod))
 
 
@@ -96,6 +104,7 @@ def select_modules(model: nn.Module, layers=None, *, min_dim: int = 0, skip_comp
                   if (type(mod) is nn.LSTM or (type(mod) is nn.Linear and min(mod.weight.shape) >= min_dim))
                   and not (skip_compressed and _is_compressed(mod))
                   and not any(name == d or name.startswith(d + ".") for d in done if d)]
+    candidates = _with_attention(model, candidates, done)
     if layers is None:
         if not candidates:
             if done:
@@ -119,6 +128,17 @@ def select_modules(model: nn.Module, layers=None, *, min_dim: int = 0, skip_comp
     return layers
 
 
+def _with_attention(model: nn.Module, candidates: list, done: list) -> list:
+    """``candidates`` plus every ``nn.MultiheadAttention`` (compressed whole, per q/k/v block and out_proj:
+    :mod:`hmf_lab.nn.attention`), without the modules inside one (its ``out_proj`` is compressed with it)."""
+    inside = lambda name, outer: any(name.startswith(o + ".") or (o == "" and name) for o in outer)  # noqa: E731
+    mha = [name for name, mod in model.named_modules()
+           if type(mod) is nn.MultiheadAttention and not inside(name, done)]
+    keep = [name for name in candidates if not inside(name, mha)]
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    return sorted(keep + mha, key=order.get)
+
+
 def _names(names) -> str:
     shown = [repr(n) if n else "the model itself" for n in names[:6]]
     return ", ".join(shown) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
@@ -140,6 +160,8 @@ def _build(mod, method: Method, c, opts: dict) -> nn.Module:
         if method.lstm is None:
             raise TypeError(f"method {method.name!r} has no LSTM form; leave the nn.LSTM out with layers=[...]")
         return method.lstm(mod, c, **opts)
+    if isinstance(mod, nn.MultiheadAttention):
+        return method.attention(mod, c, **opts)
     return method.linear(mod, c, **opts)
 
 
@@ -201,7 +223,13 @@ def compress(model: nn.Module, method, compression=None, *, heuristic="top", spl
     opts = {k: v for k, v in opts.items() if k in meth.options}
     names = select_modules(model, layers)
     targets = set(names)
-    calib, heur = _calibration(model, names, heuristic, X, loss)
+    attn = [n for n in names if isinstance(model.get_submodule(n), nn.MultiheadAttention)]
+    if attn and heuristic == "fisher" and X is not None:
+        raise ValueError(f"heuristic 'fisher' does not reach inside nn.MultiheadAttention ({_names(attn)}); leave "
+                         f"them out with layers=[...] or pick another heuristic")
+    calib, heur = _calibration(model, [n for n in names if n not in attn], heuristic, X, loss)
+    if attn and X is not None and "X" in meth.options:
+        calib.update(attention_calibration(model, attn, _batches(X)))
 
     def convert(name, mod):
         if name not in targets:
@@ -213,7 +241,7 @@ def compress(model: nn.Module, method, compression=None, *, heuristic="top", spl
             kw["X"] = calib.get(name)
         return _replace(mod, name, meth, c, kw)
 
-    return replace_modules(model, convert)
+    return bypass_fast_paths(replace_modules(model, convert))
 
 
 # --------------------------------------------------------------------------- calibration inputs (X, loss)
@@ -569,7 +597,7 @@ def sparsify(model: nn.Module) -> nn.Module:
     if top is not None:
         return top
     _refresh_masked_weights(model)
-    return replace_modules(model, convert_named)
+    return bypass_fast_paths(replace_modules(model, convert_named))
 
 
 def count_params(model: nn.Module) -> int:
@@ -595,6 +623,9 @@ def count_params(model: nn.Module) -> int:
             return mod.n_params
         if isinstance(mod, nn.LSTM):
             return sum(p.numel() for n, p in mod.named_parameters(recurse=False) if n.startswith("weight"))
+        if isinstance(mod, nn.MultiheadAttention):  # in_proj_weight (or q/k/v_proj_weight) and out_proj
+            return sum(p.numel() for n, p in mod.named_parameters(recurse=False) if n.endswith("proj_weight")) \
+                + walk(mod.out_proj)
         if isinstance(mod, nn.Linear):
             mask = getattr(mod, "weight_mask", None)
             return int(mask.sum()) if mask is not None else mod.weight.numel()

@@ -186,6 +186,27 @@ class _ModeSwitch(_Modes, _InferenceCache):
 
     MODES = MODES
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The reconstructed dense W_hat (m, n), for code that reads ``layer.weight`` (``nn.MultiheadAttention``
+        reads ``out_proj.weight``, tied or hand-written layers read theirs): read-only, rebuilt at each read
+        (``to_dense()``; differentiable, gradients reach the factors). The numbers are right; the compression
+        is not used on that path (it forms the full m x n matrix). To keep such a layer dense instead, leave it
+        out of ``hl.compress(..., layers=[...])``.
+
+        >>> import torch, hmf_lab as hl
+        >>> f = hl.HMFLinear.from_linear(torch.nn.Linear(6, 4), split=1, rank=2)
+        >>> torch.equal(f.weight, f.to_dense()), f.weight.requires_grad
+        (True, True)
+        """
+        return self.to_dense()
+
+    @weight.setter
+    def weight(self, value) -> None:
+        raise AttributeError(f"{type(self).__name__}.weight is read-only: it is the W_hat reconstructed from the "
+                             f"factors (to_dense()); change the factors, or keep this layer a dense nn.Linear by "
+                             f"leaving it out of hl.compress(..., layers=[...])")
+
 
 def _check_rows(rows, m: int, k: int) -> torch.Tensor:
     """``rows`` as a (k,) int64 tensor of distinct indices in [0, m), or raise (nothing cast or clipped)."""

@@ -19,6 +19,7 @@ How to use it (e.g. in an experiment cell)::
     m.factorize(W, 4)                     # hl.hmf / hl.lmf / hl.prune result at compression 4
     m.linear(nn.Linear(...), 4)           # HMFLinear / LMFLinear / masked Linear (SparseLinear with sparse=True)
     m.lstm(nn.LSTM(...), 4)               # HMFLSTM / LMFLSTM / PrunedLSTM (SparseLSTM with sparse=True)
+    m.attention(nn.MultiheadAttention(...), 4)  # CompressedMultiheadAttention: q, k, v, out blocks by m.linear
     m.label, m.color, m.engines           # "HMF", a hex colour, ("factorized", "reconstructed")
     label_of("dense"), DENSE.color        # table rows of the uncompressed model: the DENSE pseudo-record
 
@@ -68,6 +69,7 @@ from torch.nn.utils import prune as tprune
 
 from hmf_lab.factor.budget import choose_split_rank, hmf_params, lmf_params, lmf_rank, prune_keep
 from hmf_lab.factor.core import hmf, lmf, prune
+from hmf_lab.nn.attention import attention_from_linear
 from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
 
@@ -95,6 +97,9 @@ class Method:
     (``lstm=None``: no LSTM form); ``stored(shape, compression, blocks=1, **opts)`` -> the stored weight
     values of ``blocks`` blocks of ``shape`` at ``compression`` (never over ``blocks * floor(m*n / c)``);
     ``config(shape, compression, **opts)`` -> the size parameters chosen there (a dict).
+    ``attention(mha, compression=None, **opts)`` -> the compressed ``nn.MultiheadAttention``; left out (None),
+    it is built from ``linear``: :func:`hmf_lab.nn.attention.attention_from_linear` compresses each q, k, v
+    block of ``in_proj_weight`` and ``out_proj`` with ``linear`` (a new method gets attention for free).
     ``options``: the keyword options its callables take (a subset of ``split, rank, heuristic, X, loss,
     sparse, prune_count``); ``fixed_by``: options that fix the size without ``compression`` (HMF: split and
     rank, LMF: rank). Flags: ``takes_heuristic`` (split heuristics and calibration ``X``/``loss`` apply),
@@ -121,6 +126,7 @@ class Method:
     fine_tune: str = "factors"
     doc: str = ""
     for_timing: Callable | None = None
+    attention: Callable | None = None
     is_dense: bool = field(default=False, repr=False)
 
     def __post_init__(self):
@@ -133,7 +139,10 @@ class Method:
             if not callable(getattr(self, attr)):
                 raise TypeError(f"Method.{attr} must be callable, got {type(getattr(self, attr)).__name__} "
                                 f"for method {self.name!r}")
-        for attr in ("lstm", "config", "for_timing"):
+        att = self.attention
+        if att is None or getattr(att, "_from_linear", self.linear) is not self.linear:  # the default, on `linear`
+            object.__setattr__(self, "attention", attention_from_linear(self.linear))
+        for attr in ("lstm", "config", "for_timing", "attention"):
             if getattr(self, attr) is not None and not callable(getattr(self, attr)):
                 raise TypeError(f"Method.{attr} must be callable or None, got "
                                 f"{type(getattr(self, attr)).__name__} for method {self.name!r}")
@@ -313,7 +322,7 @@ def _copy(module, compression=None, **_):
 #: the uncompressed reference (table rows ``method="dense"``); not registered, see the module docstring
 DENSE = Method(name="dense", label="dense", color="#000000", factorize=_dense_factorize, linear=_copy, lstm=_copy,
                stored=_dense_stored, config=lambda shape, compression=None, **_: {}, engines=("dense",),
-               for_timing=_copy,
+               for_timing=_copy, attention=_copy,
                fine_tune="none", doc="the uncompressed model", is_dense=True)
 
 _PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")  # Okabe-Ito

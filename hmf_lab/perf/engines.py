@@ -25,7 +25,9 @@ hold for the model, not for each layer alone). It returns the table with the ver
 ``table.attrs["end_to_end"]``; ``module.chosen_engine`` says which engine a layer runs. Choices are cached
 per (layer structure, input shape, dtype, thread count): a second model with the same shapes is not
 measured again. The engines are the layers' own modes (``HMFLinear.mode``, ``CompressedLSTM.mode``,
-``SparseLinear.mode``); this module only measures and sets them.
+``SparseLinear.mode``); this module only measures and sets them. A compressed attention
+(:class:`~hmf_lab.nn.attention.CompressedMultiheadAttention`) has no engine of its own: its four projections
+(``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``) are compressed linear layers, chosen one by one.
 
 Masked pruning (``hl.compress(model, "prune")`` without ``sparse=True``) runs ``nn.Linear``/``nn.LSTM`` on
 the masked weight: call :func:`hmf_lab.sparsify` first to give the chooser the CSR/dense choice.
