@@ -123,12 +123,12 @@ def _build(mod, method: Method, c, opts: dict) -> nn.Module:
     """``mod`` compressed by the method record: its ``linear`` or ``lstm`` builder with the options it takes."""
     if isinstance(mod, nn.LSTM):
         if method.lstm is None:
-            raise TypeError(f"method {method.name!r} has no LSTM form; leave the nn.LSTM out with layers=[...]")
+            raise TypeError(f"method {method.name!r} has no LSTM form; leave the nn.LSTM out of layers=[...]")
         return method.lstm(mod, c, **opts)
     return method.linear(mod, c, **opts)
 
 
-def compress(model: nn.Module, method, compression=None, *, heuristic="top", split=None, rank=None,
+def compress(model: nn.Module, method, compression=None, *, heuristic=None, split=None, rank=None,
              layers=None, sparse: bool = False, X=None, loss=None, prune_count: str = "budget") -> nn.Module:
     """A deep copy of ``model`` with its ``nn.Linear`` and ``nn.LSTM`` modules compressed by ``method``.
 
@@ -138,7 +138,11 @@ def compress(model: nn.Module, method, compression=None, *, heuristic="top", spl
     the method's size options fix it: ``split`` and ``rank`` for HMF, ``rank`` for LMF; given together with
     both HMF's ``split`` and ``rank``, that point must fit the budget).
     ``heuristic``: HMF's split heuristic (a name in ``hl.HEURISTICS`` or a callable), applied per gate
-    block in an LSTM. ``layers``: names (``model.named_modules()``) to replace; default all of them.
+    block in an LSTM; ``None`` (default): the order-invariant default of the method registry
+    (``"row_norm"``, or ``"activation"`` with ``X``; never ``"top"`` unless named: see
+    :func:`hmf_lab.nn.methods.default_heuristic`). ``layers``: names (``model.named_modules()``) to
+    replace; default the modules the method's layer policy touches (``Method.touches``: every
+    ``nn.Linear`` and ``nn.LSTM`` for hmf / lmf / prune; ``nn.Linear`` only for hmf_col).
     ``sparse``: for ``"prune"``, CSR inference modules instead of trainable masked ones.
     ``prune_count``: ``"budget"`` (default) keeps exactly ``floor(m*n / compression)`` values, as
     ``hl.prune`` does; ``"lmf"`` keeps LMF's count at that compression (an explicit equal-size option).
@@ -185,6 +189,16 @@ def compress(model: nn.Module, method, compression=None, *, heuristic="top", spl
     opts = {"split": split, "rank": rank, "heuristic": heuristic, "sparse": sparse, "prune_count": prune_count}
     opts = {k: v for k, v in opts.items() if k in meth.options}
     names = _targets(model, layers)
+    if layers is None:  # the layer policy (hmf_lab.nn.methods, "Layer policy")
+        left = [n for n in names if not meth.touches(model.get_submodule(n) if n else model)]
+        if left:
+            names = [n for n in names if n not in left]
+            if not names:
+                raise ValueError(f"method {meth.name!r} touches {meth.layer_policy} modules by default "
+                                 f"({meth.layer_policy_why}) and the model has none; pass layers=[...]")
+            warnings.warn(f"method {meth.name!r} touches {meth.layer_policy} modules by default "
+                          f"({meth.layer_policy_why}): {_names(left)} left dense; pass layers=[...] to choose",
+                          UserWarning, stacklevel=2)
     targets = set(names)
     calib, heur = _calibration(model, names, heuristic, X, loss)
 
