@@ -25,7 +25,8 @@ from hmf_lab.factor.heuristics import (COL_HEURISTICS, HEURISTICS, register_col_
 from hmf_lab.factor import heuristics, synthetic  # the heuristic registry; matrices with known structure
 from hmf_lab.factor.oracle import OracleResult, oracle
 from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
-from hmf_lab.nn.lstm import CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
+from hmf_lab.nn.lstm import (CompressedLSTM, GateColLinear, GateHMFLinear, HMFColLSTM, HMFLSTM, LMFLSTM, PrunedLSTM,
+                             SparseLSTM)
 from hmf_lab.nn.compress import compress, count_params, sparsify
 from hmf_lab.nn.methods import METHODS, Method, get_method, register_method  # the method registry
 from hmf_lab.perf import engines, timing  # the one timing harness; the fastest correct engine per layer
@@ -73,7 +74,7 @@ __all__ = [
     "HMFResult", "LMFResult", "PruneResult", "HMFCache",
     "HEURISTICS", "register_heuristic", "select_rows",
     "hmf_cols", "HMFColResult", "col_params", "choose_col_split_rank", "COL_HEURISTICS", "register_col_heuristic",
-    "select_cols", "HMFColLinear",
+    "select_cols", "HMFColLinear", "HMFColLSTM", "GateColLinear",
     "synthetic", "leaderboard", "output_error", "plot_leaderboard", "oracle", "OracleResult",
     "HMFLinear", "LMFLinear", "SparseLinear",
     "timing", "measure",

@@ -58,7 +58,7 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from hmf_lab.factor._validation import check_compression
-from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
+from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.factor.budget import _prune_count
 from hmf_lab.nn.lstm import CompressedLSTM, PrunedLSTM
 from hmf_lab.nn.methods import METHODS, Method, get_method
@@ -67,7 +67,7 @@ __all__ = ["compress", "sparsify", "count_params", "replace_modules", "METHODS"]
 
 
 def _is_compressed(mod: nn.Module) -> bool:
-    return isinstance(mod, (CompressedLSTM, PrunedLSTM, HMFLinear, LMFLinear, SparseLinear)) or (
+    return isinstance(mod, (CompressedLSTM, PrunedLSTM, HMFLinear, HMFColLinear, LMFLinear, SparseLinear)) or (
         isinstance(mod, nn.Linear) and tprune.is_pruned(mod))
 
 
@@ -142,7 +142,7 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
     (``"row_norm"``, or ``"activation"`` with ``X``; never ``"top"`` unless named: see
     :func:`hmf_lab.nn.methods.default_heuristic`). ``layers``: names (``model.named_modules()``) to
     replace; default the modules the method's layer policy touches (``Method.touches``: every
-    ``nn.Linear`` and ``nn.LSTM`` for hmf / lmf / prune; ``nn.Linear`` only for hmf_col).
+    ``nn.Linear`` and ``nn.LSTM`` for the built-ins; ``nn.Linear`` only for a method without an LSTM form).
     ``sparse``: for ``"prune"``, CSR inference modules instead of trainable masked ones.
     ``prune_count``: ``"budget"`` (default) keeps exactly ``floor(m*n / compression)`` values, as
     ``hl.prune`` does; ``"lmf"`` keeps LMF's count at that compression (an explicit equal-size option).
@@ -543,7 +543,7 @@ def count_params(model: nn.Module) -> int:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    counted = (CompressedLSTM, PrunedLSTM, HMFLinear, LMFLinear, SparseLinear)
+    counted = (CompressedLSTM, PrunedLSTM, HMFLinear, HMFColLinear, LMFLinear, SparseLinear)
     seen: set[int] = set()  # a shared module (used twice) stores its values once
 
     def walk(mod: nn.Module) -> int:

@@ -40,11 +40,12 @@ For the experiment modules moving onto the registry (regimes, reproduce, grid): 
 from :func:`hmf_lab.experiments.pipeline.compressed_layers` (tiny heads under ``MIN_LINEAR_DIM`` stay dense
 for every method) and keep what the method touches, and record both per cell (``layers``, ``layer_policy``).
 
-- ``"hmf"``, ``"lmf"``, ``"prune"``: ``("linear", "lstm")``: every matrix of the model, LSTM gate blocks
-  one by one, so methods compare at the same compression of the same matrices;
-- ``"hmf_col"``: ``("linear",)``: the column split has no LSTM form yet (``lstm=None``); an ``nn.LSTM`` is
-  left dense (its stored values count in ``count_params``, so the model's compression is lower: the grid
-  records ``actual_compression``). Pass ``layers=[...]`` to choose yourself.
+- ``"hmf"``, ``"lmf"``, ``"prune"``, ``"hmf_col"``: ``("linear", "lstm")``: every matrix of the model, LSTM
+  gate blocks one by one (hmf_col: the gates of a matrix share its dense input columns), so methods
+  compare at the same compression of the same matrices;
+- a record without an LSTM builder (``lstm=None``) touches ``("linear",)``: ``hl.compress`` leaves the
+  ``nn.LSTM`` dense and warns (its values count in ``count_params``, so the model's compression is lower:
+  the grid records ``actual_compression``). Pass ``layers=[...]`` to choose yourself.
 
 **Default row choice** (``heuristic=None``, the default of ``hl.compress`` and of the records' callables):
 it must not depend on the order of a model's outputs (vocabularies and class lists come sorted by
@@ -92,7 +93,7 @@ from hmf_lab.factor.budget import (choose_col_split_rank, choose_split_rank, col
                                    lmf_rank, prune_keep)
 from hmf_lab.factor.core import hmf, hmf_cols, lmf, prune
 from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
-from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
+from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, HMFColLSTM, PrunedLSTM, SparseLSTM
 
 __all__ = ["Method", "METHODS", "DENSE", "register_method", "unregister_method", "get_method", "lookup",
            "label_of", "color_of", "method_names", "default_heuristic", "POLICY_KINDS"]
@@ -211,7 +212,7 @@ class Method:
 
         >>> import torch
         >>> from hmf_lab.nn.methods import get_method
-        >>> get_method("hmf").touches(torch.nn.LSTM(4, 4)), get_method("hmf_col").touches(torch.nn.LSTM(4, 4))
+        >>> get_method("hmf").touches(torch.nn.LSTM(4, 4)), get_method("hmf").touches(torch.nn.Embedding(4, 4))
         (True, False)
         """
         kind = "lstm" if isinstance(module, nn.LSTM) else "linear" if isinstance(module, nn.Linear) else None
@@ -316,6 +317,10 @@ def _col_linear(linear, compression=None, *, split=None, rank=None, heuristic=No
                                     X=X)
 
 
+def _col_lstm(lstm, compression=None, *, split=None, rank=None, heuristic=None, X=None):
+    return HMFColLSTM.from_lstm(lstm, compression, split=split, rank=rank, heuristic=heuristic, X=X)
+
+
 def _col_config(shape, compression=None, *, split=None, rank=None, **_):
     k, r = choose_col_split_rank(tuple(shape), compression, split, rank)
     return {"split": k, "rank": r}
@@ -328,7 +333,9 @@ def _col_stored(shape, compression=None, blocks: int = 1, *, split=None, rank=No
 
 def _col_for_timing(module, compression):
     if isinstance(module, nn.LSTM):
-        raise TypeError("method 'hmf_col' has no LSTM form to time")
+        H = _square_lstm(module, "HMF (columns)")
+        k, r = choose_col_split_rank((H, H), compression)
+        return HMFColLSTM(H, H, split=k, rank=r, bias=module.bias)
     m, n = module.out_features, module.in_features
     k, r = choose_col_split_rank((m, n), compression)
     return HMFColLinear(n, m, k, r, bias=module.bias is not None)
@@ -453,13 +460,12 @@ PRUNE = Method(name="prune", label="pruning (CSR)", color=_PALETTE[2], factorize
                fine_tune="gradual_prune", doc="magnitude pruning, CSR inference")
 
 HMF_COL = Method(name="hmf_col", label="HMF (columns)", color=_PALETTE[3], factorize=_col_factorize,
-                 linear=_col_linear, lstm=None, stored=_col_stored, config=_col_config,
+                 linear=_col_linear, lstm=_col_lstm, stored=_col_stored, config=_col_config,
                  engines=("factorized", "reconstructed"), for_timing=_col_for_timing,
                  options=("split", "rank", "heuristic", "X"), fixed_by=("split", "rank"),
                  # False: the row-heuristic machinery of the experiments (split sweeps, report's heuristic
                  # columns, hmf[greedy] cells) does not apply; a column heuristic still goes through heuristic=
-                 takes_heuristic=False, fine_tune="factors", policy=("linear",),
-                 policy_why="nn.Linear only: the column split has no LSTM form yet (LSTMs stay dense)",
+                 takes_heuristic=False, fine_tune="factors",
                  doc="hybrid by columns: `split` input columns dense, the rest factorized at `rank`")
 
 #: name -> Method; ``hl.METHODS``. Add with :func:`register_method`, never by assignment.
