@@ -23,6 +23,9 @@ activation    X           greedy in output space ``W C^(1/2)``; hmf then fits th
 fisher        grad        greedy on Fisher-weighted rows (pass gradients with :func:`fisher_from`)
 ============  ==========  =====================================================================
 
+Column-split HMF (``hl.hmf_cols``) has its own registry, :data:`COL_HEURISTICS` (``top``, ``col_norm``,
+``activation``: input-activation energy ``||X[:, j]||^2 ||W[:, j]||^2``), see the end of this module.
+
 Expensive built-ins cache their answer keyed on the *content* of ``W`` (and ``X``, ``grad``), so a
 slider that calls them again with the same matrix is instant; :func:`clear_cache` empties it.
 

@@ -11,6 +11,8 @@ method        ``nn.Linear`` becomes                        ``nn.LSTM`` becomes
               mask (trainable, masked dense)
 ``"prune"``   :class:`~hmf_lab.layers.SparseLinear` (CSR)  :class:`~hmf_lab.lstm.SparseLSTM` (CSR)
 + sparse=True
+``"hmf_col"`` :class:`~hmf_lab.layers.HMFColLinear`        :class:`~hmf_lab.lstm.HMFColLSTM` (column split
+              (k input columns dense)                     per gate, the gates share the columns)
 ============  ==========================================  =============================================
 
 Fine-tuning. HMF/LMF modules hold ``nn.Parameter`` factors (D, U, V) and train with autograd like the
