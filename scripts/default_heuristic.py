@@ -60,5 +60,31 @@ def main():
     return rows
 
 
+def columns():
+    """The column split beside the row split and LMF on the same layers, at LMF's size (held-out output error)."""
+    torch.set_num_threads(1)
+    for task, model, layer, cal, ev in batches():
+        W = model.get_submodule(layer).weight.detach()
+        Xc, Xe = _inputs(model, layer, *cal), _inputs(model, layer, *ev)
+        Y = Xe @ W.T
+        for c in (4, 8):
+            try:
+                k, r = hl.choose_split_rank(tuple(W.shape), c)
+                kc, rc = hl.choose_col_split_rank(tuple(W.shape), c)
+                rl = hl.lmf_rank(tuple(W.shape), c)
+            except ValueError:
+                continue
+            fits = {"lmf": hl.lmf(W, rl),
+                    f"rows k={k} r={r} row_norm": hl.hmf(W, k, r, heuristic="row_norm"),
+                    f"rows k={k} r={r} activation": hl.hmf(W, k, r, heuristic="activation", X=Xc),
+                    f"cols k={kc} r={rc} col_norm": hl.hmf_cols(W, kc, rc, heuristic="col_norm"),
+                    f"cols k={kc} r={rc} activation": hl.hmf_cols(W, kc, rc, heuristic="activation", X=Xc)}
+            for name, f in fits.items():
+                out = float((Y - f(Xe)).norm() / Y.norm())
+                print(f"{task:12s} {layer:10s} {str(tuple(W.shape)):12s} c={c} {name:28s} values {f.n_params:6d} "
+                      f"weight {hl.relative_error(W, f):.4f}  output {out:.4f}", flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    columns() if "--cols" in sys.argv else main()

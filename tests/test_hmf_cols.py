@@ -282,3 +282,15 @@ def test_which_characters_the_char_decoder_keeps_dense():
     W = model.decoder.weight.detach()
     norms = W.norm(dim=1)
     assert [vocab[i] for i in norms.topk(9).indices.tolist()] == sorted(new4, key=lambda ch: -norms[vocab.index(ch)])
+
+
+def test_scratch_init_rescales_the_column_split_like_the_row_split():
+    from hmf_lab.experiments.pipeline import factorized_init
+
+    net = nn.ModuleDict({"rnn": nn.LSTM(16, 32), "out": nn.Linear(32, 64)})
+    small = hl.compress(net, "hmf_col", compression=4)
+    kept = factorized_init(net, small, ["rnn", "out"])
+    assert set(kept) == {"rnn.ih_l0", "rnn.hh_l0", "out"} and all(0 < v < 1 for v in kept.values())
+    for W, mod in ((net["out"].weight, small["out"]), (net["rnn"].weight_hh_l0, small["rnn"].hh[0])):
+        # the dense columns are exact, U V gets the norm of the columns it replaces: ||W_hat|| = ||W||
+        assert float(mod.to_dense().detach().norm() / W.detach().norm()) == pytest.approx(1.0, abs=1e-5)

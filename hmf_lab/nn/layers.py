@@ -434,6 +434,11 @@ class HMFColLinear(_ModeSwitch, _StoredValues, nn.Module):
         self.register_load_state_dict_post_hook(_refresh_on_load)
         self.reset_parameters()
 
+    @property
+    def D(self) -> nn.Parameter:
+        """Alias of :attr:`dense` (the k dense columns, (m, k)), as for :class:`HMFLinear`."""
+        return self.dense
+
     def _refresh_order(self) -> None:
         self.clear_cache()
 
