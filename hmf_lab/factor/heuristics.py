@@ -819,4 +819,17 @@ def activation_cols(W, split, *, rank, X=None):
     return torch.sort(score, descending=True, stable=True).indices[:split]
 
 
+@register_col_heuristic("greedy")
+@_cached
+def greedy_cols(W, split, *, rank, X=None):
+    """The row rule ``greedy`` on W^T: columns moved to the dense set while that most lowers the tail energy
+    of the factorized columns' block (data-free; order-invariant up to float noise).
+
+    >>> W = torch.zeros(4, 6); W[0, :] = 1.0; W[:, 4] = torch.tensor([0., 0., 7., 0.])
+    >>> greedy_cols(W, 1, rank=1).tolist()
+    [4]
+    """
+    return _greedy_rows(W.T.double(), split, rank)
+
+
 top_cols.rank_free = col_norm.rank_free = activation_cols.rank_free = True

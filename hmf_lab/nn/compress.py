@@ -141,7 +141,7 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
     both HMF's ``split`` and ``rank``, that point must fit the budget).
     ``heuristic``: HMF's split heuristic (a name in ``hl.HEURISTICS`` or a callable), applied per gate
     block in an LSTM; ``None`` (default): the order-invariant default of the method registry
-    (``"row_norm"``, or ``"activation"`` with ``X``; never ``"top"`` unless named: see
+    (``"greedy"``, or ``"activation"`` with ``X``; never ``"top"`` unless named: see
     :func:`hmf_lab.nn.methods.default_heuristic`). ``layers``: names (``model.named_modules()``) to
     replace; default the modules the method's layer policy touches (``Method.touches``: every
     ``nn.Linear`` and ``nn.LSTM`` for the built-ins; ``nn.Linear`` only for a method without an LSTM form).
