@@ -233,7 +233,7 @@ def _shuffled(model, perm):
 
 
 @pytest.mark.parametrize("with_x", [False, True], ids=["no X", "X"])
-@pytest.mark.parametrize("c", [4, 8])
+@pytest.mark.parametrize("c", [4, pytest.param(8, marks=pytest.mark.slow)])
 def test_compress_does_not_depend_on_the_order_of_the_outputs(with_x, c):
     model = hl.models.load_pretrained("char_lm")
     V = model.decoder.out_features
