@@ -16,15 +16,18 @@ for matplotlib or ipywidgets. See ARCHITECTURE.md for the module map.
 """
 import importlib as _importlib
 
-from hmf_lab.factor.budget import budget, choose_split_rank, hmf_params, lmf_params, lmf_rank
-from hmf_lab.factor.core import HMFResult, LMFResult, PruneResult, hmf, lmf, prune, relative_error
+from hmf_lab.factor.budget import (budget, choose_col_split_rank, choose_split_rank, col_params, hmf_params,
+                                   lmf_params, lmf_rank)
+from hmf_lab.factor.core import HMFColResult, HMFResult, LMFResult, PruneResult, hmf, hmf_cols, lmf, prune, relative_error
 from hmf_lab.factor.sweep import HMFCache, sweep
-from hmf_lab.factor.heuristics import HEURISTICS, register_heuristic, select_rows
+from hmf_lab.factor.heuristics import (COL_HEURISTICS, HEURISTICS, register_col_heuristic, register_heuristic,
+                                       select_cols, select_rows)
 from hmf_lab.factor import heuristics, synthetic  # the heuristic registry; matrices with known structure
 from hmf_lab.factor.oracle import OracleResult, oracle
-from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
-from hmf_lab.nn.lstm import CompressedLSTM, GateHMFLinear, HMFLSTM, LMFLSTM, PrunedLSTM, SparseLSTM
 from hmf_lab.nn.attention import CompressedMultiheadAttention
+from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
+from hmf_lab.nn.lstm import (CompressedLSTM, GateColLinear, GateHMFLinear, HMFColLSTM, HMFLSTM, LMFLSTM, PrunedLSTM,
+                             SparseLSTM)
 from hmf_lab.nn.compress import compress, count_params, sparsify
 from hmf_lab.nn.methods import METHODS, Method, get_method, register_method  # the method registry
 from hmf_lab.perf import engines, timing  # the one timing harness; the fastest correct engine per layer
@@ -71,6 +74,8 @@ __all__ = [
     "hmf", "lmf", "prune", "relative_error", "budget", "sweep", "hmf_params", "lmf_params",
     "HMFResult", "LMFResult", "PruneResult", "HMFCache",
     "HEURISTICS", "register_heuristic", "select_rows",
+    "hmf_cols", "HMFColResult", "col_params", "choose_col_split_rank", "COL_HEURISTICS", "register_col_heuristic",
+    "select_cols", "HMFColLinear", "HMFColLSTM", "GateColLinear",
     "synthetic", "leaderboard", "output_error", "plot_leaderboard", "oracle", "OracleResult",
     "HMFLinear", "LMFLinear", "SparseLinear",
     "timing", "measure",

@@ -22,8 +22,8 @@ def test_make_cells_covers_the_grid():
     # post dense: one cell per task (the shipped model); scratch dense: one per seed
     assert len(df[(df.label == "dense") & (df.regime == "post")]) == 2
     assert len(df[(df.label == "dense") & (df.regime == "scratch")]) == 6
-    assert set(df[df.task == "lm"].label) == {"dense", "hmf", "lmf", "prune"}
-    assert set(df[df.task == "intent"].label) == {"dense", "hmf", "lmf", "prune", "hmf@0.5", "hmf@1", "hmf[greedy]"}
+    assert set(df[df.task == "lm"].label) == {"dense", "hmf", "lmf", "prune", "hmf_col"}
+    assert set(df[df.task == "intent"].label) == {"dense", "hmf", "lmf", "prune", "hmf_col", "hmf@0.5", "hmf@1", "hmf[greedy]"}
     assert len(df[(df.task == "intent") & (df.label == "hmf@0.5")]) == 2 * 2 * 3
 
 
@@ -114,7 +114,7 @@ def test_quick_grid_on_a_dask_local_cluster(tmp_path):
         df = G.run_grid(["intent"], ["post", "scratch"], [8], seeds=2, quick=True, scheduler=client,
                         sweep_fracs=(1.0,), best_heuristic=None, progress=False, log=lambda *a: None)
     print(f"LocalCluster quick grid: {len(df)} cells in {time.time() - t0:.1f} s")
-    assert set(df.label) == {"dense", "hmf", "hmf@1", "hmf(best)", "lmf", "prune"}
+    assert set(df.label) == {"dense", "hmf", "hmf@1", "hmf(best)", "lmf", "prune", "hmf_col"}
     assert df.value.between(0, 1).all() and len(df[df.label == "hmf"]) == 4
     local = G.run_cells([P.Cell("intent", "scratch", "hmf", 8.0, 1, quick=True)], jobs=1, progress=False)[0]
     dask_row = df[(df.label == "hmf") & (df.regime == "scratch") & (df.seed == 1)].iloc[0]
@@ -146,7 +146,7 @@ def test_regime_explorer_retrains_on_slider_moves():
 
 
 def test_best_split_transfer_and_relabel():
-    base = dict(regime="post", compression=8.0, method="hmf", heuristic="top", split_source="", metric="accuracy")
+    base = dict(regime="post", compression=8.0, method="hmf", heuristic=None, split_source="", metric="accuracy")
     rows = [dict(base, task="intent", seed=s, label=lab, split_frac=f, value=v)
             for s in (0, 1) for lab, f, v in (("hmf", None, 0.9), ("hmf@0.5", 0.5, 0.8), ("hmf@1", 1.0, 0.7))]
     rows += [dict(base, task="lm", seed=s, label="hmf", split_frac=None, value=2.0, metric="bits_per_char")

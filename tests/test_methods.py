@@ -128,9 +128,9 @@ def test_registry_errors():
         hl.register_method(hmf)
     with pytest.raises(ValueError, match=r"method name 'dense' is reserved"):
         hl.register_method(dataclasses.replace(M.DENSE, is_dense=False))
-    with pytest.raises(TypeError, match=r"method must be a method name \(a str, one of \['hmf', 'lmf', 'prune'"):
+    with pytest.raises(TypeError, match=r"method must be a method name \(a str, one of \['hmf', 'hmf_col', 'lmf', 'prune'"):
         hl.get_method(3)
-    with pytest.raises(ValueError, match=r"method must be one of \['hmf', 'lmf', 'prune'\], got 'svd'"):
+    with pytest.raises(ValueError, match=r"method must be one of \['hmf', 'hmf_col', 'lmf', 'prune'\], got 'svd'"):
         hl.get_method("svd")
     with pytest.raises(ValueError, match=r"'dense' is the uncompressed reference, not a method"):
         hl.compress(nn.Linear(4, 4), "dense", compression=2)
@@ -163,8 +163,13 @@ def test_a_method_without_an_lstm_form(lmf_even):
     linear_only = dataclasses.replace(lmf_even, name="lmf_even_lin", lstm=None, for_timing=None)
     hl.register_method(linear_only)
     try:
+        # the layer policy: a method without an LSTM form touches nn.Linear only, and says what it left dense
+        assert linear_only.layer_policy == "linear" and not linear_only.touches(nn.LSTM(4, 4))
+        with pytest.warns(UserWarning, match=r"method 'lmf_even_lin' touches linear modules by default .* 'rnn' left dense"):
+            small = hl.compress(Net(), "lmf_even_lin", compression=2)
+        assert type(small.rnn) is nn.LSTM
         with pytest.raises(TypeError, match=r"method 'lmf_even_lin' has no LSTM form; leave the nn.LSTM out"):
-            hl.compress(Net(), "lmf_even_lin", compression=2)
+            hl.compress(Net(), "lmf_even_lin", compression=2, layers=["rnn"])
         small = hl.compress(Net(), "lmf_even_lin", compression=2, layers=["inp", "out"])
         assert type(small.rnn) is nn.LSTM and small.inp.rank % 2 == 0
         with pytest.raises(TypeError, match=r"method 'lmf_even_lin' has no LSTM form to time"):
@@ -184,7 +189,7 @@ def test_compress_option_and_count_errors():
         hl.compress(net, "prune", 2, prune_count="most")
     with pytest.raises(ValueError, match=r"count must be 'budget'"):
         rules.prune_keep((8, 8), 2, count=None)
-    with pytest.raises(ValueError, match=r"methods must be a non-empty sequence from \['hmf', 'lmf', 'prune'\]"):
+    with pytest.raises(ValueError, match=r"methods must be a non-empty sequence from \['hmf', 'lmf', 'prune', 'hmf_col'\]"):
         hl.report(net, compressions=(2,), methods=["svd"], time=False, progress=False)
     with pytest.raises(ValueError, match=r"methods must be a non-empty sequence"):
         hl.report(net, compressions=(2,), methods="hmf", time=False, progress=False)
@@ -193,7 +198,7 @@ def test_compress_option_and_count_errors():
 # --------------------------------------------------------------------------- no method strings outside the registry
 
 #: method names whose literal comparison is dispatch-by-string (the registry's job)
-NAMES = {"hmf", "lmf", "prune"}
+NAMES = {"hmf", "lmf", "prune", "hmf_col"}
 #: files that may compare method names: the registry itself
 ALLOWED = {"nn/methods.py"}
 

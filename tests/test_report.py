@@ -54,8 +54,8 @@ def test_tidy_table_on_a_model_the_kit_did_not_train(tagger_report):
     t = rep.table
     assert COLUMNS <= set(t.columns) and rep.by_error == "output_error"
     assert set(t["layer"]) == {"rnn", "proj", "head"}
-    assert set(t["method"]) == {"dense", "hmf", "lmf", "prune"}
-    assert len(t) == 3 * (1 + 3 * 3)  # dense + methods x compressions per layer
+    assert set(t["method"]) == {"dense", "hmf", "lmf", "prune", "hmf_col"}
+    assert len(t) == 3 * (1 + 4 * 3)  # dense + methods x compressions per layer
     dense = t[t["method"] == "dense"]
     assert (dense["weight_error"] == 0).all() and (dense["output_error"] == 0).all()
     assert (dense["compression"] == 1).all()

@@ -169,7 +169,7 @@ def test_load_results_missing_folder(tmp_path):
 @pytest.mark.skipif(not HAVE_LM, reason="needs hmf_lab/assets/char_lm.pt")
 def test_live_compare_post_training_and_slider():
     df = R.live_compare("lm", 4, eval_size=500, min_run_time=0.01)
-    assert list(df.method) == ["dense", "hmf", "lmf", "prune"]
+    assert list(df.method) == ["dense", "hmf", "lmf", "prune", "hmf_col"]
     comp = df[df.method != "dense"]
     assert (comp.before == comp.after).all() and (comp.fine_tune_steps == 0).all()
     box = live.compression_slider("lm", eval_size=300, min_run_time=0.01, options=(4, 16), value=4)
@@ -242,7 +242,7 @@ def test_a_new_task_runs_post_and_scratch_through_the_one_pipeline(toy):
             if not base:   # every method within the budget of 2x on the compressed 32x32 layer (the 32x4 head stays)
                 assert row["params"] <= 32 * 32 / 2 + 32 * 4 + 1 and row["dense_params"] == 32 * 32 + 32 * 4
     df = R.run_task(toy, [2], quick=True, log=lambda *a: None)
-    assert list(df.method) == ["dense", "hmf", "lmf", "prune"] and (df.time_us > 0).all()
+    assert list(df.method) == ["dense", "hmf", "lmf", "prune", "hmf_col"] and (df.time_us > 0).all()
     # one race (dense first, the reference): pooled medians, their IQR as the spread, speedup = its ratio
     assert (df.time_spread_us >= 0).all() and (df.dense_time_us == df.time_us.iloc[0]).all()
     assert df.speedup.iloc[0] == 1.0 and np.allclose(df.speedup, df.dense_time_us / df.time_us)

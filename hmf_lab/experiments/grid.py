@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hmf_lab.experiments.pipeline import REGIMES, Cell, cell_key, cell_methods, recipe, run_cell, task_names, task_settings
+from hmf_lab.experiments.pipeline import (REGIMES, Cell, cell_key, cell_methods, is_default_heuristic, recipe, run_cell,
+                                         task_names, task_settings)
 from hmf_lab.experiments.tables import markdown_table
 
 __all__ = ["make_cells", "transfer_cells", "run_cells", "run_grid", "summarize", "hmf_vs_lmf", "inside_noise",
@@ -101,7 +102,7 @@ def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False
 
     >>> cs = make_cells(["intent"], ["scratch"], [8], seeds=2, sweep_fracs=(0.5,), best_heuristic=None)
     >>> sorted({c.label for c in cs}), len(cs)
-    (['dense', 'hmf', 'hmf@0.5', 'lmf', 'prune'], 10)
+    (['dense', 'hmf', 'hmf@0.5', 'hmf_col', 'lmf', 'prune'], 12)
     """
     tasks, regimes = list(tasks), list(regimes)
     methods = cell_methods() if methods is None else tuple(methods)
@@ -148,7 +149,7 @@ def best_split(rows: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=["task", "method", "regime", "compression", "best_frac", "best_mean"])
     split = df.method.map(lambda m: recipe(m).takes_heuristic).astype(bool)
-    sw = df[split & (df.heuristic == "top") & (df.split_source.fillna("") == "")]
+    sw = df[split & df.heuristic.map(is_default_heuristic).astype(bool) & (df.split_source.fillna("") == "")]
     sw = sw[sw.split_frac.isna() | (sw.split_frac > 0)]
     out = []
     for (task, method, regime, c), g in sw.groupby(["task", "method", "regime", "compression"]):
@@ -189,7 +190,7 @@ def _relabel_best(rows: list[dict], best: pd.DataFrame, sweep_task: str) -> list
         default = r.best_frac is None or _isnan(r.best_frac)
         for x in rows:
             if x["regime"] != r.regime or x["compression"] != r.compression or x["method"] != r.method \
-                    or x["heuristic"] != "top" or x["split_source"]:
+                    or not is_default_heuristic(x["heuristic"]) or x["split_source"]:
                 continue
             frac = x["split_frac"]
             if x["task"] == sweep_task:

@@ -64,7 +64,8 @@ from hmf_lab.nlp.tasks import TASKS, Settings, task_class
 
 __all__ = ["Cell", "REGIMES", "recipe", "cell_methods", "run_cell", "cell_key", "code_fingerprint",
            "task_names", "task_settings", "shipped_task", "compressed_layers", "MIN_LINEAR_DIM",
-           "cubic_sparsity", "GradualPruner", "factorized_init", "split_for_fraction", "max_split", "init_model"]
+           "cubic_sparsity", "GradualPruner", "factorized_init", "split_for_fraction", "max_split", "init_model",
+           "is_default_heuristic", "layers_for"]
 
 REGIMES = ("post", "scratch")
 
@@ -76,7 +77,7 @@ def cell_methods() -> tuple[str, ...]:
     (:data:`hmf_lab.nn.methods.METHODS`, so a newly registered one joins the grid and the CLI).
 
     >>> cell_methods()
-    ('dense', 'hmf', 'lmf', 'prune')
+    ('dense', 'hmf', 'lmf', 'prune', 'hmf_col')
     """
     from hmf_lab.nn.methods import DENSE, method_names
     return (DENSE.name, *method_names())
@@ -91,7 +92,7 @@ def recipe(method: str):
     >>> recipe("svd")
     Traceback (most recent call last):
     ...
-    ValueError: unknown method 'svd'; expected one of ('dense', 'hmf', 'lmf', 'prune')
+    ValueError: unknown method 'svd'; expected one of ('dense', 'hmf', 'lmf', 'prune', 'hmf_col')
     """
     from hmf_lab.nn.methods import lookup
     rec = lookup(method) if isinstance(method, str) else None
@@ -167,7 +168,9 @@ class Cell:
     ``split_frac``: for a method with a dense split (HMF), the split of every matrix as a fraction of its
     largest feasible split at this compression (0 = LMF's structure, 1 = the all-rows end, rank 1);
     ``None`` = the default (``hl.compress``'s balanced split). ``split_source``: a note where a fraction
-    came from (e.g. "best of the intent sweep"). ``heuristic``: HMF's row choice ("top" is the paper's).
+    came from (e.g. "best of the intent sweep"). ``heuristic``: HMF's row choice; ``None`` (default) is the
+    method registry's order-invariant default (``"greedy"``: :func:`hmf_lab.nn.methods.default_heuristic`),
+    a name is that heuristic (``"top"``, the paper's first rows, is the old default: label ``hmf[top]``).
     ``steps`` overrides the regime's steps of the task's settings; ``eval_size`` its evaluation size.
     """
 
@@ -177,7 +180,7 @@ class Cell:
     compression: float = 1.0
     seed: int = 0
     split_frac: float | None = None
-    heuristic: str = "top"
+    heuristic: str | None = None
     split_source: str = ""
     quick: bool = False
     steps: int | None = None
@@ -190,7 +193,7 @@ class Cell:
             return self.method
         if self.split_source:
             return f"{self.method}(best)"
-        if self.heuristic != "top":
+        if not is_default_heuristic(self.heuristic):
             return f"{self.method}[{self.heuristic}]"
         return self.method if self.split_frac is None else f"{self.method}@{self.split_frac:g}"
 
@@ -208,6 +211,21 @@ class Cell:
     def cost(self) -> float:
         """A rough relative cost (for scheduling the longest cells first)."""
         return self.settings().step_cost * self.train_steps() + 1.0
+
+
+def is_default_heuristic(h) -> bool:
+    """Is a cell's (or a table row's) ``heuristic`` the registry default? None, "" or NaN (a CSV's empty cell).
+
+    >>> is_default_heuristic(None), is_default_heuristic(float("nan")), is_default_heuristic("top")
+    (True, True, False)
+    """
+    return h is None or h == "" or (isinstance(h, float) and h != h)
+
+
+def layers_for(rec, model: nn.Module) -> list[str]:
+    """The layers a cell compresses: :func:`compressed_layers` that the method's layer policy touches
+    (``Method.touches``; the policy is stated in :mod:`hmf_lab.nn.methods`)."""
+    return [n for n in compressed_layers(model) if rec.touches(model.get_submodule(n))]
 
 
 @functools.lru_cache(maxsize=1)
@@ -523,9 +541,10 @@ def _run(cell: Cell, rec, progress: bool, keep_model: bool) -> dict:
     t0 = time.time()
     st = cell.settings()
     t, shipped = shipped_task(cell.task, cell.quick, cell.eval_size)
-    layers = compressed_layers(shipped)
+    layers = layers_for(rec, shipped)
     dense_params = count_params(shipped)
-    row = dict(asdict(cell), label=cell.label, metric=t.metric)
+    row = dict(asdict(cell), label=cell.label, metric=t.metric, layers=",".join(layers),
+               layer_policy=rec.layer_policy)
     extra = {}
     model, before = _source_model(cell, t, shipped, layers, extra)
     steps = cell.train_steps()

@@ -95,7 +95,7 @@ def _compressing_methods() -> tuple[str, ...]:
 
 
 def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, progress: bool = True,
-             heuristic="top", log=print, steps: int | None = None, eval_size: int | None = None,
+             heuristic=None, log=print, steps: int | None = None, eval_size: int | None = None,
              min_run_time: float | None = None, timing_rounds: int | None = None) -> pd.DataFrame:
     """One task, post-training, timed: a tidy table, one row per (method, compression), plus the dense row.
 
@@ -134,12 +134,12 @@ def run_task(task: str, compressions=(4, 8), methods=None, quick: bool = False, 
     rows, models = [], {base_method: dense}
     for c in cs:
         for method in methods:
-            cell = Cell(task, "post", method, c, heuristic=heuristic if recipe(method).takes_heuristic else "top", **kw)
+            cell = Cell(task, "post", method, c, heuristic=heuristic if recipe(method).takes_heuristic else None, **kw)
             r = run_cell(cell, progress=progress, keep_model=True)
             models[f"{method} {c:g}x"] = r.pop("model")
             after = r["value"] if r["steps"] else r["before"]   # no training: the model right after compression
             rows.append(dict(task=task, metric=t.metric, method=method, compression=c, params=r["params"],
-                             heuristic=cell.heuristic if recipe(method).takes_heuristic else "",
+                             heuristic=(cell.heuristic or "default") if recipe(method).takes_heuristic else "",
                              actual_compression=r["actual_compression"], before=r["before"], after=after,
                              fine_tune_steps=r["steps"], fine_tune_s=r["seconds"]))
             log(f"[{task}] {method} {c:g}x: {r['params']} params, {t.metric} before {r['before']:.4f} after "

@@ -36,12 +36,23 @@ from hmf_lab.factor._validation import as_int, check_compression, check_rank, ch
 
 __all__ = ["hmf_params", "lmf_params", "csr_index_bytes", "csr_bytes", "value_budget", "largest_rank", "lmf_rank",
            "max_split", "choose_split_rank", "EqualBudget", "equal_budget", "equal_budget_splits", "prune_keep",
-           "PRUNE_COUNTS", "budget"]
+           "PRUNE_COUNTS", "budget", "col_params", "choose_col_split_rank", "max_col_split"]
 
 
 def hmf_params(m: int, n: int, split: int, rank: int) -> int:
     """Stored values of HMF: ``k*n + r*(m-k) + r*n`` (LMF is ``split=0``)."""
     return split * n + rank * (m - split) + rank * n
+
+
+def col_params(m: int, n: int, split: int, rank: int) -> int:
+    """Stored values of column-split HMF (``split`` input columns dense): ``m*k + m*r + r*(n-k)``.
+
+    The column split of W is the row split of W^T, so this is ``hmf_params(n, m, k, r)``.
+
+    >>> col_params(64, 48, 8, 12) == 64*8 + 64*12 + 12*(48-8) == hmf_params(48, 64, 8, 12)
+    True
+    """
+    return hmf_params(n, m, split, rank)
 
 
 def lmf_params(m: int, n: int, rank: int) -> int:
@@ -451,3 +462,31 @@ def budget(shape, compression, *, step: int = 1) -> pd.DataFrame:
     df["compression"] = m * n / df["params"]
     df["rank_bound"] = [min(k + r, m, n) for k, r in rows]
     return df
+
+
+# --------------------------------------------------------------------------- column split
+
+def choose_col_split_rank(shape, compression=None, split=None, rank=None) -> tuple[int, int]:
+    """The (split, rank) of column-split HMF for an (m, n) matrix: ``split`` input columns dense.
+
+    The same rules as :func:`choose_split_rank` on the transposed shape (n, m): the column split of W is
+    the row split of W^T, the value budget ``floor(m*n / compression)`` is symmetric, and so is LMF's size
+    ``r*(m+n)`` (the default stays within 1% of it, never over the budget).
+
+    >>> choose_col_split_rank((65, 256), 4)   # a wide decoder: 11 dense columns + rank 10 (LMF: rank 12)
+    (11, 10)
+    >>> choose_col_split_rank((65, 256), 1)
+    (256, 0)
+    """
+    m, n = _shape(shape)
+    return choose_split_rank((n, m), compression, split, rank)
+
+
+def max_col_split(shape, compression) -> int:
+    """The largest column split of an (m, n) matrix with a rank >= 1 inside ``floor(m*n / compression)``.
+
+    >>> max_col_split((64, 128), 8), max_split((128, 64), 8)
+    (13, 13)
+    """
+    m, n = _shape(shape)
+    return max_split((n, m), compression)

@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 import torch
 
 from hmf_lab.factor._validation import as_calibration, as_inputs, as_int, as_matrix, check_compression, check_rank, check_split
-from hmf_lab.factor.heuristics import _select_rows, resolve_fit, whitened_fit
+from hmf_lab.factor.heuristics import _select_cols, _select_rows, resolve_col_fit, resolve_fit, whitened_fit
 
-from hmf_lab.factor.budget import csr_bytes, csr_index_bytes, hmf_params, lmf_params, value_budget
+from hmf_lab.factor.budget import col_params, csr_bytes, csr_index_bytes, hmf_params, lmf_params, value_budget
 
-__all__ = ["LMFResult", "HMFResult", "PruneResult", "lmf", "hmf", "prune", "relative_error"]
+__all__ = ["LMFResult", "HMFResult", "HMFColResult", "PruneResult", "lmf", "hmf", "hmf_cols", "prune",
+           "relative_error"]
 
 
 # --------------------------------------------------------------------------- results
@@ -141,6 +142,69 @@ class HMFResult:
         y = x.new_empty(*x.shape[:-1], self.m)
         y[..., self.rows] = x @ self.dense.T  # (..., k)
         y[..., self.lower_rows] = (x @ self.V.T) @ self.U.T  # (..., r) -> (..., m-k)
+        return y
+
+
+@dataclass(frozen=True, eq=False)
+class HMFColResult:
+    """Column-split hybrid factorization ``W_hat = [D | U V] Q``: input columns ``cols`` kept exactly.
+
+    ``dense`` D (m, k) are the columns ``cols`` of W; the other columns ``rest`` (n-k) are ``U @ V`` with
+    U (m, r), V (r, n-k); Q puts the columns back in input order. Stored values ``m*k + m*r + r*(n-k)``
+    (:func:`~hmf_lab.factor.budget.col_params`), rank bound ``min(k + r, m, n)``.
+    """
+
+    cols: torch.Tensor  # (k,) sorted dense-column indices
+    dense: torch.Tensor  # (m, k)
+    U: torch.Tensor  # (m, r)
+    V: torch.Tensor  # (r, n-k)
+    n: int
+    heuristic: str = "col_norm"
+    rest: torch.Tensor = field(init=False)  # (n-k,) the factorized columns, sorted
+
+    def __post_init__(self):
+        keep = torch.ones(self.n, dtype=torch.bool)
+        keep[self.cols] = False
+        object.__setattr__(self, "rest", torch.nonzero(keep).reshape(-1))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.dense.shape[0], self.n)
+
+    @property
+    def split(self) -> int:
+        return self.cols.numel()
+
+    @property
+    def rank(self) -> int:
+        return self.V.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        m, n = self.shape
+        return col_params(m, n, self.split, self.rank)
+
+    @property
+    def compression(self) -> float:
+        m, n = self.shape
+        return m * n / self.n_params
+
+    @property
+    def rank_bound(self) -> int:
+        return min(self.split + self.rank, *self.shape)
+
+    def to_dense(self) -> torch.Tensor:
+        out = self.dense.new_empty(self.shape)  # (m, n)
+        out[:, self.cols] = self.dense
+        out[:, self.rest] = self.U @ self.V  # (m, r) @ (r, n-k)
+        return out
+
+    def __call__(self, x) -> torch.Tensor:
+        """``x @ W_hat.T`` without forming W_hat: ``x[..., cols] @ D.T + (x[..., rest] @ V.T) @ U.T``."""
+        x = as_inputs(x, self.shape[1], like=self.V)
+        y = x[..., self.cols] @ self.dense.T  # (..., m)
+        if self.rank:
+            y = y + (x[..., self.rest] @ self.V.T) @ self.U.T  # (..., r) -> (..., m)
         return y
 
 
@@ -284,6 +348,47 @@ def hmf(W, split, rank, heuristic="top", X=None, fit=None) -> HMFResult:
         U, V = _truncated(lower, r)
     name = heuristic if isinstance(heuristic, str) else getattr(heuristic, "__name__", "explicit")
     return HMFResult(rows=rows, dense=W[rows].clone(), U=U, V=V, m=m, heuristic=name)
+
+
+def hmf_cols(W, split, rank, heuristic="col_norm", X=None, fit=None) -> HMFColResult:
+    """Column-split HMF: ``split`` input columns kept dense, the other columns factorized at ``rank``.
+
+    ``W_hat = [D | U V] Q`` with D = W[:, cols] (m, k), U (m, r), V (r, n-k); the strong form for wide
+    matrices (output layers): its rank bound ``k + r`` costs ``m`` values per dense column instead of
+    ``n`` per dense row. ``heuristic`` picks the columns: a name in ``hl.COL_HEURISTICS`` (``"col_norm"``,
+    the default, is order-invariant; ``"top"`` = the first k; ``"activation"`` needs X), a callable
+    ``fn(W, split, *, rank, X=None)`` or explicit column indices. ``fit``: ``"svd"`` (weight error) or
+    ``"whitened"`` (output error on ``X[:, rest]``; the default with X and ``"activation"``).
+    Exact at ``split = n``; the same as ``hl.hmf(W.T, ...)`` transposed for the data-free heuristics.
+
+    >>> import torch, hmf_lab as hl
+    >>> W = torch.randn(6, 10, dtype=torch.float64)
+    >>> f = hl.hmf_cols(W, split=2, rank=1, heuristic=[3, 7])
+    >>> f.cols.tolist(), tuple(f.dense.shape), tuple(f.U.shape), tuple(f.V.shape), f.n_params, f.rank_bound
+    ([3, 7], (6, 2), (6, 1), (1, 8), 26, 3)
+    >>> x = torch.randn(4, 10, dtype=torch.float64)
+    >>> torch.allclose(f(x), x @ f.to_dense().T)
+    True
+    """
+    W = as_matrix(W)
+    m, n = W.shape
+    k = check_split(split, n)
+    r = check_rank(rank, n, m, k)  # the factorized block is (m, n-k): rank <= min(m, n-k)
+    if X is not None:
+        X = as_calibration(X, n, like=W)
+    how = resolve_col_fit(fit, heuristic, X)
+    cols = _select_cols(W, k, r, heuristic, X)
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[cols] = False
+    rest = W[:, keep]  # (m, n-k)
+    if r == 0:
+        U, V = W.new_zeros(m, 0), W.new_zeros(0, n - k)
+    elif how == "whitened":
+        U, V = whitened_fit(rest, X[:, keep], r)
+    else:
+        U, V = _truncated(rest, r)
+    name = heuristic if isinstance(heuristic, str) else getattr(heuristic, "__name__", "explicit")
+    return HMFColResult(cols=cols, dense=W[:, cols].clone(), U=U, V=V, n=n, heuristic=name)
 
 
 def prune(W, compression=None, *, nnz=None) -> PruneResult:

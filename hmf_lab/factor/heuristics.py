@@ -23,6 +23,9 @@ activation    X           greedy in output space ``W C^(1/2)``; hmf then fits th
 fisher        grad        greedy on Fisher-weighted rows (pass gradients with :func:`fisher_from`)
 ============  ==========  =====================================================================
 
+Column-split HMF (``hl.hmf_cols``) has its own registry, :data:`COL_HEURISTICS` (``top``, ``col_norm``,
+``activation``: input-activation energy ``||X[:, j]||^2 ||W[:, j]||^2``), see the end of this module.
+
 Expensive built-ins cache their answer keyed on the *content* of ``W`` (and ``X``, ``grad``), so a
 slider that calls them again with the same matrix is instant; :func:`clear_cache` empties it.
 
@@ -52,6 +55,7 @@ __all__ = [
     "HEURISTICS", "register_heuristic", "select_rows", "resolve_fit", "whitened_fit", "whitening",
     "clear_cache", "fisher_from",
     "top", "random_rows", "row_norm", "residual", "leverage", "greedy", "activation", "fisher",
+    "COL_HEURISTICS", "register_col_heuristic", "select_cols",
 ]
 
 Heuristic = Callable[..., torch.Tensor]
@@ -666,3 +670,166 @@ def fisher_from(grad) -> Heuristic:
     fisher_with_grad.__name__ = "fisher"
     fisher_with_grad.__doc__ = fisher.__doc__
     return fisher_with_grad
+
+
+
+# --------------------------------------------------------------------------- column heuristics (column split)
+#
+# Column-split HMF (``hl.hmf_cols``) keeps k *input columns* of W dense. Its heuristics live in their own
+# registry: a row rule applied to W^T is a column rule, but a data-aware row rule reads X (N, n) as inputs
+# of W, which W^T does not have, so names must not be shared silently. Same signature, ``fn(W, split, *,
+# rank, X=None) -> LongTensor`` of ``split`` distinct *column* indices of W (m, n).
+
+#: name -> column heuristic (``hl.hmf_cols``, ``HMFColLinear``, method ``"hmf_col"``)
+COL_HEURISTICS: dict[str, Heuristic] = {}
+
+
+def register_col_heuristic(name: str, *, overwrite: bool = False, requires=(), fit: str | None = None):
+    """Decorator that adds a column heuristic to :data:`COL_HEURISTICS` (as :func:`register_heuristic` for rows).
+
+    >>> @register_col_heuristic("last_cols_demo")
+    ... def last_cols_demo(W, split, *, rank, X=None):
+    ...     return torch.arange(W.shape[1] - split, W.shape[1])
+    >>> select_cols(torch.randn(3, 5), 2, 1, "last_cols_demo").tolist()
+    [3, 4]
+    >>> del COL_HEURISTICS["last_cols_demo"]
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"column heuristic name must be a non-empty str, got {name!r}")
+    if name in COL_HEURISTICS and not overwrite:
+        raise ValueError(f"a column heuristic named {name!r} is already registered; pick another name or pass "
+                         f"overwrite=True")
+    requires = (requires,) if isinstance(requires, str) else tuple(requires)
+    bad = [q for q in requires if q not in _REQUIREMENTS]
+    if bad:
+        raise ValueError(f"requires must be a subset of {_REQUIREMENTS}, got {bad}")
+    if fit is not None and fit not in _FITS:
+        raise ValueError(f"fit must be None or one of {_FITS}, got {fit!r}")
+
+    def decorator(fn: Heuristic) -> Heuristic:
+        if not callable(fn):
+            raise TypeError(f"register_col_heuristic({name!r}) must decorate a callable, got {type(fn).__name__}")
+        _check_signature(name, fn)
+        if requires:
+            fn.requires = frozenset(requires)
+        if fit is not None:
+            fn.preferred_fit = fit
+        COL_HEURISTICS[name] = fn
+        return fn
+
+    return decorator
+
+
+def _resolve_col(heuristic):
+    if isinstance(heuristic, str):
+        if heuristic not in COL_HEURISTICS:
+            raise ValueError(f"unknown column heuristic {heuristic!r}; valid names are {sorted(COL_HEURISTICS)} "
+                             f"(or pass a callable, or explicit column indices)")
+        return COL_HEURISTICS[heuristic]
+    if callable(heuristic):
+        return heuristic
+    if isinstance(heuristic, (list, tuple, range, np.ndarray, torch.Tensor)):
+        return None
+    raise TypeError(f"heuristic must be a registered column heuristic {sorted(COL_HEURISTICS)}, a callable, or "
+                    f"column indices, got {type(heuristic).__name__}")
+
+
+def _select_cols(W: torch.Tensor, split: int, rank: int, heuristic="col_norm", X=None) -> torch.Tensor:
+    """Validated, sorted column indices for already validated arguments (``hl.hmf_cols``)."""
+    fn = _resolve_col(heuristic)
+    who = _describe(heuristic).replace("heuristic", "column heuristic", 1).replace("explicit rows",
+                                                                                   "explicit columns")
+    if fn is None:
+        cols = heuristic
+    else:
+        Wh = W if getattr(fn, "__module__", None) == __name__ else W.clone()
+        cols = fn(Wh, split, rank=rank, X=X)
+    return _validate_rows(cols, split, W.shape[1], who)
+
+
+def select_cols(W, split: int, rank: int, heuristic="col_norm", X=None) -> torch.Tensor:
+    """Resolve a column heuristic and return its ``split`` sorted, distinct column indices of W (int64).
+
+    >>> select_cols(torch.tensor([[0., 5., 1.], [0., 5., 0.]]), 1, 1, "col_norm").tolist()
+    [1]
+    """
+    from hmf_lab.factor._validation import as_calibration, as_int, as_matrix, check_split
+
+    W = as_matrix(W)
+    m, n = W.shape
+    split = check_split(split, n)
+    rank = as_int(rank, "rank")
+    if X is not None:
+        X = as_calibration(X, n, like=W)
+    return _select_cols(W, split, rank, heuristic, X)
+
+
+def resolve_col_fit(fit, heuristic, X) -> str:
+    """:func:`resolve_fit` for column heuristics: ``"whitened"`` by default only for a data-aware one with X."""
+    if fit is None:
+        try:
+            fn = _resolve_col(heuristic)
+        except (TypeError, ValueError):
+            fn = None
+        pref = getattr(fn, "preferred_fit", "svd") if fn is not None else "svd"
+        return "whitened" if (pref == "whitened" and X is not None) else "svd"
+    return resolve_fit(fit, "top", X)
+
+
+@register_col_heuristic("top")
+def top_cols(W, split, *, rank, X=None):
+    """The first ``split`` input columns (meaningful only when the input order is).
+
+    >>> top_cols(torch.randn(2, 5), 2, rank=1).tolist()
+    [0, 1]
+    """
+    return torch.arange(split, dtype=torch.int64)
+
+
+@register_col_heuristic("col_norm")
+def col_norm(W, split, *, rank, X=None):
+    """The ``split`` columns of largest norm ``||W[:, j]||``: input channels the layer weighs most (data-free).
+
+    Order-invariant: permuting the inputs permutes the choice. Ties break by index (stable sort).
+
+    >>> col_norm(torch.tensor([[1., 0., 3.], [0., 0., 4.]]), 1, rank=1).tolist()
+    [2]
+    """
+    score = (W.double() ** 2).sum(0)
+    return torch.sort(score, descending=True, stable=True).indices[:split]
+
+
+@register_col_heuristic("activation", requires="X", fit="whitened")
+def activation_cols(W, split, *, rank, X=None):
+    """Data-aware: the ``split`` input channels of largest activation energy ``||X[:, j]||^2 * ||W[:, j]||^2``.
+
+    Column j contributes ``X[:, j] W[:, j]^T`` to the outputs; its energy bounds that contribution, so
+    channels with outlier activations (LLM.int8(), Dettmers et al. 2022; the per-channel salience of
+    AWQ, Lin et al. 2023 and Wanda, Sun et al. 2023) are the ones a low-rank fit of the rest would cost
+    most. ``hl.hmf_cols`` then fits the other columns on whitened inputs (their output error).
+
+    >>> W = torch.ones(4, 6); X = torch.ones(32, 6); X[:, 4] = 50.0
+    >>> activation_cols(W, 1, rank=1, X=X).tolist()
+    [4]
+    """
+    if X is None:
+        raise ValueError("column heuristic 'activation' needs calibration inputs X of shape (N, n): pass X=... "
+                         "(or use the data-free 'col_norm')")
+    score = (X.double() ** 2).sum(0) * (W.double() ** 2).sum(0)
+    return torch.sort(score, descending=True, stable=True).indices[:split]
+
+
+@register_col_heuristic("greedy")
+@_cached
+def greedy_cols(W, split, *, rank, X=None):
+    """The row rule ``greedy`` on W^T: columns moved to the dense set while that most lowers the tail energy
+    of the factorized columns' block (data-free; order-invariant up to float noise).
+
+    >>> W = torch.zeros(4, 6); W[0, :] = 1.0; W[:, 4] = torch.tensor([0., 0., 7., 0.])
+    >>> greedy_cols(W, 1, rank=1).tolist()
+    [4]
+    """
+    return _greedy_rows(W.T.double(), split, rank)
+
+
+top_cols.rank_free = col_norm.rank_free = activation_cols.rank_free = True

@@ -11,6 +11,8 @@ method        ``nn.Linear`` becomes                        ``nn.LSTM`` becomes
               mask (trainable, masked dense)
 ``"prune"``   :class:`~hmf_lab.nn.layers.SparseLinear` (CSR)  :class:`~hmf_lab.nn.lstm.SparseLSTM` (CSR)
 + sparse=True
+``"hmf_col"`` :class:`~hmf_lab.layers.HMFColLinear`        :class:`~hmf_lab.lstm.HMFColLSTM` (column split
+              (k input columns dense)                     per gate, the gates share the columns)
 ============  ==========================================  =============================================
 
 An ``nn.MultiheadAttention`` becomes a :class:`~hmf_lab.nn.attention.CompressedMultiheadAttention`: the q, k
@@ -66,7 +68,7 @@ from torch.nn.utils import prune as tprune
 
 from hmf_lab.factor._validation import check_compression
 from hmf_lab.nn.attention import CompressedMultiheadAttention, attention_calibration, bypass_fast_paths
-from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
+from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.factor.budget import _prune_count
 from hmf_lab.nn.lstm import CompressedLSTM, PrunedLSTM
 from hmf_lab.nn.methods import METHODS, Method, get_method
@@ -76,7 +78,7 @@ __all__ = ["compress", "sparsify", "count_params", "replace_modules", "select_mo
 
 
 def _is_compressed(mod: nn.Module) -> bool:
-    return isinstance(mod, (CompressedLSTM, PrunedLSTM, HMFLinear, LMFLinear, SparseLinear,
+    return isinstance(mod, (CompressedLSTM, PrunedLSTM, HMFLinear, HMFColLinear, LMFLinear, SparseLinear,
                             CompressedMultiheadAttention)) or (
         isinstance(mod, nn.Linear) and tprune.is_pruned(mod))
 
@@ -158,14 +160,14 @@ def _build(mod, method: Method, c, opts: dict) -> nn.Module:
     """``mod`` compressed by the method record: its ``linear`` or ``lstm`` builder with the options it takes."""
     if isinstance(mod, nn.LSTM):
         if method.lstm is None:
-            raise TypeError(f"method {method.name!r} has no LSTM form; leave the nn.LSTM out with layers=[...]")
+            raise TypeError(f"method {method.name!r} has no LSTM form; leave the nn.LSTM out of layers=[...]")
         return method.lstm(mod, c, **opts)
     if isinstance(mod, nn.MultiheadAttention):
         return method.attention(mod, c, **opts)
     return method.linear(mod, c, **opts)
 
 
-def compress(model: nn.Module, method, compression=None, *, heuristic="top", split=None, rank=None,
+def compress(model: nn.Module, method, compression=None, *, heuristic=None, split=None, rank=None,
              layers=None, sparse: bool = False, X=None, loss=None, prune_count: str = "budget") -> nn.Module:
     """A deep copy of ``model`` with its ``nn.Linear`` and ``nn.LSTM`` modules compressed by ``method``.
 
@@ -175,7 +177,11 @@ def compress(model: nn.Module, method, compression=None, *, heuristic="top", spl
     the method's size options fix it: ``split`` and ``rank`` for HMF, ``rank`` for LMF; given together with
     both HMF's ``split`` and ``rank``, that point must fit the budget).
     ``heuristic``: HMF's split heuristic (a name in ``hl.HEURISTICS`` or a callable), applied per gate
-    block in an LSTM. ``layers``: names (``model.named_modules()``) to replace; default all of them.
+    block in an LSTM; ``None`` (default): the order-invariant default of the method registry
+    (``"greedy"``, or ``"activation"`` with ``X``; never ``"top"`` unless named: see
+    :func:`hmf_lab.nn.methods.default_heuristic`). ``layers``: names (``model.named_modules()``) to
+    replace; default the modules the method's layer policy touches (``Method.touches``: every
+    ``nn.Linear`` and ``nn.LSTM`` for the built-ins; ``nn.Linear`` only for a method without an LSTM form).
     ``sparse``: for ``"prune"``, CSR inference modules instead of trainable masked ones.
     ``prune_count``: ``"budget"`` (default) keeps exactly ``floor(m*n / compression)`` values, as
     ``hl.prune`` does; ``"lmf"`` keeps LMF's count at that compression (an explicit equal-size option).
@@ -222,6 +228,16 @@ def compress(model: nn.Module, method, compression=None, *, heuristic="top", spl
     opts = {"split": split, "rank": rank, "heuristic": heuristic, "sparse": sparse, "prune_count": prune_count}
     opts = {k: v for k, v in opts.items() if k in meth.options}
     names = select_modules(model, layers)
+    if layers is None:  # the layer policy (hmf_lab.nn.methods, "Layer policy")
+        left = [n for n in names if not meth.touches(model.get_submodule(n) if n else model)]
+        if left:
+            names = [n for n in names if n not in left]
+            if not names:
+                raise ValueError(f"method {meth.name!r} touches {meth.layer_policy} modules by default "
+                                 f"({meth.layer_policy_why}) and the model has none; pass layers=[...]")
+            warnings.warn(f"method {meth.name!r} touches {meth.layer_policy} modules by default "
+                          f"({meth.layer_policy_why}): {_names(left)} left dense; pass layers=[...] to choose",
+                          UserWarning, stacklevel=2)
     targets = set(names)
     attn = [n for n in names if isinstance(model.get_submodule(n), nn.MultiheadAttention)]
     if attn and heuristic == "fisher" and X is not None:
@@ -612,7 +628,7 @@ def count_params(model: nn.Module) -> int:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    counted = (CompressedLSTM, PrunedLSTM, HMFLinear, LMFLinear, SparseLinear)
+    counted = (CompressedLSTM, PrunedLSTM, HMFLinear, HMFColLinear, LMFLinear, SparseLinear)
     seen: set[int] = set()  # a shared module (used twice) stores its values once
 
     def walk(mod: nn.Module) -> int:

@@ -19,9 +19,9 @@ from torch import nn
 
 from hmf_lab.factor._validation import as_int, check_rank, check_split
 from hmf_lab.factor.budget import prune_keep
-from hmf_lab.factor.core import hmf, lmf, prune
+from hmf_lab.factor.core import hmf, hmf_cols, lmf, prune
 
-__all__ = ["HMFLinear", "LMFLinear", "SparseLinear"]
+__all__ = ["HMFLinear", "HMFColLinear", "LMFLinear", "SparseLinear"]
 
 
 def _check_linear(linear) -> nn.Linear:
@@ -424,6 +424,122 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, split={self.split}, "
                 f"rank={self.rank}, bias={self.bias is not None}")
+
+
+class HMFColLinear(_ModeSwitch, _StoredValues, nn.Module):
+    """``y = x @ W_hat.T + b`` with the column split ``W_hat = [D | U V] Q``: k input columns kept dense.
+
+    Trainable ``nn.Parameter``s ``dense`` D (m, k), ``U`` (m, r), ``V`` (r, n-k); buffers ``cols`` (k,) (the
+    dense input columns, sorted) and ``rest`` (n-k,) (the factorized ones). Forward
+    ``y = x[..., cols] @ D.T + (x[..., rest] @ V.T) @ U.T + b``: three thin GEMMs, W_hat never formed
+    (``mode="reconstructed"``: one GEMM with the cached W_hat). Built by :meth:`from_linear`
+    (``hl.hmf_cols``); ``state_dict`` round-trips (the column choice is in the buffers).
+
+    >>> import torch, hmf_lab as hl
+    >>> layer = hl.HMFColLinear(in_features=16, out_features=8, split=2, rank=3)
+    >>> tuple(layer.dense.shape), tuple(layer.U.shape), tuple(layer.V.shape), layer.n_params
+    ((8, 2), (8, 3), (3, 14), 82)
+    """
+
+    _stored = ("dense", "U", "V")
+
+    def __init__(self, in_features: int, out_features: int, split: int, rank: int, bias: bool = True,
+                 cols=None, dtype=None):
+        super().__init__()
+        n, m = as_int(in_features, "in_features"), as_int(out_features, "out_features")
+        if n < 1 or m < 1:
+            raise ValueError(f"in_features and out_features must be >= 1, got {n} and {m}")
+        k = check_split(split, n)
+        r = check_rank(rank, n, m, k)
+        self.in_features, self.out_features, self.split, self.rank = n, m, k, r
+        kw = {"dtype": dtype}
+        self.dense = nn.Parameter(torch.empty(m, k, **kw))  # (m, k): D
+        self.U = nn.Parameter(torch.empty(m, r, **kw))  # (m, r)
+        self.V = nn.Parameter(torch.empty(r, n - k, **kw))  # (r, n-k)
+        self.bias = nn.Parameter(torch.zeros(m, **kw)) if bias else None
+        cols = _check_rows(cols, n, k)
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[cols] = False
+        self.register_buffer("cols", torch.sort(cols).values)
+        self.register_buffer("rest", torch.nonzero(keep).reshape(-1))
+        self.mode = "factorized"
+        self.register_load_state_dict_post_hook(_refresh_on_load)
+        self.reset_parameters()
+
+    @property
+    def D(self) -> nn.Parameter:
+        """Alias of :attr:`dense` (the k dense columns, (m, k)), as for :class:`HMFLinear`."""
+        return self.dense
+
+    def _refresh_order(self) -> None:
+        self.clear_cache()
+
+    def reset_parameters(self) -> None:
+        for p in (self.dense, self.U, self.V):
+            if p.numel():
+                nn.init.kaiming_uniform_(p, a=5 ** 0.5)
+
+    @classmethod
+    def from_result(cls, f, bias: torch.Tensor | None = None) -> "HMFColLinear":
+        """Build the layer from an :class:`~hmf_lab.factor.core.HMFColResult` (and an optional bias (m,))."""
+        m, n = f.shape
+        layer = cls(n, m, f.split, f.rank, bias=bias is not None, cols=f.cols, dtype=f.V.dtype)
+        with torch.no_grad():
+            layer.dense.copy_(f.dense)
+            layer.U.copy_(f.U)
+            layer.V.copy_(f.V)
+            if bias is not None:
+                layer.bias.copy_(bias)
+        return layer
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, split: int, rank: int, heuristic="col_norm", X=None) -> "HMFColLinear":
+        """Compress a trained ``nn.Linear``: ``hl.hmf_cols(linear.weight, split, rank, heuristic, X)``."""
+        _check_linear(linear)
+        f = hmf_cols(linear.weight.detach(), split, rank, heuristic=heuristic, X=X)
+        return cls.from_result(f, None if linear.bias is None else linear.bias.detach())
+
+    def to_dense(self) -> torch.Tensor:
+        """The (m, n) reconstruction ``W_hat``."""
+        W = torch.cat([self.dense, self.U @ self.V], dim=1)  # (m, n) in [cols | rest] order
+        return W[:, torch.argsort(torch.cat([self.cols, self.rest]))]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self._parameters
+        D, U, V, bias = p["dense"], p["U"], p["V"], p.get("bias")
+        if not isinstance(x, torch.Tensor) or x.dtype != V.dtype or not x.ndim or x.shape[-1] != self.in_features:
+            _bad_input(self, x, V.dtype)
+        try:
+            if self._mode == "reconstructed":
+                W = self.to_dense() if _differentiating(x, D, U, V) else self._cached("W", self.to_dense, D, U, V)
+                return nn.functional.linear(x, W, bias)
+            if _differentiating(x, D, U, V, *(() if bias is None else (bias,))):
+                y = x[..., self.cols] @ D.T  # (..., m)
+                if self.rank:
+                    y = y + (x[..., self.rest] @ V.T) @ U.T
+                return y if bias is None else y + bias
+            return self._forward_fast(x)
+        except (RuntimeError, NotImplementedError):
+            _bad_device(self, x, V)
+            raise
+
+    def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference without autograd: ``addmm(b, x[:, cols], D.T)`` then ``addmm(., x[:, rest] V.T, U.T)``."""
+        p = self._parameters
+        D, U, V, bias = p["dense"], p["U"], p["V"], p.get("bias")
+        m, n = self.out_features, self.in_features
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, n)  # (B, n)
+        xc = x2.index_select(1, self.cols)  # (B, k)
+        y = xc @ D.T if bias is None else torch.addmm(bias, xc, D.T)  # (B, m)
+        if self.rank:
+            t = x2.index_select(1, self.rest) @ V.T  # (B, r)
+            y = torch.addmm(y, t, U.T)
+        return y.reshape(*lead, m)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, split={self.split} "
+                f"(columns), rank={self.rank}, bias={self.bias is not None}")
 
 
 class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):

@@ -53,7 +53,7 @@ from hmf_lab.nn.layers import SparseLinear, _differentiating, _InferenceCache, _
 from hmf_lab.nn.lstm_loops import _SCRIPTED, _cell, _csr_loop, _hmf_loop, _scripted  # noqa: F401
 
 __all__ = ["GATES", "GateHMFLinear", "CompressedLSTM", "LSTM_MODES", "HMFLSTM", "LMFLSTM", "PrunedLSTM",
-           "SparseLSTM", "choose_split_rank", "lmf_rank"]
+           "SparseLSTM", "choose_split_rank", "lmf_rank", "GateColLinear", "HMFColLSTM"]
 
 
 # ================================================================================================
@@ -863,3 +863,171 @@ def _plain_lstm_state(lstm: nn.LSTM) -> dict:
         for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ()):
             out[name + sfx] = getattr(lstm, name + sfx).detach().clone()
     return out
+
+
+# ================================================================================================
+# column-split HMF per gate block (input columns dense, shared by the gates)
+# ================================================================================================
+
+
+class GateColLinear(_InferenceCache, _StoredValues, nn.Module):
+    """A (G*H, n) matrix in G gate blocks, each column-split HMF with the **same** ``split`` dense input columns.
+
+    Every gate g: ``W_g = [D_g | U_g V_g] Q`` with D_g (H, k) = W_g[:, cols], U_g (H, r), V_g (r, n-k).
+    The dense columns are chosen once for the stacked matrix (an input channel is loud for every gate or
+    for none), so the input is split once: ``x[:, cols]`` feeds one (G*H, k) GEMM, ``x[:, rest]`` the V
+    blocks. Stored values ``G * (H*k + H*r + r*(n-k))``. Parameters ``D`` (G, H, k), ``U`` (G, H, r),
+    ``V`` (G, r, n-k), ``bias`` (G*H,); buffers ``cols`` (k,), ``rest`` (n-k,).
+
+    >>> import torch, hmf_lab as hl
+    >>> W = torch.randn(4 * 6, 10)
+    >>> f = hl.nn.lstm.GateColLinear.from_weight(W, split=2, rank=2, bias=torch.randn(24))
+    >>> x = torch.randn(3, 10)
+    >>> torch.allclose(f(x), x @ f.to_dense().T + f.bias, atol=1e-5), f.n_params == 4 * (6*2 + 6*2 + 2*8)
+    (True, True)
+    """
+
+    _stored = ("D", "U", "V")
+
+    def __init__(self, in_features: int, hidden_size: int, split: int, rank: int, bias: bool = True,
+                 cols=None, gates: int = GATES, dtype=None):
+        super().__init__()
+        n, H, G = as_int(in_features, "in_features"), as_int(hidden_size, "hidden_size"), as_int(gates, "gates")
+        if n < 1 or H < 1 or G < 1:
+            raise ValueError(f"in_features, hidden_size and gates must be >= 1, got {n}, {H} and {G}")
+        k = check_split(split, n)
+        r = check_rank(rank, n, H, k)
+        self.in_features, self.hidden_size, self.gates_, self.split, self.rank = n, H, G, k, r
+        self.out_features = G * H
+        self.D = nn.Parameter(torch.empty(G, H, k, dtype=dtype))  # (G, H, k)
+        self.U = nn.Parameter(torch.empty(G, H, r, dtype=dtype))  # (G, H, r)
+        self.V = nn.Parameter(torch.empty(G, r, n - k, dtype=dtype))  # (G, r, n-k)
+        self.bias = nn.Parameter(torch.zeros(G * H, dtype=dtype)) if bias else None
+        cols = torch.arange(k) if cols is None else torch.as_tensor(cols, dtype=torch.int64).reshape(-1)
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[cols] = False
+        if cols.numel() != k or int((~keep).sum()) != k:
+            raise ValueError(f"cols must be {k} distinct column indices in [0, {n}), got {cols.tolist()[:16]}")
+        self.register_buffer("cols", torch.sort(cols).values)
+        self.register_buffer("rest", torch.nonzero(keep).reshape(-1))
+        self.register_load_state_dict_post_hook(_refresh_on_load)
+        with torch.no_grad():
+            for p in (self.D, self.U, self.V):
+                if p.numel():
+                    nn.init.uniform_(p, -1 / math.sqrt(max(n, 1)), 1 / math.sqrt(max(n, 1)))
+
+    def _refresh(self) -> None:
+        self.clear_cache()
+
+    @classmethod
+    def from_weight(cls, W: torch.Tensor, split: int, rank: int, bias: torch.Tensor | None = None,
+                    heuristic=None, gates: int = GATES, X=None) -> "GateColLinear":
+        """Compress a (G*H, n) weight: columns chosen on the stacked W (``hl.select_cols``; default
+        ``"col_norm"``, ``"activation"`` with X), then each gate's other columns fitted at ``rank``."""
+        from hmf_lab.factor.core import hmf_cols
+        from hmf_lab.factor.heuristics import select_cols
+
+        W = W.detach()
+        if W.ndim != 2 or W.shape[0] % gates:
+            raise ValueError(f"W must be a (gates*H, n) matrix with gates = {gates}, got shape {tuple(W.shape)}")
+        H, n = W.shape[0] // gates, W.shape[1]
+        k = check_split(split, n)
+        r = check_rank(rank, n, H, k)
+        if heuristic is None:
+            heuristic = "col_norm" if X is None else "activation"
+        cols = select_cols(W, k, r, heuristic, X)
+        fit = None
+        if X is not None and not isinstance(heuristic, (list, tuple, torch.Tensor)):
+            from hmf_lab.factor.heuristics import resolve_col_fit
+            fit = resolve_col_fit(None, heuristic, X)
+        fs = [hmf_cols(Wg, k, r, heuristic=cols, X=X, fit=fit) for Wg in W.split(H)]
+        layer = cls(n, H, k, r, bias=bias is not None, cols=cols, gates=gates, dtype=W.dtype)
+        with torch.no_grad():
+            for g, f in enumerate(fs):
+                layer.D[g].copy_(f.dense)
+                layer.U[g].copy_(f.U)
+                layer.V[g].copy_(f.V)
+            if bias is not None:
+                layer.bias.copy_(bias)
+        return layer
+
+    def to_dense(self) -> torch.Tensor:
+        """The (G*H, n) reconstruction, gate blocks in order."""
+        W = torch.cat([self.D, self.U @ self.V], dim=2)  # (G, H, n) in [cols | rest] order
+        W = W[:, :, torch.argsort(torch.cat([self.cols, self.rest]))]
+        return W.reshape(self.out_features, self.in_features)
+
+    def gates(self, x2: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """``add + [W_g x for each gate]`` in the gate-major (G, B, H) layout (no bias). ``x2``: (B, n)."""
+        y = torch.matmul(x2[:, self.cols], self.D.transpose(1, 2))  # (G, B, H)
+        if self.rank:
+            t = torch.matmul(x2[:, self.rest], self.V.transpose(1, 2))  # (G, B, r)
+            y = y + torch.bmm(t, self.U.transpose(1, 2))
+        return y if add is None else y + add
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)  # (B, n)
+        y = self.gates(x2).transpose(0, 1).reshape(x2.shape[0], self.out_features)  # (B, G*H)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, hidden_size={self.hidden_size}, gates={self.gates_}, "
+                f"split={self.split} (columns), rank={self.rank}, bias={self.bias is not None}")
+
+
+class HMFColLSTM(CompressedLSTM):
+    """An LSTM whose W_ih and W_hh are :class:`GateColLinear` (column-split HMF per gate, shared columns).
+
+    Each gate block (H, n) gets ``choose_col_split_rank((H, n), compression, split, rank)``, so the LSTM is
+    compressed ``compression``-fold like :class:`HMFLSTM`. Inference runs the plain per-step loop (no
+    TorchScript loop for this structure yet) or, with ``mode="reconstructed"``, the fused kernel on W_hat.
+
+    >>> import torch, hmf_lab as hl
+    >>> lstm = torch.nn.LSTM(8, 16, batch_first=True)
+    >>> same = hl.nn.lstm.HMFColLSTM.from_lstm(lstm, compression=1)   # every column dense: exact
+    >>> x = torch.randn(2, 5, 8)
+    >>> torch.allclose(same(x)[0], lstm(x)[0], atol=1e-5)
+    True
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
+                 split=0, rank=1, dtype=None, _build: bool = True):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        if _build:
+            for layer in range(self.num_layers):
+                for _ in range(self.num_directions):
+                    n = self._layer_input_size(layer)
+                    self.ih.append(GateColLinear(n, hidden_size, min(split, n), min(rank, hidden_size),
+                                                 bias=bias, dtype=dtype))
+                    self.hh.append(GateColLinear(hidden_size, hidden_size, split, rank, bias=bias, dtype=dtype))
+
+    @property
+    def split(self) -> tuple:
+        """Dense input columns of each matrix: (ih_l0, hh_l0, ...)."""
+        return tuple(m.split for pair in zip(self.ih, self.hh) for m in pair)
+
+    @property
+    def rank(self) -> tuple:
+        return tuple(m.rank for pair in zip(self.ih, self.hh) for m in pair)
+
+    @classmethod
+    def from_lstm(cls, lstm: nn.LSTM, compression=None, split=None, rank=None, heuristic=None, X=None):
+        """Compress every W_ih / W_hh of a trained ``nn.LSTM``; options as :meth:`HMFLSTM.from_lstm`."""
+        from hmf_lab.factor.budget import choose_col_split_rank
+
+        _check_lstm(lstm)
+        self = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
+                   lstm.dropout, lstm.bidirectional, _build=False)
+        H = lstm.hidden_size
+        for sfx in _suffixes(lstm):
+            w_ih, w_hh, b_ih, b_hh = _lstm_weights(lstm, sfx)
+            for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
+                k, r = choose_col_split_rank((H, W.shape[1]), compression, _per_matrix(split, sfx, which),
+                                             _per_matrix(rank, sfx, which))
+                h = _per_matrix(heuristic, sfx, which) if isinstance(heuristic, dict) else heuristic
+                mods.append(GateColLinear.from_weight(W, k, r, bias=b, heuristic=h, X=_per_matrix(X, sfx, which)))
+        return self.train(lstm.training)

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from hmf_lab.nn.compress import capture_inputs
-from hmf_lab.nn.layers import HMFLinear, LMFLinear, SparseLinear
+from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import CompressedLSTM, SparseLSTM
 from hmf_lab.perf.timing import Race, race
 
@@ -74,7 +74,7 @@ def engines_of(module: nn.Module) -> tuple[str, ...]:
     """
     if isinstance(module, (SparseLinear, SparseLSTM)):
         return ("csr", "reconstructed")
-    if isinstance(module, (HMFLinear, LMFLinear, CompressedLSTM)):
+    if isinstance(module, (HMFLinear, HMFColLinear, LMFLinear, CompressedLSTM)):
         return ("factorized", "reconstructed")
     return ()
 
