@@ -181,7 +181,7 @@ def test_compress_hmf_col_is_exact_at_compression_1_and_runs():
     assert y.shape == (3, 5, 40) and torch.isfinite(y).all()
     assert hl.count_params(small) <= hl.count_params(net) / 3
     rec = get_method("hmf_col")
-    assert rec.label == "HMF (columns)" and rec.layer_policy == "linear+lstm"
+    assert rec.label == "HMF (columns)" and rec.layer_policy == "linear+lstm+attention"
     for name in ("inp", "out"):
         mod, dense = getattr(small, name), getattr(net, name)
         assert mod.n_params == rec.stored(tuple(dense.weight.shape), 3)

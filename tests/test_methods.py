@@ -164,8 +164,8 @@ def test_a_method_without_an_lstm_form(lmf_even):
     hl.register_method(linear_only)
     try:
         # the layer policy: a method without an LSTM form touches nn.Linear only, and says what it left dense
-        assert linear_only.layer_policy == "linear" and not linear_only.touches(nn.LSTM(4, 4))
-        with pytest.warns(UserWarning, match=r"method 'lmf_even_lin' touches linear modules by default .* 'rnn' left dense"):
+        assert linear_only.layer_policy == "linear+attention" and not linear_only.touches(nn.LSTM(4, 4))
+        with pytest.warns(UserWarning, match=r"method 'lmf_even_lin' touches linear\+attention modules by default .* 'rnn' left dense"):
             small = hl.compress(Net(), "lmf_even_lin", compression=2)
         assert type(small.rnn) is nn.LSTM
         with pytest.raises(TypeError, match=r"method 'lmf_even_lin' has no LSTM form; leave the nn.LSTM out"):

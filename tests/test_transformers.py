@@ -162,6 +162,8 @@ def test_encoder_layer_compression_one_equals_dense(method, norm_first, batch_fi
             torch.testing.assert_close(y1, y0, atol=1e-5, rtol=1e-5)
 
 
+# the dense encoder takes PyTorch's nested-tensor path on purpose here; torch warns that the API is a prototype
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
 @pytest.mark.parametrize("method", METHODS)
 def test_fused_fast_path_runs_for_dense_and_is_bypassed_when_compressed(method, monkeypatch):
     """Eval + no_grad: the dense layer runs PyTorch's fused kernel (and the encoder its nested tensors), the

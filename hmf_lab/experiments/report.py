@@ -35,7 +35,7 @@ Example
 >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32))
 >>> rep = hl.report(model, compressions=(2, 4), time=False, progress=False)
 >>> sorted(rep.table["method"].unique())
-['dense', 'hmf', 'lmf', 'prune']
+['dense', 'hmf', 'hmf_col', 'lmf', 'prune']
 >>> plan = rep.plan(target=3)
 >>> small = hl.report_apply_plan(model, plan)
 >>> abs(hl.count_params(model) / hl.count_params(small) / 3 - 1) < 0.01
@@ -366,7 +366,7 @@ def report(model: nn.Module, compressions=(2, 4, 8), X=None, *, layers=None, met
     >>> net = torch.nn.Sequential(torch.nn.Linear(32, 32))
     >>> t = hl.report(net, compressions=(2,), X=torch.randn(8, 32), time=False, progress=False).table
     >>> list(t["method"]), bool((t["output_error"] >= 0).all())
-    (['dense', 'hmf', 'lmf', 'prune'], True)
+    (['dense', 'hmf', 'lmf', 'prune', 'hmf_col'], True)
     """
     _check_model(model)
     cs = _check_compressions(compressions)

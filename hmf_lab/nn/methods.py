@@ -242,7 +242,7 @@ class Method:
 
     @property
     def layer_policy(self) -> str:
-        """The policy in words, for tables: e.g. ``"linear+lstm"``."""
+        """The policy in words, for tables: e.g. ``"linear+lstm+attention"``."""
         return "+".join(self.layer_kinds)
 
     @property
