@@ -130,7 +130,7 @@ def test_cli_quick_run_writes_table_and_plots(tmp_path):
                  "--no-progress", "--seeds", "1"]) == 0
     df = pd.read_csv(tmp_path / "cells.csv")
     assert sorted(set(zip(df.regime, df.label))) == [(r, m) for r in ("post", "scratch")
-                                                     for m in ("dense", "hmf", "lmf", "prune")]
+                                                     for m in ("dense", "hmf", "hmf_col", "lmf", "prune")]
     comp = df[df.method != "dense"]
     dense_params = df.dense_params.iloc[0]
     # equal parameter budget: every method within 5% of dense / 4

@@ -493,7 +493,8 @@ def load_grid(folder) -> pd.DataFrame:
 def live_regimes(task: str = "intent", compression: float = 8, split_frac: float | None = None,
                  regime: str = "scratch", seeds: int = 1, quick: bool | None = None,
                  steps: int | None = None) -> pd.DataFrame:
-    """A small live grid in this process: dense, HMF at ``split_frac`` (None = default split) and LMF, one regime.
+    """A small live grid in this process: dense, HMF at ``split_frac`` (None = default split) and every other
+    factorization of the registry (LMF, HMF by columns) at their default point, one regime.
 
     For sliders: quick mode (``HMF_LAB_QUICK=1`` or ``quick=True``) trains a few steps; otherwise
     the task's live budget (``live_post_steps`` / ``live_scratch_steps`` of its settings, a few seconds
@@ -502,7 +503,7 @@ def live_regimes(task: str = "intent", compression: float = 8, split_frac: float
 
     >>> df = live_regimes("intent", 8, 0.5, "scratch", quick=True)  # doctest: +SKIP
     >>> sorted(df.label)  # doctest: +SKIP
-    ['dense', 'hmf@0.5', 'lmf']
+    ['dense', 'hmf@0.5', 'hmf_col', 'lmf']
     """
     from hmf_lab.factor._validation import quick_mode
     q = quick_mode() if quick is None else bool(quick)
