@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hmf_lab.factor._validation import as_calibration, as_inputs, as_matrix, check_compression, check_rank
+from hmf_lab.factor._validation import as_calibration, as_int, as_inputs, as_matrix, check_compression, check_rank
 from hmf_lab.factor.budget import csr_bytes, csr_index_bytes, lmf_params, lmf_rank, value_budget
 from hmf_lab.factor.core import LMFResult, PruneResult, _truncated
 from hmf_lab.factor.heuristics import whitened_fit
@@ -258,7 +258,9 @@ def oats(W, X, compression=None, *, rank_ratio: float = OATS_RANK_RATIO, iters: 
         raise TypeError(f"oats takes rank and nnz together (or neither: compression with rank_ratio), got "
                         f"rank={rank!r}, nnz={nnz!r}")
     if rank is not None:
-        r = check_rank(rank, m, n, 0)
+        r = as_int(rank, "rank")
+        if not 0 <= r <= min(m, n):
+            raise ValueError(f"rank must be an int in [0, min(m, n)]=[0, {min(m, n)}] for shape ({m}, {n}), got {r}")
         s = _budget((m, n), None, nnz)
     else:
         r, s = oats_split((m, n), compression, rank_ratio)
