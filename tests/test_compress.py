@@ -141,7 +141,7 @@ def test_errors():
     model = TinyLM()
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         hl.compress("model", "hmf", 4)
-    with pytest.raises(ValueError, match=r"method must be one of \['hmf', 'hmf_col', 'lmf', 'prune'\]"):
+    with pytest.raises(ValueError, match=r"method must be one of \['aa_lmf', 'hmf', 'hmf_col', 'lmf', 'oats', 'prune', 'wanda'\]"):
         hl.compress(model, "svd", 4)
     with pytest.raises(TypeError, match="compression is required for method 'prune'"):
         hl.compress(model, "prune")
