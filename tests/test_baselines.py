@@ -250,3 +250,28 @@ def test_errors():
         oats(W, torch.randn(10, 5), rank=1)
     with pytest.raises(TypeError, match="method 'wanda' needs compression"):
         hl.get_method("wanda").linear(nn.Linear(5, 6), None, X=torch.randn(8, 5))
+
+
+def test_report_names_the_baselines_with_X():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
+    X = torch.randn(24, 32)
+    t = hl.report(net, compressions=(2,), X=X, methods=["lmf", *BASELINES], time=False, progress=False).table
+    assert set(t.method) == {"dense", "lmf", *BASELINES}
+    assert (t["values"] <= t.groupby("layer")["values"].transform("max") / 2).where(t.method != "dense", True).all()
+    assert (t[t.method.isin(["wanda", "oats"])]["index_bytes"] > 0).all()
+    aa, lmf = (t[(t.method == m) & (t.layer == "0")]["output_error"].item() for m in ("aa_lmf", "lmf"))
+    assert aa < lmf  # activation-aware fits the outputs
+    # without X (and not named) the report leaves them out: they cannot run without calibration inputs
+    assert not set(BASELINES) & set(hl.report(net, compressions=(2,), time=False, progress=False).table.method)
+
+
+def test_engines_choose_runs_on_sparse_low_rank():
+    torch.manual_seed(0)
+    lin, X = nn.Linear(48, 64), torch.randn(64, 48)
+    f = SparseLowRankLinear.from_linear(lin, 3, X=X).eval()
+    assert hl.engines.engines_of(f) == ("factorized", "reconstructed")
+    y = f(X)
+    f.mode = "reconstructed"
+    with torch.no_grad():
+        torch.testing.assert_close(f(X), y, atol=1e-5, rtol=1e-5)

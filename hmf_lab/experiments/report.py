@@ -132,11 +132,12 @@ def _values(mod: nn.Module) -> int:
 def _index_bytes(mod: nn.Module) -> int:
     """CSR index bytes of a pruned module (column indices + row pointers per matrix, ``hmf_lab.factor.budget.csr_bytes``
     without the values: int32 below 2**31 values, as the timed kernel); 0 otherwise."""
+    from hmf_lab.nn.baseline_layers import SparseLowRankLinear
     from hmf_lab.nn.layers import SparseLinear
 
     total = 0
     for m in mod.modules():
-        if isinstance(m, SparseLinear):
+        if isinstance(m, (SparseLinear, SparseLowRankLinear)):
             total += csr_bytes(m.out_features, m.nnz, value_bytes=0, index_bytes=csr_index_bytes(m.nnz))
     return total
 

@@ -25,17 +25,23 @@ from torch.nn.utils import prune as tprune
 from hmf_lab.factor._validation import as_int
 from hmf_lab.factor.baselines import OATS_ITERS, OATS_RANK_RATIO, aa_lmf, oats, wanda
 from hmf_lab.factor.budget import csr_bytes, csr_index_bytes
-from hmf_lab.nn.layers import LMFLinear, SparseLinear, _bad_input, _check_linear, _copy_bias, _InferenceCache
+from hmf_lab.nn.layers import (MODES, LMFLinear, SparseLinear, _bad_input, _check_linear, _copy_bias, _InferenceCache,
+                               _Modes)
 
 __all__ = ["SparseLowRankLinear", "aa_lmf_linear", "wanda_linear"]
 
 
-class SparseLowRankLinear(_InferenceCache, nn.Module):
+class SparseLowRankLinear(_Modes, _InferenceCache, nn.Module):
     """``x @ (U V + S)^T + b``: low-rank factors (trainable ``nn.Parameter``) plus a sparse CSR part (buffers).
 
     ``n_params`` = ``r*(m+n) + nnz`` (stored values; bias and indices not counted), ``n_bytes`` adds the CSR
     indices. Build it with :meth:`from_linear` (OATS on calibration inputs X) or :meth:`from_result`.
+    ``mode``: ``"factorized"`` (two thin GEMMs + the CSR kernel, default) or ``"reconstructed"`` (one GEMM with
+    the cached W_hat; same numbers), chosen by ``hl.engines``.
     """
+
+    MODES = MODES
+    _mode = "factorized"
 
     def __init__(self, in_features: int, out_features: int, rank: int, nnz: int, bias: bool = True, dtype=None):
         super().__init__()
@@ -122,6 +128,11 @@ class SparseLowRankLinear(_InferenceCache, nn.Module):
         V = self.V
         if not isinstance(x, torch.Tensor) or x.dtype != V.dtype or x.shape[-1:] != (self.in_features,):
             _bad_input(self, x, V.dtype)
+        if self._mode == "reconstructed":
+            if torch.is_grad_enabled() and (x.requires_grad or V.requires_grad or self.U.requires_grad):
+                return nn.functional.linear(x, self.to_dense(), self.bias)
+            W = self._cached("W", self.to_dense, self.U, V, self.crow_indices, self.col_indices, self.values)
+            return nn.functional.linear(x, W, self.bias)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         y = (x2 @ V.T) @ self.U.T

@@ -558,7 +558,7 @@ WANDA = Method(name="wanda", label="Wanda", color=_PALETTE[5], factorize=_wanda_
                fine_tune="factors", policy=_BASELINE_POLICY, policy_why=_BASELINE_WHY,
                doc="Wanda pruning: |W_ij| ||X_j||_2, the same count per output row; CSR inference")
 OATS = Method(name="oats", label="OATS (sparse + low rank)", color=_PALETTE[6], factorize=_oats_factorize,
-              linear=_oats_linear, stored=_oats_stored, config=_oats_config, engines=("factorized",),
+              linear=_oats_linear, stored=_oats_stored, config=_oats_config, engines=("factorized", "reconstructed"),
               for_timing=_oats_for_timing, options=("X",), requires=("X",), fine_tune="factors",
               policy=_BASELINE_POLICY, policy_why=_BASELINE_WHY,
               doc="OATS: columns scaled by sqrt(diag(X^T X / N)), alternating truncated SVD and row-wise hard "
