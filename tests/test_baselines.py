@@ -177,11 +177,17 @@ class Net(nn.Module):
 def test_compress_linear_lstm_model(method):
     torch.manual_seed(0)
     net, X = Net(), torch.randn(6, 5, 12)
-    with pytest.warns(UserWarning, match=rf"method '{method}' touches linear\+attention .* 'rnn' left dense"):
+    if method == "aa_lmf":  # per gate block: an LMFLSTM with whitened fits
         small = hl.compress(net, method, compression=3, X=X)
-    assert type(small.rnn) is nn.LSTM and type(small.inp) is not nn.Linear or method == "wanda"
+        assert type(small.rnn).__name__ == "LMFLSTM"
+        lstm_values = 4 * sum(rules.value_budget((20, n), 3) for n in (24, 20))
+    else:  # no LSTM form: left dense, with a warning
+        with pytest.warns(UserWarning, match=rf"method '{method}' touches linear\+attention .* 'rnn' left dense"):
+            small = hl.compress(net, method, compression=3, X=X)
+        assert type(small.rnn) is nn.LSTM
+        lstm_values = 4 * 20 * (24 + 20)
     assert small(X).shape == (6, 5, 10)
-    budget = rules.value_budget((24, 12), 3) + rules.value_budget((10, 20), 3) + 4 * 20 * (24 + 20)
+    budget = rules.value_budget((24, 12), 3) + rules.value_budget((10, 20), 3) + lstm_values
     assert hl.count_params(small) <= budget
     with pytest.raises(ValueError, match=rf"method '{method}' needs X="):
         hl.compress(net, method, compression=3)
@@ -209,6 +215,18 @@ def test_compress_transformer_encoder_layer(method):
         same = hl.compress(layer, method, compression=1, X=x).eval()
         with torch.no_grad():
             torch.testing.assert_close(same(x), layer.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def test_aa_lmf_lstm_beats_lmf_in_output_error():
+    torch.manual_seed(0)
+    net = Net()
+    X = torch.randn(16, 10, 12)
+    X[..., 3] *= 25.0  # a loud input channel
+    with torch.no_grad():
+        ref = net(X)
+        errs = {m: float((hl.compress(net, m, compression=4, X=X if m == "aa_lmf" else None)(X) - ref).norm()
+                         / ref.norm()) for m in ("lmf", "aa_lmf")}
+    assert errs["aa_lmf"] < errs["lmf"], errs
 
 
 def test_wanda_sparse_true_runs_csr():

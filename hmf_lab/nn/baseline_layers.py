@@ -25,10 +25,11 @@ from torch.nn.utils import prune as tprune
 from hmf_lab.factor._validation import as_int
 from hmf_lab.factor.baselines import OATS_ITERS, OATS_RANK_RATIO, aa_lmf, oats, wanda
 from hmf_lab.factor.budget import csr_bytes, csr_index_bytes
+from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM
 from hmf_lab.nn.layers import (MODES, LMFLinear, SparseLinear, _bad_input, _check_linear, _copy_bias, _InferenceCache,
                                _Modes)
 
-__all__ = ["SparseLowRankLinear", "aa_lmf_linear", "wanda_linear"]
+__all__ = ["SparseLowRankLinear", "aa_lmf_linear", "aa_lmf_lstm", "wanda_linear"]
 
 
 class SparseLowRankLinear(_Modes, _InferenceCache, nn.Module):
@@ -158,6 +159,19 @@ def aa_lmf_linear(linear: nn.Linear, compression=None, *, rank=None, X=None) -> 
         layer.V.copy_(f.V)
     _copy_bias(layer, linear)
     return layer
+
+
+def aa_lmf_lstm(lstm: nn.LSTM, compression=None, *, rank=None, X=None) -> LMFLSTM:
+    """An :class:`~hmf_lab.nn.lstm.LMFLSTM` whose gate blocks hold activation-aware factors: each (H, n) gate block
+    at LMF's rank, fitted on whitened inputs (``hmf`` with split 0, ``heuristic="activation"``: the whitened fit).
+    ``X``: calibration inputs per matrix, ``{"ih_l0": (N, n), "hh_l0": (N, H), ...}`` (``hl.compress(..., X=...)``
+    captures them: the layer's input sequence for ``ih``, its hidden states for ``hh``)."""
+    if not isinstance(X, dict):
+        raise ValueError("aa_lmf on an nn.LSTM needs calibration inputs per matrix, X={'ih_l0': ..., 'hh_l0': ...} "
+                         "(hl.compress(model, 'aa_lmf', compression=c, X=batches) captures them), or use 'lmf'")
+    # HMFLSTM's gate-by-gate build on LMFLSTM (its _config: split 0, LMF's rank), with the whitened fit
+    return HMFLSTM.from_lstm.__func__(LMFLSTM, lstm, compression, split=None, rank=rank, heuristic="activation",
+                                      X=X)
 
 
 def wanda_linear(linear: nn.Linear, compression=None, *, X=None, sparse: bool = False) -> nn.Module:

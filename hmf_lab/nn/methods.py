@@ -97,7 +97,7 @@ from torch.nn.utils import prune as tprune
 
 from hmf_lab.nn.attention import attention_from_linear
 from hmf_lab.factor.baselines import aa_lmf, oats, oats_split, wanda
-from hmf_lab.nn.baseline_layers import SparseLowRankLinear, aa_lmf_linear, wanda_linear
+from hmf_lab.nn.baseline_layers import SparseLowRankLinear, aa_lmf_linear, aa_lmf_lstm, wanda_linear
 from hmf_lab.factor.budget import (choose_col_split_rank, choose_split_rank, col_params, hmf_params, lmf_params,
                                    lmf_rank, prune_keep)
 from hmf_lab.factor.core import hmf, hmf_cols, lmf, prune
@@ -495,7 +495,8 @@ HMF_COL = Method(name="hmf_col", label="HMF (columns)", color=_PALETTE[3], facto
 
 # ----------------------------------------------------------------------------- post-training baselines (issue 20)
 # activation-aware LMF, Wanda, OATS: math in hmf_lab.factor.baselines, modules in hmf_lab.nn.baseline_layers.
-# Each needs calibration inputs X (``requires=("X",)``); no LSTM form (lstm=None: LSTMs stay dense, with a warning).
+# Each needs calibration inputs X (``requires=("X",)``). aa_lmf compresses LSTMs per gate block (LMFLSTM with whitened
+# fits); wanda and oats have no LSTM form (lstm=None: LSTMs stay dense, with a warning).
 
 
 def _aa_factorize(W, compression=None, *, rank=None, X=None):
@@ -548,9 +549,9 @@ _BASELINE_POLICY = ("linear", "attention")
 _BASELINE_WHY = "nn.Linear and attention blocks (no LSTM form yet: nn.LSTM left dense)"
 
 AA_LMF = Method(name="aa_lmf", label="AA-LMF", color=_PALETTE[4], factorize=_aa_factorize, linear=aa_lmf_linear,
-                stored=_lmf_stored, config=_lmf_config, engines=("factorized", "reconstructed"),
+                lstm=aa_lmf_lstm, stored=_lmf_stored, config=_lmf_config, engines=("factorized", "reconstructed"),
                 for_timing=_lmf_for_timing, options=("rank", "X"), fixed_by=("rank",), requires=("X",),
-                fine_tune="factors", policy=_BASELINE_POLICY, policy_why=_BASELINE_WHY,
+                fine_tune="factors",
                 doc="activation-aware LMF (ASVD / SVD-LLM): truncated SVD of W R, R R^T = X^T X / N + eps I")
 WANDA = Method(name="wanda", label="Wanda", color=_PALETTE[5], factorize=_wanda_factorize, linear=_wanda_linear,
                stored=_prune_stored, config=_prune_config, engines=("csr", "reconstructed"),
