@@ -45,6 +45,10 @@ for every method) and keep what the method touches, and record both per cell (``
   model, LSTM gate blocks one by one (hmf_col: the gates of a matrix share its dense input columns),
   ``nn.MultiheadAttention`` by its q, k, v and out blocks, so methods compare at the same compression of the
   same matrices;
+- ``"aa_lmf"`` (activation-aware LMF, LSTM gate blocks fitted on their captured inputs), ``"wanda"`` and
+  ``"oats"`` (no LSTM form: ``("linear", "attention")``) are the post-training baselines of issue 20
+  (:mod:`hmf_lab.factor.baselines`): they need calibration inputs ``X`` (``requires=("X",)``), so ``hl.report``
+  and the grid's cells leave them out unless named with X;
 - a record without an LSTM builder (``lstm=None``) touches ``("linear", "attention")``: ``hl.compress`` leaves the
   ``nn.LSTM`` dense and warns (its values count in ``count_params``, so the model's compression is lower:
   the grid records ``actual_compression``). Pass ``layers=[...]`` to choose yourself.
