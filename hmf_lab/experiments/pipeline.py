@@ -74,13 +74,14 @@ REGIMES = ("post", "scratch")
 
 def cell_methods() -> tuple[str, ...]:
     """The methods a cell can run: the dense baseline, then every method of the registry
-    (:data:`hmf_lab.nn.methods.METHODS`, so a newly registered one joins the grid and the CLI).
+    (:data:`hmf_lab.nn.methods.METHODS`, so a newly registered one joins the grid and the CLI), except those
+    that need calibration inputs (``Method.requires``: ``aa_lmf``, ``wanda``, ``oats``): cells do not pass X yet.
 
     >>> cell_methods()
     ('dense', 'hmf', 'lmf', 'prune', 'hmf_col')
     """
-    from hmf_lab.nn.methods import DENSE, method_names
-    return (DENSE.name, *method_names())
+    from hmf_lab.nn.methods import DENSE, get_method, method_names
+    return (DENSE.name, *(n for n in method_names() if not get_method(n).requires))
 
 
 def recipe(method: str):

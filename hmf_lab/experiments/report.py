@@ -91,9 +91,11 @@ def _check_compressions(compressions) -> tuple:
 
 
 def _check_methods(methods) -> list[str]:
-    """Method names from the registry (default: all registered); unknown names raise ValueError."""
+    """Method names from the registry (default: every registered one that needs no calibration inputs, i.e.
+    without ``requires``; name ``aa_lmf``, ``wanda``, ``oats`` in ``methods`` with ``X`` to report them on the
+    ``nn.Linear`` layers); unknown names raise ValueError."""
     if methods is None:
-        return list(REGISTRY)
+        return [m for m in REGISTRY if not REGISTRY[m].requires]
     if isinstance(methods, str) or not hasattr(methods, "__iter__"):
         raise ValueError(f"methods must be a non-empty sequence from {list(REGISTRY)}, got {methods!r}")
     methods = list(methods)
@@ -130,11 +132,12 @@ def _values(mod: nn.Module) -> int:
 def _index_bytes(mod: nn.Module) -> int:
     """CSR index bytes of a pruned module (column indices + row pointers per matrix, ``hmf_lab.factor.budget.csr_bytes``
     without the values: int32 below 2**31 values, as the timed kernel); 0 otherwise."""
+    from hmf_lab.nn.baseline_layers import SparseLowRankLinear
     from hmf_lab.nn.layers import SparseLinear
 
     total = 0
     for m in mod.modules():
-        if isinstance(m, SparseLinear):
+        if isinstance(m, (SparseLinear, SparseLowRankLinear)):
             total += csr_bytes(m.out_features, m.nnz, value_bytes=0, index_bytes=csr_index_bytes(m.nnz))
     return total
 
@@ -457,7 +460,10 @@ def _best(name, mod, meth, c, heuristics, dense_ws, calls):
         cands = [("", "", {"method": rec.name, "compression": c, **({"sparse": True} if rec.sparse else {})})]
     best = None
     for point, h, kw in cands:
-        if calls is not None and h in ("activation", "fisher") and isinstance(mod, nn.Linear):
+        if rec.requires and calls is not None and isinstance(mod, nn.Linear):  # aa_lmf, wanda, oats: the inputs
+            X = torch.cat([a[0].reshape(-1, mod.in_features) for a, _ in calls[name]])
+            comp = rec.linear(mod, c, X=X, **({"sparse": True} if rec.sparse else {})).eval()
+        elif calls is not None and h in ("activation", "fisher") and isinstance(mod, nn.Linear):
             kw = dict(kw)  # data-aware heuristics on a Linear: its captured inputs
             X = torch.cat([a[0].reshape(-1, mod.in_features) for a, _ in calls[name]])
             comp = rec.linear(mod, c, split=kw["split"][name], heuristic=h, X=X).eval()

@@ -13,6 +13,10 @@ method        ``nn.Linear`` becomes                        ``nn.LSTM`` becomes
 + sparse=True
 ``"hmf_col"`` :class:`~hmf_lab.layers.HMFColLinear`        :class:`~hmf_lab.lstm.HMFColLSTM` (column split
               (k input columns dense)                     per gate, the gates share the columns)
+``"aa_lmf"``  :class:`~hmf_lab.nn.layers.LMFLinear`           left dense (warning); needs ``X``
+              (activation-aware factors)
+``"wanda"``   masked ``nn.Linear`` / ``SparseLinear``     left dense (warning); needs ``X``
+``"oats"``    :class:`~hmf_lab.nn.baseline_layers.SparseLowRankLinear`  left dense (warning); needs ``X``
 ============  ==========================================  =============================================
 
 An ``nn.MultiheadAttention`` becomes a :class:`~hmf_lab.nn.attention.CompressedMultiheadAttention`: the q, k
@@ -69,6 +73,7 @@ from torch.nn.utils import prune as tprune
 from hmf_lab.factor._validation import check_compression
 from hmf_lab.nn.attention import CompressedMultiheadAttention, attention_calibration, bypass_fast_paths
 from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
+from hmf_lab.nn.baseline_layers import SparseLowRankLinear
 from hmf_lab.factor.budget import _prune_count
 from hmf_lab.nn.lstm import CompressedLSTM, PrunedLSTM
 from hmf_lab.nn.methods import METHODS, Method, get_method
@@ -79,7 +84,7 @@ __all__ = ["compress", "sparsify", "count_params", "replace_modules", "select_mo
 
 def _is_compressed(mod: nn.Module) -> bool:
     return isinstance(mod, (CompressedLSTM, PrunedLSTM, HMFLinear, HMFColLinear, LMFLinear, SparseLinear,
-                            CompressedMultiheadAttention)) or (
+                            CompressedMultiheadAttention, SparseLowRankLinear)) or (
         isinstance(mod, nn.Linear) and tprune.is_pruned(mod))
 
 
@@ -214,6 +219,11 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
                         + (f"{fix} {'are both' if len(meth.fixed_by) > 1 else 'is'} given" if meth.fixed_by
                            else "... (it always needs it)")
                         + ", e.g. compression=4")
+    missing = [o for o in meth.requires if given.get(o) is None]  # e.g. the activation-aware baselines need X
+    if missing:
+        raise ValueError(f"method {meth.name!r} needs {', '.join(f'{o}=' for o in missing)} (calibration inputs of "
+                         f"the model: one batch or a list of batches); pass X=..., or use a data-free method such "
+                         f"as 'lmf' or 'prune'")
     unused = [o for o, v in given.items() if v is not None and o not in meth.options]
     if unused:
         o = unused[0]
@@ -628,7 +638,7 @@ def count_params(model: nn.Module) -> int:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    counted = (CompressedLSTM, PrunedLSTM, HMFLinear, HMFColLinear, LMFLinear, SparseLinear)
+    counted = (CompressedLSTM, PrunedLSTM, HMFLinear, HMFColLinear, LMFLinear, SparseLinear, SparseLowRankLinear)
     seen: set[int] = set()  # a shared module (used twice) stores its values once
 
     def walk(mod: nn.Module) -> int:

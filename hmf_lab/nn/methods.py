@@ -45,6 +45,10 @@ for every method) and keep what the method touches, and record both per cell (``
   model, LSTM gate blocks one by one (hmf_col: the gates of a matrix share its dense input columns),
   ``nn.MultiheadAttention`` by its q, k, v and out blocks, so methods compare at the same compression of the
   same matrices;
+- ``"aa_lmf"`` (activation-aware LMF, LSTM gate blocks fitted on their captured inputs), ``"wanda"`` and
+  ``"oats"`` (no LSTM form: ``("linear", "attention")``) are the post-training baselines of issue 20
+  (:mod:`hmf_lab.factor.baselines`): they need calibration inputs ``X`` (``requires=("X",)``), so ``hl.report``
+  and the grid's cells leave them out unless named with X;
 - a record without an LSTM builder (``lstm=None``) touches ``("linear", "attention")``: ``hl.compress`` leaves the
   ``nn.LSTM`` dense and warns (its values count in ``count_params``, so the model's compression is lower:
   the grid records ``actual_compression``). Pass ``layers=[...]`` to choose yourself.
@@ -83,7 +87,7 @@ listed in ``options``; ``hl.compress`` passes only those):
 (2, True)
 >>> unregister_method("lmf_even")
 >>> sorted(hl.METHODS)
-['hmf', 'hmf_col', 'lmf', 'prune']
+['aa_lmf', 'hmf', 'hmf_col', 'lmf', 'oats', 'prune', 'wanda']
 """
 from __future__ import annotations
 
@@ -96,6 +100,8 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from hmf_lab.nn.attention import attention_from_linear
+from hmf_lab.factor.baselines import aa_lmf, oats, oats_split, wanda
+from hmf_lab.nn.baseline_layers import SparseLowRankLinear, aa_lmf_linear, aa_lmf_lstm, wanda_linear
 from hmf_lab.factor.budget import (choose_col_split_rank, choose_split_rank, col_params, hmf_params, lmf_params,
                                    lmf_rank, prune_keep)
 from hmf_lab.factor.core import hmf, hmf_cols, lmf, prune
@@ -158,6 +164,8 @@ class Method:
     depend on the values; benchmarks use it); None: :meth:`timing_module` falls back to ``linear``/``lstm``.
     ``policy``: the module kinds (``"linear"``, ``"lstm"``) ``hl.compress`` touches by default (None: every
     kind the record builds), ``policy_why`` the reason in words (see "Layer policy" in the module docstring).
+    ``requires``: options the method cannot run without (``("X",)``: calibration inputs, the activation-aware
+    baselines ``aa_lmf``, ``wanda``, ``oats``); tables and sweeps without ``X`` leave such methods out.
     """
 
     name: str
@@ -179,6 +187,7 @@ class Method:
     attention: Callable | None = None
     policy: tuple | None = None
     policy_why: str = ""
+    requires: tuple = ()
     is_dense: bool = field(default=False, repr=False)
 
     def __post_init__(self):
@@ -215,6 +224,11 @@ class Method:
             object.__setattr__(self, "policy", pol)
         object.__setattr__(self, "options", tuple(self.options))
         object.__setattr__(self, "fixed_by", tuple(self.fixed_by))
+        req = (self.requires,) if isinstance(self.requires, str) else tuple(self.requires)
+        if any(o not in self.options for o in req):
+            raise ValueError(f"Method.requires must name options the method takes {self.options}, got "
+                             f"{self.requires!r} for method {self.name!r}")
+        object.__setattr__(self, "requires", req)
         object.__setattr__(self, "engines", tuple(self.engines))
 
     @property
@@ -390,9 +404,9 @@ def _lmf_for_timing(module, compression):
 # ----------------------------------------------------------------------------- pruning
 
 
-def _need_compression(compression):
+def _need_compression(compression, name: str = "prune"):
     if compression is None:
-        raise TypeError("method 'prune' needs compression, e.g. compression=4")
+        raise TypeError(f"method {name!r} needs compression, e.g. compression=4")
 
 
 def _prune_factorize(W, compression=None, *, prune_count="budget"):
@@ -483,6 +497,78 @@ HMF_COL = Method(name="hmf_col", label="HMF (columns)", color=_PALETTE[3], facto
                  takes_heuristic=False, fine_tune="factors",
                  doc="hybrid by columns: `split` input columns dense, the rest factorized at `rank`")
 
+# ----------------------------------------------------------------------------- post-training baselines (issue 20)
+# activation-aware LMF, Wanda, OATS: math in hmf_lab.factor.baselines, modules in hmf_lab.nn.baseline_layers.
+# Each needs calibration inputs X (``requires=("X",)``). aa_lmf compresses LSTMs per gate block (LMFLSTM with whitened
+# fits); wanda and oats have no LSTM form (lstm=None: LSTMs stay dense, with a warning).
+
+
+def _aa_factorize(W, compression=None, *, rank=None, X=None):
+    return aa_lmf(W, X, rank, compression=compression)
+
+
+def _wanda_factorize(W, compression=None, *, X=None, sparse=False):
+    _need_compression(compression, "wanda")
+    return wanda(W, X, compression)
+
+
+def _wanda_linear(linear, compression=None, *, X=None, sparse=False):
+    _need_compression(compression, "wanda")
+    return wanda_linear(linear, compression, X=X, sparse=sparse)
+
+
+def _oats_factorize(W, compression=None, *, X=None):
+    _need_compression(compression, "oats")
+    return oats(W, X, compression)
+
+
+def _oats_linear(linear, compression=None, *, X=None):
+    _need_compression(compression, "oats")
+    return SparseLowRankLinear.from_linear(linear, compression, X=X)
+
+
+def _oats_config(shape, compression=None, **_):
+    _need_compression(compression, "oats")
+    r, s = oats_split(tuple(shape), compression)
+    return {"rank": r, "nnz": s}
+
+
+def _oats_stored(shape, compression=None, blocks: int = 1, **_):
+    _need_compression(compression, "oats")
+    r, s = oats_split(tuple(shape), compression)
+    m, n = tuple(shape)
+    return int(blocks) * (r * (m + n) + s)
+
+
+def _oats_for_timing(module, compression):
+    if isinstance(module, nn.LSTM):
+        raise TypeError("method 'oats' has no LSTM form to time")
+    import torch
+    m, n = module.out_features, module.in_features
+    X = torch.randn(max(4 * n, 64), n, generator=torch.Generator().manual_seed(0), dtype=module.weight.dtype)
+    return SparseLowRankLinear.from_linear(module, compression, X=X, iters=1)
+
+
+_BASELINE_POLICY = ("linear", "attention")
+_BASELINE_WHY = "nn.Linear and attention blocks (no LSTM form yet: nn.LSTM left dense)"
+
+AA_LMF = Method(name="aa_lmf", label="AA-LMF", color=_PALETTE[4], factorize=_aa_factorize, linear=aa_lmf_linear,
+                lstm=aa_lmf_lstm, stored=_lmf_stored, config=_lmf_config, engines=("factorized", "reconstructed"),
+                for_timing=_lmf_for_timing, options=("rank", "X"), fixed_by=("rank",), requires=("X",),
+                fine_tune="factors",
+                doc="activation-aware LMF (ASVD / SVD-LLM): truncated SVD of W R, R R^T = X^T X / N + eps I")
+WANDA = Method(name="wanda", label="Wanda", color=_PALETTE[5], factorize=_wanda_factorize, linear=_wanda_linear,
+               stored=_prune_stored, config=_prune_config, engines=("csr", "reconstructed"),
+               for_timing=_prune_for_timing, options=("X", "sparse"), requires=("X",), sparse=True,
+               fine_tune="factors", policy=_BASELINE_POLICY, policy_why=_BASELINE_WHY,
+               doc="Wanda pruning: |W_ij| ||X_j||_2, the same count per output row; CSR inference")
+OATS = Method(name="oats", label="OATS (sparse + low rank)", color=_PALETTE[6], factorize=_oats_factorize,
+              linear=_oats_linear, stored=_oats_stored, config=_oats_config, engines=("factorized", "reconstructed"),
+              for_timing=_oats_for_timing, options=("X",), requires=("X",), fine_tune="factors",
+              policy=_BASELINE_POLICY, policy_why=_BASELINE_WHY,
+              doc="OATS: columns scaled by sqrt(diag(X^T X / N)), alternating truncated SVD and row-wise hard "
+                  "thresholding; rank ratio 0.25 of the value budget")
+
 #: name -> Method; ``hl.METHODS``. Add with :func:`register_method`, never by assignment.
 METHODS: dict[str, Method] = {}
 
@@ -567,6 +653,6 @@ def color_of(name, default: str | None = None):
     return rec.color if rec is not None else default
 
 
-for _m in (HMF, LMF, PRUNE, HMF_COL):
+for _m in (HMF, LMF, PRUNE, HMF_COL, AA_LMF, WANDA, OATS):
     register_method(_m)
 _BUILTIN = frozenset(METHODS)

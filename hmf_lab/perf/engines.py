@@ -52,6 +52,7 @@ from torch import nn
 
 from hmf_lab.nn.compress import capture_inputs
 from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
+from hmf_lab.nn.baseline_layers import SparseLowRankLinear
 from hmf_lab.nn.lstm import CompressedLSTM, SparseLSTM
 from hmf_lab.perf.timing import Race, race
 
@@ -74,7 +75,7 @@ def engines_of(module: nn.Module) -> tuple[str, ...]:
     """
     if isinstance(module, (SparseLinear, SparseLSTM)):
         return ("csr", "reconstructed")
-    if isinstance(module, (HMFLinear, HMFColLinear, LMFLinear, CompressedLSTM)):
+    if isinstance(module, (HMFLinear, HMFColLinear, LMFLinear, CompressedLSTM, SparseLowRankLinear)):
         return ("factorized", "reconstructed")
     return ()
 
