@@ -14,9 +14,11 @@
 # Three things differ between the kit's first experiments and the paper's setting (as far as the paper's
 # abstract and the same group's related papers tell; the full text is not available to us):
 #
-# 1. **How the structure gets its weights.** *Post*: compress a trained model, then fine-tune. For a cut,
-#    truncated SVD is Eckart–Young optimal, so at equal size LMF starts with the smaller weight error by
-#    construction; HMF can only win through *which* rows it keeps or through training. *Scratch*: train every
+# 1. **How the structure gets its weights.** *Post*: compress a trained model, then fine-tune. Truncated SVD
+#    is Eckart–Young optimal at a given *rank*, not at a given number of stored values: at equal size HMF
+#    reaches rank `k + r` and can start with the smaller weight error (notebook 02: 0.354 against 0.459 at
+#    4x). Whether it does depends on the matrix, on the rows it keeps dense (loud rows help; the shipped
+#    LSTMs have none: row-norm max/median 1.26–1.65, notebook 05). *Scratch*: train every
 #    structure from initialization with the dense model's budget — the paper's regime.
 # 2. **The split.** At one budget HMF can keep 0 dense rows (that *is* LMF) up to almost all rows at rank 1.
 #    Notebook 04 mapped the *weight error* over splits; here the split is *trained*.
@@ -174,11 +176,12 @@ if cells is not None:
 # **"HMF is 16.77% more accurate than LMF at similar compression" -- does not hold here.**
 # - *Post-training* (compress the trained model, fine-tune 100-200 steps): HMF beats LMF nowhere beyond the
 #   seed noise. LMF is better beyond the noise on the language model (13% at 4x, 18% at 8x in bits per
-#   character) and on translation (BLEU 10.8 vs 9.4 at 4x, 6.7 vs 5.3 at 8x); on intent they tie. That is what
-#   Eckart-Young predicts: cut out of a trained matrix at equal size, the truncated SVD has the smaller weight
-#   error, and a short fine-tuning does not undo the head start. HMF's dense rows are exact, but its
-#   factorized rows get a *smaller* rank than LMF's (the budget paid for the dense rows), and trained LSTM
-#   matrices are not low-rank enough for that trade. The sweep agrees: on the LM, the split closer to LMF
+#   character) and on translation (BLEU 10.8 vs 9.4 at 4x, 6.7 vs 5.3 at 8x); on intent they tie. This is
+#   not a theorem (Eckart–Young fixes the rank, not the size, and at equal size HMF can win, notebook 02) but a
+#   property of these weights: their LSTM matrices have no loud rows (row-norm max/median 1.26–1.65, notebook
+#   05), so HMF's exact rows buy little while its factorized rows get a *smaller* rank than LMF's (the budget
+#   paid for the dense rows). LMF starts with the smaller weight error and a short fine-tuning does not undo
+#   the head start. The sweep agrees: on the LM, the split closer to LMF
 #   (0.25 of the largest) narrows the 4x gap from 13% to 3%.
 # - *Trained from scratch* at equal budget (the paper's regime): on intent, with its dense model's full budget,
 #   every method reaches ~97% and every HMF - LMF difference is inside the noise -- the task is too easy at

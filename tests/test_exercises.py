@@ -259,3 +259,22 @@ def test_hmf_gain_names_what_the_results_lack(capsys):
     assert ex.check_hmf_gain(pd.DataFrame({"x": [1]}), 4, 1.0) is False
     out = _out(capsys)
     assert "results lack the columns this check reads: got ['x']" in out and "load_grid" in out
+
+
+def test_hmf_beats_lmf(capsys):
+    """Issue 21, defect 1: Eckart-Young is optimal at a rank, not at a size: a matrix with loud rows on top
+    lets HMF at the balanced point beat LMF at the same stored values; a Gaussian matrix does not."""
+    W = hl.synthetic.loud_rows(128, 128, n_loud=16, loudness=4.0, rank=8, noise=0.3, seed=0)
+    top = W[W.norm(dim=1).argsort(descending=True)]
+    _passes(capsys, ex.check_hmf_beats_lmf, top, 4)
+    assert ex.progress()["hmf_beats_lmf"] is True
+    _passes(capsys, ex.check_hmf_beats_lmf, top.numpy(), 4)
+    _fails(capsys, ex.check_hmf_beats_lmf, torch.randn(128, 128, generator=torch.Generator().manual_seed(0)), 4,
+           hint="much louder")
+    _fails(capsys, ex.check_hmf_beats_lmf, W, 4, hint="put them on top")   # loud rows at random positions
+    _fails(capsys, ex.check_hmf_beats_lmf, top[:32, :32], 4, hint="128x128")  # too small: split 0 is LMF
+    for bad in ("W", [[1.0, 2.0]], torch.zeros(128, 128), torch.full((128, 128), float("nan")), torch.randn(128)):
+        assert ex.check_hmf_beats_lmf(bad, 4) is False
+        out = _out(capsys)
+        assert out.startswith("FAIL — ") and "Hint:" in out, out
+    _pending(capsys, ex.check_hmf_beats_lmf, None, 4)
