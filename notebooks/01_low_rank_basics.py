@@ -137,8 +137,9 @@ hl.explorer(W, lmf_only=True, min_run_time=0.02 if QUICK else 0.1)
 # answer (an integer) and run the check cell. (The slider above works on a different shape, on purpose.)
 #
 # How the checks work: the check cell prints **PASS**, or **FAIL** with a hint, or a reminder while the answer
-# is still `None` — it never stops *Run All*. The collapsed cell after it holds a worked solution (click to
-# unfold). After unfolding it, `hl.exercises.reset("break_even_rank")` (or re-running the question cell) sets
+# is still `None` — it never stops *Run All*. In the student build (`make lab`) there are no solution cells;
+# in the instructor's notebooks (`make lab-instructor`) a collapsed cell after each check holds a worked
+# solution. After running one, `hl.exercises.reset("break_even_rank")` (or re-running the question cell) sets
 # `answer` back to `None` so you can try again.
 
 # %%
