@@ -278,3 +278,41 @@ def test_hmf_beats_lmf(capsys):
         out = _out(capsys)
         assert out.startswith("FAIL — ") and "Hint:" in out, out
     _pending(capsys, ex.check_hmf_beats_lmf, None, 4)
+
+
+def test_rows_rejects_a_string(capsys):
+    """Issue 21, defect 8: "01" was read as the rows [0, 1] and passed."""
+    W = torch.diag(torch.tensor([5., 4., 3., 2., 1.]))
+    _fails(capsys, ex.check_rows, W, 2, 1, "01", hint="not a string")
+    _fails(capsys, ex.check_rows, W, 2, 1, b"01", hint="not a string")
+    assert ex.progress()["rows"] is False
+    _passes(capsys, ex.check_rows, W, 2, 1, (0, 1))
+
+
+def _gain_table():
+    import pandas as pd
+    return pd.DataFrame({"task": "lm", "regime": "post", "metric": "bits_per_char", "label": ["hmf", "lmf"] * 2,
+                         "seed": [0, 0, 1, 1], "compression": 4.0, "value": [2.0, 2.5, 2.0, 2.5]})
+
+
+def test_hmf_gain_fraction_for_a_percent_gets_the_x100_hint(capsys):
+    _fails(capsys, ex.check_hmf_gain, _gain_table(), 4, 0.2, hint="multiply by 100")
+    _fails(capsys, ex.check_hmf_gain, _gain_table(), 4, np.float64(0.2), hint="multiply by 100")
+    _fails(capsys, ex.check_hmf_gain, _gain_table(), 4, 3.0, hint="(lmf - hmf) / lmf * 100")  # not a scale slip
+
+
+def test_eckart_young_percent_for_a_fraction_gets_the_hint(capsys):
+    W = ex.with_spectrum(10, 10, "flat")
+    _fails(capsys, ex.check_eckart_young, W, 5, 100 * 0.5 ** 0.5, hint="divide by 100")
+
+
+def test_hmf_gain_rejects_strings_and_is_recorded_by_progress(capsys):
+    """Issue 21, defect 8: float("20") used to pass; progress() records check_hmf_gain like every check."""
+    ex.reset("hmf_gain", namespace={})
+    _out(capsys)
+    assert "hmf_gain" not in ex.progress()
+    _fails(capsys, ex.check_hmf_gain, _gain_table(), 4, "20", hint="not a string")
+    assert ex.progress()["hmf_gain"] is False
+    _passes(capsys, ex.check_hmf_gain, _gain_table(), 4, 20.0)
+    assert ex.progress()["hmf_gain"] is True
+    _passes(capsys, ex.check_hmf_gain, _gain_table(), 4, torch.tensor(20.0))

@@ -208,6 +208,28 @@ def _number(answer, what: str) -> float:
     return float(answer)
 
 
+def _scale_hint(got: float, want: float, *, asked: str, tol: float) -> str:
+    """A hint when ``got`` is ``want`` on the wrong scale: a fraction where a percent is asked (x100), or a
+    percent where a fraction is asked (/100); "" otherwise.
+
+    >>> _scale_hint(0.2, 20.0, asked="percent", tol=0.05)
+    'your answer looks like a fraction (0.2); the exercise asks for a percentage: multiply by 100 (0.2 -> 20).'
+    >>> _scale_hint(70.71, 0.7071, asked="fraction", tol=1e-3)
+    'your answer looks like a percentage (70.71); the exercise asks for a fraction: divide by 100 (70.71 -> 0.7071).'
+    >>> _scale_hint(3.0, 20.0, asked="percent", tol=0.05)
+    ''
+    """
+    if want == 0:
+        return ""
+    if asked == "percent" and abs(got * 100 - want) <= tol:
+        return (f"your answer looks like a fraction ({got:g}); the exercise asks for a percentage: multiply by 100 "
+                f"({got:g} -> {got * 100:g}).")
+    if asked == "fraction" and math.isclose(got / 100, want, rel_tol=tol, abs_tol=1e-6):
+        return (f"your answer looks like a percentage ({got:g}); the exercise asks for a fraction: divide by 100 "
+                f"({got:g} -> {got / 100:g}).")
+    return ""
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -249,6 +271,7 @@ def check_eckart_young(W, rank: int, answer, *, rtol: float = 1e-3) -> bool:
     a = _number(answer, "the error")
     if not math.isclose(a, truth, rel_tol=rtol, abs_tol=1e-6):
         raise _Wrong(f"{a:.4g} is not the relative error of the best rank-{r} approximation.",
+                     _scale_hint(a, truth, asked="fraction", tol=rtol) or
                      "Eckart-Young says the error comes from the singular values you drop; use squares, and "
                      "divide by the norm of W (also from the singular values), then take the square root.")
     return f"sqrt(sum of s_i^2 beyond rank {r} / sum of all s_i^2) = {truth:.4f}."
@@ -427,6 +450,9 @@ def check_rows(W, split, rank, answer, *, tol: float = 1e-6) -> bool:
     if pending(answer):
         return None
     best = oracle(W, split, rank)
+    if isinstance(answer, (str, bytes)):  # "45" would otherwise be read as the rows [4, 5]
+        raise _Wrong(f"the answer should be {best.split} distinct row indices, got the string {answer!r}.",
+                     "a list of ints, e.g. [0, 1], not a string.")
     try:
         rows = [int(i) for i in (answer.tolist() if isinstance(answer, (torch.Tensor, np.ndarray)) else answer)]
         e = best.error_of(rows)
@@ -507,17 +533,18 @@ def check_hmf_gain(results, compression: float, answer, *, regime: str = "post",
     r = row.iloc[0]
     want = float(r.pct)
     try:
-        got = float(answer)
-    except (TypeError, ValueError):
-        raise _Wrong(f"the answer must be a number (a percentage), got {answer!r}",
-                     "e.g. answer = 12.5 for HMF 12.5% better than LMF") from None
+        got = _number(answer, "the answer (a percentage)")
+    except _Wrong:
+        raise _Wrong(f"the answer must be a number (a percentage), got {type(answer).__name__} {answer!r}",
+                     "a number, e.g. answer = 12.5 for HMF 12.5% better than LMF (not a string).") from None
     if abs(got - want) <= 0.05:
         return (f"HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x "
                 f"({r.task}, {regime}).")
     lower = df.metric.iloc[0] in ("bits_per_char", "perplexity")
     hint = ("lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100" if lower
             else "higher is better, so the gain is (hmf - lmf) / lmf * 100")
-    raise _Wrong(f"{answer} is not HMF's gain over LMF at {compression:g}x.", f"{hint}, on the means over seeds.")
+    raise _Wrong(f"{answer} is not HMF's gain over LMF at {compression:g}x.",
+                 _scale_hint(got, want, asked="percent", tol=0.05) or f"{hint}, on the means over seeds.")
 
 
 @_check
