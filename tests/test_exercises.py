@@ -316,3 +316,14 @@ def test_hmf_gain_rejects_strings_and_is_recorded_by_progress(capsys):
     _passes(capsys, ex.check_hmf_gain, _gain_table(), 4, 20.0)
     assert ex.progress()["hmf_gain"] is True
     _passes(capsys, ex.check_hmf_gain, _gain_table(), 4, torch.tensor(20.0))
+
+
+def test_eckart_young_off_by_one_names_the_indexing(capsys):
+    """Issue 21, defect 9: a 1-based reading of the sum (one dropped value too few or too many) gets a hint
+    saying the sum is 0-based, s[rank:]."""
+    W = ex.with_spectrum(20, 20, "exp", decay=0.2)
+    s = torch.linalg.svdvals(W.double())
+    for start in (5, 7):  # the error at rank 5 or 7, asked at rank 6
+        wrong = float(((s[start:] ** 2).sum() / (s ** 2).sum()).sqrt())
+        _fails(capsys, ex.check_eckart_young, W, 6, wrong, hint="0-based")
+    _fails(capsys, ex.check_eckart_young, W, 6, 0.9, hint="0-based")

@@ -270,10 +270,17 @@ def check_eckart_young(W, rank: int, answer, *, rtol: float = 1e-3) -> bool:
     truth = math.sqrt(float((s[r:] ** 2).sum() / (s**2).sum()))
     a = _number(answer, "the error")
     if not math.isclose(a, truth, rel_tol=rtol, abs_tol=1e-6):
-        raise _Wrong(f"{a:.4g} is not the relative error of the best rank-{r} approximation.",
+        off = {d: math.sqrt(float((s[max(r + d, 0):] ** 2).sum() / (s**2).sum())) for d in (-1, 1)}
+        by_one = [d for d, v in off.items() if math.isclose(a, v, rel_tol=rtol, abs_tol=1e-6)]
+        index = ("Python's indices are 0-based: s[0] is the largest value, the kept ones are s[:rank] and the "
+                 f"dropped ones s[rank:] = s[{r}:] (in 1-based textbook notation s_{r + 1}, s_{r + 2}, ...).")
+        raise _Wrong(f"{a:.4g} is not the relative error of the best rank-{r} approximation"
+                     + (f" (it is the error at rank {r + by_one[0]}: off by one)." if by_one else "."),
                      _scale_hint(a, truth, asked="fraction", tol=rtol) or
-                     "Eckart-Young says the error comes from the singular values you drop; use squares, and "
-                     "divide by the norm of W (also from the singular values), then take the square root.")
+                     (index if by_one else
+                      "Eckart-Young says the error comes from the singular values you drop; use squares, and "
+                      "divide by the norm of W (also from the singular values), then take the square root. "
+                      + index))
     return f"sqrt(sum of s_i^2 beyond rank {r} / sum of all s_i^2) = {truth:.4f}."
 
 
