@@ -82,6 +82,27 @@ if cells is not None:
     display(cmp.round(4))
 
 # %% [markdown]
+# **Translation: BLEU or token accuracy?** Trained from scratch for 400 steps, every translation model scores a
+# BLEU below 1.5 (the dense one 0.00), so a BLEU percentage there ("−100.00% (noise)") compares noise with
+# noise: BLEU measures nothing yet. The teacher-forced **token accuracy** (the share of reference tokens the
+# model predicts given the reference prefix) still separates the models, so it is the translation metric for
+# the scratch regime below and in section 5's verdicts; post-training, BLEU (10.8 vs 9.4 at 4x) works and both
+# are shown.
+
+# %%
+def token_accuracy(cells):
+    """The translation cells with the value column set to the teacher-forced token accuracy."""
+    t = cells[(cells.task == "translation") & cells["m_token_accuracy"].notna()]
+    return t.assign(metric="token_accuracy", value=t["m_token_accuracy"])
+
+
+tok = token_accuracy(cells) if cells is not None and "m_token_accuracy" in cells else None
+if tok is not None and len(tok):
+    display(tok.groupby(["regime", "compression", "label"])["value"].agg(["mean", "std"])
+            .unstack("label").round(4))
+    display(pd.concat([G.hmf_vs_lmf(tok, lab) for lab in ("hmf", "hmf(best)")], ignore_index=True).round(4))
+
+# %% [markdown]
 # ## 2. The trained split sweep
 #
 # At equal budget, HMF's split runs from 0 (= LMF) to the all-rows end (rank 1). Each point below is a
@@ -150,19 +171,25 @@ else:
 # The cell below computes the evidence from the committed run; the discussion after it reads it.
 
 # %%
-def claim_summary(cells):
-    """One line per (task, regime, compression): HMF − LMF in % and whether it is inside the noise."""
+def claim_summary(cells, tok=None):
+    """One line per (task, regime, compression): HMF − LMF in % and whether it is inside the noise. Translation
+    from scratch is judged on token accuracy (``tok``), where BLEU is ~0 for every model."""
+    judged = cells
+    if tok is not None and len(tok):
+        scratch_tr = (cells.task == "translation") & (cells.regime == "scratch")
+        judged = pd.concat([cells[~scratch_tr], tok[tok.regime == "scratch"]], ignore_index=True)
     rows = []
     for lab in ("hmf", "hmf(best)"):
-        for r in G.hmf_vs_lmf(cells, lab).itertuples():
+        for r in G.hmf_vs_lmf(judged, lab).itertuples():
+            metric = judged[(judged.task == r.task) & (judged.regime == r.regime)].metric.iloc[0]
             rows.append(dict(task=r.task, regime=r.regime, compression=f"{r.compression:g}x", hmf=lab,
-                             gain_pct=round(r.pct, 2), verdict="inside noise" if r.inside_noise
+                             metric=metric, gain_pct=round(r.pct, 2), verdict="inside noise" if r.inside_noise
                              else ("HMF better" if r.pct > 0 else "LMF better")))
     return pd.DataFrame(rows)
 
 
 if cells is not None:
-    verdicts = claim_summary(cells)
+    verdicts = claim_summary(cells, tok)
     display(verdicts.pivot_table(index=["task", "compression", "hmf"], columns="regime", values="verdict",
                                  aggfunc="first"))
     wins = verdicts[verdicts.verdict == "HMF better"]
