@@ -157,6 +157,13 @@ for f in sorted(speed_dir.glob("*.png")) if speed_dir.is_dir() else []:
 # the task's live budget, `hl.tasks.IntentTask.full_settings` (150 scratch / 50 fine-tuning steps), a few seconds per model on a quiet machine --
 # fewer than the committed run's 800 / 200, so expect lower scratch numbers than section 1's). Split 0 gives
 # HMF LMF's structure: the two rows should then agree.
+#
+# **It trains one seed.** Each number below comes from a single, short training run (one seed, no noise
+# test), so a read-out such as "HMF 0.886, LMF 0.869" is *not* "HMF wins": one run cannot tell a gap from
+# seed noise. The committed run (section 1: three seeds, the full budget, a paired t-test) finds every intent
+# difference between HMF and LMF inside the noise. Use the explorer to see how the numbers move with
+# compression, split and regime, not to name a winner; to name one, run several seeds and test the paired
+# difference, as notebook 06 taught (`hmf-lab reproduce --seeds 3`).
 
 # %%
 if hl.data.available("snips"):
