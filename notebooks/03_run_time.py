@@ -160,6 +160,17 @@ speedup
 # %% [markdown]
 # *Figure: measured speed-up over the dense layer (y, above 1 = faster) against the batch size (x, log scale),
 # one line per layer, each with its own marker and line style. The grey line is "as fast as dense".*
+#
+# Read it with the bytes argument's limits in mind. The ideal speed-up from bytes holds at batch 1 only: at
+# batch `B` each weight read serves `B` inputs, so the layer moves towards compute-bound and the ratio of bytes
+# no longer predicts the time (the explorer above shows "n/a" in its `ideal (bytes)` column for `B > 1`). What
+# then decides is how well each kernel is tuned for that shape: dense and the factorized layers call matrix
+# products on tall, thin inputs, CSR calls a sparse-times-dense product. Some runs show CSR several times
+# *faster* than dense at a small batch such as 4 (2.42x in one full-mode run), above its bytes ideal; the kit
+# has not pinned that down. **Discussion:** which hypotheses would explain it (a dense kernel with a poor path
+# for 4 columns; CSR reading each value once for all 4 inputs; the matrix sitting in cache), and which single
+# measurement would tell them apart? (`hl.timing.raw_kernels` times the kernels alone; `torch.set_num_threads`
+# and `lscpu | grep cache` are the other levers.)
 
 # %% [markdown]
 # ## Exercise · the size of a CSR matrix
