@@ -87,9 +87,19 @@ if cells is not None:
 # - **Time** is not in this table (the grid's cells share busy cores): the live slider below times the
 #   models side by side, and notebook 03 and `hmf-lab bench` measure speed properly.
 
+# %% [markdown]
+# The table below has one metric per task, named in its `metric` column: **accuracy** for intent (higher is
+# better), **bits per character** for lm (lower is better), **BLEU** for translation (higher is better);
+# `before` is that metric right after the cut, `value` after fine-tuning, both means over seeds. Labels: `hmf`
+# is HMF at the kit's default split, `hmf(best)` HMF at the best split the split sweep found (notebook 07 and
+# `hmf_lab/assets/results/README.md`), `hmf@0.25` ...
+# `hmf@1` HMF at that fraction of the largest split, `hmf[activation]` HMF with the `activation` heuristic
+# choosing the dense rows (notebook 05), `prune` magnitude pruning.
+
 # %%
 if cells is not None:
-    display(post[post.method != "dense"].groupby(["task", "compression", "label"])[["before", "value"]].mean().round(3))
+    display(post[post.method != "dense"].groupby(["task", "metric", "compression", "label"])[["before", "value"]]
+            .mean().round(3))
 
 # %% [markdown]
 # ## Exercise: HMF against LMF, measured
