@@ -1,5 +1,7 @@
-# Two commands for a fresh machine:  make lab   (open the notebook series)   make test   (run every test)
-# For instructors: make student / make instructor (notebook copies without / with solutions in build/),
+# Two commands for a fresh machine:  make lab   (open the notebook series, student build: no solution cells)
+#                                    make test  (run every test)
+# For instructors: make lab-instructor (the full notebooks/, solutions included, the files you edit),
+# make student / make instructor (notebook copies without / with solutions in build/),
 # make book (every notebook executed to HTML in build/book; HMF_LAB_QUICK=1 for a fast build),
 # make app (the explorer as a sliders-only web page with Voila on 127.0.0.1:$(APP_PORT)).
 PYTHON ?= python3
@@ -8,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hmf_lab-installed
 APP_PORT ?= 8866
 
-.PHONY: lab test env bench clean student instructor book app
+.PHONY: lab lab-instructor test env bench clean student instructor book app
 
 env: $(STAMP)
 
@@ -21,8 +23,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # --allow-root only when run as root (containers), where JupyterLab otherwise refuses to start
+ROOT_FLAG = $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# students: the student build, which has no solution cells at all (nothing to unfold). It is made once; your
+# work in build/student/ is never overwritten by `make lab` (`make student` rebuilds it, overwriting it).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	test -d build/student || $(PY) -m tools.course student --out build/student
+	$(VENV)/bin/jupyter lab build/student/ $(ROOT_FLAG)
+
+# instructors and contributors: the notebooks/ sources, solution cells included (collapsed)
+lab-instructor: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/ $(ROOT_FLAG)
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -61,6 +61,11 @@ ax = hl.plots.spectrum(W_syn)
 #
 # $$\frac{\|W - W_r\|_F}{\|W\|_F} = \sqrt{\frac{\sum_{i \ge r} s_i^2}{\sum_i s_i^2}}.$$
 #
+# **The indices here are 0-based, as in Python**: `s_0 ≥ s_1 ≥ ...` is `s[0], s[1], ...`, the kept values are
+# `s[:r]` and the dropped ones `s[r:]`, which is the sum over `i ≥ r` above. In the 1-based notation of most
+# textbooks (`s_1` the largest) the same sum runs over `i ≥ r + 1`; summing from `s_r` there drops one value
+# too few and gives a slightly smaller error.
+#
 # `hl.lmf(W, rank=r)` computes exactly this factorization; `hl.relative_error` measures it.
 
 # %%
@@ -85,7 +90,8 @@ for r in [8, 32, 64, 128, 160]:
 # ## A real trained weight
 #
 # Now the real thing: the hidden-to-gates matrix `lstm.weight_hh_l0` of the character-level LSTM language model
-# shipped with the kit (`data/`, trained on Tiny Shakespeare by `scripts/train_models.py`). It has shape `(4H, H)`:
+# shipped with the kit (package data in `hmf_lab/assets/char_lm.pt`, loaded by `hl.models.load_pretrained`;
+# trained on Tiny Shakespeare by `scripts/train_models.py`). It has shape `(4H, H)`:
 # the four gates stacked. Next to it: a random Gaussian matrix of the same shape and scale.
 
 # %%
@@ -137,8 +143,9 @@ hl.explorer(W, lmf_only=True, min_run_time=0.02 if QUICK else 0.1)
 # answer (an integer) and run the check cell. (The slider above works on a different shape, on purpose.)
 #
 # How the checks work: the check cell prints **PASS**, or **FAIL** with a hint, or a reminder while the answer
-# is still `None` — it never stops *Run All*. The collapsed cell after it holds a worked solution (click to
-# unfold). After unfolding it, `hl.exercises.reset("break_even_rank")` (or re-running the question cell) sets
+# is still `None` — it never stops *Run All*. In the student build (`make lab`) there are no solution cells;
+# in the instructor's notebooks (`make lab-instructor`) a collapsed cell after each check holds a worked
+# solution. After running one, `hl.exercises.reset("break_even_rank")` (or re-running the question cell) sets
 # `answer` back to `None` so you can try again.
 
 # %%
@@ -156,7 +163,7 @@ hl.exercises.check_break_even_rank(768, 3072, answer)
 # ## Exercise 2 · predict the error from the spectrum
 #
 # Using **only** the singular values `s_real` (no `hl.lmf`), compute the relative error of the best rank-32
-# approximation of `W`.
+# approximation of `W`. `s_real` is a Python tensor, so it is 0-based: `s_real[0]` is the largest value.
 
 # %%
 s_real = torch.linalg.svdvals(W)

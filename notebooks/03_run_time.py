@@ -113,18 +113,26 @@ table.round(3)
 #
 # ### HMF against LMF at the same bytes
 #
-# HMF (here `k` close to `r`) and LMF store about the same number of bytes, so a memory-bound kernel runs them
-# equally fast — compare their rows above. An earlier version of the kit showed HMF about 1.6x *slower* than LMF at
-# equal bytes. The measurement behind the fix (`benchmarks/layer_overhead.py`, which times the old forward op for
-# op next to today's) found three causes, none of them bytes: in training mode the layer rebuilt its packed
-# `[D ; V]` block on every call (that alone made it look slower than dense); in eval mode it ran two more small
-# operations than LMF (a separate bias add for the dense rows and a cache key rebuilt per call); and the two layers
-# did not even run the same kernels (`mv` against `addmm`). Today HMF packs its blocks once, fuses the biases, and
-# runs the same two matrix-vector kernels as LMF. What remains above the `floor` is per-call work, a few
-# microseconds: the module call, the input check, the output assembly, and each torch op's own bookkeeping
-# (compiling HMF's forward into one C++ function did not remove it: `benchmarks/layer_overhead.py --compiled`).
-# Small next to a large layer, large next to a small one: at 1024x1024 HMF sits at about 0.75-0.8 of its floor,
-# at 2048x2048 about 0.9. Rerun the cell: the measured numbers, not this text, are the result.
+# HMF (here `k` close to `r`) and LMF store about the same number of bytes, so the bytes alone predict the
+# same time. The measured times are **not** equal: compare their `median` rows above; HMF is usually a few
+# microseconds slower (in one full-mode run at 1024x1024: 21.9 against 18.6 µs, about 18%). The difference is not
+# bytes but **per-call work**: HMF runs the same two matrix-vector kernels as LMF plus the assembly of its output
+# (dense rows next to factorized ones), and every torch op costs a fixed bookkeeping time, a few microseconds,
+# whatever its size. The `floor` column (the raw kernels, no Python around them) separates the two: bytes set
+# the floor, per-call work is the gap above it. That fixed cost is small next to a large layer and large next to
+# a small one, so the gap shrinks as the matrix grows (`benchmarks/layer_overhead.py` measures it op by op).
+#
+# **Caches.** "Bytes over memory bandwidth" assumes the weights come from main memory (DRAM). A 1024x1024
+# float32 matrix is 4 MB, which fits in the last-level (L3) cache of many desktop CPUs: timed over and over, it
+# is read from cache, and the `GB/s` column then shows cache bandwidth, well above what DRAM delivers. Smaller
+# compressed layers fit in even faster caches. So the ideal speed-up from bytes holds only while every layer
+# streams from the same level of the memory hierarchy; once the dense matrix leaves the cache and the
+# compressed one still fits, the measured speed-up can even exceed the ideal. Notebook 07's crossover table
+# is the evidence: read the ratios there against the layer sizes and your machine's cache size
+# (`lscpu | grep cache`).
+#
+# The lesson: the parameter count predicts a memory-bound time only at equal overhead and equal cache level.
+# Rerun the cell: the measured numbers, not this text, are the result.
 #
 # ## Batch size and threads
 #
@@ -152,14 +160,26 @@ speedup
 # %% [markdown]
 # *Figure: measured speed-up over the dense layer (y, above 1 = faster) against the batch size (x, log scale),
 # one line per layer, each with its own marker and line style. The grey line is "as fast as dense".*
+#
+# Read it with the bytes argument's limits in mind. The ideal speed-up from bytes holds at batch 1 only: at
+# batch `B` each weight read serves `B` inputs, so the layer moves towards compute-bound and the ratio of bytes
+# no longer predicts the time (the explorer above shows "n/a" in its `ideal (bytes)` column for `B > 1`). What
+# then decides is how well each kernel is tuned for that shape: dense and the factorized layers call matrix
+# products on tall, thin inputs, CSR calls a sparse-times-dense product. Some runs show CSR several times
+# *faster* than dense at a small batch such as 4 (2.42x in one full-mode run), above its bytes ideal; the kit
+# has not pinned that down. **Discussion:** which hypotheses would explain it (a dense kernel with a poor path
+# for 4 columns; CSR reading each value once for all 4 inputs; the matrix sitting in cache), and which single
+# measurement would tell them apart? (`hl.timing.raw_kernels` times the kernels alone; `torch.set_num_threads`
+# and `lscpu | grep cache` are the other levers.)
 
 # %% [markdown]
 # ## Exercise · the size of a CSR matrix
 #
-# The pruned layer above keeps `p.nnz` values of the `m x n` matrix. Torch's CSR stores each value (float32,
-# 4 bytes), a column index per value and `m + 1` row pointers, as int32 (4 bytes each) like the kit's kernel.
-# How many bytes is that? (Torch's own `to_sparse_csr()` uses int64 indices: 8 bytes each, which
-# `hl.exercises.check_csr_bytes(..., index_bytes=8)` checks.)
+# The pruned layer above keeps `p.nnz` values of the `m x n` matrix. The kit's sparse kernel stores it in CSR
+# with **int32** indices (the format MKL takes): each value (float32, 4 bytes), a column index per value (int32,
+# 4 bytes) and `m + 1` row pointers (int32, 4 bytes). How many bytes is that? (A different format, for
+# comparison only: PyTorch's own `to_sparse_csr()` defaults to int64 indices, 8 bytes each;
+# `hl.exercises.check_csr_bytes(..., index_bytes=8)` checks that variant.)
 
 # %%
 csr_bytes = None  # your answer: an int, from m and p.nnz

@@ -28,7 +28,7 @@
 # 1. meets the built-ins, from the baseline to data-aware ones, on a matrix where the choice matters;
 # 2. measures each against the **oracle** — the best row set, found by trying all of them on a small matrix;
 # 3. shows the data-aware heuristic: what matters is the error on the layer's *outputs*;
-# 4. ranks them on a **leaderboard** of trained and synthetic matrices;
+# 4. ranks them on **leaderboards**: the trained LSTM's matrices, then three synthetic ones;
 # 5. lets you **write your own** heuristic in a few lines and put it on the leaderboard.
 
 # %%
@@ -97,8 +97,9 @@ hx
 # %% [markdown]
 # `residual` misses the loud rows: each loud row *defines* one of the top singular directions, so the rank-`r` SVD
 # explains it well — while wasting a rank on it. `leverage` and `row_norm` see exactly those rows; `greedy` scores
-# both effects at once. Look at the error column: the gap to `top` is large here, and that is the kit's first claim —
-# on loud rows the best data-free heuristic has at least 2x lower error than `top`.
+# both effects at once. Look at the error column: the gap to `top` is large here. This notebook tests two
+# statements of its own (not the paper's claims); the first: on loud rows the best data-free heuristic has at
+# least 2x lower error than `top`.
 #
 # ## How far from the best possible? The oracle
 #
@@ -141,8 +142,8 @@ out.drop(columns=["rows"])
 
 # %% [markdown]
 # The weight error of `activation` is no better — it does not try to be — but its output error is many times
-# lower. That is the kit's second claim: with inputs concentrated in a few directions, `activation` has at least
-# 2x lower output error than `top`.
+# lower. That is this notebook's second statement (again the kit's, not the paper's): with inputs concentrated
+# in a few directions, `activation` has at least 2x lower output error than `top`.
 #
 # **Gradients.** If you have gradients of a loss with respect to `W`, rows that the loss is sensitive to deserve to
 # be dense. `hl.heuristics.fisher_from(grad)` turns gradients (one `(m, n)` gradient, per-sample `(B, m, n)`, or row
@@ -194,8 +195,11 @@ pd.DataFrame({name: hl.exercises.spectrum_summary(M) for name, M in pretrained_m
 #
 # `hl.leaderboard(heuristics, matrices, compressions, X=None)` scores every heuristic on every matrix at each
 # compression: at an equal parameter budget, each heuristic may spend a share of it on dense rows (it keeps its best
-# split) and the rest on the largest rank that fits. The default suite is every trained matrix that ships plus the
-# synthetic families. `vs_best` is a heuristic's error over the best one's on the same matrix (1 = best).
+# split) and the rest on the largest rank that fits. The board below uses `hl.synthetic.suite`: **three
+# synthetic matrices** (`low_rank_noise`, `loud_rows`, `heavy_tailed`; 256x192, 96x64 in quick mode), no trained
+# ones (the LSTM's matrices had their own board above). `hl.leaderboard(..., matrices=None)` would use the larger
+# default suite, the same three plus every matrix of the shipped trained models. `vs_best` is a heuristic's
+# error over the best one's on the same matrix (1 = best).
 
 # %%
 suite = hl.synthetic.suite(quick=QUICK)

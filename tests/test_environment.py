@@ -126,3 +126,16 @@ def test_quick_mode_is_read_in_one_place(monkeypatch, value, expected):
     else:
         monkeypatch.setenv("HMF_LAB_QUICK", value)
     assert quick_mode() is expected and quick() is expected
+
+
+def test_make_lab_opens_the_student_build(repo):
+    """Issue 21, defect 2: `make lab` (what students run) serves the student build, which has no solution cells;
+    `make lab-instructor` serves notebooks/ with the solutions."""
+    makefile = (repo / "Makefile").read_text()
+    lab = re.search(r"^lab:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "tools.course student --out build/student" in lab and "jupyter lab build/student/" in lab
+    assert "notebooks/" not in lab.replace("build/student", "")
+    instructor = re.search(r"^lab-instructor:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "jupyter lab notebooks/" in instructor
+    readme = (repo / "README.md").read_text()
+    assert "## Two commands for a fresh machine" in readme and "make lab-instructor" in readme

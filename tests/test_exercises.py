@@ -259,3 +259,71 @@ def test_hmf_gain_names_what_the_results_lack(capsys):
     assert ex.check_hmf_gain(pd.DataFrame({"x": [1]}), 4, 1.0) is False
     out = _out(capsys)
     assert "results lack the columns this check reads: got ['x']" in out and "load_grid" in out
+
+
+def test_hmf_beats_lmf(capsys):
+    """Issue 21, defect 1: Eckart-Young is optimal at a rank, not at a size: a matrix with loud rows on top
+    lets HMF at the balanced point beat LMF at the same stored values; a Gaussian matrix does not."""
+    W = hl.synthetic.loud_rows(128, 128, n_loud=16, loudness=4.0, rank=8, noise=0.3, seed=0)
+    top = W[W.norm(dim=1).argsort(descending=True)]
+    _passes(capsys, ex.check_hmf_beats_lmf, top, 4)
+    assert ex.progress()["hmf_beats_lmf"] is True
+    _passes(capsys, ex.check_hmf_beats_lmf, top.numpy(), 4)
+    _fails(capsys, ex.check_hmf_beats_lmf, torch.randn(128, 128, generator=torch.Generator().manual_seed(0)), 4,
+           hint="much louder")
+    _fails(capsys, ex.check_hmf_beats_lmf, W, 4, hint="put them on top")   # loud rows at random positions
+    _fails(capsys, ex.check_hmf_beats_lmf, top[:32, :32], 4, hint="128x128")  # too small: split 0 is LMF
+    for bad in ("W", [[1.0, 2.0]], torch.zeros(128, 128), torch.full((128, 128), float("nan")), torch.randn(128)):
+        assert ex.check_hmf_beats_lmf(bad, 4) is False
+        out = _out(capsys)
+        assert out.startswith("FAIL — ") and "Hint:" in out, out
+    _pending(capsys, ex.check_hmf_beats_lmf, None, 4)
+
+
+def test_rows_rejects_a_string(capsys):
+    """Issue 21, defect 8: "01" was read as the rows [0, 1] and passed."""
+    W = torch.diag(torch.tensor([5., 4., 3., 2., 1.]))
+    _fails(capsys, ex.check_rows, W, 2, 1, "01", hint="not a string")
+    _fails(capsys, ex.check_rows, W, 2, 1, b"01", hint="not a string")
+    assert ex.progress()["rows"] is False
+    _passes(capsys, ex.check_rows, W, 2, 1, (0, 1))
+
+
+def _gain_table():
+    import pandas as pd
+    return pd.DataFrame({"task": "lm", "regime": "post", "metric": "bits_per_char", "label": ["hmf", "lmf"] * 2,
+                         "seed": [0, 0, 1, 1], "compression": 4.0, "value": [2.0, 2.5, 2.0, 2.5]})
+
+
+def test_hmf_gain_fraction_for_a_percent_gets_the_x100_hint(capsys):
+    _fails(capsys, ex.check_hmf_gain, _gain_table(), 4, 0.2, hint="multiply by 100")
+    _fails(capsys, ex.check_hmf_gain, _gain_table(), 4, np.float64(0.2), hint="multiply by 100")
+    _fails(capsys, ex.check_hmf_gain, _gain_table(), 4, 3.0, hint="(lmf - hmf) / lmf * 100")  # not a scale slip
+
+
+def test_eckart_young_percent_for_a_fraction_gets_the_hint(capsys):
+    W = ex.with_spectrum(10, 10, "flat")
+    _fails(capsys, ex.check_eckart_young, W, 5, 100 * 0.5 ** 0.5, hint="divide by 100")
+
+
+def test_hmf_gain_rejects_strings_and_is_recorded_by_progress(capsys):
+    """Issue 21, defect 8: float("20") used to pass; progress() records check_hmf_gain like every check."""
+    ex.reset("hmf_gain", namespace={})
+    _out(capsys)
+    assert "hmf_gain" not in ex.progress()
+    _fails(capsys, ex.check_hmf_gain, _gain_table(), 4, "20", hint="not a string")
+    assert ex.progress()["hmf_gain"] is False
+    _passes(capsys, ex.check_hmf_gain, _gain_table(), 4, 20.0)
+    assert ex.progress()["hmf_gain"] is True
+    _passes(capsys, ex.check_hmf_gain, _gain_table(), 4, torch.tensor(20.0))
+
+
+def test_eckart_young_off_by_one_names_the_indexing(capsys):
+    """Issue 21, defect 9: a 1-based reading of the sum (one dropped value too few or too many) gets a hint
+    saying the sum is 0-based, s[rank:]."""
+    W = ex.with_spectrum(20, 20, "exp", decay=0.2)
+    s = torch.linalg.svdvals(W.double())
+    for start in (5, 7):  # the error at rank 5 or 7, asked at rank 6
+        wrong = float(((s[start:] ** 2).sum() / (s ** 2).sum()).sqrt())
+        _fails(capsys, ex.check_eckart_young, W, 6, wrong, hint="0-based")
+    _fails(capsys, ex.check_eckart_young, W, 6, 0.9, hint="0-based")

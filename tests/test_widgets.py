@@ -289,6 +289,9 @@ def test_runtime_explorer_times_four_layers(W):
     rt.batch.value = 8  # the observer reruns the timing
     assert rt.timings is not first and "batch 8" in rt.info.value
     assert {"ideal", "floor", "error"} <= set(rt.timings.columns) and "raw kernels" in rt.table.value
+    assert "n/a (batch 1 only)" in rt.table.value  # issue 21: the bytes limit does not apply at batch 8
+    rt.batch.value = 1
+    assert "n/a (batch 1 only)" not in rt.table.value
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ from hmf_lab.factor.synthetic import singular_values, with_spectrum  # matrices 
 
 __all__ = ["ExerciseError", "EXERCISES", "quick", "singular_values", "with_spectrum", "spectrum_summary", "pending", "reset", "progress",
            "check_break_even_rank", "check_eckart_young", "check_hmf_params", "check_max_rank", "check_my_hmf",
-           "check_csr_bytes", "check_best_at_budget", "check_rows", "check_hmf_gain"]
+           "check_csr_bytes", "check_best_at_budget", "check_rows", "check_hmf_gain", "check_hmf_beats_lmf"]
 
 NOT_ANSWERED = "Not answered yet: replace `None` in the exercise cell with your answer, then rerun this cell."
 
@@ -73,6 +73,7 @@ EXERCISES: dict[str, Exercise] = {
     "best_at_budget": Exercise("04", "the best structure at 10x", ("split", "rank")),
     "rows": Exercise("05", "find the best dense rows yourself", ("answer",)),
     "hmf_gain": Exercise("06", "HMF against LMF", ("my_gain",)),
+    "hmf_beats_lmf": Exercise("06", "a matrix where HMF beats LMF at equal size", ("my_W",)),
 }
 _PASSED: dict[str, bool] = {}  # id -> result of the last check run in this kernel
 
@@ -207,6 +208,28 @@ def _number(answer, what: str) -> float:
     return float(answer)
 
 
+def _scale_hint(got: float, want: float, *, asked: str, tol: float) -> str:
+    """A hint when ``got`` is ``want`` on the wrong scale: a fraction where a percent is asked (x100), or a
+    percent where a fraction is asked (/100); "" otherwise.
+
+    >>> _scale_hint(0.2, 20.0, asked="percent", tol=0.05)
+    'your answer looks like a fraction (0.2); the exercise asks for a percentage: multiply by 100 (0.2 -> 20).'
+    >>> _scale_hint(70.71, 0.7071, asked="fraction", tol=1e-3)
+    'your answer looks like a percentage (70.71); the exercise asks for a fraction: divide by 100 (70.71 -> 0.7071).'
+    >>> _scale_hint(3.0, 20.0, asked="percent", tol=0.05)
+    ''
+    """
+    if want == 0:
+        return ""
+    if asked == "percent" and abs(got * 100 - want) <= tol:
+        return (f"your answer looks like a fraction ({got:g}); the exercise asks for a percentage: multiply by 100 "
+                f"({got:g} -> {got * 100:g}).")
+    if asked == "fraction" and math.isclose(got / 100, want, rel_tol=tol, abs_tol=1e-6):
+        return (f"your answer looks like a percentage ({got:g}); the exercise asks for a fraction: divide by 100 "
+                f"({got:g} -> {got / 100:g}).")
+    return ""
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -247,9 +270,17 @@ def check_eckart_young(W, rank: int, answer, *, rtol: float = 1e-3) -> bool:
     truth = math.sqrt(float((s[r:] ** 2).sum() / (s**2).sum()))
     a = _number(answer, "the error")
     if not math.isclose(a, truth, rel_tol=rtol, abs_tol=1e-6):
-        raise _Wrong(f"{a:.4g} is not the relative error of the best rank-{r} approximation.",
-                     "Eckart-Young says the error comes from the singular values you drop; use squares, and "
-                     "divide by the norm of W (also from the singular values), then take the square root.")
+        off = {d: math.sqrt(float((s[max(r + d, 0):] ** 2).sum() / (s**2).sum())) for d in (-1, 1)}
+        by_one = [d for d, v in off.items() if math.isclose(a, v, rel_tol=rtol, abs_tol=1e-6)]
+        index = ("Python's indices are 0-based: s[0] is the largest value, the kept ones are s[:rank] and the "
+                 f"dropped ones s[rank:] = s[{r}:] (in 1-based textbook notation s_{r + 1}, s_{r + 2}, ...).")
+        raise _Wrong(f"{a:.4g} is not the relative error of the best rank-{r} approximation"
+                     + (f" (it is the error at rank {r + by_one[0]}: off by one)." if by_one else "."),
+                     _scale_hint(a, truth, asked="fraction", tol=rtol) or
+                     (index if by_one else
+                      "Eckart-Young says the error comes from the singular values you drop; use squares, and "
+                      "divide by the norm of W (also from the singular values), then take the square root. "
+                      + index))
     return f"sqrt(sum of s_i^2 beyond rank {r} / sum of all s_i^2) = {truth:.4f}."
 
 
@@ -426,6 +457,9 @@ def check_rows(W, split, rank, answer, *, tol: float = 1e-6) -> bool:
     if pending(answer):
         return None
     best = oracle(W, split, rank)
+    if isinstance(answer, (str, bytes)):  # "45" would otherwise be read as the rows [4, 5]
+        raise _Wrong(f"the answer should be {best.split} distinct row indices, got the string {answer!r}.",
+                     "a list of ints, e.g. [0, 1], not a string.")
     try:
         rows = [int(i) for i in (answer.tolist() if isinstance(answer, (torch.Tensor, np.ndarray)) else answer)]
         e = best.error_of(rows)
@@ -506,17 +540,76 @@ def check_hmf_gain(results, compression: float, answer, *, regime: str = "post",
     r = row.iloc[0]
     want = float(r.pct)
     try:
-        got = float(answer)
-    except (TypeError, ValueError):
-        raise _Wrong(f"the answer must be a number (a percentage), got {answer!r}",
-                     "e.g. answer = 12.5 for HMF 12.5% better than LMF") from None
+        got = _number(answer, "the answer (a percentage)")
+    except _Wrong:
+        raise _Wrong(f"the answer must be a number (a percentage), got {type(answer).__name__} {answer!r}",
+                     "a number, e.g. answer = 12.5 for HMF 12.5% better than LMF (not a string).") from None
     if abs(got - want) <= 0.05:
         return (f"HMF is {abs(want):.2f}% {'better' if want >= 0 else 'worse'} than LMF at {compression:g}x "
                 f"({r.task}, {regime}).")
     lower = df.metric.iloc[0] in ("bits_per_char", "perplexity")
     hint = ("lower bits per char is better, so the gain is (lmf - hmf) / lmf * 100" if lower
             else "higher is better, so the gain is (hmf - lmf) / lmf * 100")
-    raise _Wrong(f"{answer} is not HMF's gain over LMF at {compression:g}x.", f"{hint}, on the means over seeds.")
+    raise _Wrong(f"{answer} is not HMF's gain over LMF at {compression:g}x.",
+                 _scale_hint(got, want, asked="percent", tol=0.05) or f"{hint}, on the means over seeds.")
+
+
+@_check
+def check_hmf_beats_lmf(W, compression=4, *, margin: float = 0.01) -> bool:
+    """Check that HMF beats LMF on the matrix ``W`` at the same number of stored values.
+
+    HMF at the balanced point ``hl.choose_split_rank(W.shape, compression)`` (the top ``split`` rows dense, the
+    kit's default) must have a relative weight error at least ``margin`` (1%) below LMF's at rank
+    ``hl.lmf_rank(W.shape, compression)``; both store about ``m*n/compression`` values. Eckart-Young makes LMF
+    the best at its *rank*, not at its *size*: HMF reaches rank ``split + rank``, which pays off when a few
+    rows are loud.
+
+    >>> import hmf_lab as hl
+    >>> W = hl.synthetic.loud_rows(128, 128, n_loud=16, loudness=4.0, rank=8, noise=0.3, seed=0)
+    >>> W = W[W.norm(dim=1).argsort(descending=True)]  # the loud rows on top, where HMF keeps rows dense
+    >>> check_hmf_beats_lmf(W, 4)  # doctest: +ELLIPSIS
+    PASS — Correct: at 4x HMF (split 13, rank 10, ...) has error 0.218, LMF (rank 16, ...) 0.457...
+    True
+    >>> check_hmf_beats_lmf(torch.randn(128, 128, generator=torch.Generator().manual_seed(0)), 4)  # doctest: +ELLIPSIS
+    FAIL — HMF's error 0.8... is not below LMF's 0.7... at 4x...
+    False
+    """
+    from hmf_lab.factor.budget import choose_split_rank, hmf_params, lmf_rank
+    from hmf_lab.factor.core import hmf, lmf, relative_error
+
+    if pending(W):
+        return None
+    if not isinstance(W, (torch.Tensor, np.ndarray)):
+        raise _Wrong(f"my_W should be a matrix (a torch tensor or a NumPy array), got {type(W).__name__}.",
+                     "build it with torch, e.g. my_W = torch.randn(128, 128), then change its rows.")
+    W = torch.as_tensor(W)
+    if W.ndim != 2 or not W.is_floating_point() and W.dtype not in (torch.int32, torch.int64):
+        raise _Wrong(f"my_W should be a 2-D matrix of numbers, got shape {tuple(W.shape)} ({W.dtype}).",
+                     "e.g. my_W = torch.randn(128, 128).")
+    W = W.float()
+    m, n = W.shape
+    if not (64 <= min(m, n) and max(m, n) <= 1024):
+        raise _Wrong(f"my_W is {m}x{n}; use between 64 and 1024 rows and columns.",
+                     "at a few dozen rows the balanced HMF point is LMF itself (split 0); 128x128 works well.")
+    if not torch.isfinite(W).all() or float(W.norm()) == 0.0:
+        raise _Wrong("my_W should be finite and not all zeros.", "start from torch.randn(128, 128).")
+    c = check_compression(compression)
+    k, r = choose_split_rank((m, n), compression=c)
+    rl = lmf_rank((m, n), c)
+    if k == 0:
+        raise _Wrong(f"at {c:g}x a {m}x{n} matrix has its balanced HMF point at split 0, which is LMF itself.",
+                     "use a larger matrix (128x128 at 4x keeps 13 rows dense).")
+    e_h, e_l = relative_error(W, hmf(W, split=k, rank=r)), relative_error(W, lmf(W, rl))
+    ratio = spectrum_summary(W)["row_norm max/median"]
+    if not e_h < e_l * (1 - margin):
+        raise _Wrong(f"HMF's error {e_h:.3f} is not below LMF's {e_l:.3f} at {c:g}x (by at least "
+                     f"{100 * margin:g}%); your rows' max/median norm is {ratio:.2f}.",
+                     f"HMF keeps the TOP {k} rows exact and factorizes the rest at rank {r}, LMF has rank {rl}. "
+                     "Make a few rows much louder than the others (each pointing its own way, e.g. random) and put "
+                     "them on top, over a matrix whose other rows are close to low rank.")
+    return (f"at {c:g}x HMF (split {k}, rank {r}, {hmf_params(m, n, k, r):,} values) has error {e_h:.3f}, LMF "
+            f"(rank {rl}, {rl * (m + n):,} values) {e_l:.3f}: at equal size HMF reaches rank {k + r} > {rl}. "
+            f"Your rows' max/median norm: {ratio:.2f} (the shipped LSTMs: 1.26-1.65).")
 
 
 def __getattr__(name):

@@ -87,9 +87,12 @@ def _fmt_us(seconds: float) -> str:
     return "–" if not math.isfinite(seconds) else f"{seconds * 1e6:,.1f} µs"
 
 
-def _timing_html(table: pd.DataFrame, caption: str, warning: str = "") -> str:
+def _timing_html(table: pd.DataFrame, caption: str, warning: str = "", batch: int = 1) -> str:
     """A tiny bar chart in HTML (no matplotlib, so it redraws in microseconds), each time beside its
-    references: the ideal speed-up from bytes and the raw kernels' time; the harness's warning below."""
+    references: the ideal speed-up from bytes and the raw kernels' time; the harness's warning below.
+
+    The ideal from bytes is the memory-bandwidth limit at batch 1; at a larger ``batch`` each weight is reused
+    across the inputs, the limit no longer applies, and its column says so instead of showing a number."""
     top = float(table["median"].max()) or 1.0
     has_refs = "ideal" in table.columns
     rows = []
@@ -100,7 +103,10 @@ def _timing_html(table: pd.DataFrame, caption: str, warning: str = "") -> str:
                  f"<td style='text-align:right;padding:0 1em'>{_fmt_us(r.median)} ± {r.iqr * 1e6:,.1f}</td>",
                  f"<td style='text-align:right;padding:0 1em'>{r.ratio:.2f}x</td>"]
         if has_refs:
-            cells += [f"<td style='text-align:right;padding:0 1em'>{r.ideal:.2f}x</td>",
+            ideal = (f"{r.ideal:.2f}x" if batch == 1 else
+                     "<span title='each weight is reused by every input of the batch: no longer bytes-bound'>"
+                     "n/a (batch 1 only)</span>")
+            cells += [f"<td style='text-align:right;padding:0 1em'>{ideal}</td>",
                       f"<td style='text-align:right;padding:0 1em'>{_fmt_us(r.floor)}</td>"]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     head = ("<tr><th>layer</th><th></th><th style='padding:0 1em'>median ± IQR</th>"
@@ -478,7 +484,7 @@ class Explorer(LiveTiming):
         self.timings = df
         self.timing_race = race
         self.timing_warning = race.warning
-        self.timing_out.value = _timing_html(df, self._caption(k, r, race), race.warning)
+        self.timing_out.value = _timing_html(df, self._caption(k, r, race), race.warning, batch=self.batch)
         return df
 
     def _time_kw(self) -> dict:
@@ -604,7 +610,7 @@ class RunTimeExplorer:
                            f"LMF r={rl} (error {self.errors['LMF']:.3f}), pruning (error "
                            f"{self.errors['pruning (CSR)']:.3f}); batch {self.batch.value}, {race.threads} thread(s)")
         self.table.value = _timing_html(df, f"batch {self.batch.value}, {race.threads} torch thread(s), eval mode",
-                                        race.warning)
+                                        race.warning, batch=self.batch.value)
         self.plot.clear_output(wait=True)
         with self.plot:
             fig, ax = plt.subplots(figsize=(6, 2.4))
