@@ -89,6 +89,8 @@ from __future__ import annotations
 
 import copy
 import warnings
+
+import torch
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -96,8 +98,9 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from hmf_lab.nn.attention import attention_from_linear
+from hmf_lab.factor.allocate import ladder_compressions, point_error
 from hmf_lab.factor.budget import (choose_col_split_rank, choose_split_rank, col_params, hmf_params, lmf_params,
-                                   lmf_rank, prune_keep)
+                                   lmf_rank, max_split, prune_keep, value_budget)
 from hmf_lab.factor.core import hmf, hmf_cols, lmf, prune
 from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, HMFColLSTM, PrunedLSTM, SparseLSTM
@@ -180,6 +183,8 @@ class Method:
     policy: tuple | None = None
     policy_why: str = ""
     is_dense: bool = field(default=False, repr=False)
+    #: the candidate points of one matrix for ``allocate="greedy"`` (see :meth:`points`); None: the default ladder
+    ladder: Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier() or self.name != self.name.lower():
@@ -194,7 +199,7 @@ class Method:
         att = self.attention
         if att is None or getattr(att, "_from_linear", self.linear) is not self.linear:  # the default, on `linear`
             object.__setattr__(self, "attention", attention_from_linear(self.linear))
-        for attr in ("lstm", "config", "for_timing", "attention"):
+        for attr in ("lstm", "config", "for_timing", "attention", "ladder"):
             if getattr(self, attr) is not None and not callable(getattr(self, attr)):
                 raise TypeError(f"Method.{attr} must be callable or None, got "
                                 f"{type(getattr(self, attr)).__name__} for method {self.name!r}")
@@ -250,6 +255,25 @@ class Method:
         """Why the policy is what it is (``policy_why``, or the default reason)."""
         return self.policy_why or ("every matrix of the model (LSTM gate blocks one by one)"
                                    if "lstm" in self.layer_kinds else "nn.Linear only (no LSTM form)")
+
+    def points(self, W, compression, *, X=None, blocks: int = 1, **opts) -> list:
+        """Candidate points of one matrix for the whole-model allocation (``hl.compress(..., allocate="greedy")``).
+
+        ``W``: the matrix, ``blocks`` row blocks of one shape stacked (an LSTM weight: 4 gate blocks);
+        ``X``: its calibration inputs (N, n) or None. Returns ``[(stored_values, error, options), ...]``:
+        ``error`` is :func:`hmf_lab.factor.allocate.point_error` (summed over the blocks) and ``options`` the
+        keyword arguments (``compression`` and, e.g., ``split``) with which the record's builders make exactly
+        that point. The record's ``ladder`` when it has one, else the default: ``factorize`` per block at the
+        compressions of :func:`~hmf_lab.factor.allocate.ladder_compressions` around ``compression``.
+
+        >>> import torch
+        >>> from hmf_lab.nn.methods import get_method
+        >>> pts = get_method("lmf").points(torch.randn(16, 8), 4)
+        >>> pts[0][:1], pts[0][2]["rank"], all(a[1] >= b[1] for a, b in zip(pts, pts[1:]))
+        ((24,), 1, True)
+        """
+        ladder = self.ladder if self.ladder is not None else _default_ladder(self)
+        return ladder(W, compression, X=X, blocks=blocks, **opts)
 
     def timing_module(self, module: nn.Module, compression) -> nn.Module:
         """The method's module for ``module`` (an ``nn.Linear``/``nn.LSTM``) at ``compression``, eval mode,
@@ -432,6 +456,93 @@ def _prune_for_timing(module, compression):  # magnitude pruning is cheap: the m
             _prune_linear(module, compression, sparse=True)
 
 
+# ----------------------------------------------------------------------------- ladders (allocate="greedy")
+
+
+def _block_shape(W, blocks):
+    m, n = _shape_of(W)
+    if blocks < 1 or m % blocks:
+        raise ValueError(f"W of shape {(m, n)} does not split into {blocks} row blocks")
+    return m // blocks, n
+
+
+def _most(shape):
+    """The most compressed point every method can reach: LMF's rank 1 (m + n values per block)."""
+    m, n = shape
+    return m * n / (m + n)
+
+
+def _default_ladder(method):
+    def ladder(W, compression, *, X=None, blocks=1, **opts):
+        shape = _block_shape(W, blocks)
+        opts = {k: v for k, v in opts.items() if k in method.options and k not in ("X", "loss", "sparse")}
+        if "X" in method.options and X is not None:
+            opts["X"] = X
+        out = []
+        for c in ladder_compressions(compression, _most(shape)):
+            try:
+                st = method.stored(shape, c, blocks=blocks, **{k: v for k, v in opts.items() if k != "X"})
+                W_hat = torch.cat([method.factorize(Wg, c, **opts).to_dense() for Wg in W.chunk(blocks)])
+            except ValueError:
+                continue
+            out.append((int(st), point_error(W, W_hat, X, blocks), {"compression": c}))
+        return out
+    return ladder
+
+
+def _lmf_ladder(W, compression, *, X=None, blocks=1, **_):
+    """Every rank from 1 to the one at compression/16, errors read off one SVD per block."""
+    (m, n) = shape = _block_shape(W, blocks)
+    lo = max(1.0, compression / 16)
+    r_hi = max(1, min(m, n, int(m * n / lo) // (m + n)))
+    tails = torch.zeros(r_hi + 1, dtype=torch.float64)
+    for Wg in W.detach().double().chunk(blocks):
+        _, S, Vh = torch.linalg.svd(Wg, full_matrices=False)
+        e = S ** 2 if X is None else S ** 2 * ((torch.as_tensor(X).double().reshape(-1, n) @ Vh.T) ** 2).sum(0)
+        tail = torch.flip(torch.cumsum(torch.flip(e, [0]), 0), [0])  # tail[r] = sum_{i >= r} e_i
+        tail = torch.cat([tail, tail.new_zeros(1)])
+        tails += tail[:r_hi + 1] / max(float(e.sum()), 1e-300)
+    return [(blocks * lmf_params(m, n, r), float(tails[r]), {"compression": m * n / lmf_params(m, n, r), "rank": r})
+            for r in range(1, r_hi + 1)]
+
+
+def _hmf_ladder(W, compression, *, X=None, blocks=1, heuristic=None, **_):
+    """At each compression of a coarse grid (half octaves, compression/8 .. 8x, to rank 1), several splits: 0,
+    the balanced default, 1/4, 1/2 and 3/4 of the largest; each point fitted per block by ``hmf``."""
+    (m, n) = shape = _block_shape(W, blocks)
+    out, seen = [], set()
+    for c in ladder_compressions(compression, _most(shape), span=8, steps_per_octave=2):
+        try:
+            kmax = max_split(shape, c)
+            default = choose_split_rank(shape, c)[0] if value_budget(shape, c) < m * n else m
+        except ValueError:
+            continue
+        for k in sorted({0, default, kmax // 4, kmax // 2, (3 * kmax) // 4}):
+            if k >= m:
+                continue
+            k, r = choose_split_rank(shape, c, split=k)
+            if (k, r) in seen:
+                continue
+            seen.add((k, r))
+            W_hat = torch.cat([hmf(Wg, k, r, heuristic=default_heuristic(heuristic, X), X=X).to_dense()
+                               for Wg in W.chunk(blocks)])
+            out.append((blocks * hmf_params(m, n, k, r), point_error(W, W_hat, X, blocks),
+                        {"compression": m * n / hmf_params(m, n, k, r), "split": k, "rank": r}))
+    return out
+
+
+def _prune_ladder(W, compression, *, X=None, blocks=1, prune_count="budget", **_):
+    """Keep counts at quarter octaves (compression/16 .. 16x, to LMF's rank-1 size), the whole stacked matrix
+    pruned at once as the LSTM builders do."""
+    shape = _block_shape(W, blocks)
+    out = []
+    for c in ladder_compressions(compression, _most(shape)):
+        keep = prune_keep(shape, c, blocks=blocks, count=prune_count)
+        W_hat = prune(W, nnz=keep).to_dense() if keep < W.numel() else W
+        out.append((keep, point_error(W, W_hat, X, blocks), {"compression": c}))
+    return out
+
+
 # ----------------------------------------------------------------------------- dense (pseudo-record)
 
 
@@ -461,18 +572,18 @@ HMF = Method(name="hmf", label="HMF", color=_PALETTE[0], factorize=_hmf_factoriz
              lstm=_hmf_lstm, stored=_hmf_stored, config=_hmf_config, engines=("factorized", "reconstructed"),
              for_timing=_hmf_for_timing,
              options=("split", "rank", "heuristic", "X", "loss"), fixed_by=("split", "rank"),
-             takes_heuristic=True, fine_tune="factors",
+             takes_heuristic=True, fine_tune="factors", ladder=_hmf_ladder,
              doc="hybrid: `split` rows dense, the rest factorized at `rank`")
 LMF = Method(name="lmf", label="LMF", color=_PALETTE[1], factorize=_lmf_factorize, linear=_lmf_linear,
              lstm=_lmf_lstm, stored=_lmf_stored, config=_lmf_config, engines=("factorized", "reconstructed"),
              for_timing=_lmf_for_timing,
-             options=("rank",), fixed_by=("rank",), fine_tune="factors",
+             options=("rank",), fixed_by=("rank",), fine_tune="factors", ladder=_lmf_ladder,
              doc="low-rank factorization (truncated SVD)")
 PRUNE = Method(name="prune", label="pruning (CSR)", color=_PALETTE[2], factorize=_prune_factorize,
                linear=_prune_linear, lstm=_prune_lstm, stored=_prune_stored, config=_prune_config,
                engines=("csr", "reconstructed"), options=("sparse", "prune_count"), sparse=True,
                for_timing=_prune_for_timing,
-               fine_tune="gradual_prune", doc="magnitude pruning, CSR inference")
+               fine_tune="gradual_prune", ladder=_prune_ladder, doc="magnitude pruning, CSR inference")
 
 HMF_COL = Method(name="hmf_col", label="HMF (columns)", color=_PALETTE[3], factorize=_col_factorize,
                  linear=_col_linear, lstm=_col_lstm, stored=_col_stored, config=_col_config,
