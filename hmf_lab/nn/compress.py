@@ -336,12 +336,14 @@ def _allocate(model, names, meth: Method, c, calib: dict, heuristic, prune_count
         if not pts:
             raise ValueError(f"method {meth.name!r} has no candidate point for {key or name!r} of shape {shape}")
         cands.append(pts)
-        try:
-            st = meth.stored(shape, c, blocks=blocks, **{k: v for k, v in lopts.items() if k == "prune_count"})
+        try:  # the uniform point: the record's own size at c
+            sz = {k: v for k, v in lopts.items() if k == "prune_count"}
+            st = meth.stored(shape, c, blocks=blocks, **sz)
+            cfg = meth.config(shape, c, **sz) if meth.config is not None else {}
         except ValueError:
-            st = None
-        same = [i for i, p in enumerate(pts) if p[0] == st]
-        incumbent.append(min(same, key=lambda i: pts[i][1]) if same else None)
+            st, cfg = None, {}
+        same = [i for i, p in enumerate(pts) if p[0] == st and all(p[2].get(k, v) == v for k, v in cfg.items())]
+        incumbent.append(same[0] if same else None)
     inc = None if any(i is None for i in incumbent) else incumbent
     if allocate == "uniform":
         if inc is None:
@@ -360,8 +362,8 @@ def _allocate(model, names, meth: Method, c, calib: dict, heuristic, prune_count
             plan[name] = (cm, sizes)
         else:
             cm_mod[key] = cm
-            for k, v in sizes.items():
-                extra.setdefault(k, {})[key] = v
+            for k, v in sizes.items():  # keyed "<module>.<matrix>": _replace_one's _pick hands the module its part
+                extra.setdefault(k, {})[f"{name}.{key}" if name else key] = v
         m, n = W.shape
         rows.append({"layer": name, "matrix": key or "", "shape": (m // blocks, n), "blocks": blocks,
                      "dense": W.numel(), "budget": blocks * value_budget((m // blocks, n), c), "stored": st,
