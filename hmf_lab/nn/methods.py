@@ -508,7 +508,7 @@ def _lmf_ladder(W, compression, *, X=None, blocks=1, **_):
 
 def _hmf_ladder(W, compression, *, X=None, blocks=1, heuristic=None, **_):
     """At each compression of a coarse grid (half octaves, compression/8 .. 8x, to rank 1), several splits: 0,
-    the balanced default, 1/4, 1/2 and 3/4 of the largest; each point fitted per block by ``hmf``."""
+    the balanced default, 1/4 and 1/2 of the largest; each point fitted per block by ``hmf``."""
     (m, n) = shape = _block_shape(W, blocks)
     out, seen = [], set()
     for c in ladder_compressions(compression, _most(shape), span=8, steps_per_octave=2):
@@ -517,7 +517,7 @@ def _hmf_ladder(W, compression, *, X=None, blocks=1, heuristic=None, **_):
             default = choose_split_rank(shape, c)[0] if value_budget(shape, c) < m * n else m
         except ValueError:
             continue
-        for k in sorted({0, default, kmax // 4, kmax // 2, (3 * kmax) // 4}):
+        for k in sorted({0, default, kmax // 4, kmax // 2}):
             if k >= m:
                 continue
             k, r = choose_split_rank(shape, c, split=k)
