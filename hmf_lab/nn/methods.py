@@ -21,6 +21,7 @@ How to use it (e.g. in an experiment cell)::
     m.lstm(nn.LSTM(...), 4)               # HMFLSTM / LMFLSTM / PrunedLSTM (SparseLSTM with sparse=True)
     m.attention(nn.MultiheadAttention(...), 4)  # CompressedMultiheadAttention: q, k, v, out blocks by m.linear
     m.label, m.color, m.engines           # "HMF", a hex colour, ("factorized", "reconstructed")
+    m.points(W, 4, X=None, blocks=1)      # candidate (stored, error, options) of one matrix: allocate="greedy"
     label_of("dense"), DENSE.color        # table rows of the uncompressed model: the DENSE pseudo-record
 
 **Compression** has one meaning for every method (see :func:`hmf_lab.factor.budget.value_budget`): dense
