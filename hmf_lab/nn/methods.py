@@ -103,6 +103,7 @@ from hmf_lab.factor.allocate import ladder_compressions, point_error
 from hmf_lab.factor.budget import (choose_col_split_rank, choose_split_rank, col_params, hmf_params, lmf_params,
                                    lmf_rank, max_split, prune_keep, value_budget)
 from hmf_lab.factor.core import hmf, hmf_cols, lmf, prune
+from hmf_lab.factor.heuristics import resolve_fit
 from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, HMFColLSTM, PrunedLSTM, SparseLSTM
 
@@ -491,15 +492,21 @@ def _default_ladder(method):
     return ladder
 
 
-def _lmf_ladder(W, compression, *, X=None, blocks=1, **_):
-    """Every rank from 1 to the one at compression/16, errors read off one SVD per block."""
+def _lmf_ladder(W, compression, *, X=None, blocks=1, whitened=False, **_):
+    """Every rank from 1 to the one at compression/16, errors read off one SVD per block (``whitened``: the
+    output-error optimum of ``hmf``'s whitened fit, off the eigenvalues of ``W_g X^T X W_g^T``)."""
     (m, n) = shape = _block_shape(W, blocks)
     lo = max(1.0, compression / 16)
     r_hi = max(1, min(m, n, int(m * n / lo) // (m + n)))
     tails = torch.zeros(r_hi + 1, dtype=torch.float64)
+    Xd = None if X is None else torch.as_tensor(X).detach().double().reshape(-1, n)
     for Wg in W.detach().double().chunk(blocks):
-        _, S, Vh = torch.linalg.svd(Wg, full_matrices=False)
-        e = S ** 2 if X is None else S ** 2 * ((torch.as_tensor(X).double().reshape(-1, n) @ Vh.T) ** 2).sum(0)
+        if whitened:
+            B = Wg @ Xd.T  # (m, N): the block's outputs; the fit keeps their top-r left singular directions
+            e = torch.linalg.eigvalsh(B @ B.T).flip(0).clamp_min(0)
+        else:
+            _, S, Vh = torch.linalg.svd(Wg, full_matrices=False)
+            e = S ** 2 if Xd is None else S ** 2 * ((Xd @ Vh.T) ** 2).sum(0)
         tail = torch.flip(torch.cumsum(torch.flip(e, [0]), 0), [0])  # tail[r] = sum_{i >= r} e_i
         tail = torch.cat([tail, tail.new_zeros(1)])
         tails += tail[:r_hi + 1] / max(float(e.sum()), 1e-300)
@@ -509,7 +516,7 @@ def _lmf_ladder(W, compression, *, X=None, blocks=1, **_):
 
 def _hmf_ladder(W, compression, *, X=None, blocks=1, heuristic=None, **_):
     """At each compression of a coarse grid (half octaves, compression/8 .. 8x, to rank 1), several splits: 0,
-    the balanced default, 1/4 and 1/2 of the largest; each point fitted per block by ``hmf``."""
+    the balanced default, 1/4 and 1/2 of the largest, and split 0 at every rank; each point fitted per block by ``hmf``."""
     (m, n) = shape = _block_shape(W, blocks)
     out, seen = [], set()
     for c in ladder_compressions(compression, _most(shape), span=8, steps_per_octave=2):
@@ -529,6 +536,11 @@ def _hmf_ladder(W, compression, *, X=None, blocks=1, heuristic=None, **_):
                                for Wg in W.chunk(blocks)])
             out.append((blocks * hmf_params(m, n, k, r), point_error(W, W_hat, X, blocks),
                         {"compression": m * n / hmf_params(m, n, k, r), "split": k, "rank": r}))
+    # split 0 at every rank (read off one decomposition per block, as hmf fits it): fine steps for the budget
+    white = X is not None and resolve_fit(None, default_heuristic(heuristic, X), X) == "whitened"
+    for st, err, opt in _lmf_ladder(W, compression, X=X, blocks=blocks, whitened=white):
+        if (0, opt["rank"]) not in seen:
+            out.append((st, err, {**opt, "split": 0}))
     return out
 
 
