@@ -89,6 +89,7 @@ listed in ``options``; ``hl.compress`` passes only those):
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import torch
@@ -99,7 +100,7 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from hmf_lab.nn.attention import attention_from_linear
-from hmf_lab.factor.allocate import ladder_compressions, point_error
+from hmf_lab.factor.allocate import MAX_SPREAD, ladder_compressions, point_error
 from hmf_lab.factor.budget import (choose_col_split_rank, choose_split_rank, col_params, hmf_params, lmf_params,
                                    lmf_rank, max_split, prune_keep, value_budget)
 from hmf_lab.factor.core import hmf, hmf_cols, lmf, prune
@@ -468,10 +469,11 @@ def _block_shape(W, blocks):
     return m // blocks, n
 
 
-def _most(shape):
-    """The most compressed point every method can reach: LMF's rank 1 (m + n values per block)."""
+def _most(shape, compression):
+    """The most compressed point of a ladder: LMF's rank 1 (m + n values per block), or ``MAX_SPREAD`` times the
+    target compression if that comes first (:data:`hmf_lab.factor.allocate.MAX_SPREAD`)."""
     m, n = shape
-    return m * n / (m + n)
+    return min(m * n / (m + n), MAX_SPREAD * float(compression))
 
 
 def _default_ladder(method):
@@ -481,7 +483,7 @@ def _default_ladder(method):
         if "X" in method.options and X is not None:
             opts["X"] = X
         out = []
-        for c in ladder_compressions(compression, _most(shape)):
+        for c in ladder_compressions(compression, _most(shape, compression)):
             try:
                 st = method.stored(shape, c, blocks=blocks, **{k: v for k, v in opts.items() if k != "X"})
                 W_hat = torch.cat([method.factorize(Wg, c, **opts).to_dense() for Wg in W.chunk(blocks)])
@@ -510,8 +512,9 @@ def _lmf_ladder(W, compression, *, X=None, blocks=1, whitened=False, **_):
         tail = torch.flip(torch.cumsum(torch.flip(e, [0]), 0), [0])  # tail[r] = sum_{i >= r} e_i
         tail = torch.cat([tail, tail.new_zeros(1)])
         tails += tail[:r_hi + 1] / max(float(e.sum()), 1e-300)
+    r_lo = max(1, min(r_hi, math.ceil(m * n / _most(shape, compression) / (m + n) - 1e-9)))
     return [(blocks * lmf_params(m, n, r), float(tails[r]), {"compression": m * n / lmf_params(m, n, r), "rank": r})
-            for r in range(1, r_hi + 1)]
+            for r in range(r_lo, r_hi + 1)]
 
 
 def _hmf_ladder(W, compression, *, X=None, blocks=1, heuristic=None, **_):
@@ -519,7 +522,7 @@ def _hmf_ladder(W, compression, *, X=None, blocks=1, heuristic=None, **_):
     the balanced default, 1/4 and 1/2 of the largest, and split 0 at every rank; each point fitted per block by ``hmf``."""
     (m, n) = shape = _block_shape(W, blocks)
     out, seen = [], set()
-    for c in ladder_compressions(compression, _most(shape), span=8, steps_per_octave=2):
+    for c in ladder_compressions(compression, _most(shape, compression), span=8, steps_per_octave=2):
         try:
             kmax = max_split(shape, c)
             default = choose_split_rank(shape, c)[0] if value_budget(shape, c) < m * n else m
@@ -549,7 +552,7 @@ def _prune_ladder(W, compression, *, X=None, blocks=1, prune_count="budget", **_
     pruned at once as the LSTM builders do."""
     shape = _block_shape(W, blocks)
     out = []
-    for c in ladder_compressions(compression, _most(shape)):
+    for c in ladder_compressions(compression, _most(shape, compression)):
         keep = prune_keep(shape, c, blocks=blocks, count=prune_count)
         W_hat = prune(W, nnz=keep).to_dense() if keep < W.numel() else W
         out.append((keep, point_error(W, W_hat, X, blocks), {"compression": c}))
