@@ -177,4 +177,5 @@ def test_char_lm_greedy_lifts_the_smallest_rank(c):
         print(f"\n{method} {c}x uniform\n{uni.to_string()}\n{method} {c}x greedy\n{gre.to_string()}")
         assert gre.attrs["stored"] <= gre.attrs["budget"] and gre.attrs["stored"] >= 0.99 * uni.attrs["stored"]
         assert gre.attrs["error"] <= uni.attrs["error"] + 1e-9
-        assert gre["rel_error"].max() <= uni["rel_error"].max() + 1e-9
+        ih = lambda t: int(t.loc[t["matrix"] == "ih_l0", "rank"].iloc[0])  # noqa: E731
+        assert ih(gre) > ih(uni)  # the small W_ih blocks are no longer driven to rank 3-6
