@@ -155,6 +155,12 @@ def test_every_registered_method_has_points():
         assert pts and all(p[0] > 0 and p[1] >= 0 and "compression" in p[2] for p in pts)
 
 
+@pytest.mark.parametrize("method", ["hmf", "lmf", "prune"])
+def test_greedy_on_a_bare_lstm(method):
+    small = hl.compress(torch.nn.LSTM(8, 16), method, compression=2, allocate="greedy")
+    assert hl.count_params(small) == allocation(small).attrs["stored"] <= allocation(small).attrs["budget"]
+
+
 def test_greedy_on_attention():
     mha = torch.nn.MultiheadAttention(16, 2, batch_first=True)
     enc = torch.nn.ModuleDict({"att": mha})

@@ -363,12 +363,14 @@ def _allocate(model, names, meth: Method, c, calib: dict, heuristic, prune_count
         else:
             cm_mod[key] = cm
             for k, v in sizes.items():  # keyed "<module>.<matrix>": _replace_one's _pick hands the module its part
-                extra.setdefault(k, {})[f"{name}.{key}" if name else key] = v
+                extra.setdefault(k, {})[f"{name}.{key}" if name else key] = v  # root: wrapped below
         m, n = W.shape
         rows.append({"layer": name, "matrix": key or "", "shape": (m // blocks, n), "blocks": blocks,
                      "dense": W.numel(), "budget": blocks * value_budget((m // blocks, n), c), "stored": st,
                      "compression": W.numel() / st, "split": options.get("split"), "rank": options.get("rank"),
                      "error": err, "rel_error": math.sqrt(err / blocks)})
+    if "" in plan and isinstance(plan[""][0], dict):  # the model itself is the LSTM / attention: _pick reads key ""
+        plan[""] = (plan[""][0], {k: {"": v} for k, v in plan[""][1].items()})
     table = pd.DataFrame(rows)
     table.attrs.update({"allocate": allocate, "method": meth.name, "target": float(c), "budget": int(budget),
                         "stored": int(table["stored"].sum()), "dense": int(dense),
