@@ -384,7 +384,7 @@ def attention_from_linear(linear_builder):
                 kw.pop("X", None)
             if "heuristic" in kw and kw["heuristic"] is None:
                 kw["heuristic"] = "top"
-            return linear_builder(lin, compression, **kw)
+            return linear_builder(lin, _per_block(compression, block), **kw)
         return CompressedMultiheadAttention.from_mha(mha, build)
 
     attention._from_linear = linear_builder  # marks the default (Method rebuilds it when `linear` changes)

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import warnings
 
 import torch
@@ -71,6 +72,7 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from hmf_lab.factor._validation import check_compression
+from hmf_lab.factor.allocate import check_allocate, greedy_allocate
 from hmf_lab.nn.attention import CompressedMultiheadAttention, attention_calibration, bypass_fast_paths
 from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.baseline_layers import SparseLowRankLinear
@@ -79,7 +81,7 @@ from hmf_lab.nn.lstm import CompressedLSTM, PrunedLSTM
 from hmf_lab.nn.methods import METHODS, Method, get_method
 
 __all__ = ["compress", "sparsify", "count_params", "replace_modules", "select_modules", "capture_inputs",
-           "METHODS"]
+           "METHODS", "allocation", "allocation_plan"]
 
 
 def _is_compressed(mod: nn.Module) -> bool:
@@ -173,7 +175,8 @@ def _build(mod, method: Method, c, opts: dict) -> nn.Module:
 
 
 def compress(model: nn.Module, method, compression=None, *, heuristic=None, split=None, rank=None,
-             layers=None, sparse: bool = False, X=None, loss=None, prune_count: str = "budget") -> nn.Module:
+             layers=None, sparse: bool = False, X=None, loss=None, prune_count: str = "budget",
+             allocate: str = "uniform") -> nn.Module:
     """A deep copy of ``model`` with its ``nn.Linear`` and ``nn.LSTM`` modules compressed by ``method``.
 
     ``method``: a name in the method registry ``hl.METHODS`` (``"hmf"``, ``"lmf"``, ``"prune"`` and what is
@@ -199,6 +202,12 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
     (per gate block in an LSTM) drive the selection. The original model's ``.grad`` are left as they were.
     Options a method does not take (its record's ``options``) raise ``ValueError``; ``heuristic`` is
     ignored by methods without a split heuristic.
+    ``allocate``: ``"uniform"`` (default) compresses every matrix (LSTM gate block, attention q/k/v/out block)
+    ``compression``-fold; ``"greedy"`` keeps the same total budget (the sum of ``floor(m*n / compression)``
+    over the touched matrices, never over it) and spreads it over the matrices and their per-matrix choices
+    by one solver for every method (:mod:`hmf_lab.factor.allocate` on each matrix's ``Method.points``):
+    calibration output error per stored value with ``X`` (taken by every method for this), relative weight
+    error without. The per-matrix result is ``allocation(new_model)`` (a DataFrame; totals in ``.attrs``).
 
     >>> import torch, hmf_lab as hl
     >>> net = torch.nn.ModuleDict({"rnn": torch.nn.LSTM(8, 16, batch_first=True), "out": torch.nn.Linear(16, 4)})
@@ -210,6 +219,10 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     meth = get_method(method)
     c = None if compression is None else check_compression(compression)
+    greedy = check_allocate(allocate) == "greedy"
+    if greedy and (c is None or split is not None or rank is not None):
+        raise ValueError("allocate='greedy' spreads the budget of compression over the matrices and picks each "
+                         "one's size itself: give compression=c and no split= / rank=")
     # heuristic is not checked: methods without a split heuristic ignore it (a sweep passes one for all)
     given = {"split": split, "rank": rank, "X": X, "loss": loss, "sparse": sparse or None,
              "prune_count": None if prune_count == "budget" else prune_count}
@@ -224,7 +237,8 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
         raise ValueError(f"method {meth.name!r} needs {', '.join(f'{o}=' for o in missing)} (calibration inputs of "
                          f"the model: one batch or a list of batches); pass X=..., or use a data-free method such "
                          f"as 'lmf' or 'prune'")
-    unused = [o for o, v in given.items() if v is not None and o not in meth.options]
+    unused = [o for o, v in given.items() if v is not None and o not in meth.options
+              and not (greedy and o == "X")]  # the allocation reads X for every method
     if unused:
         o = unused[0]
         takers = [m.name for m in METHODS.values() if o in m.options]
@@ -254,8 +268,10 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
         raise ValueError(f"heuristic 'fisher' does not reach inside nn.MultiheadAttention ({_names(attn)}); leave "
                          f"them out with layers=[...] or pick another heuristic")
     calib, heur = _calibration(model, [n for n in names if n not in attn], heuristic, X, loss)
-    if attn and X is not None and "X" in meth.options:
+    if attn and X is not None and ("X" in meth.options or greedy):
         calib.update(attention_calibration(model, attn, _batches(X)))
+    plan, table = ({}, None) if not greedy else _allocate(model, names, meth, c, calib, heuristic, prune_count,
+                                                          "greedy")
 
     def convert(name, mod):
         if name not in targets:
@@ -265,9 +281,148 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
             kw["heuristic"] = heur.get(name, heuristic)
         if "X" in meth.options and calib.get(name) is not None:
             kw["X"] = calib.get(name)
+        if name in plan:  # allocate="greedy": this module's per-matrix compression and sizes
+            cm, extra = plan[name]
+            kw.update(extra)
+            return _replace(mod, name, meth, cm, kw)
         return _replace(mod, name, meth, c, kw)
 
-    return bypass_fast_paths(replace_modules(model, convert))
+    out = bypass_fast_paths(replace_modules(model, convert))
+    if table is not None:
+        out.hmf_allocation = table
+    return out
+
+
+# --------------------------------------------------------------------------- whole-model allocation
+
+
+def _units(model: nn.Module, names, calib: dict):
+    """The matrices of the modules ``names``: (module name, key, W (blocks stacked), blocks, X or None).
+
+    key: None for an ``nn.Linear``; ``'ih_l0'``, ``'hh_l0'``... for an LSTM (4 gate blocks); ``'q_proj'``,
+    ``'k_proj'``, ``'v_proj'``, ``'out_proj'`` for an ``nn.MultiheadAttention``."""
+    from hmf_lab.nn.lstm import GATES, _suffixes
+
+    out = []
+    for name in names:
+        mod = model.get_submodule(name) if name else model
+        X = calib.get(name)
+        if isinstance(mod, nn.LSTM):
+            for sfx in _suffixes(mod):
+                for which in ("ih", "hh"):
+                    key = which + sfx
+                    out.append((name, key, getattr(mod, "weight_" + key).detach(), GATES,
+                                None if X is None else X.get(key)))
+        elif isinstance(mod, nn.MultiheadAttention):
+            if mod.in_proj_weight is not None:
+                qkv = mod.in_proj_weight.detach().chunk(3)
+            else:
+                qkv = [getattr(mod, f"{b}_proj_weight").detach() for b in "qkv"]
+            for key, W in zip(("q_proj", "k_proj", "v_proj", "out_proj"), list(qkv) + [mod.out_proj.weight.detach()]):
+                out.append((name, key, W, 1, None if X is None else X.get(key)))
+        else:
+            out.append((name, None, mod.weight.detach(), 1, X))
+    return out
+
+
+def _allocate(model, names, meth: Method, c, calib: dict, heuristic, prune_count, allocate: str):
+    """Per module ``(compression, options)`` for the builders and the per-matrix table, by ``allocate``."""
+    import pandas as pd
+
+    from hmf_lab.factor.budget import value_budget
+
+    if heuristic == "fisher":
+        raise ValueError("allocate='greedy' does not take heuristic 'fisher' yet; pick another heuristic "
+                         "(the default: 'activation' with X)")
+    lopts = {k: v for k, v in {"heuristic": heuristic, "prune_count": prune_count}.items() if k in meth.options}
+    units = _units(model, names, calib)
+    cands, incumbent, budget, dense = [], [], 0, 0
+    for name, key, W, blocks, X in units:
+        shape = (W.shape[0] // blocks, W.shape[1])
+        budget += blocks * value_budget(shape, c)
+        dense += W.numel()
+        with torch.inference_mode(False), torch.no_grad():
+            pts = meth.points(W, c, X=X, blocks=blocks, **lopts)
+        if not pts:
+            raise ValueError(f"method {meth.name!r} has no candidate point for {key or name!r} of shape {shape}")
+        cands.append(pts)
+        try:  # the uniform point: the record's own size at c
+            sz = {k: v for k, v in lopts.items() if k == "prune_count"}
+            st = meth.stored(shape, c, blocks=blocks, **sz)
+            cfg = meth.config(shape, c, **sz) if meth.config is not None else {}
+        except ValueError:
+            st, cfg = None, {}
+        same = [i for i, p in enumerate(pts) if p[0] == st and all(p[2].get(k, v) == v for k, v in cfg.items())]
+        incumbent.append(same[0] if same else None)
+    inc = None if any(i is None for i in incumbent) else incumbent
+    if allocate == "uniform":
+        if inc is None:
+            raise ValueError(f"method {meth.name!r}: the uniform point is not among the candidate points")
+        choice = inc
+    else:
+        choice = greedy_allocate([[(p[0], p[1]) for p in pts] for pts in cands], budget, incumbent=inc).choice
+    plan, rows = {}, []
+    for (name, key, W, blocks, X), pts, i in zip(units, cands, choice):
+        st, err, options = pts[i]
+        options = dict(options)
+        cm = options.pop("compression")
+        sizes = {k: v for k, v in options.items() if k in meth.options}
+        cm_mod, extra = plan.setdefault(name, ({} if key is not None else None, {}))
+        if key is None:
+            plan[name] = (cm, sizes)
+        else:
+            cm_mod[key] = cm
+            for k, v in sizes.items():  # keyed "<module>.<matrix>": _replace_one's _pick hands the module its part
+                extra.setdefault(k, {})[f"{name}.{key}" if name else key] = v  # root: wrapped below
+        m, n = W.shape
+        rows.append({"layer": name, "matrix": key or "", "shape": (m // blocks, n), "blocks": blocks,
+                     "dense": W.numel(), "budget": blocks * value_budget((m // blocks, n), c), "stored": st,
+                     "compression": W.numel() / st, "split": options.get("split"), "rank": options.get("rank"),
+                     "error": err, "rel_error": math.sqrt(err / blocks)})
+    if "" in plan and isinstance(plan[""][0], dict):  # the model itself is the LSTM / attention: _pick reads key ""
+        plan[""] = (plan[""][0], {k: {"": v} for k, v in plan[""][1].items()})
+    table = pd.DataFrame(rows)
+    table.attrs.update({"allocate": allocate, "method": meth.name, "target": float(c), "budget": int(budget),
+                        "stored": int(table["stored"].sum()), "dense": int(dense),
+                        "compression": dense / float(table["stored"].sum()), "error": float(table["error"].sum()),
+                        "by": "output error" if any(u[4] is not None for u in units) else "weight error"})
+    return plan, table
+
+
+def allocation(model: nn.Module):
+    """The per-matrix table of a model compressed with ``allocate="greedy"``: layer, matrix (LSTM ``ih_l0``...,
+    attention ``q_proj``...), shape (one block), blocks, dense, budget, stored, compression, split, rank,
+    error (squared relative error summed over the blocks: the solver's objective) and rel_error (its root per
+    block); ``.attrs`` holds the totals (budget, stored, compression, error, by).
+
+    >>> import torch, hmf_lab as hl
+    >>> net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 16))
+    >>> small = hl.compress(net, "lmf", compression=4, allocate="greedy")
+    >>> t = allocation(small); t.attrs["stored"] <= t.attrs["budget"], list(t["layer"])
+    (True, ['0', '1'])
+    """
+    table = getattr(model, "hmf_allocation", None)
+    if table is None:
+        raise ValueError("model carries no allocation: compress it with hl.compress(..., allocate='greedy'), or "
+                         "see allocation_plan(model, method, compression, allocate='uniform') for the uniform one")
+    return table
+
+
+def allocation_plan(model: nn.Module, method, compression, *, allocate: str = "greedy", X=None, layers=None,
+                    heuristic=None, prune_count: str = "budget"):
+    """The per-matrix table :func:`allocation` shows, for ``allocate="uniform"`` or ``"greedy"``, without
+    building the compressed model (side-by-side comparisons of the two rules)."""
+    meth = get_method(method)
+    c = check_compression(compression)
+    allocate = check_allocate(allocate)
+    names = select_modules(model, layers)
+    if layers is None:
+        names = [n for n in names if meth.touches(model.get_submodule(n) if n else model)]
+    attn = [n for n in names if isinstance(model.get_submodule(n), nn.MultiheadAttention)]
+    calib, _ = _calibration(model, [n for n in names if n not in attn], None, X, None)
+    if attn and X is not None:
+        calib.update(attention_calibration(model, attn, _batches(X)))
+    return _allocate(model, names, meth, c, calib, heuristic, prune_count, allocate)[1]
 
 
 # --------------------------------------------------------------------------- calibration inputs (X, loss)

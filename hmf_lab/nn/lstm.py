@@ -670,7 +670,7 @@ class HMFLSTM(CompressedLSTM):
         for sfx in _suffixes(lstm):
             w_ih, w_hh, b_ih, b_hh = _lstm_weights(lstm, sfx)
             for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
-                k, r = cls._config((H, W.shape[1]), compression, _per_matrix(split, sfx, which),
+                k, r = cls._config((H, W.shape[1]), _per_matrix(compression, sfx, which), _per_matrix(split, sfx, which),
                                    _per_matrix(rank, sfx, which))
                 h = _per_matrix(heuristic, sfx, which) if isinstance(heuristic, dict) else heuristic
                 mods.append(GateHMFLinear.from_weight(W, k, r, bias=b, heuristic="top" if h is None else h,
@@ -741,7 +741,8 @@ class SparseLSTM(CompressedLSTM):
             masks = _masks(lstm, sfx)
             for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
                 if compression is not None:  # pruning keeps the budget floor(H*n / c) per gate block
-                    keep = prune_keep((lstm.hidden_size, W.shape[1]), compression, blocks=GATES, count=count)
+                    keep = prune_keep((lstm.hidden_size, W.shape[1]), _per_matrix(compression, sfx, which),
+                                      blocks=GATES, count=count)
                     mods.append(SparseLinear.from_csr(prune(W, nnz=keep).weight, b))
                 else:
                     mask = masks.get(which)
@@ -786,7 +787,7 @@ class PrunedLSTM(nn.LSTM):
     def from_lstm(cls, lstm: nn.LSTM, compression, count: str = "budget") -> "PrunedLSTM":
         """Copy ``lstm`` and magnitude-prune each weight matrix to ``compression`` (``hl.prune``'s mask)."""
         _check_lstm(lstm)
-        c = check_compression(compression)
+        c = compression if isinstance(compression, dict) else check_compression(compression)  # or per matrix
         self = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, bias=lstm.bias,
                    batch_first=lstm.batch_first, dropout=lstm.dropout, bidirectional=lstm.bidirectional,
                    dtype=lstm.weight_ih_l0.dtype)
@@ -795,7 +796,8 @@ class PrunedLSTM(nn.LSTM):
             for which in ("ih", "hh"):
                 name = f"weight_{which}{sfx}"
                 W = getattr(self, name).detach()
-                keep = prune_keep((lstm.hidden_size, W.shape[1]), c, blocks=GATES, count=count)  # the budget
+                keep = prune_keep((lstm.hidden_size, W.shape[1]), _per_matrix(c, sfx, which), blocks=GATES,
+                                  count=count)  # the budget
                 tprune.custom_from_mask(self, name, prune(W, nnz=keep).mask)
         return self.train(lstm.training)
 
@@ -1026,7 +1028,8 @@ class HMFColLSTM(CompressedLSTM):
         for sfx in _suffixes(lstm):
             w_ih, w_hh, b_ih, b_hh = _lstm_weights(lstm, sfx)
             for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
-                k, r = choose_col_split_rank((H, W.shape[1]), compression, _per_matrix(split, sfx, which),
+                k, r = choose_col_split_rank((H, W.shape[1]), _per_matrix(compression, sfx, which),
+                                             _per_matrix(split, sfx, which),
                                              _per_matrix(rank, sfx, which))
                 h = _per_matrix(heuristic, sfx, which) if isinstance(heuristic, dict) else heuristic
                 mods.append(GateColLinear.from_weight(W, k, r, bias=b, heuristic=h, X=_per_matrix(X, sfx, which)))

@@ -21,6 +21,7 @@ How to use it (e.g. in an experiment cell)::
     m.lstm(nn.LSTM(...), 4)               # HMFLSTM / LMFLSTM / PrunedLSTM (SparseLSTM with sparse=True)
     m.attention(nn.MultiheadAttention(...), 4)  # CompressedMultiheadAttention: q, k, v, out blocks by m.linear
     m.label, m.color, m.engines           # "HMF", a hex colour, ("factorized", "reconstructed")
+    m.points(W, 4, X=None, blocks=1)      # candidate (stored, error, options) of one matrix: allocate="greedy"
     label_of("dense"), DENSE.color        # table rows of the uncompressed model: the DENSE pseudo-record
 
 **Compression** has one meaning for every method (see :func:`hmf_lab.factor.budget.value_budget`): dense
@@ -92,7 +93,10 @@ listed in ``options``; ``hl.compress`` passes only those):
 from __future__ import annotations
 
 import copy
+import math
 import warnings
+
+import torch
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -102,9 +106,11 @@ from torch.nn.utils import prune as tprune
 from hmf_lab.nn.attention import attention_from_linear
 from hmf_lab.factor.baselines import aa_lmf, oats, oats_split, wanda
 from hmf_lab.nn.baseline_layers import SparseLowRankLinear, aa_lmf_linear, aa_lmf_lstm, wanda_linear
+from hmf_lab.factor.allocate import MAX_SPREAD, ladder_compressions, point_error
 from hmf_lab.factor.budget import (choose_col_split_rank, choose_split_rank, col_params, hmf_params, lmf_params,
-                                   lmf_rank, prune_keep)
+                                   lmf_rank, max_split, prune_keep, value_budget)
 from hmf_lab.factor.core import hmf, hmf_cols, lmf, prune
+from hmf_lab.factor.heuristics import resolve_fit
 from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, HMFColLSTM, PrunedLSTM, SparseLSTM
 
@@ -189,6 +195,8 @@ class Method:
     policy_why: str = ""
     requires: tuple = ()
     is_dense: bool = field(default=False, repr=False)
+    #: the candidate points of one matrix for ``allocate="greedy"`` (see :meth:`points`); None: the default ladder
+    ladder: Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier() or self.name != self.name.lower():
@@ -203,7 +211,7 @@ class Method:
         att = self.attention
         if att is None or getattr(att, "_from_linear", self.linear) is not self.linear:  # the default, on `linear`
             object.__setattr__(self, "attention", attention_from_linear(self.linear))
-        for attr in ("lstm", "config", "for_timing", "attention"):
+        for attr in ("lstm", "config", "for_timing", "attention", "ladder"):
             if getattr(self, attr) is not None and not callable(getattr(self, attr)):
                 raise TypeError(f"Method.{attr} must be callable or None, got "
                                 f"{type(getattr(self, attr)).__name__} for method {self.name!r}")
@@ -264,6 +272,25 @@ class Method:
         """Why the policy is what it is (``policy_why``, or the default reason)."""
         return self.policy_why or ("every matrix of the model (LSTM gate blocks one by one)"
                                    if "lstm" in self.layer_kinds else "nn.Linear only (no LSTM form)")
+
+    def points(self, W, compression, *, X=None, blocks: int = 1, **opts) -> list:
+        """Candidate points of one matrix for the whole-model allocation (``hl.compress(..., allocate="greedy")``).
+
+        ``W``: the matrix, ``blocks`` row blocks of one shape stacked (an LSTM weight: 4 gate blocks);
+        ``X``: its calibration inputs (N, n) or None. Returns ``[(stored_values, error, options), ...]``:
+        ``error`` is :func:`hmf_lab.factor.allocate.point_error` (summed over the blocks) and ``options`` the
+        keyword arguments (``compression`` and, e.g., ``split``) with which the record's builders make exactly
+        that point. The record's ``ladder`` when it has one, else the default: ``factorize`` per block at the
+        compressions of :func:`~hmf_lab.factor.allocate.ladder_compressions` around ``compression``.
+
+        >>> import torch
+        >>> from hmf_lab.nn.methods import get_method
+        >>> pts = get_method("lmf").points(torch.randn(16, 8), 4)
+        >>> pts[0][:1], pts[0][2]["rank"], all(a[1] >= b[1] for a, b in zip(pts, pts[1:]))
+        ((24,), 1, True)
+        """
+        ladder = self.ladder if self.ladder is not None else _default_ladder(self)
+        return ladder(W, compression, X=X, blocks=blocks, **opts)
 
     def timing_module(self, module: nn.Module, compression) -> nn.Module:
         """The method's module for ``module`` (an ``nn.Linear``/``nn.LSTM``) at ``compression``, eval mode,
@@ -446,6 +473,106 @@ def _prune_for_timing(module, compression):  # magnitude pruning is cheap: the m
             _prune_linear(module, compression, sparse=True)
 
 
+# ----------------------------------------------------------------------------- ladders (allocate="greedy")
+
+
+def _block_shape(W, blocks):
+    m, n = _shape_of(W)
+    if blocks < 1 or m % blocks:
+        raise ValueError(f"W of shape {(m, n)} does not split into {blocks} row blocks")
+    return m // blocks, n
+
+
+def _most(shape, compression):
+    """The most compressed point of a ladder: LMF's rank 1 (m + n values per block), or ``MAX_SPREAD`` times the
+    target compression if that comes first (:data:`hmf_lab.factor.allocate.MAX_SPREAD`)."""
+    m, n = shape
+    return min(m * n / (m + n), MAX_SPREAD * float(compression))
+
+
+def _default_ladder(method):
+    def ladder(W, compression, *, X=None, blocks=1, **opts):
+        shape = _block_shape(W, blocks)
+        opts = {k: v for k, v in opts.items() if k in method.options and k not in ("X", "loss", "sparse")}
+        if "X" in method.options and X is not None:
+            opts["X"] = X
+        out = []
+        for c in ladder_compressions(compression, _most(shape, compression)):
+            try:
+                st = method.stored(shape, c, blocks=blocks, **{k: v for k, v in opts.items() if k != "X"})
+                W_hat = torch.cat([method.factorize(Wg, c, **opts).to_dense() for Wg in W.chunk(blocks)])
+            except ValueError:
+                continue
+            out.append((int(st), point_error(W, W_hat, X, blocks), {"compression": c}))
+        return out
+    return ladder
+
+
+def _lmf_ladder(W, compression, *, X=None, blocks=1, whitened=False, **_):
+    """Every rank from 1 to the one at compression/16, errors read off one SVD per block (``whitened``: the
+    output-error optimum of ``hmf``'s whitened fit, off the eigenvalues of ``W_g X^T X W_g^T``)."""
+    (m, n) = shape = _block_shape(W, blocks)
+    lo = max(1.0, compression / 16)
+    r_hi = max(1, min(m, n, int(m * n / lo) // (m + n)))
+    tails = torch.zeros(r_hi + 1, dtype=torch.float64)
+    Xd = None if X is None else torch.as_tensor(X).detach().double().reshape(-1, n)
+    for Wg in W.detach().double().chunk(blocks):
+        if whitened:
+            B = Wg @ Xd.T  # (m, N): the block's outputs; the fit keeps their top-r left singular directions
+            e = torch.linalg.eigvalsh(B @ B.T).flip(0).clamp_min(0)
+        else:
+            _, S, Vh = torch.linalg.svd(Wg, full_matrices=False)
+            e = S ** 2 if Xd is None else S ** 2 * ((Xd @ Vh.T) ** 2).sum(0)
+        tail = torch.flip(torch.cumsum(torch.flip(e, [0]), 0), [0])  # tail[r] = sum_{i >= r} e_i
+        tail = torch.cat([tail, tail.new_zeros(1)])
+        tails += tail[:r_hi + 1] / max(float(e.sum()), 1e-300)
+    r_lo = max(1, min(r_hi, math.ceil(m * n / _most(shape, compression) / (m + n) - 1e-9)))
+    return [(blocks * lmf_params(m, n, r), float(tails[r]), {"compression": m * n / lmf_params(m, n, r), "rank": r})
+            for r in range(r_lo, r_hi + 1)]
+
+
+def _hmf_ladder(W, compression, *, X=None, blocks=1, heuristic=None, **_):
+    """At each compression of a coarse grid (half octaves, compression/8 .. 8x, to rank 1), several splits: 0,
+    the balanced default, 1/4 and 1/2 of the largest, and split 0 at every rank; each point fitted per block by ``hmf``."""
+    (m, n) = shape = _block_shape(W, blocks)
+    out, seen = [], set()
+    for c in ladder_compressions(compression, _most(shape, compression), span=8, steps_per_octave=2):
+        try:
+            kmax = max_split(shape, c)
+            default = choose_split_rank(shape, c)[0] if value_budget(shape, c) < m * n else m
+        except ValueError:
+            continue
+        for k in sorted({0, default, kmax // 4, kmax // 2}):
+            if k >= m:
+                continue
+            k, r = choose_split_rank(shape, c, split=k)
+            if (k, r) in seen:
+                continue
+            seen.add((k, r))
+            W_hat = torch.cat([hmf(Wg, k, r, heuristic=default_heuristic(heuristic, X), X=X).to_dense()
+                               for Wg in W.chunk(blocks)])
+            out.append((blocks * hmf_params(m, n, k, r), point_error(W, W_hat, X, blocks),
+                        {"compression": m * n / hmf_params(m, n, k, r), "split": k, "rank": r}))
+    # split 0 at every rank (read off one decomposition per block, as hmf fits it): fine steps for the budget
+    white = X is not None and resolve_fit(None, default_heuristic(heuristic, X), X) == "whitened"
+    for st, err, opt in _lmf_ladder(W, compression, X=X, blocks=blocks, whitened=white):
+        if (0, opt["rank"]) not in seen:
+            out.append((st, err, {**opt, "split": 0}))
+    return out
+
+
+def _prune_ladder(W, compression, *, X=None, blocks=1, prune_count="budget", **_):
+    """Keep counts at quarter octaves (compression/16 .. 16x, to LMF's rank-1 size), the whole stacked matrix
+    pruned at once as the LSTM builders do."""
+    shape = _block_shape(W, blocks)
+    out = []
+    for c in ladder_compressions(compression, _most(shape, compression)):
+        keep = prune_keep(shape, c, blocks=blocks, count=prune_count)
+        W_hat = prune(W, nnz=keep).to_dense() if keep < W.numel() else W
+        out.append((keep, point_error(W, W_hat, X, blocks), {"compression": c}))
+    return out
+
+
 # ----------------------------------------------------------------------------- dense (pseudo-record)
 
 
@@ -475,18 +602,18 @@ HMF = Method(name="hmf", label="HMF", color=_PALETTE[0], factorize=_hmf_factoriz
              lstm=_hmf_lstm, stored=_hmf_stored, config=_hmf_config, engines=("factorized", "reconstructed"),
              for_timing=_hmf_for_timing,
              options=("split", "rank", "heuristic", "X", "loss"), fixed_by=("split", "rank"),
-             takes_heuristic=True, fine_tune="factors",
+             takes_heuristic=True, fine_tune="factors", ladder=_hmf_ladder,
              doc="hybrid: `split` rows dense, the rest factorized at `rank`")
 LMF = Method(name="lmf", label="LMF", color=_PALETTE[1], factorize=_lmf_factorize, linear=_lmf_linear,
              lstm=_lmf_lstm, stored=_lmf_stored, config=_lmf_config, engines=("factorized", "reconstructed"),
              for_timing=_lmf_for_timing,
-             options=("rank",), fixed_by=("rank",), fine_tune="factors",
+             options=("rank",), fixed_by=("rank",), fine_tune="factors", ladder=_lmf_ladder,
              doc="low-rank factorization (truncated SVD)")
 PRUNE = Method(name="prune", label="pruning (CSR)", color=_PALETTE[2], factorize=_prune_factorize,
                linear=_prune_linear, lstm=_prune_lstm, stored=_prune_stored, config=_prune_config,
                engines=("csr", "reconstructed"), options=("sparse", "prune_count"), sparse=True,
                for_timing=_prune_for_timing,
-               fine_tune="gradual_prune", doc="magnitude pruning, CSR inference")
+               fine_tune="gradual_prune", ladder=_prune_ladder, doc="magnitude pruning, CSR inference")
 
 HMF_COL = Method(name="hmf_col", label="HMF (columns)", color=_PALETTE[3], factorize=_col_factorize,
                  linear=_col_linear, lstm=_col_lstm, stored=_col_stored, config=_col_config,
