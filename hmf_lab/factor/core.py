@@ -82,8 +82,40 @@ class LMFResult:
         return (x @ self.V.T) @ self.U.T  # (..., r) -> (..., m)
 
 
+def _complement(size: int, idx: torch.Tensor) -> torch.Tensor:
+    """The sorted indices in ``range(size)`` that are not in ``idx``."""
+    keep = torch.ones(size, dtype=torch.bool)
+    keep[idx] = False
+    return torch.nonzero(keep).reshape(-1)
+
+
+class _HybridSizes:
+    """Sizes shared by the row- and column-split results: ``split`` exact rows/columns plus a rank-r ``U @ V``.
+
+    A subclass gives ``shape``, ``split``, ``V`` and ``_count`` (its budget rule, ``(m, n, split, rank) -> values``).
+    """
+
+    @property
+    def rank(self) -> int:
+        return self.V.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        m, n = self.shape
+        return self._count(m, n, self.split, self.rank)
+
+    @property
+    def compression(self) -> float:
+        m, n = self.shape
+        return m * n / self.n_params
+
+    @property
+    def rank_bound(self) -> int:
+        return min(self.split + self.rank, *self.shape)
+
+
 @dataclass(frozen=True, eq=False)
-class HMFResult:
+class HMFResult(_HybridSizes):
     """Hybrid factorization: dense rows ``rows`` kept exactly, the others as ``U @ V``."""
 
     rows: torch.Tensor  # (k,) sorted dense-row indices
@@ -94,10 +126,10 @@ class HMFResult:
     heuristic: str = "top"
     lower_rows: torch.Tensor = field(init=False)  # (m-k,) the factorized rows, sorted
 
+    _count = staticmethod(hmf_params)
+
     def __post_init__(self):
-        keep = torch.ones(self.m, dtype=torch.bool)
-        keep[self.rows] = False
-        object.__setattr__(self, "lower_rows", torch.nonzero(keep).reshape(-1))
+        object.__setattr__(self, "lower_rows", _complement(self.m, self.rows))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -106,24 +138,6 @@ class HMFResult:
     @property
     def split(self) -> int:
         return self.rows.numel()
-
-    @property
-    def rank(self) -> int:
-        return self.V.shape[0]
-
-    @property
-    def n_params(self) -> int:
-        m, n = self.shape
-        return hmf_params(m, n, self.split, self.rank)
-
-    @property
-    def compression(self) -> float:
-        m, n = self.shape
-        return m * n / self.n_params
-
-    @property
-    def rank_bound(self) -> int:
-        return min(self.split + self.rank, *self.shape)
 
     @property
     def is_top(self) -> bool:
@@ -146,7 +160,7 @@ class HMFResult:
 
 
 @dataclass(frozen=True, eq=False)
-class HMFColResult:
+class HMFColResult(_HybridSizes):
     """Column-split hybrid factorization ``W_hat = [D | U V] Q``: input columns ``cols`` kept exactly.
 
     ``dense`` D (m, k) are the columns ``cols`` of W; the other columns ``rest`` (n-k) are ``U @ V`` with
@@ -162,10 +176,10 @@ class HMFColResult:
     heuristic: str = "col_norm"
     rest: torch.Tensor = field(init=False)  # (n-k,) the factorized columns, sorted
 
+    _count = staticmethod(col_params)
+
     def __post_init__(self):
-        keep = torch.ones(self.n, dtype=torch.bool)
-        keep[self.cols] = False
-        object.__setattr__(self, "rest", torch.nonzero(keep).reshape(-1))
+        object.__setattr__(self, "rest", _complement(self.n, self.cols))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -174,24 +188,6 @@ class HMFColResult:
     @property
     def split(self) -> int:
         return self.cols.numel()
-
-    @property
-    def rank(self) -> int:
-        return self.V.shape[0]
-
-    @property
-    def n_params(self) -> int:
-        m, n = self.shape
-        return col_params(m, n, self.split, self.rank)
-
-    @property
-    def compression(self) -> float:
-        m, n = self.shape
-        return m * n / self.n_params
-
-    @property
-    def rank_bound(self) -> int:
-        return min(self.split + self.rank, *self.shape)
 
     def to_dense(self) -> torch.Tensor:
         out = self.dense.new_empty(self.shape)  # (m, n)
