@@ -68,7 +68,67 @@ def _refresh_on_load(module: nn.Module, incompatible_keys) -> None:
     module._refresh()
 
 
-class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
+class _GateBlocks(_InferenceCache, _StoredValues, nn.Module):
+    """What the gate-blocked matrices share: the size checks, the bias, the factor init, ``from_weight``'s
+    weight check and copy, the load hook and ``extra_repr``. Subclasses own the factor layout and the forward."""
+
+    _stored = ("D", "U", "V")  # n_params counts these
+    _split_note = ""  # extra_repr's note after split
+
+    def _sizes(self, in_features, hidden_size, split, rank, gates, by_cols: bool):
+        """Check and set the sizes; ``by_cols``: ``split`` counts input columns (else each gate's rows)."""
+        n, H, G = as_int(in_features, "in_features"), as_int(hidden_size, "hidden_size"), as_int(gates, "gates")
+        if n < 1 or H < 1 or G < 1:
+            raise ValueError(f"in_features, hidden_size and gates must be >= 1, got {n}, {H} and {G}")
+        k, r = _check_split_rank(split, rank, H, n, by_cols)
+        self.in_features, self.hidden_size, self.gates_, self.split, self.rank = n, H, G, k, r
+        self.out_features = G * H
+        return n, H, G, k, r
+
+    def _init_factors(self) -> None:
+        self.register_load_state_dict_post_hook(_refresh_on_load)
+        bound = 1 / math.sqrt(max(self.in_features, 1))
+        with torch.no_grad():
+            for p in (self.D, self.U, self.V):
+                if p.numel():
+                    nn.init.uniform_(p, -bound, bound)
+
+    @staticmethod
+    def _gate_weight(W: torch.Tensor, split, rank, gates: int, by_cols: bool):
+        """``from_weight``'s check of a (G*H, n) weight: ``(W, H, n, k, r)``."""
+        W = W.detach()
+        if W.ndim != 2 or W.shape[0] % gates:
+            raise ValueError(f"W must be a (gates*H, n) matrix with gates = {gates}, got shape {tuple(W.shape)}")
+        H, n = W.shape[0] // gates, W.shape[1]
+        k, r = _check_split_rank(split, rank, H, n, by_cols)
+        return W, H, n, k, r
+
+    def _load_fits(self, fs, bias) -> "_GateBlocks":
+        """Copy each gate's factorization (``dense``, ``U``, ``V``) and the bias into this layer."""
+        with torch.no_grad():
+            for g, f in enumerate(fs):
+                self.D[g].copy_(f.dense)
+                self.U[g].copy_(f.U)
+                self.V[g].copy_(f.V)
+            if bias is not None:
+                self.bias.copy_(bias)
+        return self
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, hidden_size={self.hidden_size}, gates={self.gates_}, "
+                f"split={self.split}{self._split_note}, rank={self.rank}, bias={self.bias is not None}")
+
+
+def _check_split_rank(split, rank, H: int, n: int, by_cols: bool):
+    """(split, rank) of one (H, n) gate block: split counts its rows, or with ``by_cols`` its input columns."""
+    if by_cols:
+        k = check_split(split, n)
+        return k, check_rank(rank, n, H, k)
+    k = check_split(split, H)
+    return k, check_rank(rank, H, n, k)
+
+
+class GateHMFLinear(_GateBlocks):
     """A (G*H, n) matrix in G gate blocks, each HMF with ``split`` dense rows and rank ``rank``.
 
     ``forward(x)`` is ``x @ W_hat.T + bias`` like ``nn.Linear``; ``gates(x, add)`` returns the
@@ -84,18 +144,10 @@ class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
     (True, 112)
     """
 
-    _stored = ("D", "U", "V")  # n_params counts these
-
     def __init__(self, in_features: int, hidden_size: int, split: int, rank: int, bias: bool = True,
                  rows=None, gates: int = GATES, dtype=None):
         super().__init__()
-        n, H, G = as_int(in_features, "in_features"), as_int(hidden_size, "hidden_size"), as_int(gates, "gates")
-        if n < 1 or H < 1 or G < 1:
-            raise ValueError(f"in_features, hidden_size and gates must be >= 1, got {n}, {H} and {G}")
-        k = check_split(split, H)
-        r = check_rank(rank, H, n, k)
-        self.in_features, self.hidden_size, self.gates_, self.split, self.rank = n, H, G, k, r
-        self.out_features = G * H
+        n, H, G, k, r = self._sizes(in_features, hidden_size, split, rank, gates, by_cols=False)
         self.D = nn.Parameter(torch.empty(G, k, n, dtype=dtype))  # (G, k, n)
         self.U = nn.Parameter(torch.empty(G, H - k, r, dtype=dtype))  # (G, H-k, r)
         self.V = nn.Parameter(torch.empty(G, r, n, dtype=dtype))  # (G, r, n)
@@ -116,11 +168,7 @@ class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
         self.register_buffer("rows", rows.clone())
         self.register_buffer("inverse", inverse)
         self._refresh()
-        self.register_load_state_dict_post_hook(_refresh_on_load)
-        with torch.no_grad():
-            for p in (self.D, self.U, self.V):
-                if p.numel():
-                    nn.init.uniform_(p, -1 / math.sqrt(max(n, 1)), 1 / math.sqrt(max(n, 1)))
+        self._init_factors()
 
     def _refresh(self) -> None:
         self.clear_cache()
@@ -140,26 +188,14 @@ class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
         ``X`` (N, n): calibration inputs of this matrix (every gate block sees the same inputs).
         ``heuristic`` may also be a tuple of G heuristics, one per gate block (e.g. Fisher importances).
         """
-        W = W.detach()
-        if W.ndim != 2 or W.shape[0] % gates:
-            raise ValueError(f"W must be a (gates*H, n) matrix with gates = {gates}, got shape {tuple(W.shape)}")
-        H, n = W.shape[0] // gates, W.shape[1]
-        k = check_split(split, H)
-        r = check_rank(rank, H, n, k)
+        W, H, n, k, r = cls._gate_weight(W, split, rank, gates, by_cols=False)
         hs = list(heuristic) if isinstance(heuristic, tuple) else [heuristic] * gates
         if len(hs) != gates:
             raise ValueError(f"heuristic as a tuple needs one entry per gate block ({gates}), got {len(hs)}")
         fs = [hmf(Wg, k, r, heuristic=h, X=X) for Wg, h in zip(W.split(H), hs)]
         layer = cls(n, H, k, r, bias=bias is not None, rows=torch.stack([f.rows for f in fs]) if k else None,
                     gates=gates, dtype=W.dtype)
-        with torch.no_grad():
-            for g, f in enumerate(fs):
-                layer.D[g].copy_(f.dense)
-                layer.U[g].copy_(f.U)
-                layer.V[g].copy_(f.V)
-            if bias is not None:
-                layer.bias.copy_(bias)
-        return layer
+        return layer._load_fits(fs, bias)
 
     def to_dense(self) -> torch.Tensor:
         """The (G*H, n) reconstruction, gate blocks in order."""
@@ -227,10 +263,6 @@ class GateHMFLinear(_InferenceCache, _StoredValues, nn.Module):
         if not self._is_top:
             y = torch.gather(y, 2, self.inverse.unsqueeze(0).expand_as(y))
         return y.reshape(x2.shape[0], G * H)
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, hidden_size={self.hidden_size}, gates={self.gates_}, "
-                f"split={self.split}, rank={self.rank}, bias={self.bias is not None}")
 
 
 
@@ -872,7 +904,7 @@ def _plain_lstm_state(lstm: nn.LSTM) -> dict:
 # ================================================================================================
 
 
-class GateColLinear(_InferenceCache, _StoredValues, nn.Module):
+class GateColLinear(_GateBlocks):
     """A (G*H, n) matrix in G gate blocks, each column-split HMF with the **same** ``split`` dense input columns.
 
     Every gate g: ``W_g = [D_g | U_g V_g] Q`` with D_g (H, k) = W_g[:, cols], U_g (H, r), V_g (r, n-k).
@@ -889,18 +921,12 @@ class GateColLinear(_InferenceCache, _StoredValues, nn.Module):
     (True, True)
     """
 
-    _stored = ("D", "U", "V")
+    _split_note = " (columns)"
 
     def __init__(self, in_features: int, hidden_size: int, split: int, rank: int, bias: bool = True,
                  cols=None, gates: int = GATES, dtype=None):
         super().__init__()
-        n, H, G = as_int(in_features, "in_features"), as_int(hidden_size, "hidden_size"), as_int(gates, "gates")
-        if n < 1 or H < 1 or G < 1:
-            raise ValueError(f"in_features, hidden_size and gates must be >= 1, got {n}, {H} and {G}")
-        k = check_split(split, n)
-        r = check_rank(rank, n, H, k)
-        self.in_features, self.hidden_size, self.gates_, self.split, self.rank = n, H, G, k, r
-        self.out_features = G * H
+        n, H, G, k, r = self._sizes(in_features, hidden_size, split, rank, gates, by_cols=True)
         self.D = nn.Parameter(torch.empty(G, H, k, dtype=dtype))  # (G, H, k)
         self.U = nn.Parameter(torch.empty(G, H, r, dtype=dtype))  # (G, H, r)
         self.V = nn.Parameter(torch.empty(G, r, n - k, dtype=dtype))  # (G, r, n-k)
@@ -912,11 +938,7 @@ class GateColLinear(_InferenceCache, _StoredValues, nn.Module):
             raise ValueError(f"cols must be {k} distinct column indices in [0, {n}), got {cols.tolist()[:16]}")
         self.register_buffer("cols", torch.sort(cols).values)
         self.register_buffer("rest", torch.nonzero(keep).reshape(-1))
-        self.register_load_state_dict_post_hook(_refresh_on_load)
-        with torch.no_grad():
-            for p in (self.D, self.U, self.V):
-                if p.numel():
-                    nn.init.uniform_(p, -1 / math.sqrt(max(n, 1)), 1 / math.sqrt(max(n, 1)))
+        self._init_factors()
 
     def _refresh(self) -> None:
         self.clear_cache()
@@ -929,12 +951,7 @@ class GateColLinear(_InferenceCache, _StoredValues, nn.Module):
         from hmf_lab.factor.core import hmf_cols
         from hmf_lab.factor.heuristics import select_cols
 
-        W = W.detach()
-        if W.ndim != 2 or W.shape[0] % gates:
-            raise ValueError(f"W must be a (gates*H, n) matrix with gates = {gates}, got shape {tuple(W.shape)}")
-        H, n = W.shape[0] // gates, W.shape[1]
-        k = check_split(split, n)
-        r = check_rank(rank, n, H, k)
+        W, H, n, k, r = cls._gate_weight(W, split, rank, gates, by_cols=True)
         if heuristic is None:
             heuristic = "col_norm" if X is None else "activation"
         cols = select_cols(W, k, r, heuristic, X)
@@ -944,14 +961,7 @@ class GateColLinear(_InferenceCache, _StoredValues, nn.Module):
             fit = resolve_col_fit(None, heuristic, X)
         fs = [hmf_cols(Wg, k, r, heuristic=cols, X=X, fit=fit) for Wg in W.split(H)]
         layer = cls(n, H, k, r, bias=bias is not None, cols=cols, gates=gates, dtype=W.dtype)
-        with torch.no_grad():
-            for g, f in enumerate(fs):
-                layer.D[g].copy_(f.dense)
-                layer.U[g].copy_(f.U)
-                layer.V[g].copy_(f.V)
-            if bias is not None:
-                layer.bias.copy_(bias)
-        return layer
+        return layer._load_fits(fs, bias)
 
     def to_dense(self) -> torch.Tensor:
         """The (G*H, n) reconstruction, gate blocks in order."""
@@ -974,10 +984,6 @@ class GateColLinear(_InferenceCache, _StoredValues, nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.out_features)
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, hidden_size={self.hidden_size}, gates={self.gates_}, "
-                f"split={self.split} (columns), rank={self.rank}, bias={self.bias is not None}")
 
 
 class HMFColLSTM(CompressedLSTM):
