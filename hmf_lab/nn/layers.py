@@ -235,7 +235,48 @@ def _check_rows(rows, m: int, k: int) -> torch.Tensor:
     return t
 
 
-class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
+class _HybridLinear(_ModeSwitch, _StoredValues, nn.Module):
+    """What :class:`HMFLinear` (dense rows) and :class:`HMFColLinear` (dense columns) share: the size checks,
+    the init, the copy of a fitted result and ``extra_repr``. Each owns its layout, buffers and forward."""
+
+    _stored = ("dense", "U", "V")  # n_params counts these
+    _split_note = ""  # extra_repr's note after split
+
+    def _sizes(self, in_features, out_features, split, rank, by_cols: bool):
+        """Check and set the sizes; ``by_cols``: ``split`` counts input columns (else output rows)."""
+        n, m = as_int(in_features, "in_features"), as_int(out_features, "out_features")
+        if n < 1 or m < 1:
+            raise ValueError(f"in_features and out_features must be >= 1, got {n} and {m}")
+        if by_cols:
+            k = check_split(split, n)
+            r = check_rank(rank, n, m, k)
+        else:
+            k = check_split(split, m)
+            r = check_rank(rank, m, n, k)
+        self.in_features, self.out_features, self.split, self.rank = n, m, k, r
+        return n, m, k, r
+
+    def reset_parameters(self) -> None:
+        for p in (self.dense, self.U, self.V):
+            if p.numel():
+                nn.init.kaiming_uniform_(p, a=5 ** 0.5)
+
+    def _load_result(self, f, bias):
+        """Copy a fitted result's ``dense``, ``U``, ``V`` (and the bias) into this layer."""
+        with torch.no_grad():
+            self.dense.copy_(f.dense)
+            self.U.copy_(f.U)
+            self.V.copy_(f.V)
+            if bias is not None:
+                self.bias.copy_(bias)
+        return self
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, split={self.split}"
+                f"{self._split_note}, rank={self.rank}, bias={self.bias is not None}")
+
+
+class HMFLinear(_HybridLinear):
     """``y = x @ W_hat.T + b`` with ``W_hat = P [D ; U V]``: ``dense`` (D), ``U``, ``V`` trainable ``nn.Parameter``s.
 
     The names follow :class:`~hmf_lab.factor.core.HMFResult`: ``dense`` (k, n) are the rows kept exactly
@@ -252,17 +293,10 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
     ((2, 16), (6, 3), (3, 16), 98)
     """
 
-    _stored = ("dense", "U", "V")  # n_params counts these
-
     def __init__(self, in_features: int, out_features: int, split: int, rank: int, bias: bool = True,
                  rows=None, dtype=None):
         super().__init__()
-        n, m = as_int(in_features, "in_features"), as_int(out_features, "out_features")
-        if n < 1 or m < 1:
-            raise ValueError(f"in_features and out_features must be >= 1, got {n} and {m}")
-        k = check_split(split, m)
-        r = check_rank(rank, m, n, k)
-        self.in_features, self.out_features, self.split, self.rank = n, m, k, r
+        n, m, k, r = self._sizes(in_features, out_features, split, rank, by_cols=False)
         kw = {"dtype": dtype}
         self.dense = nn.Parameter(torch.empty(k, n, **kw))  # (k, n): D
         self.U = nn.Parameter(torch.empty(m - k, r, **kw))  # (m-k, r)
@@ -296,11 +330,6 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         self._is_top = bool(torch.equal(self.inverse, torch.arange(self.out_features, device=self.inverse.device)))
         self.clear_cache()
 
-    def reset_parameters(self) -> None:
-        for p in (self.dense, self.U, self.V):
-            if p.numel():
-                nn.init.kaiming_uniform_(p, a=5 ** 0.5)
-
     @property
     def is_top(self) -> bool:
         """True when the dense rows are the first k (no output permutation)."""
@@ -311,13 +340,7 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         """Build the layer from an :class:`~hmf_lab.factor.core.HMFResult` (and an optional bias (m,))."""
         m, n = f.shape
         layer = cls(n, m, f.split, f.rank, bias=bias is not None, rows=f.rows, dtype=f.V.dtype)
-        with torch.no_grad():
-            layer.dense.copy_(f.dense)
-            layer.U.copy_(f.U)
-            layer.V.copy_(f.V)
-            if bias is not None:
-                layer.bias.copy_(bias)
-        return layer
+        return layer._load_result(f, bias)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, split: int, rank: int, heuristic="top", X=None) -> "HMFLinear":
@@ -421,12 +444,8 @@ class HMFLinear(_ModeSwitch, _StoredValues, nn.Module):
             y = y.index_select(1, self.inverse)
         return y.reshape(*lead, m)
 
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, split={self.split}, "
-                f"rank={self.rank}, bias={self.bias is not None}")
 
-
-class HMFColLinear(_ModeSwitch, _StoredValues, nn.Module):
+class HMFColLinear(_HybridLinear):
     """``y = x @ W_hat.T + b`` with the column split ``W_hat = [D | U V] Q``: k input columns kept dense.
 
     Trainable ``nn.Parameter``s ``dense`` D (m, k), ``U`` (m, r), ``V`` (r, n-k); buffers ``cols`` (k,) (the
@@ -441,17 +460,12 @@ class HMFColLinear(_ModeSwitch, _StoredValues, nn.Module):
     ((8, 2), (8, 3), (3, 14), 82)
     """
 
-    _stored = ("dense", "U", "V")
+    _split_note = " (columns)"
 
     def __init__(self, in_features: int, out_features: int, split: int, rank: int, bias: bool = True,
                  cols=None, dtype=None):
         super().__init__()
-        n, m = as_int(in_features, "in_features"), as_int(out_features, "out_features")
-        if n < 1 or m < 1:
-            raise ValueError(f"in_features and out_features must be >= 1, got {n} and {m}")
-        k = check_split(split, n)
-        r = check_rank(rank, n, m, k)
-        self.in_features, self.out_features, self.split, self.rank = n, m, k, r
+        n, m, k, r = self._sizes(in_features, out_features, split, rank, by_cols=True)
         kw = {"dtype": dtype}
         self.dense = nn.Parameter(torch.empty(m, k, **kw))  # (m, k): D
         self.U = nn.Parameter(torch.empty(m, r, **kw))  # (m, r)
@@ -474,23 +488,12 @@ class HMFColLinear(_ModeSwitch, _StoredValues, nn.Module):
     def _refresh_order(self) -> None:
         self.clear_cache()
 
-    def reset_parameters(self) -> None:
-        for p in (self.dense, self.U, self.V):
-            if p.numel():
-                nn.init.kaiming_uniform_(p, a=5 ** 0.5)
-
     @classmethod
     def from_result(cls, f, bias: torch.Tensor | None = None) -> "HMFColLinear":
         """Build the layer from an :class:`~hmf_lab.factor.core.HMFColResult` (and an optional bias (m,))."""
         m, n = f.shape
         layer = cls(n, m, f.split, f.rank, bias=bias is not None, cols=f.cols, dtype=f.V.dtype)
-        with torch.no_grad():
-            layer.dense.copy_(f.dense)
-            layer.U.copy_(f.U)
-            layer.V.copy_(f.V)
-            if bias is not None:
-                layer.bias.copy_(bias)
-        return layer
+        return layer._load_result(f, bias)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, split: int, rank: int, heuristic="col_norm", X=None) -> "HMFColLinear":
@@ -536,10 +539,6 @@ class HMFColLinear(_ModeSwitch, _StoredValues, nn.Module):
             t = x2.index_select(1, self.rest) @ V.T  # (B, r)
             y = torch.addmm(y, t, U.T)
         return y.reshape(*lead, m)
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, split={self.split} "
-                f"(columns), rank={self.rank}, bias={self.bias is not None}")
 
 
 class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
