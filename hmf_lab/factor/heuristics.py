@@ -97,12 +97,16 @@ def register_heuristic(name: str, *, overwrite: bool = False, requires=(), fit: 
     True
     >>> del HEURISTICS["first_rows_demo"]
     """
+    return _registrar(HEURISTICS, "heuristic", "register_heuristic", name, overwrite, requires, fit)
+
+
+def _registrar(registry: dict, kind: str, who: str, name, overwrite, requires, fit):
+    """The decorator of :func:`register_heuristic` (``kind`` "heuristic") and :func:`register_col_heuristic`
+    (``kind`` "column heuristic"): checks the options, then the function, and adds it to ``registry``."""
     if not isinstance(name, str) or not name:
-        raise TypeError(f"heuristic name must be a non-empty str, got {name!r}")
-    if name in HEURISTICS and not overwrite:
-        raise ValueError(
-            f"a heuristic named {name!r} is already registered; pick another name or pass overwrite=True"
-        )
+        raise TypeError(f"{kind} name must be a non-empty str, got {name!r}")
+    if name in registry and not overwrite:
+        raise ValueError(f"a {kind} named {name!r} is already registered; pick another name or pass overwrite=True")
     requires = (requires,) if isinstance(requires, str) else tuple(requires)
     bad = [q for q in requires if q not in _REQUIREMENTS]
     if bad:
@@ -112,13 +116,13 @@ def register_heuristic(name: str, *, overwrite: bool = False, requires=(), fit: 
 
     def decorator(fn: Heuristic) -> Heuristic:
         if not callable(fn):
-            raise TypeError(f"register_heuristic({name!r}) must decorate a callable, got {type(fn).__name__}")
+            raise TypeError(f"{who}({name!r}) must decorate a callable, got {type(fn).__name__}")
         _check_signature(name, fn)
         if requires:
             fn.requires = frozenset(requires)
         if fit is not None:
             fn.preferred_fit = fit
-        HEURISTICS[name] = fn
+        registry[name] = fn
         return fn
 
     return decorator
@@ -694,30 +698,7 @@ def register_col_heuristic(name: str, *, overwrite: bool = False, requires=(), f
     [3, 4]
     >>> del COL_HEURISTICS["last_cols_demo"]
     """
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"column heuristic name must be a non-empty str, got {name!r}")
-    if name in COL_HEURISTICS and not overwrite:
-        raise ValueError(f"a column heuristic named {name!r} is already registered; pick another name or pass "
-                         f"overwrite=True")
-    requires = (requires,) if isinstance(requires, str) else tuple(requires)
-    bad = [q for q in requires if q not in _REQUIREMENTS]
-    if bad:
-        raise ValueError(f"requires must be a subset of {_REQUIREMENTS}, got {bad}")
-    if fit is not None and fit not in _FITS:
-        raise ValueError(f"fit must be None or one of {_FITS}, got {fit!r}")
-
-    def decorator(fn: Heuristic) -> Heuristic:
-        if not callable(fn):
-            raise TypeError(f"register_col_heuristic({name!r}) must decorate a callable, got {type(fn).__name__}")
-        _check_signature(name, fn)
-        if requires:
-            fn.requires = frozenset(requires)
-        if fit is not None:
-            fn.preferred_fit = fit
-        COL_HEURISTICS[name] = fn
-        return fn
-
-    return decorator
+    return _registrar(COL_HEURISTICS, "column heuristic", "register_col_heuristic", name, overwrite, requires, fit)
 
 
 def _resolve_col(heuristic):
