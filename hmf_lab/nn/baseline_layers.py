@@ -26,13 +26,13 @@ from hmf_lab.factor._validation import as_int
 from hmf_lab.factor.baselines import OATS_ITERS, OATS_RANK_RATIO, aa_lmf, oats, wanda
 from hmf_lab.factor.budget import csr_bytes, csr_index_bytes
 from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM
-from hmf_lab.nn.layers import (MODES, LMFLinear, SparseLinear, _bad_input, _check_linear, _copy_bias, _InferenceCache,
-                               _Modes)
+from hmf_lab.nn.layers import (MODES, LMFLinear, SparseLinear, _bad_input, _check_linear, _copy_bias, _CSRBuffers,
+                               _InferenceCache, _Modes)
 
 __all__ = ["SparseLowRankLinear", "aa_lmf_linear", "aa_lmf_lstm", "wanda_linear"]
 
 
-class SparseLowRankLinear(_Modes, _InferenceCache, nn.Module):
+class SparseLowRankLinear(_Modes, _InferenceCache, _CSRBuffers, nn.Module):
     """``x @ (U V + S)^T + b``: low-rank factors (trainable ``nn.Parameter``) plus a sparse CSR part (buffers).
 
     ``n_params`` = ``r*(m+n) + nnz`` (stored values; bias and indices not counted), ``n_bytes`` adds the CSR
@@ -58,14 +58,8 @@ class SparseLowRankLinear(_Modes, _InferenceCache, nn.Module):
         self.in_features, self.out_features, self.rank = n, m, r
         self.U = nn.Parameter(torch.zeros(m, r, dtype=dtype))
         self.V = nn.Parameter(torch.zeros(r, n, dtype=dtype))
-        self.register_buffer("crow_indices", torch.zeros(m + 1, dtype=torch.int64))
-        self.register_buffer("col_indices", torch.zeros(nnz, dtype=torch.int64))
-        self.register_buffer("values", torch.zeros(nnz, dtype=dtype))
+        self._register_csr(m, nnz, dtype)
         self.bias = nn.Parameter(torch.zeros(m, dtype=dtype)) if bias else None
-
-    @property
-    def nnz(self) -> int:
-        return self.values.numel()
 
     @property
     def n_params(self) -> int:
@@ -86,12 +80,10 @@ class SparseLowRankLinear(_Modes, _InferenceCache, nn.Module):
         """From a :class:`~hmf_lab.factor.baselines.SparseLowRankResult` (``hl.factor.baselines.oats``)."""
         m, n = f.shape
         layer = cls(n, m, f.rank, f.nnz, bias=bias is not None, dtype=f.V.dtype)
+        layer._load_csr(f.sparse)
         with torch.no_grad():
             layer.U.copy_(f.U)
             layer.V.copy_(f.V)
-            layer.crow_indices.copy_(f.sparse.crow_indices())
-            layer.col_indices.copy_(f.sparse.col_indices())
-            layer.values.copy_(f.sparse.values())
             if bias is not None:
                 layer.bias.copy_(bias)
         return layer
@@ -110,20 +102,13 @@ class SparseLowRankLinear(_Modes, _InferenceCache, nn.Module):
             return torch.sparse_csr_tensor(self.crow_indices, self.col_indices, self.values,
                                            (self.out_features, self.in_features), check_invariants=False)
 
-    def _sparse_dense(self) -> torch.Tensor:
-        m, n = self.out_features, self.in_features
-        rows = torch.repeat_interleave(torch.arange(m, device=self.values.device), self.crow_indices.diff())
-        S = self.values.new_zeros(m, n)
-        S[rows, self.col_indices] = self.values
-        return S
-
     @property
     def weight(self) -> torch.Tensor:
         """The reconstructed dense W_hat (read-only, rebuilt at each read), for code that reads ``.weight``."""
         return self.to_dense()
 
     def to_dense(self) -> torch.Tensor:
-        return self.U @ self.V + self._sparse_dense()
+        return self.U @ self.V + self._csr_dense()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         V = self.V

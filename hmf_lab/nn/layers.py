@@ -613,7 +613,38 @@ class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
-class SparseLinear(_Modes, _InferenceCache, _StoredValues, nn.Module):
+class _CSRBuffers:
+    """A sparse weight part held as CSR buffers ``crow_indices``, ``col_indices``, ``values`` (plain dense
+    tensors, so ``state_dict`` loads with ``weights_only=True``): their registration, ``nnz``, the copy of a CSR
+    tensor into them and their dense (m, n) form. Shared by :class:`SparseLinear` and the OATS layer."""
+
+    def _register_csr(self, m: int, nnz: int, dtype) -> None:
+        self.register_buffer("crow_indices", torch.zeros(m + 1, dtype=torch.int64))
+        self.register_buffer("col_indices", torch.zeros(nnz, dtype=torch.int64))
+        self.register_buffer("values", torch.zeros(nnz, dtype=dtype))
+
+    @property
+    def nnz(self) -> int:
+        return self.values.numel()
+
+    def _load_csr(self, S: torch.Tensor) -> None:
+        """Copy the arrays of a sparse CSR tensor ``S`` (this layer's shape and nnz) into the buffers."""
+        with torch.no_grad():
+            self.crow_indices.copy_(S.crow_indices())
+            self.col_indices.copy_(S.col_indices())
+            self.values.copy_(S.values())
+
+    def _csr_dense(self) -> torch.Tensor:
+        """The (m, n) dense form, zeros off the pattern (built by indexing: the CSR tensor's own ``to_dense``
+        bumps the buffers' version counters, which would defeat the inference cache)."""
+        m, n = self.out_features, self.in_features
+        rows = torch.repeat_interleave(torch.arange(m, device=self.values.device), self.crow_indices.diff())
+        W = self.values.new_zeros(m, n)
+        W[rows, self.col_indices] = self.values
+        return W
+
+
+class SparseLinear(_Modes, _InferenceCache, _CSRBuffers, _StoredValues, nn.Module):
     """Magnitude-pruned linear layer run with torch's sparse CSR kernel (inference).
 
     The CSR arrays are buffers (``crow_indices``, ``col_indices``, ``values``) so ``state_dict`` holds
@@ -635,14 +666,8 @@ class SparseLinear(_Modes, _InferenceCache, _StoredValues, nn.Module):
         if not 1 <= nnz <= m * n:
             raise ValueError(f"nnz must be an int in [1, m*n]=[1, {m * n}], got {nnz}")
         self.in_features, self.out_features = n, m
-        self.register_buffer("crow_indices", torch.zeros(m + 1, dtype=torch.int64))
-        self.register_buffer("col_indices", torch.zeros(nnz, dtype=torch.int64))
-        self.register_buffer("values", torch.zeros(nnz, dtype=dtype))
+        self._register_csr(m, nnz, dtype)
         self.bias = nn.Parameter(torch.zeros(m, dtype=dtype)) if bias else None
-
-    @property
-    def nnz(self) -> int:
-        return self.values.numel()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, compression: float, count: str = "budget") -> "SparseLinear":
@@ -665,11 +690,9 @@ class SparseLinear(_Modes, _InferenceCache, _StoredValues, nn.Module):
     def from_csr(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "SparseLinear":
         m, n = weight.shape
         layer = cls(n, m, weight.values().numel(), bias=bias is not None, dtype=weight.values().dtype)
-        with torch.no_grad():
-            layer.crow_indices.copy_(weight.crow_indices())
-            layer.col_indices.copy_(weight.col_indices())
-            layer.values.copy_(weight.values())
-            if bias is not None:
+        layer._load_csr(weight)
+        if bias is not None:
+            with torch.no_grad():
                 layer.bias.copy_(bias)
         return layer
 
@@ -682,11 +705,7 @@ class SparseLinear(_Modes, _InferenceCache, _StoredValues, nn.Module):
     def to_dense(self) -> torch.Tensor:
         """The (m, n) dense weight, zeros where pruned (built by indexing: the CSR tensor's own ``to_dense``
         bumps the buffers' version counters, which would defeat the inference cache)."""
-        m, n = self.out_features, self.in_features
-        rows = torch.repeat_interleave(torch.arange(m, device=self.values.device), self.crow_indices.diff())
-        W = self.values.new_zeros(m, n)
-        W[rows, self.col_indices] = self.values
-        return W
+        return self._csr_dense()
 
     @classmethod
     def from_dense(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, mask=None) -> "SparseLinear":
