@@ -35,7 +35,7 @@ import torch
 
 from hmf_lab.factor._validation import as_calibration, as_int, as_inputs, as_matrix, check_compression, check_rank
 from hmf_lab.factor.budget import csr_bytes, csr_index_bytes, lmf_params, lmf_rank, value_budget
-from hmf_lab.factor.core import LMFResult, PruneResult, _truncated
+from hmf_lab.factor.core import LMFResult, PruneResult, _LowRank, _truncated
 from hmf_lab.factor.heuristics import whitened_fit
 
 __all__ = ["aa_lmf", "wanda", "oats", "row_counts", "oats_split", "SparseLowRankResult", "OATS_RANK_RATIO",
@@ -160,7 +160,7 @@ def wanda(W, X, compression=None, *, nnz=None) -> PruneResult:
 
 
 @dataclass(frozen=True, eq=False)
-class SparseLowRankResult:
+class SparseLowRankResult(_LowRank):
     """``W_hat = U V + S``: rank-r ``U`` (m, r), ``V`` (r, n) and a sparse CSR ``S`` (m, n) (all unscaled)."""
 
     U: torch.Tensor
@@ -173,10 +173,6 @@ class SparseLowRankResult:
         return tuple(self.sparse.shape)
 
     @property
-    def rank(self) -> int:
-        return self.V.shape[0]
-
-    @property
     def nnz(self) -> int:
         return int(self.sparse.values().numel())
 
@@ -184,11 +180,6 @@ class SparseLowRankResult:
     def n_params(self) -> int:
         """Stored values: ``r*(m+n) + nnz`` (CSR indices not counted: see :attr:`n_bytes`)."""
         return self.U.numel() + self.V.numel() + self.nnz
-
-    @property
-    def compression(self) -> float:
-        m, n = self.shape
-        return m * n / self.n_params
 
     @property
     def n_bytes(self) -> int:

@@ -44,8 +44,25 @@ __all__ = ["LMFResult", "HMFResult", "HMFColResult", "PruneResult", "lmf", "hmf"
 # --------------------------------------------------------------------------- results
 
 
+class _Compression:
+    """``compression``: dense values m*n / stored values ``n_params`` (as in :mod:`~hmf_lab.factor.budget`)."""
+
+    @property
+    def compression(self) -> float:
+        m, n = self.shape
+        return m * n / self.n_params
+
+
+class _LowRank(_Compression):
+    """A result with a low-rank part ``U @ V``: ``rank`` is r, the rows of V (r, ...)."""
+
+    @property
+    def rank(self) -> int:
+        return self.V.shape[0]
+
+
 @dataclass(frozen=True, eq=False)
-class LMFResult:
+class LMFResult(_LowRank):
     """Rank-r factorization ``W_hat = U @ V`` (singular values folded into ``U``)."""
 
     U: torch.Tensor  # (m, r)
@@ -56,18 +73,9 @@ class LMFResult:
         return (self.U.shape[0], self.V.shape[1])
 
     @property
-    def rank(self) -> int:
-        return self.V.shape[0]
-
-    @property
     def n_params(self) -> int:
         m, n = self.shape
         return lmf_params(m, n, self.rank)
-
-    @property
-    def compression(self) -> float:
-        m, n = self.shape
-        return m * n / self.n_params
 
     @property
     def rank_bound(self) -> int:
@@ -89,25 +97,16 @@ def _complement(size: int, idx: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(keep).reshape(-1)
 
 
-class _HybridSizes:
+class _HybridSizes(_LowRank):
     """Sizes shared by the row- and column-split results: ``split`` exact rows/columns plus a rank-r ``U @ V``.
 
     A subclass gives ``shape``, ``split``, ``V`` and ``_count`` (its budget rule, ``(m, n, split, rank) -> values``).
     """
 
     @property
-    def rank(self) -> int:
-        return self.V.shape[0]
-
-    @property
     def n_params(self) -> int:
         m, n = self.shape
         return self._count(m, n, self.split, self.rank)
-
-    @property
-    def compression(self) -> float:
-        m, n = self.shape
-        return m * n / self.n_params
 
     @property
     def rank_bound(self) -> int:
@@ -205,7 +204,7 @@ class HMFColResult(_HybridSizes):
 
 
 @dataclass(frozen=True, eq=False)
-class PruneResult:
+class PruneResult(_Compression):
     """Magnitude pruning: the ``nnz`` largest-magnitude entries of W, stored as CSR."""
 
     weight: torch.Tensor  # (m, n) sparse CSR
@@ -223,11 +222,6 @@ class PruneResult:
     def n_params(self) -> int:
         """Stored values (not counting indices), comparable to HMF/LMF ``n_params``."""
         return self.nnz
-
-    @property
-    def compression(self) -> float:
-        m, n = self.shape
-        return m * n / self.n_params
 
     @property
     def n_bytes(self) -> int:
