@@ -646,7 +646,38 @@ def _per_matrix(value, sfx: str, which: str):
     return value
 
 
-class HMFLSTM(CompressedLSTM):
+class _GateLSTM(CompressedLSTM):
+    """The LSTMs on gate-blocked HMF matrices (:class:`GateHMFLinear`, :class:`GateColLinear`): ``split`` and
+    ``rank`` per matrix, and ``from_lstm``'s walk over the weights of an ``nn.LSTM``."""
+
+    def _each(self, name: str) -> tuple:
+        """``name`` of every matrix: (ih_l0, hh_l0, ih_l0_reverse, ...)."""
+        return tuple(getattr(m, name) for pair in zip(self.ih, self.hh) for m in pair)
+
+    @property
+    def rank(self) -> tuple:
+        return self._each("rank")
+
+    @classmethod
+    def _compress(cls, lstm: nn.LSTM, block, config, compression, split, rank, heuristic, X, default=None):
+        """Every W_ih / W_hh of ``lstm`` as ``block.from_weight`` at ``config((H, n), compression, split, rank)``
+        (each option per matrix, :func:`_per_matrix`); a missing heuristic is ``default``."""
+        _check_lstm(lstm)
+        self = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
+                   lstm.dropout, lstm.bidirectional, _build=False)
+        H = lstm.hidden_size
+        for sfx in _suffixes(lstm):
+            w_ih, w_hh, b_ih, b_hh = _lstm_weights(lstm, sfx)
+            for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
+                k, r = config((H, W.shape[1]), _per_matrix(compression, sfx, which), _per_matrix(split, sfx, which),
+                              _per_matrix(rank, sfx, which))
+                h = _per_matrix(heuristic, sfx, which) if isinstance(heuristic, dict) else heuristic
+                mods.append(block.from_weight(W, k, r, bias=b, heuristic=default if h is None else h,
+                                              X=_per_matrix(X, sfx, which)))
+        return self.train(lstm.training)
+
+
+class HMFLSTM(_GateLSTM):
     """An LSTM whose W_ih and W_hh are :class:`GateHMFLinear` (HMF per gate block); trainable.
 
     Build it with :meth:`from_lstm`; the constructor makes a randomly initialised one.
@@ -678,11 +709,7 @@ class HMFLSTM(CompressedLSTM):
     @property
     def split(self) -> tuple:
         """Dense rows per gate of each matrix: (ih_l0, hh_l0, ih_l0_reverse, ...)."""
-        return tuple(m.split for pair in zip(self.ih, self.hh) for m in pair)
-
-    @property
-    def rank(self) -> tuple:
-        return tuple(m.rank for pair in zip(self.ih, self.hh) for m in pair)
+        return self._each("split")
 
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM, compression=None, split=None, rank=None, heuristic="top", X=None):
@@ -695,19 +722,7 @@ class HMFLSTM(CompressedLSTM):
         captures them: the layer's input sequence for ``ih``, its hidden states for ``hh``); ``heuristic``
         may be such a dict too.
         """
-        _check_lstm(lstm)
-        self = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
-                   lstm.dropout, lstm.bidirectional, _build=False)
-        H = lstm.hidden_size
-        for sfx in _suffixes(lstm):
-            w_ih, w_hh, b_ih, b_hh = _lstm_weights(lstm, sfx)
-            for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
-                k, r = cls._config((H, W.shape[1]), _per_matrix(compression, sfx, which), _per_matrix(split, sfx, which),
-                                   _per_matrix(rank, sfx, which))
-                h = _per_matrix(heuristic, sfx, which) if isinstance(heuristic, dict) else heuristic
-                mods.append(GateHMFLinear.from_weight(W, k, r, bias=b, heuristic="top" if h is None else h,
-                                                      X=_per_matrix(X, sfx, which)))
-        return self.train(lstm.training)
+        return cls._compress(lstm, GateHMFLinear, cls._config, compression, split, rank, heuristic, X, default="top")
 
     @staticmethod
     def _config(shape, compression, split, rank):
@@ -986,7 +1001,7 @@ class GateColLinear(_GateBlocks):
         return y.reshape(*lead, self.out_features)
 
 
-class HMFColLSTM(CompressedLSTM):
+class HMFColLSTM(_GateLSTM):
     """An LSTM whose W_ih and W_hh are :class:`GateColLinear` (column-split HMF per gate, shared columns).
 
     Each gate block (H, n) gets ``choose_col_split_rank((H, n), compression, split, rank)``, so the LSTM is
@@ -1016,27 +1031,11 @@ class HMFColLSTM(CompressedLSTM):
     @property
     def split(self) -> tuple:
         """Dense input columns of each matrix: (ih_l0, hh_l0, ...)."""
-        return tuple(m.split for pair in zip(self.ih, self.hh) for m in pair)
-
-    @property
-    def rank(self) -> tuple:
-        return tuple(m.rank for pair in zip(self.ih, self.hh) for m in pair)
+        return self._each("split")
 
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM, compression=None, split=None, rank=None, heuristic=None, X=None):
         """Compress every W_ih / W_hh of a trained ``nn.LSTM``; options as :meth:`HMFLSTM.from_lstm`."""
         from hmf_lab.factor.budget import choose_col_split_rank
 
-        _check_lstm(lstm)
-        self = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
-                   lstm.dropout, lstm.bidirectional, _build=False)
-        H = lstm.hidden_size
-        for sfx in _suffixes(lstm):
-            w_ih, w_hh, b_ih, b_hh = _lstm_weights(lstm, sfx)
-            for which, W, b, mods in (("ih", w_ih, b_ih, self.ih), ("hh", w_hh, b_hh, self.hh)):
-                k, r = choose_col_split_rank((H, W.shape[1]), _per_matrix(compression, sfx, which),
-                                             _per_matrix(split, sfx, which),
-                                             _per_matrix(rank, sfx, which))
-                h = _per_matrix(heuristic, sfx, which) if isinstance(heuristic, dict) else heuristic
-                mods.append(GateColLinear.from_weight(W, k, r, bias=b, heuristic=h, X=_per_matrix(X, sfx, which)))
-        return self.train(lstm.training)
+        return cls._compress(lstm, GateColLinear, choose_col_split_rank, compression, split, rank, heuristic, X)
