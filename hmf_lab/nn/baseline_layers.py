@@ -46,12 +46,7 @@ class SparseLowRankLinear(_Modes, _InferenceCache, _CSRBuffers, nn.Module):
 
     def __init__(self, in_features: int, out_features: int, rank: int, nnz: int, bias: bool = True, dtype=None):
         super().__init__()
-        n, m = as_int(in_features, "in_features"), as_int(out_features, "out_features")
-        nnz = as_int(nnz, "nnz")
-        if n < 1 or m < 1:
-            raise ValueError(f"in_features and out_features must be >= 1, got {n} and {m}")
-        if not 0 <= nnz <= m * n:
-            raise ValueError(f"nnz must be an int in [0, m*n]=[0, {m * n}], got {nnz}")
+        n, m, nnz = self._csr_sizes(in_features, out_features, nnz, least=0)
         r = as_int(rank, "rank")
         if not 0 <= r <= min(m, n):
             raise ValueError(f"rank must be an int in [0, min(m, n)]=[0, {min(m, n)}] for shape ({m}, {n}), got {r}")

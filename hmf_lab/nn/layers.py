@@ -618,6 +618,17 @@ class _CSRBuffers:
     tensors, so ``state_dict`` loads with ``weights_only=True``): their registration, ``nnz``, the copy of a CSR
     tensor into them and their dense (m, n) form. Shared by :class:`SparseLinear` and the OATS layer."""
 
+    @staticmethod
+    def _csr_sizes(in_features, out_features, nnz, least: int) -> tuple[int, int, int]:
+        """Checked ``(n, m, nnz)``: both sizes >= 1, ``nnz`` in ``[least, m*n]``."""
+        n, m = as_int(in_features, "in_features"), as_int(out_features, "out_features")
+        nnz = as_int(nnz, "nnz")
+        if n < 1 or m < 1:
+            raise ValueError(f"in_features and out_features must be >= 1, got {n} and {m}")
+        if not least <= nnz <= m * n:
+            raise ValueError(f"nnz must be an int in [{least}, m*n]=[{least}, {m * n}], got {nnz}")
+        return n, m, nnz
+
     def _register_csr(self, m: int, nnz: int, dtype) -> None:
         self.register_buffer("crow_indices", torch.zeros(m + 1, dtype=torch.int64))
         self.register_buffer("col_indices", torch.zeros(nnz, dtype=torch.int64))
@@ -659,12 +670,7 @@ class SparseLinear(_Modes, _InferenceCache, _CSRBuffers, _StoredValues, nn.Modul
 
     def __init__(self, in_features: int, out_features: int, nnz: int, bias: bool = True, dtype=None):
         super().__init__()
-        n, m = as_int(in_features, "in_features"), as_int(out_features, "out_features")
-        nnz = as_int(nnz, "nnz")
-        if n < 1 or m < 1:
-            raise ValueError(f"in_features and out_features must be >= 1, got {n} and {m}")
-        if not 1 <= nnz <= m * n:
-            raise ValueError(f"nnz must be an int in [1, m*n]=[1, {m * n}], got {nnz}")
+        n, m, nnz = self._csr_sizes(in_features, out_features, nnz, least=1)
         self.in_features, self.out_features = n, m
         self._register_csr(m, nnz, dtype)
         self.bias = nn.Parameter(torch.zeros(m, dtype=dtype)) if bias else None
