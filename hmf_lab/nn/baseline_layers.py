@@ -26,7 +26,7 @@ from hmf_lab.factor._validation import as_int
 from hmf_lab.factor.baselines import OATS_ITERS, OATS_RANK_RATIO, aa_lmf, oats, wanda
 from hmf_lab.factor.budget import csr_bytes, csr_index_bytes
 from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM
-from hmf_lab.nn.layers import (MODES, LMFLinear, SparseLinear, _bad_input, _check_linear, _copy_bias, _CSRBuffers,
+from hmf_lab.nn.layers import (MODES, LMFLinear, SparseLinear, _bad_input, _check_linear, _CSRBuffers,
                                _InferenceCache, _Modes)
 
 __all__ = ["SparseLowRankLinear", "aa_lmf_linear", "aa_lmf_lstm", "wanda_linear"]
@@ -131,14 +131,7 @@ class SparseLowRankLinear(_Modes, _InferenceCache, _CSRBuffers, nn.Module):
 def aa_lmf_linear(linear: nn.Linear, compression=None, *, rank=None, X=None) -> LMFLinear:
     """An :class:`~hmf_lab.nn.layers.LMFLinear` holding the activation-aware factors (``hl.factor.baselines.aa_lmf``)."""
     _check_linear(linear)
-    f = aa_lmf(linear.weight.detach(), X, rank, compression=compression)
-    layer = LMFLinear(linear.in_features, linear.out_features, f.rank, bias=linear.bias is not None,
-                      dtype=linear.weight.dtype)
-    with torch.no_grad():
-        layer.U.copy_(f.U)
-        layer.V.copy_(f.V)
-    _copy_bias(layer, linear)
-    return layer
+    return LMFLinear._from_fit(linear, aa_lmf(linear.weight.detach(), X, rank, compression=compression))
 
 
 def aa_lmf_lstm(lstm: nn.LSTM, compression=None, *, rank=None, X=None) -> LMFLSTM:

@@ -573,7 +573,12 @@ class LMFLinear(_ModeSwitch, _StoredValues, nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int) -> "LMFLinear":
         _check_linear(linear)
-        f = lmf(linear.weight.detach(), rank)
+        return cls._from_fit(linear, lmf(linear.weight.detach(), rank))
+
+    @classmethod
+    def _from_fit(cls, linear: nn.Linear, f) -> "LMFLinear":
+        """The layer holding the factors ``f`` (an :class:`~hmf_lab.factor.core.LMFResult`) of ``linear``, with its
+        bias."""
         layer = cls(linear.in_features, linear.out_features, f.rank, bias=linear.bias is not None,
                     dtype=linear.weight.dtype)
         with torch.no_grad():
