@@ -648,7 +648,19 @@ def _per_matrix(value, sfx: str, which: str):
 
 class _GateLSTM(CompressedLSTM):
     """The LSTMs on gate-blocked HMF matrices (:class:`GateHMFLinear`, :class:`GateColLinear`): ``split`` and
-    ``rank`` per matrix, and ``from_lstm``'s walk over the weights of an ``nn.LSTM``."""
+    ``rank`` per matrix, and ``from_lstm``'s walk over the weights of an ``nn.LSTM``. A subclass's ``_blocks``
+    makes the (ih, hh) pair of one layer and direction."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
+                 split=0, rank=1, dtype=None, _build: bool = True):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        if _build:
+            for layer in range(self.num_layers):
+                for _ in range(self.num_directions):
+                    ih, hh = self._blocks(self._layer_input_size(layer), hidden_size, split, rank, bias, dtype)
+                    self.ih.append(ih)
+                    self.hh.append(hh)
 
     def _each(self, name: str) -> tuple:
         """``name`` of every matrix: (ih_l0, hh_l0, ih_l0_reverse, ...)."""
@@ -689,16 +701,10 @@ class HMFLSTM(_GateLSTM):
     ((4, 7, 8), (1, 4, 8))
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
-                 split=0, rank=1, dtype=None, _build: bool = True):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
-        if _build:
-            for layer in range(self.num_layers):
-                for _ in range(self.num_directions):
-                    n = self._layer_input_size(layer)
-                    self.ih.append(GateHMFLinear(n, hidden_size, split, min(rank, n), bias=bias, dtype=dtype))
-                    self.hh.append(GateHMFLinear(hidden_size, hidden_size, split, rank, bias=bias, dtype=dtype))
+    @staticmethod
+    def _blocks(n, hidden_size, split, rank, bias, dtype):
+        return (GateHMFLinear(n, hidden_size, split, min(rank, n), bias=bias, dtype=dtype),
+                GateHMFLinear(hidden_size, hidden_size, split, rank, bias=bias, dtype=dtype))
 
     def _fast_loop(self, hh, h):
         if not hh._fast_ok(h):
@@ -1016,17 +1022,10 @@ class HMFColLSTM(_GateLSTM):
     True
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
-                 split=0, rank=1, dtype=None, _build: bool = True):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
-        if _build:
-            for layer in range(self.num_layers):
-                for _ in range(self.num_directions):
-                    n = self._layer_input_size(layer)
-                    self.ih.append(GateColLinear(n, hidden_size, min(split, n), min(rank, hidden_size),
-                                                 bias=bias, dtype=dtype))
-                    self.hh.append(GateColLinear(hidden_size, hidden_size, split, rank, bias=bias, dtype=dtype))
+    @staticmethod
+    def _blocks(n, hidden_size, split, rank, bias, dtype):
+        return (GateColLinear(n, hidden_size, min(split, n), min(rank, hidden_size), bias=bias, dtype=dtype),
+                GateColLinear(hidden_size, hidden_size, split, rank, bias=bias, dtype=dtype))
 
     @property
     def split(self) -> tuple:
