@@ -432,3 +432,21 @@ def test_cli_errors_from_the_run_are_one_line(monkeypatch, capsys):
     assert err.strip() == "hmf-lab: error: compression 1e5 cannot be reached for shape (8, 8)"
     with pytest.raises(TypeError, match="argv must be a list of str"):
         cli.main("bench --quick")
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(sparse="yes"), r"sparse must be True or False, got str 'yes'"),
+    (dict(sparse=np.array([])), r"sparse must be True or False, got ndarray"),
+    (dict(prune_count=np.array(["budget"])), r"prune_count must be 'budget' or 'lmf', got ndarray"),
+])
+def test_compress_flags_are_checked_before_use(kw, match):
+    """Garbage flags give the kit's TypeError naming the argument (hypothesis found a raw
+    'truth value of an empty array is ambiguous' from ``sparse or None``)."""
+    with pytest.raises(TypeError, match=match):
+        hl.compress(torch.nn.Sequential(torch.nn.Linear(8, 8)), "prune", compression=2, **kw)
+
+
+def test_explicit_rows_errors_name_the_heuristic_argument():
+    with pytest.raises(TypeError, match=r"the heuristic's explicit rows must return integer row indices"):
+        hl.compress(torch.nn.Sequential(torch.nn.Linear(8, 8)), "hmf", compression=1.0,
+                    heuristic=torch.tensor([0.0, 1.0]), split=2, rank=3)

@@ -133,7 +133,7 @@ def _describe(heuristic) -> str:
         return f"heuristic {heuristic!r}"
     if callable(heuristic):
         return f"heuristic {getattr(heuristic, '__name__', repr(heuristic))!r}"
-    return "explicit rows"
+    return "the heuristic's explicit rows"  # names the argument: explicit indices come in as heuristic=
 
 
 def _resolve(heuristic):

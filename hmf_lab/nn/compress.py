@@ -67,6 +67,7 @@ import copy
 import math
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import prune as tprune
@@ -224,7 +225,12 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
         raise ValueError("allocate='greedy' spreads the budget of compression over the matrices and picks each "
                          "one's size itself: give compression=c and no split= / rank=")
     # heuristic is not checked: methods without a split heuristic ignore it (a sweep passes one for all)
-    given = {"split": split, "rank": rank, "X": X, "loss": loss, "sparse": sparse or None,
+    if not isinstance(sparse, (bool, np.bool_)):
+        raise TypeError(f"sparse must be True or False, got {type(sparse).__name__} {sparse!r}; pass sparse=True for "
+                        f"CSR inference modules (pruning) or leave it out")
+    if not isinstance(prune_count, str):
+        raise TypeError(f"prune_count must be 'budget' or 'lmf', got {type(prune_count).__name__} {prune_count!r}")
+    given = {"split": split, "rank": rank, "X": X, "loss": loss, "sparse": bool(sparse) or None,
              "prune_count": None if prune_count == "budget" else prune_count}
     if c is None and not (meth.fixed_by and all(given[o] is not None for o in meth.fixed_by)):
         fix = " and ".join(meth.fixed_by)
