@@ -137,7 +137,11 @@ def task_settings(task: str, quick: bool = False) -> Settings:
     return task_class(task).settings(bool(quick))
 
 
-_LOCK = threading.Lock()   # global RNG + model build: one thread at a time (dask workers may be threads)
+#: one cell at a time per process: a cell seeds and draws from torch's global RNG (init, dropout, batches),
+#: so two cells training at once in threads of one process (a Dask worker with threads) would interleave
+#: their draws and their results would depend on timing. Processes (joblib, Dask process workers) still run
+#: in parallel. Re-entrant: init_model and the seeding inside a cell take it again.
+_LOCK = threading.RLock()
 
 
 @functools.lru_cache(maxsize=8)
@@ -528,12 +532,13 @@ def run_cell(cell: Cell, progress: bool = False, keep_model: bool = False) -> di
     if cell.regime not in REGIMES:
         raise ValueError(f"unknown regime {cell.regime!r}; expected one of {REGIMES}")
     rec = recipe(cell.method)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # a cell's result must not depend on the worker it ran on
-    try:
-        return _run(cell, rec, progress, keep_model)
-    finally:
-        torch.set_num_threads(threads)
+    with _LOCK:   # a cell's result must not depend on the worker it ran on, nor on what ran beside it
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return _run(cell, rec, progress, keep_model)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _run(cell: Cell, rec, progress: bool, keep_model: bool) -> dict:
