@@ -174,7 +174,7 @@ class Cell:
     largest feasible split at this compression (0 = LMF's structure, 1 = the all-rows end, rank 1);
     ``None`` = the default (``hl.compress``'s balanced split). ``split_source``: a note where a fraction
     came from (e.g. "best of the intent sweep"). ``heuristic``: HMF's row choice; ``None`` (default) is the
-    method registry's order-invariant default (``"greedy"``: :func:`hmf_lab.nn.methods.default_heuristic`),
+    method registry's order-invariant default (``"greedy"``: :func:`hmf_lab.factor.heuristics.default_heuristic`),
     a name is that heuristic (``"top"``, the paper's first rows, is the old default: label ``hmf[top]``).
     ``steps`` overrides the regime's steps of the task's settings; ``eval_size`` its evaluation size.
     """

@@ -51,7 +51,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = [
+__all__ = ["default_heuristic", 
     "HEURISTICS", "register_heuristic", "select_rows", "resolve_fit", "whitened_fit", "whitening",
     "clear_cache", "fisher_from",
     "top", "random_rows", "row_norm", "residual", "leverage", "greedy", "activation", "fisher",
@@ -814,3 +814,22 @@ def greedy_cols(W, split, *, rank, X=None):
 
 
 top_cols.rank_free = col_norm.rank_free = activation_cols.rank_free = True
+
+
+# --------------------------------------------------------------------------- the default choice
+
+_DEFAULT_ROWS = ("greedy", "activation")
+_DEFAULT_COLS = ("col_norm", "activation")
+
+
+def default_heuristic(heuristic=None, X=None, *, axis: str = "rows"):
+    """``heuristic`` as given, or the order-invariant default of ``hl.compress`` and the compressed modules: "greedy" ("col_norm" for ``axis="cols"``)
+    without X, "activation" with X. Never "top" unless asked for by name.
+
+    >>> default_heuristic(), default_heuristic(X=1), default_heuristic("top"), default_heuristic(axis="cols")
+    ('greedy', 'activation', 'top', 'col_norm')
+    """
+    if heuristic is not None:
+        return heuristic
+    pair = _DEFAULT_COLS if axis == "cols" else _DEFAULT_ROWS
+    return pair[X is not None]

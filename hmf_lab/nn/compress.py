@@ -188,7 +188,7 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
     ``heuristic``: HMF's split heuristic (a name in ``hl.HEURISTICS`` or a callable), applied per gate
     block in an LSTM; ``None`` (default): the order-invariant default of the method registry
     (``"greedy"``, or ``"activation"`` with ``X``; never ``"top"`` unless named: see
-    :func:`hmf_lab.nn.methods.default_heuristic`). ``layers``: names (``model.named_modules()``) to
+    :func:`hmf_lab.factor.heuristics.default_heuristic`). ``layers``: names (``model.named_modules()``) to
     replace; default the modules the method's layer policy touches (``Method.touches``: every
     ``nn.Linear`` and ``nn.LSTM`` for the built-ins; ``nn.Linear`` only for a method without an LSTM form).
     ``sparse``: for ``"prune"``, CSR inference modules instead of trainable masked ones.

@@ -970,12 +970,10 @@ class GateColLinear(_GateBlocks):
         """Compress a (G*H, n) weight: columns chosen on the stacked W (``hl.select_cols``; default
         ``"col_norm"``, ``"activation"`` with X), then each gate's other columns fitted at ``rank``."""
         from hmf_lab.factor.core import hmf_cols
-        from hmf_lab.factor.heuristics import select_cols
+        from hmf_lab.factor.heuristics import default_heuristic, select_cols
 
         W, H, n, k, r = cls._gate_weight(W, split, rank, gates, by_cols=True)
-        if heuristic is None:
-            heuristic = "col_norm" if X is None else "activation"
-        cols = select_cols(W, k, r, heuristic, X)
+        cols = select_cols(W, k, r, default_heuristic(heuristic, X, axis="cols"), X)
         fit = None
         if X is not None and not isinstance(heuristic, (list, tuple, torch.Tensor)):
             from hmf_lab.factor.heuristics import resolve_col_fit

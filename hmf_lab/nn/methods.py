@@ -110,7 +110,7 @@ from hmf_lab.factor.allocate import MAX_SPREAD, ladder_compressions, point_error
 from hmf_lab.factor.budget import (choose_col_split_rank, choose_split_rank, col_params, hmf_params, lmf_params,
                                    lmf_rank, max_split, prune_keep, value_budget)
 from hmf_lab.factor.core import hmf, hmf_cols, lmf, prune
-from hmf_lab.factor.heuristics import resolve_fit
+from hmf_lab.factor.heuristics import default_heuristic, resolve_fit
 from hmf_lab.nn.layers import HMFColLinear, HMFLinear, LMFLinear, SparseLinear
 from hmf_lab.nn.lstm import HMFLSTM, LMFLSTM, HMFColLSTM, PrunedLSTM, SparseLSTM
 
@@ -124,23 +124,6 @@ FINE_TUNE_KINDS = ("factors", "gradual_prune", "none")
 POLICY_KINDS = ("linear", "lstm", "attention")
 
 #: the default row / column choice without and with calibration inputs X (see "Default row choice" above)
-_DEFAULT_ROWS = ("greedy", "activation")
-_DEFAULT_COLS = ("col_norm", "activation")
-
-
-def default_heuristic(heuristic=None, X=None, *, axis: str = "rows"):
-    """``heuristic`` as given, or the order-invariant default: "greedy" ("col_norm" for ``axis="cols"``)
-    without X, "activation" with X. Never "top" unless asked for by name.
-
-    >>> default_heuristic(), default_heuristic(X=1), default_heuristic("top"), default_heuristic(axis="cols")
-    ('greedy', 'activation', 'top', 'col_norm')
-    """
-    if heuristic is not None:
-        return heuristic
-    pair = _DEFAULT_COLS if axis == "cols" else _DEFAULT_ROWS
-    return pair[X is not None]
-
-
 def _not_for_lstm(name):
     def lstm(lstm, compression=None, **kw):
         raise TypeError(f"method {name!r} has no LSTM form (its record's lstm is None); compress only the "
