@@ -177,6 +177,13 @@ class Cell:
     method registry's order-invariant default (``"greedy"``: :func:`hmf_lab.factor.heuristics.default_heuristic`),
     a name is that heuristic (``"top"``, the paper's first rows, is the old default: label ``hmf[top]``).
     ``steps`` overrides the regime's steps of the task's settings; ``eval_size`` its evaluation size.
+    ``allocate``: ``"uniform"`` (every matrix at ``compression``) or ``"greedy"`` (the whole model's budget
+    spread by :func:`hmf_lab.nn.compress.compress`'s solver; label suffix ``+greedy``). The greedy allocation is
+    solved once on the **shipped, trained** model with the task's calibration inputs
+    (:meth:`~hmf_lab.nlp.tasks.Task.calibration_input`) and applied as it is in both regimes: in ``scratch``
+    the structure found on the trained weights is trained from initialization (an untrained model's weights
+    say nothing about where values are worth most). With ``split_frac`` it keeps each matrix's greedy
+    budget and moves its split to that fraction (the trained split sweep under greedy allocation).
     """
 
     task: str
@@ -190,10 +197,16 @@ class Cell:
     quick: bool = False
     steps: int | None = None
     eval_size: int | None = None
+    allocate: str = "uniform"
 
     @property
     def label(self) -> str:
-        """The row this cell feeds in the tables: dense, hmf, hmf@0.25, hmf[greedy], hmf(best), lmf, prune."""
+        """The row this cell feeds in the tables: dense, hmf, hmf@0.25, hmf[top], hmf(best), lmf, prune;
+        ``+greedy`` appended under greedy allocation (lmf+greedy, hmf@0.5+greedy)."""
+        return self._base_label() + ("+greedy" if self.allocate == "greedy" and not recipe(self.method).is_dense
+                                     else "")
+
+    def _base_label(self) -> str:
         if not recipe(self.method).takes_heuristic:
             return self.method
         if self.split_source:
@@ -442,15 +455,22 @@ class GradualPruner:
     (16, 16)
     """
 
-    def __init__(self, model: nn.Module, compression: float, steps: int, end: float = 0.7, every: int = 10):
+    def __init__(self, model: nn.Module, compression: float, steps: int, end: float = 0.7, every: int = 10,
+                 keep: dict | None = None):
         self.model, self.c, self.steps = model, float(compression), int(steps)
         self.end = max(1, int(round(end * steps)))
         self.every = max(1, int(every))
         self.masks = []  # (module, weight name)
-        for mod in model.modules():
+        self.final = {}  # (module name, weight name) -> final keep, from ``keep``
+        for mname, mod in model.named_modules():
             for bname, _ in mod.named_buffers(recurse=False):
                 if bname.endswith("_mask") and hasattr(mod, bname[:-5] + "_orig"):
                     self.masks.append((mod, bname[:-5]))
+                    if keep is not None:
+                        if (mname, bname[:-5]) not in keep:
+                            raise ValueError(f"keep= has no count for {mname!r}.{bname[:-5]} (it has {sorted(keep)}); "
+                                             f"give one per masked weight, keyed (module name, weight name)")
+                        self.final[id(mod), bname[:-5]] = int(keep[mname, bname[:-5]])
         if not self.masks:
             raise ValueError("model has no torch.nn.utils.prune masks; build it with "
                              "hl.compress(model, 'prune', compression=1)")
@@ -462,7 +482,7 @@ class GradualPruner:
         for mod, name in self.masks:
             mask, orig = getattr(mod, name + "_mask"), getattr(mod, name + "_orig")
             n = mask.numel()
-            final = _final_keep(mod, mask, self.c)
+            final = self.final.get((id(mod), name)) or _final_keep(mod, mask, self.c)
             s = cubic_sparsity(step, 1.0 - final / n, 0, self.end)
             keep = max(final, int(math.ceil(n * (1.0 - s))))
             keep = min(keep, int(mask.sum()))
@@ -477,18 +497,74 @@ class GradualPruner:
 
 
 def _compress(cell: Cell, source: nn.Module, layers, compression: float | None = None):
-    """``hl.compress`` of ``source`` for ``cell`` (its split and row heuristic where the method takes them)."""
+    """``hl.compress`` of ``source`` for ``cell`` (its split and row heuristic where the method takes them,
+    its allocation)."""
     from hmf_lab.nn.compress import compress
     kw = {}
     c = cell.compression if compression is None else compression
+    greedy = cell.allocate == "greedy" and compression is None
     if recipe(cell.method).takes_heuristic:
         kw["heuristic"] = cell.heuristic
-        if cell.split_frac is not None:
+        if cell.split_frac is not None and not greedy:
             kw["split"] = split_for_fraction(source, layers, c, cell.split_frac)
         if _needs_calibration(cell.heuristic):
             t, _ = shipped_task(cell.task, cell.quick, cell.eval_size)
             kw["X"] = t.sample_input()
+    if greedy:
+        kw["allocate"] = greedy_table(cell)
+        kw.setdefault("heuristic", _builders_heuristic(cell))
     return compress(source, cell.method, compression=c, layers=layers, **kw)
+
+
+def _check_allocate(allocate: str) -> str:
+    if allocate not in ALLOCATIONS:
+        raise ValueError(f"allocate must be one of {ALLOCATIONS}, got {allocate!r}")
+    return allocate
+
+
+#: the allocation rules a cell knows (:attr:`Cell.allocate`)
+ALLOCATIONS = ("uniform", "greedy")
+
+
+def greedy_table(cell: Cell):
+    """The greedy allocation of ``cell``'s method at its compression: solved on the shipped (trained) model with
+    the task's calibration inputs (weight error where the task has none), cached per process; with
+    ``split_frac``, each matrix keeps its greedy budget and its split moves to that fraction of the largest
+    split fitting it (rank: the largest that fits). The table ``hl.compress(..., allocate=table)`` applies."""
+    table = _greedy_solved(cell.task, cell.method, float(cell.compression), _builders_heuristic(cell), cell.quick,
+                           cell.eval_size)
+    if cell.split_frac is None or not recipe(cell.method).takes_heuristic:
+        return table
+    if not 0.0 <= float(cell.split_frac) <= 1.0:
+        raise ValueError(f"split fraction must be in [0, 1] (0 = LMF, 1 = the all-rows end), got {cell.split_frac!r}")
+    out = table.copy()
+    opts = []
+    for r in out.to_dict("records"):
+        o = {k: v for k, v in dict(r["options"]).items() if k != "rank"}
+        o["split"] = int(round(float(cell.split_frac) * max_split(tuple(r["shape"]), o["compression"])))
+        opts.append(o)
+    out["options"] = opts
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _greedy_solved(task: str, method: str, c: float, heuristic, quick: bool, eval_size):
+    from hmf_lab.nn.compress import allocation_plan
+
+    t, shipped = shipped_task(task, quick, eval_size)
+    X = t.calibration_input()
+    rec = recipe(method)
+    layers = layers_for(rec, shipped)
+    h = heuristic if heuristic is not None else rec.data_free_heuristic()
+    with _LOCK:
+        return allocation_plan(shipped, method, c, allocate="greedy", X=X, layers=layers, heuristic=h)
+
+
+def _builders_heuristic(cell: Cell):
+    """The heuristic a greedy cell builds with: its own, else the method's data-free default. The calibration
+    inputs measure the allocation's error for every method alike; they do not switch HMF to an
+    activation-aware fit (that would compare a whitened fit with plain LMF: see ``aa_lmf`` for that)."""
+    return cell.heuristic if cell.heuristic is not None else recipe(cell.method).data_free_heuristic()
 
 
 def _needs_calibration(heuristic: str) -> bool:
@@ -531,6 +607,7 @@ def run_cell(cell: Cell, progress: bool = False, keep_model: bool = False) -> di
     """
     if cell.regime not in REGIMES:
         raise ValueError(f"unknown regime {cell.regime!r}; expected one of {REGIMES}")
+    _check_allocate(cell.allocate)
     rec = recipe(cell.method)
     with _LOCK:   # a cell's result must not depend on the worker it ran on, nor on what ran beside it
         threads = torch.get_num_threads()
@@ -539,6 +616,34 @@ def run_cell(cell: Cell, progress: bool = False, keep_model: bool = False) -> di
             return _run(cell, rec, progress, keep_model)
         finally:
             torch.set_num_threads(threads)
+
+
+def allocation_summary(table) -> dict:
+    """A cell's record of its allocation: ``allocation`` (per matrix: compression, split/rank where there is
+    one) and ``allocation_by`` (output or weight error).
+
+    >>> import pandas as pd
+    >>> t = pd.DataFrame([dict(layer="rnn", matrix="hh_l0", compression=16.0, split=0, rank=8)])
+    >>> t.attrs["by"] = "output error"
+    >>> allocation_summary(t)["allocation"]
+    'rnn.hh_l0 16.0x k0/r8'
+    """
+    parts = []
+    for r in table.to_dict("records"):
+        name = f"{r['layer']}.{r['matrix']}" if r.get("matrix") else str(r["layer"])
+        size = ""
+        if r.get("rank") is not None and r.get("rank") == r.get("rank"):
+            size = f" k{int(r['split']) if r.get('split') == r.get('split') and r.get('split') is not None else 0}" \
+                   f"/r{int(r['rank'])}"
+        parts.append(f"{name} {float(r['compression']):.1f}x{size}")
+    return {"allocation": "; ".join(parts), "allocation_by": table.attrs.get("by", "")}
+
+
+def _greedy_keep(cell: Cell) -> dict:
+    """Gradual pruning under greedy allocation: the final keep count of every masked weight, from the table
+    (``(module name, "weight")`` for an nn.Linear, ``(module name, "weight_ih_l0")``... for an LSTM)."""
+    return {(r["layer"], f"weight_{r['matrix']}" if r["matrix"] else "weight"): int(r["stored"])
+            for r in greedy_table(cell).to_dict("records")}
 
 
 def _run(cell: Cell, rec, progress: bool, keep_model: bool) -> dict:
@@ -552,10 +657,13 @@ def _run(cell: Cell, rec, progress: bool, keep_model: bool) -> dict:
     row = dict(asdict(cell), label=cell.label, metric=t.metric, layers=",".join(layers),
                layer_policy=rec.layer_policy)
     extra = {}
+    if cell.allocate == "greedy" and not rec.is_dense:
+        extra.update(allocation_summary(greedy_table(cell)))
     model, before = _source_model(cell, t, shipped, layers, extra)
     steps = cell.train_steps()
     lr, seed = (st.post_lr, 1000 + cell.seed) if cell.regime == "post" else (t.base_cfg.lr, cell.seed)
-    callback = GradualPruner(model, cell.compression, steps, end=st.prune_end, every=st.prune_every) \
+    callback = GradualPruner(model, cell.compression, steps, end=st.prune_end, every=st.prune_every,
+                             keep=_greedy_keep(cell) if cell.allocate == "greedy" else None) \
         if _gradual(rec) else None
     if steps:
         with _LOCK:

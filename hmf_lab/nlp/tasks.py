@@ -126,6 +126,13 @@ class Task:
         """One input tuple for timing: ``model(*task.sample_input())``."""
         raise NotImplementedError
 
+    def calibration_input(self, seed: int = 0):
+        """Calibration inputs drawn from the **training** data (``model(*x)``), for data-aware compression
+        (``hl.compress(..., X=...)``: the greedy allocation's output error, the ``activation`` heuristic); a
+        few thousand positions, the draw fixed by ``seed``. ``None`` (the default): the task offers none, and
+        whatever needs them falls back to the weights alone."""
+        return None
+
     def vocab_payload(self):
         """The vocabulary as plain data (saved in checkpoints); :meth:`from_vocab` reverses it."""
         raise NotImplementedError
@@ -256,6 +263,18 @@ class LMTask(Task):
         """One sequence for timing: ``(1, length)`` character ids."""
         return (self.val_ids[:length][None],)
 
+    def calibration_input(self, seed: int = 0, batches: int = 8, length: int = 512):
+        """``batches`` windows of ``length`` training characters at random offsets (``seed``): ``((batches, length),)``.
+
+        >>> t = LMTask(text="to be or not to be " * 200)
+        >>> t.calibration_input()[0].shape
+        torch.Size([8, 512])
+        """
+        g = torch.Generator().manual_seed(int(seed))
+        hi = max(1, self.train_ids.numel() - length)
+        starts = torch.randint(0, hi, (batches,), generator=g)
+        return (torch.stack([self.train_ids[int(s):int(s) + length] for s in starts]),)
+
     def vocab_payload(self):
         return self.vocab.chars
 
@@ -320,6 +339,12 @@ class IntentTask(Task):
         """One utterance for timing: ``(1, T)`` word ids (the first test utterance)."""
         x = self.x_test[:1]
         return (x[:, :max(1, int((x != PAD).sum()))],)
+
+    def calibration_input(self, seed: int = 0, n: int = 256):
+        """``n`` training utterances drawn at random (``seed``), padded to the longest: ``((n, T),)``."""
+        g = torch.Generator().manual_seed(int(seed))
+        x = self.x_train[torch.randperm(self.x_train.shape[0], generator=g)[:n]]
+        return (x[:, :max(1, int((x != PAD).sum(1).max()))],)
 
     def vocab_payload(self):
         return {"words": self.vocab.words, "labels": self.labels}
@@ -391,6 +416,15 @@ class TranslationTask(Task):
         s, t = self.src_test[:1], self.tgt_test[:1]
         s = s[:, :int((s != PAD).sum())]
         t = t[:, :int((t != PAD).sum()) - 1]
+        return (s, t)
+
+    def calibration_input(self, seed: int = 0, n: int = 64):
+        """``n`` training pairs drawn at random (``seed``), teacher-forced: ``(src (n, S), tgt_in (n, T))``."""
+        g = torch.Generator().manual_seed(int(seed))
+        idx = torch.randperm(self.src_train.shape[0], generator=g)[:n]
+        s, t = self.src_train[idx], self.tgt_train[idx]
+        s = s[:, :max(1, int((s != PAD).sum(1).max()))]
+        t = t[:, :max(2, int((t != PAD).sum(1).max())) - 1]
         return (s, t)
 
     def vocab_payload(self):

@@ -209,6 +209,9 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
     by one solver for every method (:mod:`hmf_lab.factor.allocate` on each matrix's ``Method.points``):
     calibration output error per stored value with ``X`` (taken by every method for this), relative weight
     error without. The per-matrix result is ``allocation(new_model)`` (a DataFrame; totals in ``.attrs``).
+    ``allocate`` may also be such a table (``allocation(m)`` or ``allocation_plan(...)`` of the same method on a
+    model of the same architecture): every matrix gets the table's point (its ``options`` column) without
+    solving again, e.g. the allocation found on a trained model applied to a fresh initialization.
 
     >>> import torch, hmf_lab as hl
     >>> net = torch.nn.ModuleDict({"rnn": torch.nn.LSTM(8, 16, batch_first=True), "out": torch.nn.Linear(16, 4)})
@@ -220,7 +223,8 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     meth = get_method(method)
     c = None if compression is None else check_compression(compression)
-    greedy = check_allocate(allocate) == "greedy"
+    reuse = _reused_allocation(allocate, method)
+    greedy = reuse is not None or check_allocate(allocate) == "greedy"
     if greedy and (c is None or split is not None or rank is not None):
         raise ValueError("allocate='greedy' spreads the budget of compression over the matrices and picks each "
                          "one's size itself: give compression=c and no split= / rank=")
@@ -277,7 +281,7 @@ def compress(model: nn.Module, method, compression=None, *, heuristic=None, spli
     if attn and X is not None and ("X" in meth.options or greedy):
         calib.update(attention_calibration(model, attn, _batches(X)))
     plan, table = ({}, None) if not greedy else _allocate(model, names, meth, c, calib, heuristic, prune_count,
-                                                          "greedy")
+                                                          "greedy" if reuse is None else reuse)
 
     def convert(name, mod):
         if name not in targets:
@@ -333,8 +337,6 @@ def _units(model: nn.Module, names, calib: dict):
 
 def _allocate(model, names, meth: Method, c, calib: dict, heuristic, prune_count, allocate: str):
     """Per module ``(compression, options)`` for the builders and the per-matrix table, by ``allocate``."""
-    import pandas as pd
-
     from hmf_lab.factor.budget import value_budget
 
     if heuristic == "fisher":
@@ -342,6 +344,8 @@ def _allocate(model, names, meth: Method, c, calib: dict, heuristic, prune_count
                          "(the default: 'activation' with X)")
     lopts = {k: v for k, v in {"heuristic": heuristic, "prune_count": prune_count}.items() if k in meth.options}
     units = _units(model, names, calib)
+    if not isinstance(allocate, str):
+        return _plan_from_table(units, meth, c, allocate)
     cands, incumbent, budget, dense = [], [], 0, 0
     for name, key, W, blocks, X in units:
         shape = (W.shape[0] // blocks, W.shape[1])
@@ -367,10 +371,20 @@ def _allocate(model, names, meth: Method, c, calib: dict, heuristic, prune_count
         choice = inc
     else:
         choice = greedy_allocate([[(p[0], p[1]) for p in pts] for pts in cands], budget, incumbent=inc).choice
+    return _plan(units, meth, c, [pts[i] for pts, i in zip(cands, choice)], allocate, budget, dense)
+
+
+def _plan(units, meth: Method, c, picked, allocate, budget: int, dense: int):
+    """The builders' plan ``{module: (compression(s), sizes)}`` and the per-matrix table of the points ``picked``
+    (one ``(stored, error, options)`` per unit)."""
+    import pandas as pd
+
+    from hmf_lab.factor.budget import value_budget
+
     plan, rows = {}, []
-    for (name, key, W, blocks, X), pts, i in zip(units, cands, choice):
-        st, err, options = pts[i]
+    for (name, key, W, blocks, X), (st, err, options) in zip(units, picked):
         options = dict(options)
+        row_options = dict(options)
         cm = options.pop("compression")
         sizes = {k: v for k, v in options.items() if k in meth.options}
         cm_mod, extra = plan.setdefault(name, ({} if key is not None else None, {}))
@@ -384,7 +398,8 @@ def _allocate(model, names, meth: Method, c, calib: dict, heuristic, prune_count
         rows.append({"layer": name, "matrix": key or "", "shape": (m // blocks, n), "blocks": blocks,
                      "dense": W.numel(), "budget": blocks * value_budget((m // blocks, n), c), "stored": st,
                      "compression": W.numel() / st, "split": options.get("split"), "rank": options.get("rank"),
-                     "error": err, "rel_error": math.sqrt(err / blocks)})
+                     "error": err, "rel_error": math.sqrt(err / blocks) if err == err else float("nan"),
+                     "options": row_options})
     if "" in plan and isinstance(plan[""][0], dict):  # the model itself is the LSTM / attention: _pick reads key ""
         plan[""] = (plan[""][0], {k: {"": v} for k, v in plan[""][1].items()})
     table = pd.DataFrame(rows)
@@ -393,6 +408,48 @@ def _allocate(model, names, meth: Method, c, calib: dict, heuristic, prune_count
                         "compression": dense / float(table["stored"].sum()), "error": float(table["error"].sum()),
                         "by": "output error" if any(u[4] is not None for u in units) else "weight error"})
     return plan, table
+
+
+def _reused_allocation(allocate, method):
+    """``allocate`` when it is a table to reuse (checked against ``method``), else None (a rule name)."""
+    import pandas as pd
+
+    if not isinstance(allocate, pd.DataFrame):
+        return None
+    need = {"layer", "matrix", "shape", "stored", "options"}
+    if not need <= set(allocate.columns):
+        raise ValueError(f"allocate= as a table must be the per-matrix table of hl.compress(..., allocate='greedy') "
+                         f"(allocation(model) or allocation_plan(...)) with columns {sorted(need)}; got columns "
+                         f"{list(allocate.columns)}")
+    made_by = allocate.attrs.get("method")
+    name = get_method(method).name
+    if made_by is not None and made_by != name:
+        raise ValueError(f"the allocation table was made for method {made_by!r}, not {name!r}: its points "
+                         f"(split, rank, keep counts) are that method's; allocate {name!r} itself "
+                         f"(allocate='greedy') or pass a table of {name!r}")
+    return allocate
+
+
+def _plan_from_table(units, meth: Method, c, table):
+    """The plan of a reused allocation table: every unit's row, matched by (layer, matrix)."""
+    from hmf_lab.factor.budget import value_budget
+
+    rows = {(str(r["layer"]), str(r["matrix"] or "")): r for r in table.to_dict("records")}
+    picked, budget, dense = [], 0, 0
+    for name, key, W, blocks, X in units:
+        r = rows.get((name, key or ""))
+        if r is None:
+            raise ValueError(f"the allocation table has no row for layer {name!r}" + (f" matrix {key!r}" if key else "")
+                             + f" (its rows: {sorted(rows)}); it must come from a model of the same architecture "
+                               f"compressed on the same layers")
+        shape = (W.shape[0] // blocks, W.shape[1])
+        if tuple(r["shape"]) != shape:
+            raise ValueError(f"the allocation table's {name!r} {key or ''} has shape {tuple(r['shape'])}, this model's "
+                             f"is {shape}: the table comes from another architecture")
+        budget += blocks * value_budget(shape, c)
+        dense += W.numel()
+        picked.append((int(r["stored"]), float("nan"), dict(r["options"])))
+    return _plan(units, meth, c, picked, "reused", budget, dense)
 
 
 def allocation(model: nn.Module):

@@ -180,6 +180,20 @@ class Method:
     is_dense: bool = field(default=False, repr=False)
     #: the candidate points of one matrix for ``allocate="greedy"`` (see :meth:`points`); None: the default ladder
     ladder: Callable | None = None
+    #: the axis of a method's dense split: ``"rows"`` (HMF) or ``"cols"`` (column HMF); picks the data-free
+    #: default heuristic (:meth:`data_free_heuristic`)
+    split_axis: str = "rows"
+
+    def data_free_heuristic(self):
+        """The split heuristic the method's builders use without calibration inputs (None for a method without
+        one): comparisons that give every method the same inputs name it, so that ``X`` given for one purpose
+        (e.g. the allocation's error) does not also switch one method to a data-aware fit.
+
+        >>> get_method("hmf").data_free_heuristic(), get_method("hmf_col").data_free_heuristic(), \
+        ...     get_method("lmf").data_free_heuristic()
+        ('greedy', 'col_norm', None)
+        """
+        return default_heuristic(None, None, axis=self.split_axis) if "heuristic" in self.options else None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier() or self.name != self.name.lower():
@@ -604,7 +618,7 @@ HMF_COL = Method(name="hmf_col", label="HMF (columns)", color=_PALETTE[3], facto
                  options=("split", "rank", "heuristic", "X"), fixed_by=("split", "rank"),
                  # False: the row-heuristic machinery of the experiments (split sweeps, report's heuristic
                  # columns, hmf[greedy] cells) does not apply; a column heuristic still goes through heuristic=
-                 takes_heuristic=False, fine_tune="factors",
+                 takes_heuristic=False, fine_tune="factors", split_axis="cols",
                  doc="hybrid by columns: `split` input columns dense, the rest factorized at `rank`")
 
 # ----------------------------------------------------------------------------- post-training baselines (issue 20)
