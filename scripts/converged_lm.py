@@ -5,7 +5,8 @@ sweep at 16x.
 Every cell is one :class:`hmf_lab.experiments.pipeline.Cell` (regime ``scratch``, ``allocate="greedy"``,
 ``steps`` = the shipped model's 2600), run by the one pipeline on one torch thread and seeded, so a cell's
 result does not depend on ``--jobs`` or on what ran beside it. Cells run **seed-major** (all of seed 0, then
-seed 1, ...), so an interrupted run holds complete comparisons for its first seeds; the same command resumes
+seed 1, ...; the sweep after the main table's seeds), so an interrupted run holds complete comparisons for its
+first seeds; the same command resumes
 (finished cells are reused: :mod:`hmf_lab.experiments.runs`), and ``--report`` writes the tables of whatever
 cells the folder holds.
 
@@ -70,6 +71,7 @@ def plan(seeds: int, quick: bool, steps: int) -> tuple[list[Cell], dict]:
                 if m == "hmf" and relabel[c]:
                     continue
                 cells.append(Cell("lm", "scratch", m, c, seed, **kw))
+    for seed in range(seeds):   # the sweep after every seed of the main table
         cells += [Cell("lm", "scratch", "hmf", SWEEP_C, seed, split_frac=f, **kw) for f in SWEEP_FRACS]
     return cells, relabel
 

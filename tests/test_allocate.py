@@ -186,3 +186,46 @@ def test_char_lm_greedy_lifts_the_smallest_rank(c):
         assert gre.attrs["error"] <= uni.attrs["error"] + 1e-9
         ih = lambda t: int(t.loc[t["matrix"] == "ih_l0", "rank"].iloc[0])  # noqa: E731
         assert ih(gre) > ih(uni)  # the small W_ih blocks are no longer driven to rank 3-6
+
+
+# ----------------------------------------------------------------------------- reusing an allocation (allocate=table)
+
+
+def _net(seed):
+    torch.manual_seed(seed)
+    return torch.nn.ModuleDict({"rnn": torch.nn.LSTM(24, 48, batch_first=True), "out": torch.nn.Linear(48, 40)})
+
+
+@pytest.mark.parametrize("method", ["hmf", "lmf", "prune", "hmf_col"])
+def test_a_reused_table_rebuilds_the_same_structure_on_another_model(method):
+    a = hl.compress(_net(0), method, compression=6, allocate="greedy")
+    t = allocation(a)
+    b = hl.compress(_net(1), method, compression=6, allocate=t)
+    tb = allocation(b)
+    assert list(tb["stored"]) == list(t["stored"])
+    assert hl.count_params(b) == hl.count_params(a)
+    assert tb.attrs["allocate"] == "reused" and tb.attrs["budget"] == t.attrs["budget"]
+    x = torch.randn(2, 5, 24)
+    out = b["out"](b["rnn"](x)[0])  # the rebuilt model runs
+    assert out.shape == (2, 5, 40)
+
+
+def test_a_reused_table_is_checked():
+    t = allocation(hl.compress(_net(0), "lmf", compression=6, allocate="greedy"))
+    with pytest.raises(ValueError, match="made for method 'lmf', not 'hmf'"):
+        hl.compress(_net(1), "hmf", compression=6, allocate=t)
+    with pytest.raises(ValueError, match="columns"):
+        hl.compress(_net(1), "lmf", compression=6, allocate=t.drop(columns=["options"]))
+    with pytest.raises(ValueError, match="no row for layer 'out'"):
+        hl.compress(_net(1), "lmf", compression=6, allocate=t[t.layer != "out"])
+    other = torch.nn.ModuleDict({"rnn": torch.nn.LSTM(24, 48, batch_first=True), "out": torch.nn.Linear(48, 41)})
+    with pytest.raises(ValueError, match="another architecture"):
+        hl.compress(other, "lmf", compression=6, allocate=t)
+    with pytest.raises(ValueError, match="no split= / rank="):
+        hl.compress(_net(1), "lmf", compression=6, allocate=t, rank=3)
+
+
+def test_data_free_heuristic_follows_the_split_axis():
+    assert get_method("hmf").data_free_heuristic() == "greedy"
+    assert get_method("hmf_col").data_free_heuristic() == "col_norm"
+    assert get_method("lmf").data_free_heuristic() is None

@@ -34,7 +34,7 @@ from hmf_lab.experiments.pipeline import (REGIMES, Cell, cell_key, cell_methods,
                                          task_names, task_settings)
 from hmf_lab.experiments.tables import markdown_table
 
-__all__ = ["make_cells", "transfer_cells", "run_cells", "run_grid", "summarize", "hmf_vs_lmf", "inside_noise",
+__all__ = ["comparisons", "make_cells", "transfer_cells", "run_cells", "run_grid", "summarize", "hmf_vs_lmf", "inside_noise",
            "best_split", "results_markdown", "sweep_table", "write_grid", "load_grid", "T975", "SWEEP_FRACS",
            "LOWER_IS_BETTER", "live_regimes", "display_names", "COMPARED", "AGAINST"]
 
@@ -63,6 +63,30 @@ def display_names() -> dict:
             out[f"{m}(best)"] = f"{rec.label} (best split in the sweep)"
         else:
             out[m] = rec.label
+    for m in cell_methods():  # the same rows under the greedy allocation (Cell.allocate)
+        if not recipe(m).is_dense:
+            out[f"{m}+greedy"] = f"{out[m]}, greedy allocation"
+    return out
+
+
+def comparisons(labels) -> list[tuple[str, str]]:
+    """The (row, against) pairs the tables compare: every default or best-split row of a method with a dense
+    split (HMF by rows, by columns), under each allocation, against LMF under the same allocation.
+
+    >>> comparisons(["dense", "hmf", "hmf(best)", "lmf", "hmf_col+greedy", "lmf+greedy", "hmf@0.5", "prune"])
+    [('hmf', 'lmf'), ('hmf(best)', 'lmf'), ('hmf_col+greedy', 'lmf+greedy')]
+    """
+    present, out = set(labels), []
+    for lab in dict.fromkeys(labels):
+        base, plus, alloc = str(lab).partition("+")
+        method = base[:-len("(best)")] if base.endswith("(best)") else base
+        try:
+            rec = recipe(method)
+        except ValueError:   # hmf@0.5, hmf[top]: sweep and heuristic rows
+            continue
+        against = AGAINST + plus + alloc
+        if "split" in rec.options and method != AGAINST and against in present:
+            out.append((lab, against))
     return out
 
 
@@ -92,13 +116,14 @@ def inside_noise(d) -> bool:
 
 def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False, methods=None,
                sweep_task: str | None = "intent", sweep_fracs=SWEEP_FRACS, best_heuristic: str | None = "greedy",
-               steps: dict | None = None) -> list[Cell]:
+               steps: dict | None = None, allocate=("uniform",)) -> list[Cell]:
     """Every cell that does not depend on another cell's result (the sweep included).
 
     ``steps``: ``{regime: steps}`` overrides for every task. ``methods``: default every cell method
     (:func:`~hmf_lab.experiments.pipeline.cell_methods`). Baseline (dense) cells have compression 1; post
     dense (the shipped model) is one cell per task (no seed changes it). The sweep and the heuristic cells
-    are made for every method with a dense split (HMF).
+    are made for every method with a dense split (HMF). ``allocate``: the allocation rules of the
+    compressing cells (``("uniform", "greedy")``: each twice; the sweep and heuristic cells stay uniform).
 
     >>> cs = make_cells(["intent"], ["scratch"], [8], seeds=2, sweep_fracs=(0.5,), best_heuristic=None)
     >>> sorted({c.label for c in cs}), len(cs)
@@ -115,6 +140,10 @@ def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False
     if n_seeds < 1:
         raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
     steps = steps or {}
+    allocate = list(dict.fromkeys([allocate] if isinstance(allocate, str) else allocate))
+    bad = [a for a in allocate if a not in ("uniform", "greedy")]
+    if bad or not allocate:
+        raise ValueError(f"allocate must be 'uniform' and/or 'greedy', got {allocate!r}")
     out = []
     for task in tasks:
         for regime in regimes:
@@ -125,7 +154,8 @@ def make_cells(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, quick=False
                         out.append(Cell(task, regime, m, 1.0, seed, **kw))
                 for c in compressions:
                     c = float(c)
-                    out += [Cell(task, regime, m, c, seed, **kw) for m in methods if not recipes[m].is_dense]
+                    out += [Cell(task, regime, m, c, seed, allocate=a, **kw) for a in allocate
+                            for m in methods if not recipes[m].is_dense]
                     if task != sweep_task:
                         continue
                     for m in methods:
@@ -281,7 +311,7 @@ def _run_todo(cells, jobs, scheduler, progress, log_file, done: dict) -> None:
 def run_grid(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, jobs=1, scheduler=None, quick=False,
              methods=None, sweep_task: str | None = "intent", sweep_fracs=SWEEP_FRACS,
              best_heuristic: str | None = "greedy", steps: dict | None = None, progress=True, log_file=None,
-             log=print, reuse: dict | None = None) -> pd.DataFrame:
+             log=print, reuse: dict | None = None, allocate=("uniform",)) -> pd.DataFrame:
     """The whole grid as a tidy DataFrame (one row per cell). Python twin of ``hmf-lab reproduce``.
 
     Phase 1 runs every cell that needs no other cell (the split sweep included); phase 2 the
@@ -297,7 +327,7 @@ def run_grid(tasks, regimes=REGIMES, compressions=(4, 8), seeds=3, jobs=1, sched
     if sweep_task is not None and sweep_task not in tasks:
         sweep_task = None
     cells = make_cells(tasks, regimes, compressions, seeds, quick, methods, sweep_task, sweep_fracs,
-                       best_heuristic, steps)
+                       best_heuristic, steps, allocate)
     t0 = time.time()
     reuse = reuse or {}
     log(f"phase 1: {len(cells)} cells" + (f" (the {sweep_task} sweep included)" if sweep_task else "")
@@ -388,6 +418,9 @@ def hmf_vs_lmf(df: pd.DataFrame, hmf_label: str = COMPARED[0], lmf_label: str = 
     return pd.DataFrame(out)
 
 
+_PAIR_HEADS = {("hmf", "lmf"): "HMF − LMF", ("hmf(best)", "lmf"): "HMF (best) − LMF"}
+
+
 def _fmt(mean, sd, metric) -> str:
     digits = 2 if metric == "bleu" else 3 if metric in LOWER_IS_BETTER else 4
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
@@ -408,22 +441,25 @@ def results_markdown(df: pd.DataFrame, value: str = "value", metric: str | None 
     if value != "value":
         df = df[df[value].notna()].assign(value=df[value], metric=metric or value)
     s = summarize(df)
-    comp = {lab: hmf_vs_lmf(df, lab) for lab in COMPARED}
+    pairs = comparisons(list(s.label))
+    comp = {(lab, ag): hmf_vs_lmf(df, lab, ag) for lab, ag in pairs}
     names = display_names()
     labels = [lab for lab in names if lab in set(s.label)]
+    labels += [lab for lab in dict.fromkeys(s.label) if lab not in names and "@" not in str(lab)]  # e.g. hmf[top]
     text = []
     for task, st in s.groupby("task", sort=False):
         metric = st.metric.iloc[0]
         better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
         n = int(st.n.max())
         text.append(f"### {task}: {metric} ({better}), mean ± sd over {n} seeds\n")
-        head = ["regime", "compression"] + [names[lab] for lab in labels] + ["HMF − LMF", "HMF (best) − LMF"]
+        head = (["regime", "compression"] + [names.get(lab, lab) for lab in labels]
+                + [_PAIR_HEADS.get((lab, ag), f"{lab} − {ag}") for lab, ag in pairs])
         body = []
         for (regime, c), g in st.groupby(["regime", "compression"]):
             vals = {r.label: _fmt(r.mean, r.sd, metric) for r in g.itertuples()}
             cells = [regime, f"{c:g}x"] + [vals.get(lab, "–") for lab in labels]
-            for lab in COMPARED:
-                cd = comp[lab]
+            for pair in pairs:
+                cd = comp[pair]
                 hit = cd[(cd.task == task) & (cd.regime == regime) & (cd.compression == c)] if len(cd) else cd
                 cells.append(_pct(hit.iloc[0]) if len(hit) else "–")
             body.append(cells)
@@ -459,7 +495,8 @@ def write_grid(df: pd.DataFrame, out, sweep_task: str | None = None) -> list[Pat
     files = {name: out / name for name in ("cells.csv", "summary.csv", "hmf_vs_lmf.csv", "sweep.csv", "results.md")}
     df.to_csv(files["cells.csv"], index=False)
     summarize(df).to_csv(files["summary.csv"], index=False)
-    pd.concat([hmf_vs_lmf(df, lab) for lab in COMPARED], ignore_index=True).to_csv(
+    pairs = comparisons(list(df.label)) or [(lab, AGAINST) for lab in COMPARED]
+    pd.concat([hmf_vs_lmf(df, lab, ag).assign(against=ag) for lab, ag in pairs], ignore_index=True).to_csv(
         files["hmf_vs_lmf.csv"], index=False)
     sw = sweep_table(df)
     sw.to_csv(files["sweep.csv"], index=False)

@@ -52,11 +52,13 @@ import functools
 import hashlib
 import json
 import math
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -549,15 +551,58 @@ def greedy_table(cell: Cell):
 
 @functools.lru_cache(maxsize=32)
 def _greedy_solved(task: str, method: str, c: float, heuristic, quick: bool, eval_size):
+    """The solved table, cached per process and on disk (``<cache>/allocations/``, JSON, keyed by the arguments,
+    the code and the shipped model's weights): solving HMF's ladder takes a minute or more, and every worker
+    of a grid would otherwise solve the same table again."""
+    import pandas as pd
+
+    from hmf_lab.nlp.data import cache_dir
     from hmf_lab.nn.compress import allocation_plan
 
     t, shipped = shipped_task(task, quick, eval_size)
-    X = t.calibration_input()
     rec = recipe(method)
-    layers = layers_for(rec, shipped)
     h = heuristic if heuristic is not None else rec.data_free_heuristic()
+    X = t.calibration_input()
+    digest = hashlib.sha256(json.dumps([task, method, c, h, code_fingerprint()]).encode())
+    for x in (X or ()):   # the inputs, not the quick flag: quick mode shrinks the evaluation, not the calibration
+        digest.update(x.contiguous().numpy().tobytes())
+    import hmf_lab.nn.compress as _c
+    import hmf_lab.nn.methods as _m
+    for mod in (_c, _m):   # the solver and the ladders
+        digest.update(Path(mod.__file__).read_bytes())
+    for v in shipped.state_dict().values():
+        digest.update(v.detach().cpu().contiguous().numpy().tobytes())
+    path = cache_dir() / "allocations" / f"{digest.hexdigest()[:20]}.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+            table = pd.DataFrame(data["rows"])
+            table["shape"] = [tuple(s) for s in table["shape"]]
+            table.attrs.update(data["attrs"])
+            return table
+        except (OSError, ValueError, KeyError):
+            pass   # a torn or foreign file: solve again
+    layers = layers_for(rec, shipped)
     with _LOCK:
-        return allocation_plan(shipped, method, c, allocate="greedy", X=X, layers=layers, heuristic=h)
+        table = allocation_plan(shipped, method, c, allocate="greedy", X=X, layers=layers, heuristic=h)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"rows": table.to_dict("records"), "attrs": table.attrs}, default=_jsonable))
+        os.replace(tmp, path)
+    except OSError:
+        pass   # a read-only cache: solve again next time
+    return table
+
+
+def _jsonable(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, tuple):
+        return list(v)
+    raise TypeError(f"not JSON serializable: {type(v).__name__}")
 
 
 def _builders_heuristic(cell: Cell):

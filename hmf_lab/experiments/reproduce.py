@@ -257,6 +257,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="split heuristic compared on the sweep task (a name in hl.HEURISTICS; 'none' to skip)")
     parser.add_argument("--fine-tune-steps", type=nonnegative_int, default=None, help="override the post fine-tuning steps")
     parser.add_argument("--scratch-steps", type=nonnegative_int, default=None, help="override the scratch training steps")
+    parser.add_argument("--allocate", nargs="+", default=["uniform"], choices=["uniform", "greedy"],
+                        help="uniform: every matrix at the compression; greedy: the whole model's budget spread by "
+                             "error per stored value (solved on the shipped model with training-text calibration "
+                             "inputs; rows labelled +greedy); both: each compressing cell twice")
     parser.add_argument("--threads", type=positive_int, default=1, help="ignored: every cell runs on one torch thread")
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
 
@@ -272,7 +276,7 @@ def _run_config(args, quick: bool) -> dict:
     return dict(tasks=list(args.task), regimes=regimes, seeds=int(args.seeds),
                 compressions=[float(c) for c in args.compression], methods=list(args.methods), quick=quick,
                 sweep_task=sweep, sweep_fracs=[float(f) for f in args.sweep_fracs], heuristic=heur,
-                steps_override=steps, settings={t: asdict(task_settings(t, quick)) for t in args.task})
+                steps_override=steps, allocate=list(dict.fromkeys(getattr(args, "allocate", ["uniform"]))), settings={t: asdict(task_settings(t, quick)) for t in args.task})
 
 
 def _commit() -> str | None:
@@ -312,7 +316,8 @@ def run(args) -> int:
         df = G.run_grid(cfg["tasks"], cfg["regimes"], cfg["compressions"], cfg["seeds"], jobs=args.jobs,
                         scheduler=args.scheduler, quick=quick, methods=cfg["methods"], sweep_task=cfg["sweep_task"],
                         sweep_fracs=cfg["sweep_fracs"], best_heuristic=cfg["heuristic"], steps=cfg["steps_override"],
-                        progress=not args.no_progress, log_file=folder.partial, reuse=reuse)
+                        progress=not args.no_progress, log_file=folder.partial, reuse=reuse,
+                        allocate=cfg["allocate"])
         wall = time.time() - t0
         files = G.write_grid(df, args.out)
         keys = set(df["cell_key"]) if len(df) else set()
