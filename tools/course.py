@@ -364,14 +364,14 @@ def build_book(src=REPO / "notebooks", out=None, *, syllabus=REPO / "docs" / "sy
 
 
 # ----------------------------------------------------------------------------------------------- slides
-# reveal.js and the two scripts nbconvert's reveal template loads, as npm packages: `make slides` copies them
+# reveal.js and what nbconvert's reveal template loads with it (require.js, jQuery, MathJax), as npm packages: `make slides` copies them
 # next to the decks (build/slides/_static/) so the slides open offline. nbconvert's defaults (unpkg/cdnjs URLs)
 # are used only when npm cannot fetch them (--cdn, or no npm/network): then viewing needs the network.
 SLIDE_ASSETS = {  # npm package -> files (in the package) the decks load
     "reveal.js@4.0.2": ("dist", "plugin"),  # nbconvert 7's default reveal.js version
     "requirejs@2.1.10": ("require.js",),   # nbconvert's default require.js version
     "jquery@2.2.4": ("dist/jquery.min.js",),  # nbconvert's default 2.0.3 is not on npm; 2.x API, used for scrolling
-    # nbconvert's default MathJax (2.7.7, TeX in, CommonHTML out): the parts that configuration loads, 3 of its 60 MB
+    # nbconvert's default MathJax (2.7.7, TeX in, CommonHTML out): the parts that configuration loads, 4 of its 60 MB
     "mathjax@2.7.7": ("MathJax.js", "config/TeX-AMS_CHTML-full.js", "extensions", "jax/input/TeX", "jax/element",
                       "jax/output/CommonHTML", "fonts/HTML-CSS/TeX/woff", "localization/en"),
 }
