@@ -3,6 +3,7 @@
 # For instructors: make lab-instructor (the full notebooks/, solutions included, the files you edit),
 # make student / make instructor (notebook copies without / with solutions in build/),
 # make book (every notebook executed to HTML in build/book; HMF_LAB_QUICK=1 for a fast build),
+# make slides (a reveal.js deck per notebook in build/slides, from the student copies; SLIDES=full|code),
 # make app (the explorer as a sliders-only web page with Voila on 127.0.0.1:$(APP_PORT)).
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,7 +11,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hmf_lab-installed
 APP_PORT ?= 8866
 
-.PHONY: lab lab-instructor test env bench clean student instructor book app
+.PHONY: lab lab-instructor test env bench clean student instructor book slides app
 
 env: $(STAMP)
 
@@ -56,6 +57,19 @@ instructor: $(STAMP)
 # executes every notebook (full mode unless HMF_LAB_QUICK=1) and writes build/book/index.html + one page each
 book: $(STAMP)
 	$(PY) -m tools.course book --out build/book
+
+# build/slides/NN_*.slides.html, one reveal.js deck per notebook, made from the student copy (no solutions).
+# SLIDES=quick (default): executed with HMF_LAB_QUICK=1, so the figures are on the slides, in minutes;
+# SLIDES=full: the real sizes (as `make book`), slower; SLIDES=code: not executed (text and code only), seconds.
+# reveal.js, require.js, jQuery and MathJax are copied once from npm to build/slides/_static/ so the decks open
+# offline (without npm they load from a CDN when viewed, and the build says so).
+SLIDES ?= quick
+SLIDES_FLAGS_quick = --quick
+SLIDES_FLAGS_full  = --full
+SLIDES_FLAGS_code  = --no-execute
+slides: $(STAMP)
+	@case "$(SLIDES)" in quick|full|code) ;; *) echo "make slides: SLIDES must be quick, full or code, got '$(SLIDES)'" >&2; exit 2;; esac
+	$(PY) -m tools.course slides --out build/slides $(SLIDES_FLAGS_$(SLIDES))
 
 # the explorer alone, sliders only (no code), at http://127.0.0.1:$(APP_PORT)
 app: $(STAMP)

@@ -5,10 +5,14 @@ drop every cell tagged ``solution`` (nbconvert's ``TagRemovePreprocessor``); ins
 them. The book executes each lesson with nbclient (a per-cell timeout, and one fresh retry when a cell
 times out or the kernel dies, since a lost kernel message once made one notebook stall for 600 s),
 exports it with nbconvert's ``HTMLExporter`` and renders ``docs/syllabus.md`` as ``index.html``.
-Command line (what ``make student``, ``make instructor`` and ``make book`` call)::
+The slides are reveal.js decks (nbconvert's ``SlidesExporter``) of the student copies: :func:`slide_types`
+gives every cell its slide type (a heading starts a slide, code goes on a sub-slide below it), so the
+notebooks carry no slide metadata of their own (an author's ``slideshow`` metadata still wins).
+Command line (what ``make student``, ``make instructor``, ``make book`` and ``make slides`` call)::
 
     python -m tools.course student  [--src notebooks] [--out build/student]
     python -m tools.course book     [--out build/book] [--quick] [--timeout 900]
+    python -m tools.course slides   [--out build/slides] [--quick | --full | --no-execute] [--cdn]
 
 >>> from tools.course import book_href
 >>> book_href("../notebooks/02_hybrid_structure.ipynb#sliders", {"02_hybrid_structure"})
@@ -359,25 +363,245 @@ def build_book(src=REPO / "notebooks", out=None, *, syllabus=REPO / "docs" / "sy
     return Book([index, *written, *extra], runs, time.perf_counter() - t_start)
 
 
+# ----------------------------------------------------------------------------------------------- slides
+# reveal.js and what nbconvert's reveal template loads with it (require.js, jQuery, MathJax), as npm packages: `make slides` copies them
+# next to the decks (build/slides/_static/) so the slides open offline. nbconvert's defaults (unpkg/cdnjs URLs)
+# are used only when npm cannot fetch them (--cdn, or no npm/network): then viewing needs the network.
+SLIDE_ASSETS = {  # npm package -> files (in the package) the decks load
+    "reveal.js@4.0.2": ("dist", "plugin"),  # nbconvert 7's default reveal.js version
+    "requirejs@2.1.10": ("require.js",),   # nbconvert's default require.js version
+    "jquery@2.2.4": ("dist/jquery.min.js",),  # nbconvert's default 2.0.3 is not on npm; 2.x API, used for scrolling
+    # nbconvert's default MathJax (2.7.7, TeX in, CommonHTML out): the parts that configuration loads, 4 of its 60 MB
+    "mathjax@2.7.7": ("MathJax.js", "config/TeX-AMS_CHTML-full.js", "extensions", "jax/input/TeX", "jax/element",
+                      "jax/output/CommonHTML", "fonts/HTML-CSS/TeX/woff", "localization/en"),
+}
+STATIC = "_static"
+# nbconvert leaves an empty prompt column (110 px) left of every cell, which pushes text off a slide's right edge
+# and reveal's white theme sizes a title for a few words, not for a lesson's title
+SLIDE_CSS = ("<style>.jp-InputPrompt, .jp-OutputPrompt { display: none; } "
+             ".reveal h1 { font-size: 2.0em; } .reveal h2 { font-size: 1.5em; } .reveal h3 { font-size: 1.2em; }</style>")
+LIVE_NOTE = "[a live control: run this cell in JupyterLab (make lab) or open the explorer (make app)]"
+
+
+def _heading_level(source: str) -> int:
+    """The level of the Markdown heading a cell starts with (``# x`` is 1), 0 when it starts with none.
+
+    >>> _heading_level("## Eckart–Young"), _heading_level("\\n### a detail"), _heading_level("plain text")
+    (2, 3, 0)
+    """
+    first = next((ln for ln in source.splitlines() if ln.strip()), "")
+    m = re.match(r"^(#{1,6})\s", first)
+    return len(m.group(1)) if m else 0
+
+
+def slide_types(nb):
+    """``nb`` with a reveal.js slide type in every cell's ``metadata.slideshow.slide_type`` (in place; returned).
+
+    A Markdown cell that starts with a ``#`` or ``##`` heading starts a new slide, a ``###`` (or deeper) heading a
+    sub-slide; a code cell starts a sub-slide with its output (reveal.js: below the text it follows, press the down
+    arrow). Text right after code stays on the code's sub-slide when it is a caption (it starts in italics,
+    ``*Figure: ...*``) and starts a sub-slide of its own otherwise; other text continues the slide it is on.
+    Empty cells are skipped, and a cell that already has a slide type keeps it.
+
+    >>> import nbformat.v4 as v4
+    >>> nb = v4.new_notebook(cells=[v4.new_markdown_cell("# Title"), v4.new_markdown_cell("Intro"),
+    ...     v4.new_code_cell("plot()"), v4.new_markdown_cell("*Figure: ...*"), v4.new_markdown_cell("Next, ..."),
+    ...     v4.new_markdown_cell("## Next"), v4.new_code_cell(""),
+    ...     v4.new_code_cell("x", metadata={"slideshow": {"slide_type": "skip"}})])
+    >>> [c.metadata.slideshow.slide_type for c in slide_types(nb).cells]
+    ['slide', '-', 'subslide', '-', 'subslide', 'slide', 'skip', 'skip']
+    """
+    previous = None  # the kind of the sub-slide so far: "code" (code, perhaps with its caption) or "markdown"
+    for c in nb.cells:
+        given = c.metadata.get("slideshow", {}).get("slide_type")
+        level = _heading_level(c.source) if c.cell_type == "markdown" else 0
+        if given:
+            kind = given
+        elif not c.source.strip():
+            kind = "skip"
+        elif c.cell_type == "code":
+            kind = "subslide"
+        elif 1 <= level <= 2:
+            kind = "slide"
+        elif level >= 3:
+            kind = "subslide"
+        elif previous == "code" and not re.match(r"^\s*[*_]", c.source):
+            kind = "subslide"
+        else:
+            kind = "-"
+        c.metadata["slideshow"] = {"slide_type": kind}
+        if kind not in ("skip", "notes"):
+            previous = "code" if c.cell_type == "code" or (kind == "-" and previous == "code") else c.cell_type
+    return nb
+
+
+def _without_widgets(nb):
+    """``nb`` with each widget output replaced by a one-line note (a deck has no kernel to drive a slider)."""
+    import nbformat.v4 as v4
+
+    nb.metadata.pop("widgets", None)
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        outs, noted = [], False
+        for o in c.get("outputs", []):
+            if "application/vnd.jupyter.widget-view+json" in o.get("data", {}):
+                if not noted:
+                    outs.append(v4.new_output("stream", name="stdout", text=LIVE_NOTE + "\n"))
+                    noted = True
+            else:
+                outs.append(o)
+        c.outputs = outs
+    return nb
+
+
+def slide_assets(out, *, fetch: bool = True, log=sys.stderr) -> dict | None:
+    """The ``SlidesExporter`` settings that load reveal.js, require.js, jQuery and MathJax from ``out/_static`` (relative URLs).
+
+    The files are copied there once from their npm packages (``npm pack``, the npm registry); later builds reuse
+    them. Returns ``None`` (nbconvert's CDN URLs: the slides then need the network to be viewed) with a message
+    on ``log`` when ``fetch`` is false and the files are not there yet, or when npm is missing or fails.
+    """
+    import shutil
+    import subprocess
+    import tarfile
+    import tempfile
+
+    static = Path(out) / STATIC
+    settings = {"reveal_url_prefix": f"{STATIC}/reveal.js", "require_js_url": f"{STATIC}/require.js",
+                "jquery_url": f"{STATIC}/jquery.min.js",
+                "mathjax_url": f"{STATIC}/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"}
+    wanted = [static / "reveal.js" / "dist" / "reveal.js", static / "require.js", static / "jquery.min.js",
+              static / "mathjax" / "MathJax.js"]
+    if all(p.is_file() for p in wanted):
+        return settings
+    why = ("--cdn was given" if not fetch else
+           "npm is not on PATH (install Node.js, which brings npm)" if shutil.which("npm") is None else None)
+    if why is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            r = subprocess.run(["npm", "pack", "--silent", *SLIDE_ASSETS, "--pack-destination", tmp],
+                               capture_output=True, text=True, timeout=300)
+            if r.returncode == 0:
+                for spec, members in SLIDE_ASSETS.items():
+                    name, version = spec.rsplit("@", 1)
+                    with tarfile.open(Path(tmp) / f"{name}-{version}.tgz") as tar:
+                        keep = [m for m in tar.getmembers() if m.isfile() and any(
+                            m.name == f"package/{x}" or m.name.startswith(f"package/{x}/") for x in members)]
+                        for m in keep:
+                            rel = m.name[len("package/"):]
+                            dest = static / name / rel if name in ("reveal.js", "mathjax") else static / Path(rel).name
+                            dest.parent.mkdir(parents=True, exist_ok=True)
+                            dest.write_bytes(tar.extractfile(m).read())
+                if all(p.is_file() for p in wanted):
+                    return settings
+                why = f"npm pack gave packages without {[str(p) for p in wanted if not p.is_file()]}"
+            else:
+                why = f"npm pack {' '.join(SLIDE_ASSETS)} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}"
+    print(f"[course] slides: reveal.js, require.js, jQuery and MathJax load from unpkg.com/cdnjs when a deck is opened, "
+          f"so viewing needs the network ({why}). For offline viewing run `make slides` once where npm reaches "
+          f"its registry: it copies them to {static}/.", file=log)
+    return None
+
+
+def slides_exporter(assets: dict | None):
+    """nbconvert's reveal.js exporter with the kit's settings (``assets``: from :func:`slide_assets`, or ``None``)."""
+    from nbconvert import SlidesExporter
+
+    exp = SlidesExporter(reveal_scroll=True, reveal_number="c/t", **(assets or {}))
+    exp.exclude_input_prompt = True
+    exp.exclude_output_prompt = True
+    return exp
+
+
+@dataclass
+class Slides:
+    """What :func:`build_slides` wrote: one deck per lesson, whether it was executed, and its runs."""
+
+    decks: list
+    executed: bool
+    offline: bool  # reveal.js & co. copied next to the decks (else loaded from a CDN when viewed)
+    runs: dict
+    seconds: float
+
+
+def build_slides(src=REPO / "notebooks", out=None, *, quick: bool = False, execute_cells: bool = True,
+                 fetch: bool = True, timeout: int = 900, only=None, log=sys.stderr) -> Slides:
+    """Write ``out/NN_name.slides.html``, a reveal.js deck, for every lesson in ``src`` (or those named in ``only``).
+
+    Each deck is made from the lesson's **student** copy (no solution cells), executed top to bottom when
+    ``execute_cells`` (``quick``: ``HMF_LAB_QUICK=1``), so its figures and printed numbers are on the slides and
+    its check cells say "Not answered yet" rather than showing an answer. Sliders become a one-line note.
+    """
+    import tempfile
+
+    import nbformat
+
+    t_start = time.perf_counter()
+    out = Path(out if out is not None else REPO / "build" / "slides")
+    paths = lessons(src)
+    if only is not None:
+        wanted = set(only)
+        paths = [p for p in paths if p.name in wanted or p.stem in wanted]
+        if not paths:
+            raise ValueError(f"only={sorted(wanted)!r} names none of the lessons in {src} "
+                             f"({[p.stem for p in lessons(src)]}); pass lesson names such as '01_low_rank_basics'")
+    if not paths:
+        raise ValueError(f"no notebooks {LESSON_GLOB} in {src}; pass --src with the notebooks/ folder")
+    out.mkdir(parents=True, exist_ok=True)
+    exporter = slides_exporter(assets := slide_assets(out, fetch=fetch, log=log))
+    runs, decks = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in paths:
+            nb = course_copy(_read(p), "student")
+            if execute_cells:
+                copy_path = Path(tmp) / p.name
+                nbformat.write(nb, copy_path)
+                run = runs[p.name] = execute(copy_path, quick=quick, timeout=timeout, cwd=Path(src).resolve())
+                nb = run.nb
+                print(f"[course] {p.name}: executed in {run.seconds:.1f} s ({'quick' if quick else 'full'} mode)",
+                      file=log)
+            nb = slide_types(_without_widgets(nb))
+            body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": _title(nb, p.stem)}})
+            deck = out / f"{p.stem}.slides.html"
+            body = body.replace("</head>", SLIDE_CSS + "\n</head>", 1)
+            deck.write_text(_alt_text(body, _figure_alts(nb, _title(nb, p.stem))), encoding="utf-8")
+            decks.append(deck)
+    return Slides(decks, execute_cells, assets is not None, runs, time.perf_counter() - t_start)
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 def main(argv=None) -> int:
     """``python -m tools.course {student,instructor,book}``; returns the exit status."""
     from hmf_lab.factor._validation import quick_mode
 
     ap = argparse.ArgumentParser(prog="python -m tools.course", description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=[*KINDS, "book"])
+    ap.add_argument("what", choices=[*KINDS, "book", "slides"])
     ap.add_argument("--src", default=str(REPO / "notebooks"), help="folder of NN_*.ipynb (default: notebooks/)")
     ap.add_argument("--out", default=None, help="output folder (default: build/<what>)")
     ap.add_argument("--syllabus", default=str(REPO / "docs" / "syllabus.md"), help="the book's index page source")
     ap.add_argument("--quick", action="store_true", default=None,
-                    help="run the book in quick mode (default: HMF_LAB_QUICK from the environment, else full)")
+                    help="run the notebooks in quick mode (default: HMF_LAB_QUICK from the environment, else full)")
+    ap.add_argument("--full", dest="quick", action="store_false", help="run the notebooks in full mode")
     ap.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds (default 900)")
+    ap.add_argument("--no-execute", action="store_true",
+                    help="slides: do not run the notebooks (code and text only, no figures; seconds instead of minutes)")
+    ap.add_argument("--cdn", action="store_true",
+                    help="slides: do not copy reveal.js next to the decks; they load it from unpkg.com when viewed")
     a = ap.parse_args(argv)
     if a.what in KINDS:
         paths = build_copies(a.what, a.src, a.out)
         print(f"wrote {len(paths)} {a.what} notebooks to {paths[0].parent}")
         return 0
     quick = quick_mode() if a.quick is None else a.quick
+    if a.what == "slides":
+        sl = build_slides(a.src, a.out, quick=quick, execute_cells=not a.no_execute, fetch=not a.cdn,
+                          timeout=a.timeout)
+        how = f"executed in {'quick' if quick else 'full'} mode" if sl.executed else "not executed"
+        where = f"reveal.js from {STATIC}/ (offline)" if sl.offline else "reveal.js from unpkg.com (needs the network)"
+        print(f"wrote {len(sl.decks)} slide decks to {sl.decks[0].parent} in {sl.seconds:.0f} s ({how}; {where}):")
+        for p in sl.decks:
+            print(f"  {p.name}")
+        return 0
     book = build_book(a.src, a.out, syllabus=a.syllabus, quick=quick, timeout=a.timeout)
     print(f"wrote {len(book.pages)} pages to {book.pages[0].parent} in {book.seconds:.0f} s "
           f"({'quick' if quick else 'full'} mode):")
