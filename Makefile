@@ -3,14 +3,15 @@
 # For instructors: make lab-instructor (the full notebooks/, solutions included, the files you edit),
 # make student / make instructor (notebook copies without / with solutions in build/),
 # make book (every notebook executed to HTML in build/book; HMF_LAB_QUICK=1 for a fast build),
-# make app (the explorer as a sliders-only web page with Voila on 127.0.0.1:$(APP_PORT)).
+# make app (the explorer as a sliders-only web page with Voila on 127.0.0.1:$(APP_PORT)),
+# make assignments (the graded problem sets for students, build/assignments), make grade SUBMISSIONS=DIR (nbgrader).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hmf_lab-installed
 APP_PORT ?= 8866
 
-.PHONY: lab lab-instructor test env bench clean student instructor book app
+.PHONY: lab lab-instructor test env bench clean student instructor book app assignments grade grade-selftest
 
 env: $(STAMP)
 
@@ -56,6 +57,20 @@ instructor: $(STAMP)
 # executes every notebook (full mode unless HMF_LAB_QUICK=1) and writes build/book/index.html + one page each
 book: $(STAMP)
 	$(PY) -m tools.course book --out build/book
+
+# the graded assignments (assignments/*.py, nbgrader): student versions without solutions or hidden tests
+assignments: $(STAMP)
+	$(PY) -m tools.grade release --out build/assignments
+
+# autograde SUBMISSIONS/<student>/<assignment>/<assignment>.ipynb; grades.csv + questions.csv in build/grades
+SUBMISSIONS ?=
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR (DIR/<student>/<assignment>/<assignment>.ipynb)"; exit 2; }
+	$(PY) -m tools.grade grade $(SUBMISSIONS) --out build/grades
+
+# the grader on the instructor's solutions and on known-wrong copies (build/grades-selftest)
+grade-selftest: $(STAMP)
+	$(PY) -m tools.grade selftest --out build/grades-selftest
 
 # the explorer alone, sliders only (no code), at http://127.0.0.1:$(APP_PORT)
 app: $(STAMP)

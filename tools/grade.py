@@ -45,26 +45,23 @@ CONFIG = "nbgrader_config.py"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # an assignment's name: its notebook's stem, a valid nbgrader id
 _MARKER = re.compile(r"^[ \t]*### (?:BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 
-#: Known-wrong submissions for ``selftest`` (and tests/test_assignments.py): per assignment, edits
+#: Known-wrong submissions for ``selftest`` (and tests/test_assignments.py): assignment -> student -> edits
 #: ``(solution text, wrong text)`` applied to the instructor's answers. Each text must occur exactly once.
 WRONG = {
-    "a1_hmf_layer": [
-        # the parameter count off by one
-        ("return split * n + rank * (m - split) + rank * n",
-         "return split * n + rank * (m - split) + rank * n + 1"),
-        # a forward that ignores the dense rows
-        ("top = x @ self.D.T  # (..., k)", "top = torch.zeros(*x.shape[:-1], self.D.shape[0])  # (..., k)"),
-    ],
-    "a2_timing": [
-        # the factorized block counted with all m rows instead of m - split
-        ("return (split * n + rank * (m - split) + rank * n) * value_bytes",
-         "return (split * n + rank * m + rank * n) * value_bytes"),
-    ],
-    "a3_heuristic": [
-        # the rows best explained by the low-rank part kept dense: the opposite of the idea
-        ("return torch.topk(score, split, largest=True).indices",
-         "return torch.topk(score, split, largest=False).indices"),
-    ],
+    "a1_hmf_layer": {
+        "wrong": [("return split * n + rank * (m - split) + rank * n",  # the parameter count off by one
+                   "return split * n + rank * (m - split) + rank * n + 1")],
+        "wrong_forward": [("top = x @ self.D.T  # (..., k)",  # a forward that ignores the dense rows
+                           "top = torch.zeros(*x.shape[:-1], self.D.shape[0])  # (..., k)")],
+    },
+    "a2_timing": {
+        "wrong": [("return (split * n + rank * (m - split) + rank * n) * value_bytes",  # U counted with all m rows
+                   "return (split * n + rank * m + rank * n) * value_bytes")],
+    },
+    "a3_heuristic": {
+        "wrong": [("return torch.topk(score, split, largest=True).indices",  # keeps the best-explained rows
+                   "return torch.topk(score, split, largest=False).indices")],
+    },
 }
 
 
@@ -292,27 +289,31 @@ def answered(release_nb, source_nb, edits=()):
     return nb
 
 
-def write_selftest_submissions(folder, src=SRC, which=None, wrong=None) -> Path:
-    """Write two submissions per assignment under ``folder``: ``solution`` (the instructor's answers in the
-    released notebook) and ``wrong`` (the same with the :data:`WRONG` edits)."""
+def write_selftest_submissions(folder, src=SRC, which=None, wrong=None, released=None) -> Path:
+    """Write the submissions of the self-test under ``folder``: per assignment ``solution`` (the instructor's
+    answers in the released notebook) and each student of :data:`WRONG` (the same with that student's edits).
+    ``released``: the paths :func:`release` returned (default: released here, in a temporary folder)."""
     import nbformat
 
     folder = Path(folder)
     wrong = WRONG if wrong is None else wrong
     with tempfile.TemporaryDirectory() as tmp:
-        for path in release(Path(tmp) / "release", src=src, which=which):
-            name = path.stem
+        paths = released if released is not None else release(Path(tmp) / "release", src=src, which=which)
+        for path in paths:
+            name = Path(path).stem
             rel, source = nbformat.read(path, as_version=4), nbformat.read(Path(src) / f"{name}.ipynb", as_version=4)
-            for student, edits in (("solution", ()), ("wrong", wrong.get(name, ()))):
+            for student, edits in (("solution", ()), *wrong.get(name, {}).items()):
                 (folder / student / name).mkdir(parents=True, exist_ok=True)
                 nbformat.write(answered(rel, source, edits), folder / student / name / f"{name}.ipynb")
     return folder
 
 
 def _print_table(grades: Grades, file=sys.stdout) -> None:
-    print(f"{'assignment':14s} {'student':10s} {'autograded':>12s} {'write-up (by hand)':>20s}", file=file)
+    """One line per submission: autograded points, and the points of write-ups left to grade by hand."""
+    print(f"{'assignment':14s} {'student':14s} {'autograded':>12s}   by hand (to grade)", file=file)
     for a, s, auto, auto_max, manual in grades.table():
-        print(f"{a:14s} {s:10s} {auto:5g} of {auto_max:<4g} {manual:12g} points", file=file)
+        print(f"{a:14s} {s:14s} {auto:5g} of {auto_max:<4g}   {manual:g} points" if manual else
+              f"{a:14s} {s:14s} {auto:5g} of {auto_max:<4g}   -", file=file)
     print(f"grades: {grades.grades_csv}\nper question: {grades.questions_csv}\n({grades.seconds:.0f} s)", file=file)
 
 
