@@ -192,14 +192,17 @@ def test_release_has_no_solution_and_no_hidden_tests(graded, name):
 def test_solution_gets_every_autograded_point_and_wrong_copies_fewer(graded):
     _, grades = graded
     table = {(a, s): (auto, auto_max, manual) for a, s, auto, auto_max, manual in grades.table()}
-    expected = {(n, "solution") for n in NAMES} | {(n, s) for n, students in G.WRONG.items() for s in students}
+    expected = {(n, s) for n in NAMES for s in ("solution", "blank")}
+    expected |= {(n, s) for n, students in G.WRONG.items() for s in students}
     assert set(table) == expected
     for (name, student), (auto, auto_max, manual) in table.items():
-        assert (auto_max, manual) == _points(name)
+        assert (auto_max, manual) == (_points(name)[0], 0 if student == "blank" else _points(name)[1])
         if student == "solution":
             assert auto == auto_max, (name, auto, auto_max)
+        elif student == "blank":  # the release handed in untouched: no point for free
+            assert auto == 0, (name, auto)
         else:
-            assert auto < auto_max, (name, student, auto)
+            assert 0 < auto < auto_max, (name, student, auto)
     q = {(r["assignment"], r["student_id"], r["question"]): r for r in grades.rows()}
     # each mistake is caught by the test of its question
     assert float(q["a1_hmf_layer", "wrong", "test_n_params"]["score"]) == 0
@@ -210,7 +213,8 @@ def test_solution_gets_every_autograded_point_and_wrong_copies_fewer(graded):
     assert float(q["a3_heuristic", "wrong", "test_my_rule_quality"]["score"]) == 0
     assert float(q["a3_heuristic", "wrong", "test_my_rule_valid"]["score"]) == 1  # still a valid heuristic
     manual = [r for r in grades.rows() if r["kind"] == "manual"]
-    assert manual and all(r["needs_manual_grade"] == "True" for r in manual)
+    assert manual and all((r["needs_manual_grade"] == "True") == (r["student_id"] != "blank") for r in manual)
+    assert all(float(r["score"]) == 0 for r in manual)  # nobody graded them yet; an untouched one stays 0
 
 
 @pytest.mark.slow
@@ -218,17 +222,17 @@ def test_exported_csv_has_a_row_per_assignment_and_student(graded):
     _, grades = graded
     with open(grades.grades_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    students = {"solution"} | {s for st in G.WRONG.values() for s in st}
+    students = {"solution", "blank"} | {s for st in G.WRONG.values() for s in st}
     assert {(r["assignment"], r["student_id"]) for r in rows} == {(n, s) for n in NAMES for s in students}
     assert len(rows) == len(NAMES) * len(students)
     for r in rows:
         auto, manual = _points(r["assignment"])
         assert float(r["max_score"]) == auto + manual
-        submitted = r["student_id"] == "solution" or r["student_id"] in G.WRONG[r["assignment"]]
+        submitted = r["student_id"] in ("solution", "blank") or r["student_id"] in G.WRONG[r["assignment"]]
         if r["student_id"] == "solution":
             assert float(r["score"]) == auto  # the write-ups wait for a person: counted 0 until graded
-        elif not submitted:
+        elif not submitted or r["student_id"] == "blank":
             assert float(r["score"]) == 0
         else:
-            assert float(r["score"]) < auto
+            assert 0 < float(r["score"]) < auto
     assert (grades.grades_csv.parent / "autograded" / "solution" / "a1_hmf_layer" / "a1_hmf_layer.ipynb").is_file()

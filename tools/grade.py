@@ -12,7 +12,7 @@ Command line (what ``make assignments`` and ``make grade SUBMISSIONS=...`` call)
 
     python -m tools.grade release  [--out build/assignments]          # student versions: no solutions, no hidden tests
     python -m tools.grade grade SUBMISSIONS [--out build/grades]      # autograde, export grades.csv + questions.csv
-    python -m tools.grade selftest [--out build/grades-selftest]      # grade the instructor's solution and a wrong copy
+    python -m tools.grade selftest [--out build/grades-selftest]      # grade the solutions, wrong and blank copies
 
 ``SUBMISSIONS`` has nbgrader's ``submitted/`` layout: ``SUBMISSIONS/<student>/<assignment>/<assignment>.ipynb``
 (the released notebook with the student's answers). Grading runs every kernel with ``HMF_LAB_QUICK=1``
@@ -183,14 +183,14 @@ class Grades:
             return list(csv.DictReader(fh))
 
     def table(self) -> list[tuple]:
-        """(assignment, student, auto points, auto max, manual max) per submission, sorted."""
+        """(assignment, student, autograded points, their maximum, points left to grade by hand) per submission."""
         acc: dict = {}
         for r in self.rows():
             a = acc.setdefault((r["assignment"], r["student_id"]), [0.0, 0.0, 0.0])
             if r["kind"] == "auto":
                 a[0] += float(r["score"])
                 a[1] += float(r["max_score"])
-            else:
+            elif r["needs_manual_grade"] == "True":  # an untouched write-up scores 0 and waits for nobody
                 a[2] += float(r["max_score"])
         return [(k[0], k[1], *v) for k, v in sorted(acc.items())]
 
@@ -291,7 +291,8 @@ def answered(release_nb, source_nb, edits=()):
 
 def write_selftest_submissions(folder, src=SRC, which=None, wrong=None, released=None) -> Path:
     """Write the submissions of the self-test under ``folder``: per assignment ``solution`` (the instructor's
-    answers in the released notebook) and each student of :data:`WRONG` (the same with that student's edits).
+    answers in the released notebook), each student of :data:`WRONG` (the same with that student's edits) and
+    ``blank`` (the released notebook handed in untouched: the stubs raise, so it must score 0).
     ``released``: the paths :func:`release` returned (default: released here, in a temporary folder)."""
     import nbformat
 
@@ -302,9 +303,10 @@ def write_selftest_submissions(folder, src=SRC, which=None, wrong=None, released
         for path in paths:
             name = Path(path).stem
             rel, source = nbformat.read(path, as_version=4), nbformat.read(Path(src) / f"{name}.ipynb", as_version=4)
-            for student, edits in (("solution", ()), *wrong.get(name, {}).items()):
+            for student, edits in (("solution", ()), *wrong.get(name, {}).items(), ("blank", None)):
                 (folder / student / name).mkdir(parents=True, exist_ok=True)
-                nbformat.write(answered(rel, source, edits), folder / student / name / f"{name}.ipynb")
+                nb = rel if edits is None else answered(rel, source, edits)  # blank: handed in untouched
+                nbformat.write(nb, folder / student / name / f"{name}.ipynb")
     return folder
 
 
