@@ -4,14 +4,15 @@
 # make student / make instructor (notebook copies without / with solutions in build/),
 # make book (every notebook executed to HTML in build/book; HMF_LAB_QUICK=1 for a fast build),
 # make slides (a reveal.js deck per notebook in build/slides, from the student copies; SLIDES=full|code),
-# make app (the explorer as a sliders-only web page with Voila on 127.0.0.1:$(APP_PORT)).
+# make app (the explorer as a sliders-only web page with Voila on 127.0.0.1:$(APP_PORT)),
+# make assignments (the graded problem sets for students, build/assignments), make grade SUBMISSIONS=DIR (nbgrader).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hmf_lab-installed
 APP_PORT ?= 8866
 
-.PHONY: lab lab-instructor test env bench clean student instructor book slides app
+.PHONY: lab lab-instructor test env bench clean student instructor book slides app assignments grade grade-selftest
 
 env: $(STAMP)
 
@@ -70,6 +71,20 @@ SLIDES_FLAGS_code  = --no-execute
 slides: $(STAMP)
 	@case "$(SLIDES)" in quick|full|code) ;; *) echo "make slides: SLIDES must be quick, full or code, got '$(SLIDES)'" >&2; exit 2;; esac
 	$(PY) -m tools.course slides --out build/slides $(SLIDES_FLAGS_$(SLIDES))
+
+# the graded assignments (assignments/*.py, nbgrader): student versions without solutions or hidden tests
+assignments: $(STAMP)
+	$(PY) -m tools.grade release --out build/assignments
+
+# autograde SUBMISSIONS/<student>/<assignment>/<assignment>.ipynb; grades.csv + questions.csv in build/grades
+SUBMISSIONS ?=
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR (DIR/<student>/<assignment>/<assignment>.ipynb)"; exit 2; }
+	$(PY) -m tools.grade grade $(SUBMISSIONS) --out build/grades
+
+# the grader on the instructor's solutions and on known-wrong copies (build/grades-selftest)
+grade-selftest: $(STAMP)
+	$(PY) -m tools.grade selftest --out build/grades-selftest
 
 # the explorer alone, sliders only (no code), at http://127.0.0.1:$(APP_PORT)
 app: $(STAMP)
