@@ -735,3 +735,62 @@ def plot_split_sweep(cells: pd.DataFrame, ax=None):
     ax.set_xlabel("split: fraction of the largest feasible split (0 = LMF, 1 = all-rows end)")
     ax.legend(fontsize=7)
     return ax
+
+
+def split_axes(m: int, n: int, compression: float, ax=None, *, split_frac: float = 0.5):
+    """To scale, at one budget: HMF by rows (k rows of W dense, the other m - k rows U V) beside HMF by columns
+    (k input columns dense, the other n - k columns U V), each at ``split_frac`` of its largest feasible split,
+    with the rank bound (k + r) each reaches against LMF's rank in the title of its panel.
+
+    The row split adds up to ``k`` to the rank for ``k * n`` values per row; the column split for ``k * m`` values
+    per column: on a wide matrix (n > m, e.g. an output layer with fewer outputs than hidden units) a dense
+    column is the cheaper one, and the column split reaches the higher bound. Returns the Axes.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> ax = split_axes(65, 256, 8)
+    >>> sorted({p.get_label() for p in ax.patches})
+    ['D (columns)', 'D (rows)', 'U', 'V']
+    """
+    from matplotlib.patches import Rectangle
+
+    from hmf_lab.factor.budget import (choose_col_split_rank, choose_split_rank, lmf_rank, max_col_split,
+                                       max_split)
+
+    if not 0.0 <= float(split_frac) <= 1.0:
+        raise ValueError(f"split_frac must be in [0, 1] (0 = LMF, 1 = the largest split), got {split_frac!r}")
+    m, n = int(m), int(n)
+    kr, rr = choose_split_rank((m, n), compression, split=int(round(split_frac * max_split((m, n), compression))))
+    kc, rc = choose_col_split_rank((m, n), compression,
+                                   split=int(round(split_frac * max_col_split((m, n), compression))))
+    rl = lmf_rank((m, n), compression)
+    ax = _axes(ax, figsize=(9, 3.4))
+    g = 0.12 * max(m, n)
+
+    def rect(x, y, w, h, name, label):
+        if w * h > 0:
+            ax.add_patch(Rectangle((x, y), w, h, facecolor=COLORS[name], hatch=HATCHES[name], edgecolor="black",
+                                   lw=0.6, label=label))
+            ax.text(x + w / 2, y + h / 2, name, ha="center", va="center", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+
+    # rows: D (k x n) on top; U (m-k x r), V (r x n) for the rest
+    rect(0, 0, n, kr, "D", "D (rows)")
+    rect(0, kr, rr, m - kr, "U", "U")
+    rect(rr + g / 3, kr, n, rr, "V", "V")
+    x1 = max(n, rr + g / 3 + n) + 2 * g
+    # columns: D (m x k) on the left; U (m x r), V (r x n-k) for the rest
+    rect(x1, 0, kc, m, "D", "D (columns)")
+    rect(x1 + kc + g / 3, 0, rc, m, "U", "U")
+    rect(x1 + kc + g / 3 + rc + g / 3, 0, n - kc, rc, "V", "V")
+    ax.text(n / 2, -0.06 * m, f"rows: k={kr}, r={rr}: rank <= {kr + rr}\n(LMF at this budget: rank {rl})",
+            ha="center", va="bottom", fontsize=8)
+    ax.text(x1 + (kc + rc + n - kc) / 2, -0.06 * m,
+            f"columns: k={kc}, r={rc}: rank <= {kc + rc}\n(LMF at this budget: rank {rl})", ha="center",
+            va="bottom", fontsize=8)
+    right = x1 + kc + rc + (n - kc) + g
+    ax.set_xlim(-0.02 * right, right)
+    ax.set_ylim(m * 1.05, -0.35 * m)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"one {m}x{n} matrix at {compression:g}x: the dense split by rows or by columns", fontsize=9)
+    return ax
