@@ -189,7 +189,9 @@ def blocks(f, ax=None, *, lmf=None, annotate: bool = True):
     else:
         raise TypeError(f"blocks() expects an hl.hmf result or a tuple (m, n, split, rank), got {type(f).__name__}")
     rl = None if lmf is None else int(lmf.rank if hasattr(lmf, "rank") else lmf)
-    layout = block_layout(m, n, k, r, rl)
+    # the captions above the three pictures are about 0.35 m wide once drawn (the figure's height is m rows):
+    # a tall matrix (m >> n, e.g. an LSTM's (4H, H)) needs wider gaps, or its captions run into each other
+    layout = block_layout(m, n, k, r, rl, gap=max(0.15 * max(m, n), 0.5 * (m - n)))
     rl = layout[-1][4]
     ax = _axes(ax, figsize=(8, 3.5))
     for name, x, y, w, h in layout:
