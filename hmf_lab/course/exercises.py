@@ -661,8 +661,9 @@ def check_rank_for_error(W, target: float, answer) -> bool:
     if a > truth:
         raise _Wrong(f"rank {a} reaches the target, but a smaller rank does too (error {errors[a]:.4f}).",
                      "the error falls as the rank grows: find the FIRST rank where it drops to the target.")
+    squared = next(r for r, e in enumerate(errors) if e**2 <= t + 1e-12)  # the slip: error**2 against the target
     hint = ("the dropped energy is the sum of s[r:]**2 over the sum of all s**2 (0-based); take the square root "
-            "before comparing with the target." if errors[a] ** 2 <= t else
+            "before comparing with the target." if a == squared else
             "compute the error at every rank from the singular values, e.g. with torch.cumsum, and take the first "
             "rank at or below the target.")
     raise _Wrong(f"rank {a} leaves error {errors[a]:.4f}, above the target {t:g}.", hint)
