@@ -162,7 +162,7 @@ hl.exercises.check_break_even_rank(768, 3072, answer)
 # %% [markdown]
 # ## Exercise 2 · predict the error from the spectrum
 #
-# Using **only** the singular values `s_real` (no `hl.lmf`), compute the relative error of the best rank-32
+# Using **only** the singular values `s_real` (no `hl.lmf`), compute the relative error of the best rank-48
 # approximation of `W`. `s_real` is a Python tensor, so it is 0-based: `s_real[0]` is the largest value.
 
 # %%
@@ -170,12 +170,12 @@ s_real = torch.linalg.svdvals(W)
 predicted = None  # your answer: a float computed from s_real
 
 # %%
-hl.exercises.check_eckart_young(W, 32, predicted)
+hl.exercises.check_eckart_young(W, 48, predicted)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution: Eckart-Young, the energy of the dropped singular values
-predicted = ((s_real[32:] ** 2).sum() / (s_real ** 2).sum()).sqrt().item()
-hl.exercises.check_eckart_young(W, 32, predicted)
+predicted = ((s_real[48:] ** 2).sum() / (s_real ** 2).sum()).sqrt().item()
+hl.exercises.check_eckart_young(W, 48, predicted)
 
 # %% [markdown]
 # ## Exercise 3 · the smallest rank for an error target

@@ -104,24 +104,26 @@ if cells is not None:
 # %% [markdown]
 # ## Exercise 1 · HMF against LMF, measured
 #
-# From the shipped language-model results (post-training regime), compute HMF's relative gain over LMF at
-# **8x**, in percent of LMF, on the means over seeds: positive when HMF is better. Mind the metric's direction
-# (the task table at the top says which way bits per character go) when you choose the sign. Replace `None`
-# with your expression and run the check. The expected answer is whatever the measurements say: compare it
-# with the paper's "16.77% more accurate than LMF" afterwards.
+# The table above gives HMF − LMF *after* fine-tuning. Compute the same gap **right after the cut**, before
+# any fine-tuning (the `before` column of `cells`): HMF's relative gain over LMF on the language model at **8x**,
+# post-training regime, in percent of LMF, on the means over seeds, positive when HMF is better. Mind the
+# metric's direction (the task table at the top says which way bits per character go) when you choose the sign.
+# Then compare with the table's "HMF − LMF" at 8x: did fine-tuning close the gap, or widen it? And how far is
+# either from the paper's "16.77% more accurate than LMF"?
 
 # %%
 my_gain = None  # your answer, in percent
 if cells is not None:
     lm_post = cells[(cells.task == "lm") & (cells.regime == "post") & (cells.compression == 8)]
-    hl.exercises.check_hmf_gain(lm_post, 8, my_gain, regime="post", task="lm")
+    lm_cut = lm_post.assign(value=lm_post["before"])  # the metric right after the cut, before fine-tuning
+    hl.exercises.check_hmf_gain(lm_cut, 8, my_gain, regime="post", task="lm")
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution
+# Solution: bits per character are lower-is-better, so HMF's gain is (LMF - HMF) / LMF * 100 on the means
 if cells is not None:
-    means = lm_post.groupby("label")["value"].mean()
+    means = lm_post.groupby("label")["before"].mean()
     my_gain = (means["lmf"] - means["hmf"]) / means["lmf"] * 100
-    hl.exercises.check_hmf_gain(lm_post, 8, my_gain, regime="post", task="lm")
+    hl.exercises.check_hmf_gain(lm_cut, 8, my_gain, regime="post", task="lm")
 
 # %% [markdown]
 # ## Exercise 2 · a matrix where HMF beats LMF at equal size
