@@ -672,32 +672,28 @@ def check_rank_for_error(W, target: float, answer) -> bool:
 @_check
 def check_ideal_speedup(shape, compression, answer, *, method: str = "prune") -> bool:
     """Check the ideal (memory-bound) speed-up over dense of an (m, n) float32 layer compressed ``compression``x:
-    dense bytes / the layer's bytes. ``method``: "prune" (CSR, int32 indices, ``prune_keep`` values), "lmf" or
-    "hmf" (the kit's balanced point).
+    dense bytes / the layer's bytes. ``method``: a name of the method registry ("prune": CSR with int32 indices;
+    "lmf", "hmf": 4 bytes per stored value at the method's own budget rule, ``Method.stored``).
 
     >>> check_ideal_speedup((512, 128), 8, 4 * 512 * 128 / (8192 * 8 + 513 * 4))
     PASS — Correct: dense 262,144 B / prune 67,588 B = 3.879x (the compression is 8x).
     True
     """
-    from hmf_lab.factor.budget import choose_split_rank, csr_bytes, hmf_params, lmf_params, lmf_rank, prune_keep
+    from hmf_lab.factor.budget import csr_bytes
+    from hmf_lab.nn.methods import get_method
 
     if pending(answer):
         return None
     m, n = (int(v) for v in shape)
     c = check_compression(compression)
-    if method == "prune":
-        nb = csr_bytes(m, prune_keep((m, n), c))
-    elif method == "lmf":
-        nb = 4 * lmf_params(m, n, lmf_rank((m, n), c))
-    elif method == "hmf":
-        nb = 4 * hmf_params(m, n, *choose_split_rank((m, n), c))
-    else:
-        raise ValueError(f"method must be 'prune', 'lmf' or 'hmf', got {method!r}")
+    rec = get_method(method)  # the method registry: its stored values at this budget, and whether it is CSR
+    stored = rec.stored((m, n), c)
+    nb = csr_bytes(m, stored) if rec.sparse else 4 * stored
     truth = 4 * m * n / nb
     a = _number(answer, "the speed-up")
     if math.isclose(a, truth, rel_tol=2e-3):
-        return f"dense {4 * m * n:,} B / {method} {nb:,} B = {truth:.3f}x (the compression is {c:g}x)."
-    if method == "prune" and math.isclose(a, c, rel_tol=2e-3):
+        return f"dense {4 * m * n:,} B / {rec.name} {nb:,} B = {truth:.3f}x (the compression is {c:g}x)."
+    if rec.sparse and math.isclose(a, c, rel_tol=2e-3):
         raise _Wrong(f"{a:g} is the compression, not the speed-up from bytes.",
                      "CSR stores an int32 column index next to every value and m+1 row pointers: count its bytes.")
     if math.isclose(a, 1 / truth, rel_tol=2e-3):

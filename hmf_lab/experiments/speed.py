@@ -91,14 +91,16 @@ def crossover_table(df: pd.DataFrame, method: str = "hmf") -> pd.DataFrame:
     >>> list(t.columns)[:4]
     ['dense MB', 'dense µs/char', 'dense GB/s', 'hmf MB']
     """
+    from hmf_lab.nn.methods import DENSE
+
     rows = []
     for H, g in df.groupby("hidden"):
         g = g.set_index("method")
-        if "dense" not in g.index or method not in g.index:
+        if DENSE.name not in g.index or method not in g.index:
             continue
         nb = charlm_weight_bytes(H)
         row = {"hidden": int(H)}
-        for name in ("dense", method):
+        for name in (DENSE.name, method):
             b = nb / float(g.loc[name, "ideal"])
             us = float(g.loc[name, "ms_per_seq"]) / float(g.loc[name, "seq"]) * 1e3
             row |= {f"{name} MB": b / 2**20, f"{name} µs/char": us, f"{name} GB/s": b / us / 1e3}
@@ -116,10 +118,12 @@ def regime_table(df: pd.DataFrame) -> pd.DataFrame:
     >>> round(float(t.loc[("hmf", 4), "vs dense"]), 2)
     3.01
     """
-    own = df[(df["engines"] == "own kernels") | (df["method"] == "dense")].copy()
+    from hmf_lab.nn.methods import DENSE, get_method
+
+    own = df[(df["engines"] == "own kernels") | (df["method"] == DENSE.name)].copy()
     own["µs/char"] = own["ms_per_seq"] / own["seq"] * 1e3
-    prune = own[own["method"] == "prune"].set_index("compression")["speedup"]
-    own["vs CSR pruning"] = [s / prune.get(c, float("nan")) if m != "dense" else float("nan")
+    prune = own[own["method"] == get_method("prune").name].set_index("compression")["speedup"]
+    own["vs CSR pruning"] = [s / prune.get(c, float("nan")) if m != DENSE.name else float("nan")
                              for m, c, s in zip(own["method"], own["compression"], own["speedup"])]
     out = own.rename(columns={"ms_per_seq": "ms/sequence", "speedup": "vs dense", "weight_MB": "weights MB",
                               "of_ideal": "of ideal"})
