@@ -162,7 +162,7 @@ hl.exercises.check_break_even_rank(768, 3072, answer)
 # %% [markdown]
 # ## Exercise 2 · predict the error from the spectrum
 #
-# Using **only** the singular values `s_real` (no `hl.lmf`), compute the relative error of the best rank-32
+# Using **only** the singular values `s_real` (no `hl.lmf`), compute the relative error of the best rank-48
 # approximation of `W`. `s_real` is a Python tensor, so it is 0-based: `s_real[0]` is the largest value.
 
 # %%
@@ -170,12 +170,35 @@ s_real = torch.linalg.svdvals(W)
 predicted = None  # your answer: a float computed from s_real
 
 # %%
-hl.exercises.check_eckart_young(W, 32, predicted)
+hl.exercises.check_eckart_young(W, 48, predicted)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution: Eckart-Young, the energy of the dropped singular values
-predicted = ((s_real[32:] ** 2).sum() / (s_real ** 2).sum()).sqrt().item()
-hl.exercises.check_eckart_young(W, 32, predicted)
+predicted = ((s_real[48:] ** 2).sum() / (s_real ** 2).sum()).sqrt().item()
+hl.exercises.check_eckart_young(W, 48, predicted)
+
+# %% [markdown]
+# ## Exercise 3 · the smallest rank for an error target
+#
+# You may lose at most **30%** of `W` (relative error ≤ 0.3). What is the **smallest rank** whose best
+# approximation gets there? Compute it from `s_real` alone — no `hl.lmf`, no slider: the error at every rank
+# follows from the singular values you drop (Exercise 2), and `torch.cumsum` gives all of them at once. Then
+# compare the rank with the break-even rank of `W`'s shape: does this error target still compress?
+
+# %%
+rank_needed = None  # your answer: an int
+
+# %%
+hl.exercises.check_rank_for_error(W, 0.3, rank_needed)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution: the squared error at rank r is the dropped energy 1 - cumsum(s^2)[r-1] / sum(s^2); take the first r
+# whose square root is <= 0.3. The break-even rank of a (4H, H) matrix is 4H*H/(5H) = 0.8 H: the target is met
+# at a rank below it, but only just compresses (compare the two numbers).
+dropped = 1 - torch.cumsum(s_real ** 2, 0) / (s_real ** 2).sum()      # dropped[i]: at rank i + 1
+rank_needed = int((dropped.sqrt() <= 0.3).nonzero()[0]) + 1
+print("rank", rank_needed, "| break-even rank", (W.shape[0] * W.shape[1] - 1) // (W.shape[0] + W.shape[1]))
+hl.exercises.check_rank_for_error(W, 0.3, rank_needed)
 
 # %% [markdown]
 # ## Summary

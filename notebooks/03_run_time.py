@@ -90,7 +90,6 @@ import pandas as pd
 
 p = hl.prune(W_big, compression=4)
 m = W_big.shape[0]
-assert hl.timing.csr_bytes(m, p.nnz) == p.nnz * 4 + p.nnz * 4 + (m + 1) * 4  # values + int32 indices + int32 pointers
 table = df.set_index("name")[["bytes", "error"]]
 table["median (µs)"] = df.set_index("name")["median"] * 1e6
 table["floor (µs)"] = df.set_index("name")["floor"] * 1e6
@@ -173,24 +172,69 @@ speedup
 # and `lscpu | grep cache` are the other levers.)
 
 # %% [markdown]
-# ## Exercise · the size of a CSR matrix
+# ## Exercise 1 · the size of a CSR matrix
 #
-# The pruned layer above keeps `p.nnz` values of the `m x n` matrix. The kit's sparse kernel stores it in CSR
-# with **int32** indices (the format MKL takes): each value (float32, 4 bytes), a column index per value (int32,
-# 4 bytes) and `m + 1` row pointers (int32, 4 bytes). How many bytes is that? (A different format, for
+# Prune the LSTM weight `W` (not the timing matrix above: its bytes are in the table) at **8x**: `p8` below keeps
+# `p8.nnz` of its `m8 x n8` values. The kit's sparse kernel stores it in CSR with **int32** indices (the format
+# MKL takes). How many bytes is that? Work it out from what CSR stores per value and per row; the table above
+# shows the pruned timing layer's bytes if you want to test your formula on it first. (A different format, for
 # comparison only: PyTorch's own `to_sparse_csr()` defaults to int64 indices, 8 bytes each;
 # `hl.exercises.check_csr_bytes(..., index_bytes=8)` checks that variant.)
 
 # %%
-csr_bytes = None  # your answer: an int, from m and p.nnz
+p8 = hl.prune(W, compression=8)
+m8, n8 = W.shape
+csr_bytes = None  # your answer: an int, from m8 and p8.nnz
 
 # %%
-hl.exercises.check_csr_bytes(m, p.nnz, csr_bytes)
+hl.exercises.check_csr_bytes(m8, p8.nnz, csr_bytes)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution: 4 B per value + 4 B per int32 column index + 4 B per int32 row pointer
-csr_bytes = p.nnz * 4 + p.nnz * 4 + (m + 1) * 4
-hl.exercises.check_csr_bytes(m, p.nnz, csr_bytes)
+# Solution: 4 B per value + 4 B per int32 column index + 4 B per int32 row pointer (m + 1 of them)
+csr_bytes = p8.nnz * 4 + p8.nnz * 4 + (m8 + 1) * 4
+hl.exercises.check_csr_bytes(m8, p8.nnz, csr_bytes)
+
+# %% [markdown]
+# ## Exercise 2 · predict the speed-up from bytes
+#
+# Before timing anything: if the pruned `W` of Exercise 1 were purely memory-bound at batch 1, how much faster
+# than the dense `W` (float32) would it run? That is the **ideal speed-up**: dense bytes / CSR bytes. Is it
+# the compression (8x)? Why not?
+
+# %%
+ideal = None  # your answer: a float
+
+# %%
+hl.exercises.check_ideal_speedup(W.shape, 8, ideal, method="prune")
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution: dense reads 4 B per value; CSR reads 8 B per kept value (value + column index) plus the row pointers,
+# so at 8x it can at best be a little under 4x faster: the index halves the gain.
+ideal = 4 * m8 * n8 / csr_bytes
+hl.exercises.check_ideal_speedup(W.shape, 8, ideal, method="prune")
+
+# %% [markdown]
+# ## Exercise 3 · which layers leave the cache?
+#
+# The bytes argument assumes every layer streams from the same memory level. Take a core with a **2 MiB** L2
+# cache (`2 * 2**20` bytes: one core of the machine this course was written on has that much; `lscpu | grep
+# cache` shows yours) and square float32 layers `N x N` for the sizes below, compressed **4x**. For which sizes
+# does the dense matrix **not** fit in that cache while the compressed one **does**? Those are the sizes where
+# the measured speed-up can exceed the 4x ideal (the compressed layer reads from a faster memory than the
+# dense one). Answer with a list.
+
+# %%
+sizes = [256, 512, 1024, 2048, 4096]
+sizes_above_ideal = None  # your answer: a list of sizes from `sizes`
+
+# %%
+hl.exercises.check_cache_fit(sizes, 2 * 2**20, 4, sizes_above_ideal)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution: dense bytes 4*N*N must exceed the cache while 4*N*N/4 still fits. At 4x only one size is in between;
+# at 8x (try it) there are two. Notebook 07's crossover figure shows speed-ups above the ideal where this happens.
+sizes_above_ideal = [N for N in sizes if 4 * N * N > 2 * 2**20 >= 4 * N * N / 4]
+hl.exercises.check_cache_fit(sizes, 2 * 2**20, 4, sizes_above_ideal)
 
 # %% [markdown]
 # ## Summary

@@ -108,7 +108,7 @@ bx = hl.widgets.BudgetExplorer(W, compressions=(2, 3, 4, 6, 8, 16), value=4, ste
 bx
 
 # %% [markdown]
-# ## Exercise · the best structure at 10x
+# ## Exercise 1 · the best structure at 10x
 #
 # Find the `(split, rank)` that fits compression **10x** and has the lowest error for `W` (any split on the grid
 # `range(0, m+1, step)` is fine). 10x is not on the slider: compute it.
@@ -125,6 +125,47 @@ b10 = hl.budget(W.shape, compression=10, step=step)
 b10["error"] = [cache.error(k, r) for k, r in zip(b10["split"], b10["rank"])]
 split, rank = (int(v) for v in b10.loc[b10["error"].idxmin(), ["split", "rank"]])
 hl.exercises.check_best_at_budget(W, 10, split, rank, cache=cache, step=step)
+
+# %% [markdown]
+# ## Exercise 2 · the rank a split leaves
+#
+# At compression **8x**, you decide to keep **100** rows of `W` dense (not a multiple of `step`, so no table above
+# lists it). What is the **largest rank** the other rows can have within the budget `floor(m*n / 8)`? Write the
+# budget as an inequality in `r` and solve it; `hl.budget(W.shape, 8, step=1)` can confirm your answer
+# afterwards.
+
+# %%
+rank_left = None  # your answer: an int
+
+# %%
+hl.exercises.check_rank_at_budget(W.shape, 8, 100, rank_left)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution: k*n + r*((m-k) + n) <= floor(m*n/8)  =>  r = floor((floor(m*n/8) - k*n) / ((m-k) + n))
+rank_left = (m * n // 8 - 100 * n) // ((m - 100) + n)
+hl.exercises.check_rank_at_budget(W.shape, 8, 100, rank_left)
+
+# %% [markdown]
+# ## Exercise 3 · the smallest structure for an error target
+#
+# Turn the engineer's question around: you may lose at most **half** of `W` (relative error ≤ 0.5). Among all
+# the `(k, r)` of the sweep `df`, what is the **fewest stored values** (`params`) that meets it? This is a point
+# of the Pareto front: read the map to guess the compression first, then compute the exact number from `df`.
+
+# %%
+smallest = None  # your answer: an int (a value of df["params"])
+
+# %%
+hl.exercises.check_smallest_at_error(df, 0.5, smallest)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution: keep the rows that meet the target, then the one with the fewest values; its split says whether
+# dense rows pay off at this error on W.
+ok = df[df["error"] <= 0.5]
+smallest = int(ok["params"].min())
+print(ok.loc[ok["params"].idxmin(), ["split", "rank", "params", "error"]].to_dict(),
+      f"compression {m * n / smallest:.2f}x")
+hl.exercises.check_smallest_at_error(df, 0.5, smallest)
 
 # %% [markdown]
 # ## Summary

@@ -327,3 +327,185 @@ def test_eckart_young_off_by_one_names_the_indexing(capsys):
         wrong = float(((s[start:] ** 2).sum() / (s ** 2).sum()).sqrt())
         _fails(capsys, ex.check_eckart_young, W, 6, wrong, hint="0-based")
     _fails(capsys, ex.check_eckart_young, W, 6, 0.9, hint="0-based")
+
+
+# --------------------------------------------------------------------------- issue 21, defect 7: three graded
+# exercises per notebook. Each new check: a right answer passes, typical wrong answers fail with a useful hint,
+# malformed answers print FAIL (never raise), None is "not answered yet", and progress() records it.
+
+MALFORMED = ("12", [1, 2], {"a": 1}, float("nan"), object())
+
+
+def _never_raises(capsys, check, *args_before, args_after=(), key: str):
+    for bad in MALFORMED:
+        assert check(*args_before, bad, *args_after) is False
+        out = _out(capsys)
+        assert out.startswith("FAIL — ") and "Hint:" in out, (bad, out)
+    assert ex.progress()[key] is False
+
+
+def test_rank_for_error(capsys):
+    W = ex.with_spectrum(40, 30, "exp", decay=0.1)
+    s = torch.linalg.svdvals(W.double())
+    errs = [float(((s[r:] ** 2).sum() / (s ** 2).sum()).sqrt()) for r in range(31)]
+    truth = next(r for r, e in enumerate(errs) if e <= 0.3)
+    _passes(capsys, ex.check_rank_for_error, W, 0.3, truth)
+    assert ex.progress()["rank_for_error"] is True
+    _fails(capsys, ex.check_rank_for_error, W, 0.3, truth + 3, hint="FIRST rank")
+    _fails(capsys, ex.check_rank_for_error, W, 0.3, truth - 1, hint="at or below the target")
+    sq = next(r for r, e in enumerate(errs) if e ** 2 <= 0.3)   # forgot the square root: a rank too small
+    _fails(capsys, ex.check_rank_for_error, W, 0.3, sq, hint="square root")
+    _fails(capsys, ex.check_rank_for_error, W, 0.3, 2.5, hint="whole number")
+    _fails(capsys, ex.check_rank_for_error, W, 0.3, 99, hint="a rank in [0, 30]")
+    _pending(capsys, ex.check_rank_for_error, W, 0.3, None)
+    _never_raises(capsys, ex.check_rank_for_error, W, 0.3, key="rank_for_error")
+
+
+def test_ideal_speedup(capsys):
+    from hmf_lab.factor.budget import choose_split_rank, hmf_params, lmf_rank
+    m, n = 512, 128
+    nnz = m * n // 8
+    truth = 4 * m * n / (8 * nnz + 4 * (m + 1))
+    _passes(capsys, ex.check_ideal_speedup, (m, n), 8, truth)
+    _passes(capsys, ex.check_ideal_speedup, (m, n), 8, m * n / hmf_params(m, n, *choose_split_rank((m, n), 8)),
+            method="hmf")
+    _passes(capsys, ex.check_ideal_speedup, (m, n), 8, m * n / (lmf_rank((m, n), 8) * (m + n)), method="lmf")
+    assert ex.progress()["ideal_speedup"] is True
+    _fails(capsys, ex.check_ideal_speedup, (m, n), 8, 8.0, hint="int32 column index")   # the compression itself
+    _fails(capsys, ex.check_ideal_speedup, (m, n), 8, 1 / truth, hint="dense bytes / compressed bytes")
+    _fails(capsys, ex.check_ideal_speedup, (m, n), 8, 2.0, hint="memory-bound")
+    _pending(capsys, ex.check_ideal_speedup, (m, n), 8, None)
+    _never_raises(capsys, ex.check_ideal_speedup, (m, n), 8, key="ideal_speedup")
+    assert ex.check_ideal_speedup((m, n), 8, 3.0, method="svd") is False and "method must be" in _out(capsys)
+
+
+def test_cache_fit(capsys):
+    sizes, cache = [256, 512, 1024, 2048, 4096], 2 * 2**20
+    _passes(capsys, ex.check_cache_fit, sizes, cache, 4, [1024])
+    _passes(capsys, ex.check_cache_fit, sizes, cache, 8, (2048, 1024))  # order and container do not matter
+    _passes(capsys, ex.check_cache_fit, [128], cache, 4, [])
+    assert ex.progress()["cache_fit"] is True
+    _fails(capsys, ex.check_cache_fit, sizes, cache, 4, [512, 1024], hint="dense > cache")  # 512 fits dense already
+    _fails(capsys, ex.check_cache_fit, sizes, cache, 4, [1024, 2048], hint="dense > cache")  # 2048 too big for both
+    _fails(capsys, ex.check_cache_fit, sizes, cache, 4, 1024, hint="a list of ints")
+    _fails(capsys, ex.check_cache_fit, sizes, cache, 4, "1024", hint="a list of ints")
+    _fails(capsys, ex.check_cache_fit, sizes, cache, 4, ["x"], hint="a number")
+    _pending(capsys, ex.check_cache_fit, sizes, cache, 4, None)
+
+
+def test_rank_at_budget(capsys):
+    from hmf_lab.factor.budget import hmf_params
+    m, n, k, c = 300, 200, 10, 8
+    truth = max(r for r in range(1, 200) if hmf_params(m, n, k, r) <= m * n // c)
+    _passes(capsys, ex.check_rank_at_budget, (m, n), c, k, truth)
+    assert ex.progress()["rank_at_budget"] is True
+    _fails(capsys, ex.check_rank_at_budget, (m, n), c, k, truth + 1, hint="the dense rows take k*n")
+    _fails(capsys, ex.check_rank_at_budget, (m, n), c, k, truth - 2, hint="LARGEST r")
+    _pending(capsys, ex.check_rank_at_budget, (m, n), c, k, None)
+    _never_raises(capsys, ex.check_rank_at_budget, (m, n), c, k, key="rank_at_budget")
+
+
+def test_smallest_at_error(capsys):
+    W = ex.with_spectrum(48, 32, "exp", decay=0.1)
+    df = hl.sweep(W, splits=range(0, 49, 8), ranks=range(1, 33, 2))
+    truth = int(df[df.error <= 0.4].params.min())
+    _passes(capsys, ex.check_smallest_at_error, df, 0.4, truth)
+    assert ex.progress()["smallest_at_error"] is True
+    bigger = int(df[df.error <= 0.4].params.max())
+    assert bigger > truth
+    _fails(capsys, ex.check_smallest_at_error, df, 0.4, bigger, hint="SMALLEST params")
+    _fails(capsys, ex.check_smallest_at_error, df, 0.4, int(df.params.min()), hint="filter on the error first")
+    _fails(capsys, ex.check_smallest_at_error, df, 0.4, truth + 0.5, hint="a value of df['params']")
+    _fails(capsys, ex.check_smallest_at_error, df, 1e-9, truth, hint="larger target")
+    _fails(capsys, ex.check_smallest_at_error, "df", 0.4, truth, hint="hl.sweep")
+    _pending(capsys, ex.check_smallest_at_error, df, 0.4, None)
+    _never_raises(capsys, ex.check_smallest_at_error, df, 0.4, key="smallest_at_error")
+
+
+def test_my_heuristic(capsys):
+    def norm_rule(W, split, *, rank, X=None):
+        return torch.topk(W.norm(dim=1), split).indices
+
+    def last_rows(W, split, *, rank, X=None):   # the notebook's template: a rule that ignores the matrix
+        return torch.arange(W.shape[0] - split, W.shape[0])
+
+    _passes(capsys, ex.check_my_heuristic, norm_rule)
+    assert ex.progress()["my_heuristic"] is True
+    _fails(capsys, ex.check_my_heuristic, last_rows, hint="loud row")
+    _fails(capsys, ex.check_my_heuristic, hl.HEURISTICS["top"], hint="loud row")
+    _fails(capsys, ex.check_my_heuristic, lambda W, split, *, rank, X=None: torch.arange(split + 1),
+           hint="type and shape")   # wrong count: select_rows names the problem, the check prints FAIL
+    _fails(capsys, ex.check_my_heuristic, "greedy", hint="def my_rule")
+    _pending(capsys, ex.check_my_heuristic, None)
+    _pending(capsys, ex.check_my_heuristic, lambda W, split, *, rank, X=None: None)
+
+
+def test_oracle_subsets(capsys):
+    lim = 10 ** 5
+    truth = next(m for m in range(1, 100) if math.comb(m, m // 4) > lim)
+    _passes(capsys, ex.check_oracle_subsets, lim, truth)
+    assert ex.progress()["oracle_subsets"] is True
+    _fails(capsys, ex.check_oracle_subsets, lim, truth - 1, hint="increase m")
+    _fails(capsys, ex.check_oracle_subsets, lim, truth + 4, hint="SMALLEST m")
+    _pending(capsys, ex.check_oracle_subsets, lim, None)
+    _never_raises(capsys, ex.check_oracle_subsets, lim, key="oracle_subsets")
+
+
+def test_compressed_params(capsys):
+    model = hl.models.load_pretrained("char_lm")
+    truth = hl.count_params(hl.compress(model, "lmf", 8))
+    _passes(capsys, ex.check_compressed_params, "char_lm", "lmf", 8, truth)
+    assert ex.progress()["compressed_params"] is True
+    budget = hl.count_params(model) / 8
+    assert truth != budget
+    _fails(capsys, ex.check_compressed_params, "char_lm", "lmf", 8, budget, hint="one gate block")
+    _fails(capsys, ex.check_compressed_params, "char_lm", "lmf", 8, truth + 64, hint="4 gate blocks")
+    _pending(capsys, ex.check_compressed_params, "char_lm", "lmf", 8, None)
+    _never_raises(capsys, ex.check_compressed_params, "char_lm", "lmf", 8, key="compressed_params")
+
+
+def test_rank_bound(capsys):
+    k, r = hl.choose_split_rank((256, 256), 8)
+    assert k != r
+    _passes(capsys, ex.check_rank_bound, (256, 256), 8, k + r)
+    assert ex.progress()["rank_bound"] is True
+    _fails(capsys, ex.check_rank_bound, (256, 256), 8, r, hint="split + rank")
+    _fails(capsys, ex.check_rank_bound, (256, 256), 8, k, hint="split + rank")
+    _fails(capsys, ex.check_rank_bound, (256, 256), 8, hl.lmf_rank((256, 256), 8) - 1, hint="choose_split_rank")
+    _pending(capsys, ex.check_rank_bound, (256, 256), 8, None)
+    _never_raises(capsys, ex.check_rank_bound, (256, 256), 8, key="rank_bound")
+
+
+def test_reconstructed_bytes(capsys):
+    from hmf_lab.factor.budget import hmf_params
+    m, n = 1024, 1024
+    stored = hmf_params(m, n, *hl.choose_split_rank((m, n), 4))
+    # what the check counts is what a real layer holds on the reconstructed engine: its factors + the cached W_hat
+    layer = hl.HMFLinear.from_linear(torch.nn.Linear(n, m, bias=False), *hl.choose_split_rank((m, n), 4))
+    hl.engines.set_engine(layer, "reconstructed")
+    with torch.inference_mode():
+        layer(torch.randn(1, n))
+    held = sum(p.numel() * p.element_size() for p in layer.parameters()) + sum(
+        t.numel() * t.element_size() for v in layer.__dict__["_inference_cache"].values() for t in v
+        if isinstance(t, torch.Tensor))
+    assert held == 4 * (stored + m * n)
+    _passes(capsys, ex.check_reconstructed_bytes, (m, n), 4, 4 * (stored + m * n))
+    assert ex.progress()["reconstructed_bytes"] is True
+    _fails(capsys, ex.check_reconstructed_bytes, (m, n), 4, 4 * stored, hint="AND W_hat")
+    _fails(capsys, ex.check_reconstructed_bytes, (m, n), 4, 4 * m * n, hint="factors D, U, V stay")
+    _fails(capsys, ex.check_reconstructed_bytes, (m, n), 4, stored + m * n, hint="4 bytes")
+    _fails(capsys, ex.check_reconstructed_bytes, (m, n), 4, 123, hint="W_hat")
+    _pending(capsys, ex.check_reconstructed_bytes, (m, n), 4, None)
+    _never_raises(capsys, ex.check_reconstructed_bytes, (m, n), 4, key="reconstructed_bytes")
+
+
+def test_effective_bandwidth(capsys):
+    nb, t = 69_206_016, 5.42e-3
+    _passes(capsys, ex.check_effective_bandwidth, nb, t, nb / t / 1e9)
+    assert ex.progress()["effective_bandwidth"] is True
+    _fails(capsys, ex.check_effective_bandwidth, nb, t, nb / t / 2 ** 30, hint="10^9 bytes")
+    _fails(capsys, ex.check_effective_bandwidth, nb, t, nb / t / 1e6, hint="unit slip")
+    _fails(capsys, ex.check_effective_bandwidth, nb, t, nb / t / 1e12, hint="unit slip")
+    _fails(capsys, ex.check_effective_bandwidth, nb, t, 3.0, hint="bytes read / seconds")
+    _pending(capsys, ex.check_effective_bandwidth, nb, t, None)
+    _never_raises(capsys, ex.check_effective_bandwidth, nb, t, key="effective_bandwidth")

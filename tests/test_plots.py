@@ -166,3 +166,20 @@ def test_regimes_by_task_draws_one_panel_per_task_and_rejects_an_empty_summary()
     with pytest.raises(ValueError, match="no task rows"):
         plots.plot_regimes_by_task(s.iloc[:0])
     plt.close("all")
+
+
+@pytest.mark.parametrize("shape", [(1024, 256, 128, 32), (2048, 128, 100, 10), (256, 256, 32, 32), (128, 512, 16, 16)])
+def test_blocks_captions_do_not_overlap(shape):
+    """Issue 21, defect 9: on the LSTM's tall (4H, H) weight the three captions above the pictures ran into
+    each other (notebook 02 cell 4); their drawn boxes must be apart for tall, square and wide matrices."""
+    import matplotlib.pyplot as plt
+
+    ax = hl.plots.blocks(shape)
+    fig = ax.figure
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for t in ax.texts if "params" in t.get_text()]
+    assert len(boxes) == 3
+    boxes.sort(key=lambda b: b.x0)
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
+    plt.close(fig)

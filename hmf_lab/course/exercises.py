@@ -36,7 +36,10 @@ from hmf_lab.factor.synthetic import singular_values, with_spectrum  # matrices 
 
 __all__ = ["ExerciseError", "EXERCISES", "quick", "singular_values", "with_spectrum", "spectrum_summary", "pending", "reset", "progress",
            "check_break_even_rank", "check_eckart_young", "check_hmf_params", "check_max_rank", "check_my_hmf",
-           "check_csr_bytes", "check_best_at_budget", "check_rows", "check_hmf_gain", "check_hmf_beats_lmf"]
+           "check_csr_bytes", "check_best_at_budget", "check_rows", "check_hmf_gain", "check_hmf_beats_lmf",
+           "check_rank_for_error", "check_ideal_speedup", "check_cache_fit", "check_rank_at_budget",
+           "check_smallest_at_error", "check_my_heuristic", "check_oracle_subsets", "check_compressed_params",
+           "check_rank_bound", "check_reconstructed_bytes", "check_effective_bandwidth"]
 
 NOT_ANSWERED = "Not answered yet: replace `None` in the exercise cell with your answer, then rerun this cell."
 
@@ -74,6 +77,17 @@ EXERCISES: dict[str, Exercise] = {
     "rows": Exercise("05", "find the best dense rows yourself", ("answer",)),
     "hmf_gain": Exercise("06", "HMF against LMF", ("my_gain",)),
     "hmf_beats_lmf": Exercise("06", "a matrix where HMF beats LMF at equal size", ("my_W",)),
+    "rank_for_error": Exercise("01", "the smallest rank for an error target", ("rank_needed",)),
+    "ideal_speedup": Exercise("03", "predict the speed-up from bytes", ("ideal",)),
+    "cache_fit": Exercise("03", "which layers leave the cache", ("sizes_above_ideal",)),
+    "rank_at_budget": Exercise("04", "the rank a split leaves", ("rank_left",)),
+    "smallest_at_error": Exercise("04", "the smallest structure for an error target", ("smallest",)),
+    "my_heuristic": Exercise("05", "a heuristic of your own, graded", ("my_rule",)),
+    "oracle_subsets": Exercise("05", "where the oracle stops", ("m_too_big",)),
+    "compressed_params": Exercise("06", "predict a compressed model's size", ("predicted_params",)),
+    "rank_bound": Exercise("07", "the default split's rank bound", ("bound",)),
+    "reconstructed_bytes": Exercise("07", "what the reconstructed engine holds", ("held_bytes",)),
+    "effective_bandwidth": Exercise("07", "the bandwidth a model streams at", ("bandwidth",)),
 }
 _PASSED: dict[str, bool] = {}  # id -> result of the last check run in this kernel
 
@@ -307,8 +321,8 @@ def check_hmf_params(m: int, n: int, split: int, rank: int, answer) -> bool:
 def check_max_rank(shape, compression, answer) -> bool:
     """Check the highest rank bound ``split + rank`` any HMF reaches within the budget ``m*n/compression``.
 
-    >>> check_max_rank((512, 512), 4, 127)
-    PASS — Correct: at 4x, HMF reaches rank 127; LMF only 64 (1.98x; the limit (m+n)/n = 2.00x).
+    >>> check_max_rank((256, 256), 4, 63)
+    PASS — Correct: at 4x, HMF reaches rank 63; LMF only 32 (1.97x; the limit (m+n)/n = 2.00x).
     True
     """
     from hmf_lab.factor.budget import budget
@@ -610,6 +624,366 @@ def check_hmf_beats_lmf(W, compression=4, *, margin: float = 0.01) -> bool:
     return (f"at {c:g}x HMF (split {k}, rank {r}, {hmf_params(m, n, k, r):,} values) has error {e_h:.3f}, LMF "
             f"(rank {rl}, {rl * (m + n):,} values) {e_l:.3f}: at equal size HMF reaches rank {k + r} > {rl}. "
             f"Your rows' max/median norm: {ratio:.2f} (the shipped LSTMs: 1.26-1.65).")
+
+
+def _int_answer(answer, what: str) -> int:
+    a = _number(answer, what)
+    if a != int(a):
+        raise _Wrong(f"{what} should be a whole number, got {a:g}.", "round to the integer the question asks for.")
+    return int(a)
+
+
+@_check
+def check_rank_for_error(W, target: float, answer) -> bool:
+    """Check the smallest rank whose best approximation (Eckart-Young) has relative error at most ``target``.
+
+    >>> W = with_spectrum(10, 10, "flat")      # ten equal singular values: error at rank r is sqrt(1 - r/10)
+    >>> check_rank_for_error(W, 0.75, 5)
+    PASS — Correct: rank 5 is the smallest with error <= 0.75 (0.7071); rank 4 leaves 0.7746.
+    True
+    >>> check_rank_for_error(W, 0.75, 6)  # doctest: +ELLIPSIS
+    FAIL — rank 6 reaches the target, but a smaller rank does too...
+    False
+    """
+    if pending(answer):
+        return None
+    s = torch.linalg.svdvals(as_matrix(W).double())
+    err = (1 - torch.cumsum(s**2, 0) / (s**2).sum()).clamp_min(0).sqrt()   # err[i]: error at rank i + 1
+    errors = [1.0] + [float(e) for e in err]                              # errors[r]: error at rank r
+    t = float(target)
+    truth = next(r for r, e in enumerate(errors) if e <= t + 1e-12)
+    a = _int_answer(answer, "the rank")
+    if not 0 <= a < len(errors):
+        raise _Wrong(f"rank {a} is not a rank of a {tuple(W.shape)} matrix.", f"a rank in [0, {len(errors) - 1}].")
+    if a == truth:
+        return (f"rank {truth} is the smallest with error <= {t:g} ({errors[truth]:.4f}); "
+                f"rank {truth - 1} leaves {errors[truth - 1]:.4f}.")
+    if a > truth:
+        raise _Wrong(f"rank {a} reaches the target, but a smaller rank does too (error {errors[a]:.4f}).",
+                     "the error falls as the rank grows: find the FIRST rank where it drops to the target.")
+    squared = next(r for r, e in enumerate(errors) if e**2 <= t + 1e-12)  # the slip: error**2 against the target
+    hint = ("the dropped energy is the sum of s[r:]**2 over the sum of all s**2 (0-based); take the square root "
+            "before comparing with the target." if a == squared else
+            "compute the error at every rank from the singular values, e.g. with torch.cumsum, and take the first "
+            "rank at or below the target.")
+    raise _Wrong(f"rank {a} leaves error {errors[a]:.4f}, above the target {t:g}.", hint)
+
+
+@_check
+def check_ideal_speedup(shape, compression, answer, *, method: str = "prune") -> bool:
+    """Check the ideal (memory-bound) speed-up over dense of an (m, n) float32 layer compressed ``compression``x:
+    dense bytes / the layer's bytes. ``method``: a name of the method registry ("prune": CSR with int32 indices;
+    "lmf", "hmf": 4 bytes per stored value at the method's own budget rule, ``Method.stored``).
+
+    >>> check_ideal_speedup((512, 128), 8, 4 * 512 * 128 / (8192 * 8 + 513 * 4))
+    PASS — Correct: dense 262,144 B / prune 67,588 B = 3.879x (the compression is 8x).
+    True
+    """
+    from hmf_lab.factor.budget import csr_bytes
+    from hmf_lab.nn.methods import get_method
+
+    if pending(answer):
+        return None
+    m, n = (int(v) for v in shape)
+    c = check_compression(compression)
+    rec = get_method(method)  # the method registry: its stored values at this budget, and whether it is CSR
+    stored = rec.stored((m, n), c)
+    nb = csr_bytes(m, stored) if rec.sparse else 4 * stored
+    truth = 4 * m * n / nb
+    a = _number(answer, "the speed-up")
+    if math.isclose(a, truth, rel_tol=2e-3):
+        return f"dense {4 * m * n:,} B / {rec.name} {nb:,} B = {truth:.3f}x (the compression is {c:g}x)."
+    if rec.sparse and math.isclose(a, c, rel_tol=2e-3):
+        raise _Wrong(f"{a:g} is the compression, not the speed-up from bytes.",
+                     "CSR stores an int32 column index next to every value and m+1 row pointers: count its bytes.")
+    if math.isclose(a, 1 / truth, rel_tol=2e-3):
+        raise _Wrong(f"{a:g} is the inverse of the speed-up.", "speed-up = dense bytes / compressed bytes (> 1).")
+    raise _Wrong(f"{a:g} is not the ideal speed-up from bytes.",
+                 "a memory-bound layer's time is bytes / bandwidth: divide the dense bytes (4 B per value) by the "
+                 "compressed layer's bytes.")
+
+
+@_check
+def check_cache_fit(sizes, cache_bytes: int, compression, answer) -> bool:
+    """Check which square float32 layers N x N (N from ``sizes``) do NOT fit in a cache of ``cache_bytes`` dense
+    but DO fit compressed ``compression``x (``4*N*N/compression`` bytes): where the speed-up can beat the ideal.
+
+    >>> check_cache_fit([256, 512, 1024, 2048], 8 * 2**20, 4, [2048])
+    PASS — Correct: [2048] (2048: dense 16,777,216 B > 8,388,608 B >= 4,194,304 B compressed).
+    True
+    """
+    if pending(answer):
+        return None
+    c = check_compression(compression)
+    cache = int(cache_bytes)
+    truth = sorted(int(N) for N in sizes if 4 * N * N > cache >= 4 * N * N / c)
+    if isinstance(answer, (str, bytes)) or not hasattr(answer, "__iter__"):
+        raise _Wrong(f"the answer should be a list of sizes, got {type(answer).__name__} {answer!r}.",
+                     "a list of ints taken from `sizes`, e.g. [512] (an empty list [] if none).")
+    got = sorted(int(_number(v, "a size")) for v in answer)
+    if got == truth:
+        parts = "; ".join(f"{N}: dense {4 * N * N:,} B > {cache:,} B >= {4 * N * N // c:,.0f} B compressed"
+                          for N in truth)
+        return f"{truth} ({parts or 'no size is in between'})."
+    wrong = sorted(set(got) ^ set(truth))
+    N = wrong[0]
+    why = ("its dense matrix already fits" if 4 * N * N <= cache else
+           "even compressed it does not fit" if 4 * N * N / c > cache else "it belongs in the list")
+    raise _Wrong(f"{got} is not the list: check size {N} ({why}).",
+                 f"dense bytes = 4*N*N, compressed = 4*N*N/{c:g}; keep N where dense > cache >= compressed.")
+
+
+@_check
+def check_rank_at_budget(shape, compression, split: int, answer) -> bool:
+    """Check the largest rank HMF can have at ``split`` dense rows within the budget ``floor(m*n/compression)``.
+
+    >>> check_rank_at_budget((100, 80), 4, 10, 7)
+    PASS — Correct: 10*80 + 7*(90 + 80) = 1,990 <= 2,000 values; rank 8 would store 2,160.
+    True
+    """
+    from hmf_lab.factor.budget import hmf_params, largest_rank, value_budget
+
+    if pending(answer):
+        return None
+    m, n = (int(v) for v in shape)
+    c = check_compression(compression)
+    B = value_budget((m, n), c)
+    k = int(split)
+    truth = largest_rank((m, n), B, k)
+    a = _int_answer(answer, "the rank")
+    if a == truth:
+        return (f"{k}*{n} + {truth}*({m - k} + {n}) = {hmf_params(m, n, k, truth):,} <= {B:,} values; rank "
+                f"{truth + 1} would store {hmf_params(m, n, k, truth + 1):,}.")
+    if a > truth:
+        raise _Wrong(f"rank {a} stores {hmf_params(m, n, k, a):,} values, over the budget {B:,}.",
+                     "the dense rows take k*n values first; the rest pays r*((m-k) + n) for rank r.")
+    raise _Wrong(f"rank {a} fits, but rank {a + 1} fits too.",
+                 "take the LARGEST r with k*n + r*((m-k) + n) <= floor(m*n / compression).")
+
+
+@_check
+def check_smallest_at_error(df, target: float, answer) -> bool:
+    """Check the fewest stored values (``params``) of any structure in the sweep ``df`` (columns ``params``,
+    ``error``) whose error is at most ``target``.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"params": [100, 200, 300], "error": [0.9, 0.5, 0.2]})
+    >>> check_smallest_at_error(df, 0.6, 200)
+    PASS — Correct: 200 values reach error 0.5 <= 0.6 (3 structures on the sweep).
+    True
+    """
+    import pandas as pd
+
+    if pending(answer):
+        return None
+    if not isinstance(df, pd.DataFrame) or not {"params", "error"} <= set(df.columns):
+        raise _Wrong("the sweep should be a DataFrame with columns params and error.", "pass the `df` of hl.sweep.")
+    ok = df[df["error"] <= float(target)]
+    if ok.empty:
+        raise _Wrong(f"no structure of the sweep reaches error {target}.", "pick a larger target.")
+    i = ok["params"].idxmin()
+    truth, err = int(ok.loc[i, "params"]), float(ok.loc[i, "error"])
+    a = _number(answer, "the parameter count")
+    if a == truth:
+        return f"{truth:,} values reach error {err:.4g} <= {target:g} ({len(df):,} structures on the sweep)."
+    if a in set(df["params"]) and a > truth:
+        raise _Wrong(f"{a:,.0f} values reach the target, but fewer do too.",
+                     "filter the rows with error <= target, then take the SMALLEST params.")
+    if a < truth:
+        raise _Wrong(f"no structure with {a:,.0f} values reaches error {target:g} on the sweep.",
+                     "filter on the error first (error <= target), then take the smallest params among those rows.")
+    raise _Wrong(f"{a:,.0f} is not a parameter count of the sweep at error <= {target:g}.",
+                 "answer with a value of df['params'] (an int), e.g. df[df.error <= target].params.min().")
+
+
+def _heuristic_cases():
+    """Matrices with loud rows at random positions, (split, rank) fitting 4x: where a rule must find rows."""
+    from hmf_lab.factor.budget import budget
+    from hmf_lab.factor.synthetic import loud_rows
+
+    out = []
+    for seed, (m, n, loud) in enumerate([(96, 64, 6), (128, 96, 8)]):
+        W = loud_rows(m, n, n_loud=loud, rank=loud, seed=100 + seed)
+        b = budget((m, n), 4)
+        out.append((W, loud, int(b.loc[b.split == loud, "rank"].iloc[0])))
+    return out
+
+
+@_check
+def check_my_heuristic(rule, *, tol: float = 0.05) -> bool:
+    """Check a split heuristic ``rule(W, split, *, rank, X=None) -> row indices`` on matrices with loud rows at
+    random positions: its HMF error must be within ``tol`` (5%) of the best built-in data-free rule
+    (``row_norm``, ``leverage``, ``greedy``) on each, and so far below ``top``.
+
+    >>> import hmf_lab as hl
+    >>> check_my_heuristic(hl.HEURISTICS["greedy"])  # doctest: +ELLIPSIS
+    PASS — Correct: your rule is within 5% of the best built-in on 2 loud-row matrices...
+    True
+    """
+    from hmf_lab.factor.core import hmf, relative_error
+
+    if pending(rule):
+        return None
+    if not callable(rule):
+        raise _Wrong(f"my_rule should be a function, got {type(rule).__name__}.",
+                     "def my_rule(W, split, *, rank, X=None): return torch.topk(..., split).indices")
+    lines = []
+    for W, k, r in _heuristic_cases():
+        rows = rule(W.clone(), k, rank=r)
+        if rows is None:
+            return pending(None) and None
+        mine = relative_error(W, hmf(W, split=k, rank=r, heuristic=rule))
+        best = min(relative_error(W, hmf(W, split=k, rank=r, heuristic=h)) for h in ("row_norm", "leverage", "greedy"))
+        top = relative_error(W, hmf(W, split=k, rank=r, heuristic="top"))
+        if mine > best * (1 + tol):
+            raise _Wrong(f"on a {tuple(W.shape)} matrix with {k} loud rows (split {k}, rank {r}) your rule's error is "
+                         f"{mine:.4f}; the best built-in reaches {best:.4f} and `top` {top:.4f}.",
+                         "a loud row carries a lot of energy in a direction of its own: score rows by how much "
+                         "the factorization would miss them (norm, leverage, or their part outside the top-r "
+                         "singular subspace) and keep the highest scores.")
+        lines.append(f"{mine:.3f} vs best {best:.3f}, top {top:.3f}")
+    return (f"your rule is within {100 * tol:g}% of the best built-in on {len(lines)} loud-row matrices "
+            f"({'; '.join(lines)}).")
+
+
+@_check
+def check_oracle_subsets(limit: int, answer) -> bool:
+    """Check the smallest number of rows m for which the oracle, with ``split = m // 4`` dense rows, would try more
+    than ``limit`` row sets (``C(m, m // 4)``).
+
+    >>> check_oracle_subsets(10**4, 20)
+    PASS — Correct: C(20, 5) = 15,504 > 10,000, while C(19, 4) = 3,876.
+    True
+    """
+    if pending(answer):
+        return None
+    lim = int(limit)
+    truth = next(m for m in range(1, 10_000) if math.comb(m, m // 4) > lim)
+    a = _int_answer(answer, "the number of rows")
+    if a == truth:
+        return (f"C({truth}, {truth // 4}) = {math.comb(truth, truth // 4):,} > {lim:,}, while "
+                f"C({truth - 1}, {(truth - 1) // 4}) = {math.comb(truth - 1, (truth - 1) // 4):,}.")
+    if 1 <= a < 10_000 and math.comb(a, a // 4) <= lim:
+        raise _Wrong(f"at m = {a} the oracle tries C({a}, {a // 4}) = {math.comb(a, a // 4):,} sets, not more than "
+                     f"{lim:,}.", "math.comb(m, m // 4) counts them; increase m.")
+    raise _Wrong(f"m = {a} is over the limit, but a smaller m is too.",
+                 "find the SMALLEST m with math.comb(m, m // 4) > limit (try m = 1, 2, 3, ... in a loop).")
+
+
+@_check
+def check_compressed_params(model: str, method: str, compression, answer) -> bool:
+    """Check a predicted ``hl.count_params`` of ``hl.compress(load_pretrained(model), method, compression)``.
+
+    >>> check_compressed_params("char_lm", "prune", 8, 43040)
+    PASS — Correct: hl.compress(char_lm, 'prune', 8) stores 43,040 values (dense 344,320).
+    True
+    """
+    from hmf_lab.nlp.checkpoints import load_pretrained
+    from hmf_lab.nn.compress import compress, count_params
+
+    if pending(answer):
+        return None
+    dense = load_pretrained(model)
+    truth = count_params(compress(dense, method, compression))
+    d = count_params(dense)
+    a = _number(answer, "the parameter count")
+    if a == truth:
+        return f"hl.compress({model}, {method!r}, {compression:g}) stores {truth:,} values (dense {d:,})."
+    if abs(a - d / compression) < 1:
+        raise _Wrong(f"{a:,.0f} is the budget dense / {compression:g}; {method} stores a little less.",
+                     "the budget is an upper bound: each matrix takes the largest structure that fits in "
+                     "floor(m*n / c) (hl.lmf_rank, hl.choose_split_rank), LSTM matrices one gate block (H rows) "
+                     "at a time.")
+    raise _Wrong(f"{a:,.0f} is not the number of values the compressed model stores.",
+                 "list the model's weight matrices (hl.models.pretrained_weights), split each LSTM matrix into its "
+                 "4 gate blocks of H rows, and add up what each block stores at this compression.")
+
+
+@_check
+def check_rank_bound(shape, compression, answer) -> bool:
+    """Check the rank bound ``split + rank`` of HMF's default (balanced) point on an (m, n) matrix at ``compression``.
+
+    >>> import hmf_lab as hl
+    >>> check_rank_bound((128, 128), 4, 23)
+    PASS — Correct: split 13 + rank 10 = 23 at 4x, against LMF's rank 16 at the same budget.
+    True
+    """
+    from hmf_lab.factor.budget import choose_split_rank, lmf_rank
+
+    if pending(answer):
+        return None
+    m, n = (int(v) for v in shape)
+    c = check_compression(compression)
+    k, r = choose_split_rank((m, n), c)
+    rl = lmf_rank((m, n), c)
+    a = _int_answer(answer, "the rank bound")
+    if a == k + r:
+        return f"split {k} + rank {r} = {k + r} at {c:g}x, against LMF's rank {rl} at the same budget."
+    if a in (k, r):
+        raise _Wrong(f"{a} is only the {'split' if a == k else 'rank'} of the default point.",
+                     "the rank bound of HMF is split + rank.")
+    raise _Wrong(f"{a} is not the rank bound of HMF's default point at {c:g}x.",
+                 "hl.choose_split_rank(shape, compression) gives the default (split, rank); add them.")
+
+
+@_check
+def check_reconstructed_bytes(shape, compression, answer) -> bool:
+    """Check the bytes an (m, n) float32 HMF layer (default point at ``compression``) holds on the
+    ``reconstructed`` engine: its factors (D, U, V) AND the rebuilt dense W_hat (m*n values).
+
+    >>> check_reconstructed_bytes((64, 64), 4, 4 * (1024 + 64 * 64))
+    PASS — Correct: factors 4,096 B + W_hat 16,384 B = 20,480 B: 1.25x the dense layer's memory, for dense speed.
+    True
+    >>> check_reconstructed_bytes((64, 64), 4, 4 * 1024)  # doctest: +ELLIPSIS
+    FAIL — 4,096 B are the factors alone.
+    ...
+    False
+    """
+    from hmf_lab.factor.budget import choose_split_rank, hmf_params
+
+    if pending(answer):
+        return None
+    m, n = (int(v) for v in shape)
+    c = check_compression(compression)
+    stored = hmf_params(m, n, *choose_split_rank((m, n), c))
+    truth = 4 * (stored + m * n)
+    a = _number(answer, "the byte count")
+    if a == truth:
+        return (f"factors {4 * stored:,} B + W_hat {4 * m * n:,} B = {truth:,} B: {truth / (4 * m * n):.2f}x the dense "
+                f"layer's memory, for dense speed.")
+    if a == 4 * stored:
+        raise _Wrong(f"{a:,.0f} B are the factors alone.",
+                     "the reconstructed engine keeps the factors (to train and to rebuild) AND W_hat, m*n floats.")
+    if a == 4 * m * n:
+        raise _Wrong(f"{a:,.0f} B is W_hat alone.", "the factors D, U, V stay in memory next to it.")
+    if a in (stored + m * n, stored, m * n):
+        raise _Wrong(f"{a:,.0f} counts values, not bytes.", "a float32 value takes 4 bytes.")
+    raise _Wrong(f"{a:,.0f} B is not what the layer holds.",
+                 "bytes = 4 * (HMF's stored values at hl.choose_split_rank + m*n for W_hat).")
+
+
+@_check
+def check_effective_bandwidth(n_bytes, seconds, answer) -> bool:
+    """Check an effective bandwidth in GB/s (10^9 bytes per second): ``n_bytes`` read in ``seconds``.
+
+    >>> check_effective_bandwidth(1_000_000, 1e-4, 10.0)
+    PASS — Correct: 1,000,000 B / 100 µs = 10.00 GB/s.
+    True
+    """
+    if pending(answer):
+        return None
+    nb, t = float(n_bytes), float(seconds)
+    truth = nb / t / 1e9
+    a = _number(answer, "the bandwidth")
+    if math.isclose(a, truth, rel_tol=5e-3):
+        return f"{nb:,.0f} B / {t * 1e6:,.0f} µs = {truth:.2f} GB/s."
+    if math.isclose(a, nb / t / 2**30, rel_tol=5e-3):
+        raise _Wrong(f"{a:g} is in GiB/s (2^30 bytes).", "GB/s here means 10^9 bytes per second.")
+    for f, unit in ((1e3, "ms"), (1e6, "µs"), (1e-3, "MB/s")):
+        if math.isclose(a, truth * f, rel_tol=5e-3) or math.isclose(a, truth / f, rel_tol=5e-3):
+            raise _Wrong(f"{a:g} is off by a factor of {f:g}: a unit slip ({unit}?).",
+                         "convert the time to seconds and the result to 10^9 bytes per second.")
+    raise _Wrong(f"{a:g} GB/s is not bytes / time.", "bandwidth = bytes read / seconds, then / 1e9 for GB/s.")
 
 
 def __getattr__(name):

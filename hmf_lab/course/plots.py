@@ -30,7 +30,7 @@ from hmf_lab.experiments.leaderboard import summary
 
 __all__ = ["spectrum", "blocks", "blocks_svg", "block_layout", "residual", "error_map", "pareto", "pareto_front",
            "timing_bars", "plot_leaderboard", "plot_oracle", "plot_metric", "plot_time", "plot_regimes",
-           "plot_split_sweep"]
+           "plot_split_sweep", "speed_crossover", "speed_regime", "never_slower"]
 
 # The one palette of the kit: Okabe & Ito's colour-blind-safe set (Color Universal Design, 2008), as seaborn's
 # "colorblind" palette is built on. Every plot takes its colours from here; importing this module also makes it
@@ -189,7 +189,9 @@ def blocks(f, ax=None, *, lmf=None, annotate: bool = True):
     else:
         raise TypeError(f"blocks() expects an hl.hmf result or a tuple (m, n, split, rank), got {type(f).__name__}")
     rl = None if lmf is None else int(lmf.rank if hasattr(lmf, "rank") else lmf)
-    layout = block_layout(m, n, k, r, rl)
+    # the captions above the three pictures are about 0.35 m wide once drawn (the figure's height is m rows):
+    # a tall matrix (m >> n, e.g. an LSTM's (4H, H)) needs wider gaps, or its captions run into each other
+    layout = block_layout(m, n, k, r, rl, gap=max(0.15 * max(m, n), 0.5 * (m - n)))
     rl = layout[-1][4]
     ax = _axes(ax, figsize=(8, 3.5))
     for name, x, y, w, h in layout:
@@ -506,10 +508,12 @@ def timing_bars(timings, ax=None, *, unit: str = "us", baseline: str | None = No
 #: display labels of the methods: the method records' ``label`` (:func:`hmf_lab.nn.methods.label_of`)
 
 
-def speed_crossover(df: pd.DataFrame, ax=None, *, x: str = "hidden", y: str = "speedup"):
+def speed_crossover(df: pd.DataFrame, ax=None, *, x: str = "hidden", y: str = "speedup", ideal: str | None = None):
     """Speed-up over dense against model size per method (log2 x axis), with the sizes where HMF overtakes
     dense and CSR pruning marked (:func:`hmf_lab.perf.engines.crossover_points`). ``df``: tidy, columns
-    ``x``, ``method``, ``y`` (dense = 1). Returns the Axes.
+    ``x``, ``method``, ``y`` (dense = 1). ``ideal``: a column with each method's ideal speed-up from bytes,
+    drawn as a thin dotted line in the method's colour (a measured point above it streams faster than dense).
+    Returns the Axes.
 
     >>> import matplotlib; matplotlib.use("Agg")
     >>> import pandas as pd, hmf_lab as hl
@@ -530,19 +534,89 @@ def speed_crossover(df: pd.DataFrame, ax=None, *, x: str = "hidden", y: str = "s
         d = df[df["method"] == method].groupby(x)[y].median()
         ax.plot(d.index, d.values, marker="o", label=label_of(method), color=method_color(method),
                 linestyle="--" if method == DENSE.name else "-")
+        if ideal is not None and ideal in df.columns and method != DENSE.name:
+            i = df[df["method"] == method].groupby(x)[ideal].median()
+            ax.plot(i.index, i.values, color=method_color(method), linestyle=":", linewidth=1,
+                    label=f"{label_of(method)}: ideal from bytes")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(df[x].unique()), [str(v) for v in sorted(df[x].unique())])
     hmf, csr = get_method("hmf"), get_method("prune")
     if hmf.name in present:
         refs = [DENSE.name] + ([csr.name] if csr.name in present else [])
-        for ref, at in crossover_points(df, hmf.name, against=refs, x=x, y=y).items():
-            if at is not None:
+        lo, hi = ax.get_ylim()
+        for i, (ref, at) in enumerate(crossover_points(df, hmf.name, against=refs, x=x, y=y).items()):
+            if at is not None:  # one label per line, stacked so that two close crossings do not overlap
                 ax.axvline(at, color="gray", linestyle=":", linewidth=1)
-                ax.text(at, ax.get_ylim()[1], f"{hmf.label} > {label_of(ref)}\n~{at:.0f}", fontsize=7, va="top",
-                        ha="left")
+                ax.text(at, hi - i * 0.12 * (hi - lo), f" {hmf.label} > {label_of(ref)} ~{at:.0f}", fontsize=7,
+                        va="top", ha="left")
     ax.set_xlabel(x)
     ax.set_ylabel("speed-up over dense")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the lines rise to the corner
+    return ax
+
+
+def speed_regime(table: pd.DataFrame, ax=None):
+    """Measured speed-up over dense (bars) and the ideal from bytes (black ticks) per (method, compression) of
+    :func:`hmf_lab.experiments.speed.regime_table`. Returns the Axes.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> t = pd.DataFrame({"vs dense": [1.0, 3.0, 1.0], "ideal": [1.0, 4.0, 2.0]},
+    ...                  index=pd.MultiIndex.from_tuples([("dense", 1), ("hmf", 4), ("prune", 4)]))
+    >>> [round(float(p.get_height()), 1) for p in speed_regime(t).patches]
+    [3.0, 1.0]
+    """
+    if not isinstance(table, pd.DataFrame) or not {"vs dense", "ideal"} <= set(table.columns):
+        raise TypeError("speed_regime() expects hmf_lab.experiments.speed.regime_table(...): columns 'vs dense', 'ideal'")
+    ax = _axes(ax, (6.5, 3.8))
+    t = table[[m != DENSE.name for m, _ in table.index]]
+    xs = np.arange(len(t))
+    for x, ((method, c), row) in zip(xs, t.iterrows()):
+        ax.bar(x, row["vs dense"], color=method_color(method), edgecolor="black", lw=0.5)
+        ax.plot([x - 0.4, x + 0.4], [row["ideal"]] * 2, color="black", lw=2)
+        ax.text(x, row["vs dense"], f"{row['vs dense']:.1f}x", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(xs, [f"{label_of(m)}\n{c:g}x" for m, c in t.index], fontsize=8)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_ylabel("speed-up over dense")
+    ax.set_title("bars: measured; black ticks: ideal from bytes")
+    return ax
+
+
+def never_slower(df: pd.DataFrame, ax=None, *, target: float = 0.95):
+    """Speed over dense of every (model, method, compression) row of ``never_slower.csv``: filled markers on
+    the engines ``hl.engines.choose`` picked, hollow ones on the default compressed engines; the grey band is
+    each model's dense-vs-dense control range (the noise), the dashed line the target. Returns the Axes.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> d = pd.DataFrame({"model": ["a", "a"], "method": ["hmf", "lmf"], "compression": [4, 4],
+    ...                   "speed": [1.0, 1.1], "speed_default": [0.5, 0.9], "control": [0.99, 1.01]})
+    >>> len(never_slower(d).collections) >= 1
+    True
+    """
+    need = {"model", "method", "compression", "speed", "speed_default", "control"}
+    if not isinstance(df, pd.DataFrame) or not need <= set(df.columns):
+        raise TypeError(f"never_slower() expects the never_slower.csv table, columns {sorted(need)}")
+    ax = _axes(ax, (8, 3.8))
+    x0, ticks, names = 0, [], []
+    seen = set()
+    for model, g in df.groupby("model", sort=False):
+        g = g.sort_values(["method", "compression"])
+        xs = np.arange(x0, x0 + len(g))
+        ax.fill_between([xs[0] - 0.5, xs[-1] + 0.5], g["control"].min(), g["control"].max(), color="0.85", lw=0)
+        for x, r in zip(xs, g.itertuples()):
+            col = method_color(r.method)
+            lab = label_of(r.method) if r.method not in seen else None
+            seen.add(r.method)
+            ax.plot(x, r.speed, "o", color=col, label=lab)
+            ax.plot(x, r.speed_default, "o", mfc="none", color=col)
+        ticks.append(xs.mean())
+        names.append(model)
+        x0 += len(g) + 1
+    ax.axhline(target, color="black", ls="--", lw=0.8)
+    ax.axhline(1.0, color="grey", lw=0.6)
+    ax.set_xticks(ticks, names)
+    ax.set_ylabel("speed over dense (>1 = faster)")
+    ax.set_title("filled: chosen engines; hollow: default compressed engines; band: dense-vs-dense noise")
+    ax.legend(fontsize=8, loc="lower right")
     return ax
 
 
