@@ -1,0 +1,142 @@
+"""The fair test of issue 19: the char LM trained from scratch for its dense parent's full budget, at the paper's
+compressions, every method under the greedy (whole-model) allocation, with seeds; plus a trained split sweep.
+
+The cells are ordinary :class:`~hmf_lab.experiments.pipeline.Cell` s (regime ``scratch``, ``allocate="greedy"``,
+``steps`` = the shipped model's 2600) run by the one pipeline; ``scripts/converged_lm.py`` runs them
+(resumable) and this module holds what the script and notebook 07 share: the plan, the tables and the plot.
+
+- rows: dense (same recipe, no compression), LMF, HMF by columns, pruning (gradual) and HMF by rows, each with
+  the greedy allocation solved once on the **shipped, trained** model with calibration inputs from the training
+  text (:func:`hmf_lab.experiments.pipeline.greedy_table`), then trained from initialization. Where HMF's
+  greedy allocation equals LMF's point for point (the solver keeps no dense row), the HMF row is LMF's cells
+  relabelled (:func:`with_relabelled`): the two would be the same model.
+- the split sweep at 16x: HMF with each matrix at its greedy budget and its split at a fraction of the largest
+  split fitting that budget (``hmf@0.5+greedy``...); fraction 0 is the LMF structure.
+
+>>> [c.label for c in plan(1, quick=True, steps=2, relabel={8.0: True, 16.0: True, 25.0: True})[0]][:4]
+['dense', 'lmf+greedy', 'lmf+greedy', 'lmf+greedy']
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from hmf_lab.experiments import grid as G
+from hmf_lab.experiments.pipeline import Cell, greedy_table
+
+__all__ = ["METHODS", "COMPRESSIONS", "SWEEP_C", "SWEEP_FRACS", "STEPS", "RESULTS", "plan", "same_structure",
+           "with_relabelled", "converged_table", "against_lmf", "sweep_summary", "report", "load"]
+
+METHODS = ("lmf", "hmf_col", "prune", "hmf")
+COMPRESSIONS = (8.0, 16.0, 25.0)
+SWEEP_C, SWEEP_FRACS = 16.0, (0.25, 0.5, 1.0)
+STEPS = 2600   # the shipped char LM's training steps (hl.tasks.LMTask.base_cfg)
+#: the committed run (``scripts/converged_lm.py --out hmf_lab/assets/results/converged_lm``)
+RESULTS = Path(__file__).resolve().parents[1] / "assets" / "results" / "converged_lm"
+
+
+def same_structure(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Do two allocation tables build the same structure (per matrix: stored values, split 0 or none, rank)?
+
+    >>> t = pd.DataFrame([dict(layer="l", matrix="", stored=10, split=0, rank=2)])
+    >>> same_structure(t, t.assign(split=None)), same_structure(t, t.assign(rank=3))
+    (True, False)
+    """
+    def num(v):
+        return None if v is None or v != v else int(v)
+
+    def key(t):
+        return [(r["layer"], r["matrix"], int(r["stored"]), num(r.get("split")) or 0, num(r.get("rank")))
+                for r in t.to_dict("records")]
+    return key(a) == key(b)
+
+
+def plan(seeds: int, quick: bool = False, steps: int = STEPS, relabel: dict | None = None) -> tuple[list[Cell], dict]:
+    """The cells, seed-major (the sweep after every seed of the main table), and ``{compression: bool}``: the HMF
+    rows that are LMF's relabelled (same greedy structure; solved here unless ``relabel`` is given)."""
+    kw = dict(quick=quick, steps=steps, allocate="greedy")
+    if relabel is None:
+        relabel = {c: same_structure(greedy_table(Cell("lm", "scratch", "hmf", c, **kw)),
+                                     greedy_table(Cell("lm", "scratch", "lmf", c, **kw))) for c in COMPRESSIONS}
+    cells = []
+    for seed in range(seeds):
+        cells.append(Cell("lm", "scratch", "dense", 1.0, seed, quick=quick, steps=steps))
+        for m in METHODS:
+            for c in COMPRESSIONS:
+                if m == "hmf" and relabel[c]:
+                    continue
+                cells.append(Cell("lm", "scratch", m, c, seed, **kw))
+    for seed in range(seeds):
+        cells += [Cell("lm", "scratch", "hmf", SWEEP_C, seed, split_frac=f, **kw) for f in SWEEP_FRACS]
+    return cells, relabel
+
+
+def with_relabelled(df: pd.DataFrame, relabel: dict) -> pd.DataFrame:
+    """Add the HMF rows that are LMF's cells (same structure), marked ``relabelled_from``."""
+    extra = []
+    for c, same in relabel.items():
+        if same:
+            rows = df[(df.label == "lmf+greedy") & (df.compression == float(c))]
+            extra.append(rows.assign(method="hmf", label="hmf+greedy", relabelled_from="lmf+greedy"))
+    return pd.concat([df, *extra], ignore_index=True) if extra else df
+
+
+def converged_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows (dense, every method) x compressions: ``mean ± sd (n)`` of bits per character."""
+    s = G.summarize(df[~df.label.str.contains("@")])
+    s = s.assign(v=[f"{m:.3f} ± {sd:.3f} (n={int(n)})" for m, sd, n in zip(s["mean"], s.sd, s.n)])
+    wide = s.pivot_table(index="label", columns="compression", values="v", aggfunc="first")
+    wide.columns = [f"{c:g}x" for c in wide.columns]
+    return wide
+
+
+def against_lmf(df: pd.DataFrame) -> pd.DataFrame:
+    """Every row against LMF under the same (greedy) allocation: % of LMF's mean (positive = better than LMF),
+    the per-seed differences' mean and sd, the paired t-test at 5% (``inside_noise``)."""
+    out = [G.hmf_vs_lmf(df, lab, "lmf+greedy") for lab in ("hmf+greedy", "hmf_col+greedy", "prune+greedy")]
+    out = [o for o in out if len(o)]
+    if not out:
+        return pd.DataFrame()
+    return pd.concat(out, ignore_index=True)[["hmf", "compression", "pct", "diff_mean", "diff_sd", "n",
+                                              "inside_noise"]].rename(columns={"hmf": "row"})
+
+
+def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """The split sweep at :data:`SWEEP_C`: mean ± sd per split fraction (``lmf+greedy`` is fraction 0)."""
+    sw = df[(df.compression == SWEEP_C) & (df.label.str.startswith("hmf@") | (df.label == "lmf+greedy"))]
+    if not len(sw):
+        return pd.DataFrame(columns=["label", "frac", "mean", "sd", "n"])
+    s = G.summarize(sw)[["label", "mean", "sd", "n"]]
+    s["frac"] = [0.0 if lab == "lmf+greedy" else float(lab.split("@")[1].split("+")[0]) for lab in s.label]
+    return s.sort_values("frac")[["label", "frac", "mean", "sd", "n"]].reset_index(drop=True)
+
+
+def report(df: pd.DataFrame, shipped: float) -> str:
+    """The whole run in Markdown: dense against the shipped model, the table, against LMF, the sweep."""
+    lines = [f"dense from scratch vs the shipped model ({shipped:.3f} bits/char): "]
+    d = df[df.label == "dense"]["value"]
+    if len(d):
+        lines[0] += (f"{d.mean():.3f} ± {d.std(ddof=1) if len(d) > 1 else 0:.3f} over {len(d)} seeds "
+                     f"({100 * (d.mean() / shipped - 1):+.1f}%)")
+    lines += ["", "bits per character (lower is better), mean ± sd over seeds:", "",
+              converged_table(df).to_markdown()]
+    a = against_lmf(df)
+    if len(a):
+        lines += ["", "against LMF (greedy), % of LMF's mean, positive = better than LMF; paired t-test at 5%:", "",
+                  a.to_markdown(index=False, floatfmt=".3f")]
+    sw = sweep_summary(df)
+    if len(sw):
+        lines += ["", f"split sweep at {SWEEP_C:g}x (each matrix at its greedy budget, split = fraction of the "
+                      f"largest that fits; lmf+greedy = fraction 0):", "", sw.to_markdown(index=False, floatfmt=".3f")]
+    return "\n".join(lines) + "\n"
+
+
+def load(folder=None) -> pd.DataFrame:
+    """The cells of a run (``cells.csv`` that ``scripts/converged_lm.py`` writes; default the committed one)."""
+    folder = Path(folder) if folder is not None else RESULTS
+    path = folder / "cells.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}; run `python scripts/converged_lm.py --out {folder}` (about 100 min on "
+                                f"2 cores) or use the committed results folder")
+    return pd.read_csv(path)
