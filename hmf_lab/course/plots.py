@@ -868,3 +868,36 @@ def split_axes(m: int, n: int, compression: float, ax=None, *, split_frac: float
     ax.axis("off")
     ax.set_title(f"one {m}x{n} matrix at {compression:g}x: the dense split by rows or by columns", fontsize=9)
     return ax
+
+
+def plot_fair_test(cells: pd.DataFrame, ax=None):
+    """The converged run (:mod:`hmf_lab.experiments.fair_test`): bits per character against compression, one line
+    per row (mean over seeds, error bars ± sd), dense as a band. Returns the Axes.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> df = pd.DataFrame(dict(label=["dense", "lmf+greedy", "lmf+greedy"], compression=[1.0, 8.0, 16.0],
+    ...                        value=[2.0, 2.4, 2.6], seed=0))
+    >>> plot_fair_test(df).get_legend_handles_labels()[1]
+    ['lmf+greedy']
+    """
+    ax = _axes(ax, figsize=(6, 4))
+    main = cells[~cells.label.astype(str).str.contains("@")]
+    dense = main[main.label == "dense"]["value"]
+    if len(dense):
+        m, s = float(dense.mean()), float(dense.std(ddof=1)) if len(dense) > 1 else 0.0
+        ax.axhspan(m - s, m + s, color="#BBBBBB", alpha=0.5, lw=0)
+        ax.axhline(m, color="#777777", lw=1, ls="--")
+        ax.text(1.0, m, " dense", va="bottom", ha="left", fontsize=8, transform=ax.get_yaxis_transform())
+    for lab, g in main[main.label != "dense"].groupby("label", sort=True):
+        s = g.groupby("compression")["value"].agg(["mean", "std"]).fillna(0.0)
+        method = str(lab).split("+")[0]
+        ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, label=str(lab),
+                    color=method_color(method))
+    ax.set_xscale("log")
+    comps = sorted(main[main.label != "dense"].compression.unique())
+    ax.set_xticks(comps)
+    ax.set_xticklabels([f"{c:g}x" for c in comps])
+    ax.set_xlabel("compression (whole model, greedy allocation)")
+    ax.set_ylabel("bits per character (lower is better)")
+    ax.legend(fontsize=8)
+    return ax

@@ -26,7 +26,7 @@ from hmf_lab.experiments import grid as G
 from hmf_lab.experiments.pipeline import Cell, greedy_table
 
 __all__ = ["METHODS", "COMPRESSIONS", "SWEEP_C", "SWEEP_FRACS", "STEPS", "RESULTS", "plan", "same_structure",
-           "with_relabelled", "converged_table", "against_lmf", "sweep_summary", "report", "load"]
+           "with_relabelled", "converged_table", "against_lmf", "sweep_summary", "report", "load", "dense_outputs"]
 
 METHODS = ("lmf", "hmf_col", "prune", "hmf")
 COMPRESSIONS = (8.0, 16.0, 25.0)
@@ -140,3 +140,28 @@ def load(folder=None) -> pd.DataFrame:
         raise FileNotFoundError(f"no {path}; run `python scripts/converged_lm.py --out {folder}` (about 100 min on "
                                 f"2 cores) or use the committed results folder")
     return pd.read_csv(path)
+
+
+def dense_outputs(model, vocab, compression: float, heuristic=None, ids=None, layer: str = "decoder",
+                  method: str = "hmf") -> dict:
+    """Which outputs (characters, words) a split method keeps dense in an output layer, and how much of a text
+    they cover: ``{"compression", "heuristic", "k", "dense": the symbols in vocabulary order, "share": the
+    fraction of ``ids`` (token ids of ``vocab``) that fall on those rows}``.
+
+    >>> import torch
+    >>> from hmf_lab.nlp.networks import CharLM
+    >>> _ = torch.manual_seed(0); m = CharLM(40, embed=8, hidden=64)
+    >>> r = dense_outputs(m, [chr(48 + i) for i in range(40)], 2, heuristic="top", ids=torch.tensor([0, 1, 39]))
+    >>> r["dense"][:3], r["k"] > 0, round(r["share"], 3)
+    ('012', True, 0.667)
+    """
+    import torch
+
+    from hmf_lab.nn.compress import compress
+
+    small = compress(model, method, compression=compression, heuristic=heuristic, layers=[layer])
+    rows = sorted(small.get_submodule(layer).rows.tolist())
+    share = float(torch.isin(torch.as_tensor(ids), torch.tensor(rows, dtype=torch.long)).float().mean()) \
+        if ids is not None and len(rows) else float("nan")
+    return {"compression": float(compression), "heuristic": heuristic or "default", "k": len(rows),
+            "dense": "".join(str(vocab[i]) for i in rows), "share": share}
