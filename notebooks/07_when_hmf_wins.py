@@ -33,6 +33,7 @@ import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import torch
 from IPython.display import Markdown, display
 
 import hmf_lab as hl
@@ -410,3 +411,105 @@ if cells is not None:
 # **Try it.** In section 4, set the split to 0 (HMF = LMF, the rows should agree), then to 1 (the all-rows
 # end) in the post regime at 8x, and compare with scratch. The committed run's command is in `run_info`
 # above; `hmf-lab reproduce ... --jobs N` reruns it with more steps on a machine with time to spare.
+
+# %% [markdown]
+# ## 6. A fair test: the rows you keep, the axis, the budget, and training to convergence
+#
+# Section 5's verdict comes from the committed grid, and an audit of that grid (the kit's issue 19) found that
+# part of "LMF beats HMF" was the protocol, not HMF. Four things were unfair to HMF; this section shows each one
+# and then the run that removes them all.
+#
+# ### 6.1 Which rows you keep: an alphabetically sorted vocabulary
+#
+# `"top"` (the paper's choice) keeps the *first* k rows dense. The char LM's decoder has one row per
+# character, in vocabulary order, and the grid's vocabulary was **sorted by character code**: `"top"` kept the
+# rows of `'\n'`, `' '`, `'!'`, `'$'`, `'&'`, ... -- mostly punctuation, rare in the text, chosen by the
+# alphabet and not by the data. The kit's vocabularies are now ordered by frequency (most frequent first), so
+# `"top"` keeps the most used characters, and the kit's default row choice (`greedy`) does not look at the order
+# at all. The table: the characters whose decoder rows stay dense, and the share of the validation text they
+# cover (re-ordering a vocabulary permutes the model's rows exactly: the model computes the same function).
+
+# %%
+from hmf_lab.experiments import fair_test as fair
+from hmf_lab.nlp.tasks import LMTask
+
+if hl.data.available("tinyshakespeare"):
+    lm_task, lm_model = LMTask.pretrained()
+    chars = list(lm_task.vocab.chars)                      # by frequency (the shipped checkpoint's order)
+    alpha = sorted(chars)                                  # the grid's old order
+    lm_sorted = LMTask.reindex(lm_model, chars, alpha)
+    val_sorted = torch.tensor([alpha.index(chars[i]) for i in lm_task.val_ids.tolist()])
+    rows_kept = []
+    for c in (4, 8):
+        for order, model, ids, vocab in (("sorted (old)", lm_sorted, val_sorted, alpha),
+                                          ("by frequency", lm_model, lm_task.val_ids, chars)):
+            for heur in ("top", None):
+                r = fair.dense_outputs(model, vocab, c, heuristic=heur, ids=ids)
+                rows_kept.append(dict(r, vocabulary=order, dense=repr(r["dense"])))
+    display(pd.DataFrame(rows_kept)[["compression", "vocabulary", "heuristic", "k", "dense", "share"]].round(3))
+else:
+    print(hl.data.skip_note("tinyshakespeare"))
+
+# %% [markdown]
+# ### 6.2 Rows or columns: the axis where the dense part is cheap
+#
+# A dense *row* costs `n` values and adds at most 1 to the rank; a dense *column* costs `m`. On a **wide**
+# matrix (fewer outputs than inputs, like this decoder: 65 characters x 256 hidden units) a dense column is
+# about four times cheaper than a dense row, so **column-split HMF** (`"hmf_col"`: `W_hat = [D | U V] Q`,
+# parameters `m k + m r + r (n - k)`, rank bound `k + r`) reaches a much higher rank bound than the row split
+# at the same budget. It is a registered method like the others (`hl.compress(model, "hmf_col", compression=c)`).
+
+# %%
+fig, axes = plt.subplots(2, 1, figsize=(9, 6))
+hl.plots.split_axes(65, 256, 8, ax=axes[0])
+hl.plots.split_axes(256, 256, 8, ax=axes[1])
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### 6.3 One budget for the whole model, not one per matrix
+#
+# The grid compressed **every matrix** `c`-fold. At 16x that leaves the LSTM's small input blocks (256 x 16
+# per gate) at rank 1-3 whatever the method, and the model breaks for every method alike. `hl.compress(...,
+# allocate="greedy")` keeps the same total of stored values but spreads it over the matrices by one solver
+# for every method: calibration output error saved per stored value (`hl.nn.compress.allocation_plan` shows the
+# plan without building the model). Below: LMF at 16x on the char LM, uniform against greedy.
+
+# %%
+if hl.data.available("tinyshakespeare"):
+    from hmf_lab.nn.compress import allocation_plan
+
+    X_cal = lm_task.calibration_input()
+    cols = ["layer", "matrix", "shape", "compression", "rank", "rel_error"]
+    for rule in ("uniform", "greedy"):
+        plan = allocation_plan(lm_model, "lmf", 16, allocate=rule, X=X_cal)
+        print(f"{rule}: {plan.attrs['stored']} of {plan.attrs['budget']} values "
+              f"(model {plan.attrs['compression']:.2f}x), summed squared output error {plan.attrs['error']:.3f}")
+        display(plan[cols].round(3))
+
+# %% [markdown]
+# ### 6.4 Training to convergence, at the paper's compression
+#
+# The grid's lm scratch cells trained for 400 steps against the dense parent's 2600 (dense from scratch reached
+# 2.58 bits per character, the shipped model 1.99): they compared early training. The committed fair-test run
+# (`scripts/converged_lm.py`, `hmf_lab/experiments/fair_test.py`) trains the char LM **from scratch for the
+# full 2600 steps**, at **8x, 16x and 25x** (the same group reports its LSTM LMs at 25x), every method under
+# the **greedy allocation** (solved once on the trained model, then trained from initialization), with seeds.
+# Where HMF's allocation keeps no dense row, HMF *is* LMF and its row repeats LMF's cells (said in the table).
+# A trained split sweep at 16x forces dense rows into HMF (a fraction of the largest split each matrix's budget
+# allows) to see whether they help after training.
+
+# %%
+try:
+    fair_cells = fair.load()
+except FileNotFoundError as e:
+    fair_cells = None
+    print(e)
+if fair_cells is not None:
+    shipped_bpc = float(fair_cells["shipped_bits_per_char"].iloc[0])
+    print(f"{fair_cells.seed.nunique()} seeds; shipped model {shipped_bpc:.3f} bits/char on the same evaluation")
+    display(fair.converged_table(fair_cells))
+    display(fair.against_lmf(fair_cells).round(3))
+    display(fair.sweep_summary(fair_cells).round(3))
+    hl.plots.plot_fair_test(fair_cells)
+    plt.show()
