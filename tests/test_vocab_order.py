@@ -154,9 +154,10 @@ def test_reindex_state_names_what_does_not_fit():
     assert Task.vocab_rows == {} and Task.vocab_permutation("ab", "ba") == {}  # a task with no vocabulary rows
 
 
-@pytest.mark.parametrize("vocab", ["abca", ["a", "b"]])
-def test_lm_from_vocab_takes_a_str_of_distinct_characters(vocab):
-    with pytest.raises(ValueError, match="str of distinct characters in id order"):
+@pytest.mark.parametrize("vocab, err, match", [("abca", ValueError, "4 characters of which 3 distinct"),
+                                               (["a", "b"], TypeError, "str of distinct characters in id order .*got list")])
+def test_lm_from_vocab_takes_a_str_of_distinct_characters(vocab, err, match):
+    with pytest.raises(err, match=match):
         LMTask.from_vocab(vocab, text="abc")
 
 

@@ -338,10 +338,12 @@ class LMTask(Task):
 
     @classmethod
     def from_vocab(cls, vocab, **kwargs) -> "LMTask":
-        if not isinstance(vocab, str) or len(set(vocab)) != len(vocab):
-            raise ValueError(f"a character vocabulary is a str of distinct characters in id order (a checkpoint's "
-                             f"'vocab'), got {type(vocab).__name__} of length {len(vocab)} with "
-                             f"{len(set(vocab))} distinct; pass the checkpoint's vocabulary as saved")
+        if not isinstance(vocab, str):
+            raise TypeError(f"a character vocabulary is a str of distinct characters in id order (a checkpoint's "
+                            f"'vocab'), got {type(vocab).__name__}; pass the checkpoint's vocabulary as saved")
+        if len(set(vocab)) != len(vocab):
+            raise ValueError(f"a character vocabulary is a str of distinct characters in id order, got {len(vocab)} "
+                             f"characters of which {len(set(vocab))} distinct; pass the checkpoint's vocabulary as saved")
         return cls(vocab=CharVocab(vocab), **kwargs)
 
 
