@@ -227,6 +227,7 @@ def test_top_keeps_the_decoder_rows_of_the_most_frequent_characters():
     default = {c: _dense_chars(model, vocab, c) for c in (4, 8)}
     msg = (f"dense decoder rows, 'top': {top} (frequency vocabulary), {before} (sorted vocabulary, before); "
            f"default (greedy): {default}")
+    print("\n" + msg)  # shown with pytest -s
     assert top[4] == vocab[:len(top[4])] and top[8] == vocab[:len(top[8])], msg
     assert {" ", "e"} <= set(top[8]) and len(top[4]) > len(top[8]), msg
     assert before[4] == old[:len(before[4])] and " " in before[4] and "e" not in before[4], msg  # the artifact
@@ -249,6 +250,7 @@ def test_top_rows_cover_more_validation_characters_than_the_sorted_ones():
     # the most frequent characters of the validation text are the dense ones now
     most = [vocab[i] for i, _ in val.most_common(len(_dense_chars(model, vocab, 8, "top")))]
     assert set(most) == set(_dense_chars(model, vocab, 8, "top")), (most, share)
+    print(f"\nshare of the validation characters whose decoder rows 'top' keeps dense (frequency, sorted): {share}")
     assert all(new > 1.5 * old_share for new, old_share in share.values()), share
 
 
