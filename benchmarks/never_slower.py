@@ -38,7 +38,7 @@ FALLBACK_LENGTHS = {"char_lm": (128,), "intent": (10,), "translation": (12, 11)}
 def timing_inputs(name: str, model) -> tuple[tuple, str]:
     """The task's batch-1 timing input (``task.sample_input()``), or seeded random ids of typical lengths."""
     try:
-        task = hl.models.get_task(name)
+        task = hl.tasks.task_class(name).pretrained()[0]  # ids in the checkpoint's vocabulary
         inputs = task.sample_input()
         return inputs, "task.sample_input()"
     except Exception as e:  # no data here: lengths are what matter for time

@@ -34,8 +34,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     before, t0 = load_note(), time.time()
-    model = hl.models.load_pretrained("char_lm")
-    task = hl.models.get_task("char_lm", eval_chars=a.eval_chars)
+    task, model = hl.models.LMTask.pretrained(eval_chars=a.eval_chars)  # ids in the checkpoint's vocabulary
     g = torch.Generator().manual_seed(0)
     starts = torch.randint(0, task.train_ids.numel() - 129, (8,), generator=g)
     X = torch.stack([task.train_ids[s:s + 128] for s in starts.tolist()])  # (8, 128)

@@ -5,8 +5,9 @@
 - the layer, the LSTM form and the registry record through ``hl.compress``;
 - heuristics that find planted outlier input columns;
 - ``hl.compress(model, "hmf", compression=c)`` (with and without ``X=``) does not depend on the order of
-  the model's outputs: a shipped model whose decoder rows are shuffled compresses to the same model;
-- which characters the char LM decoder's dense rows hold, under "top" and under the default.
+  the model's outputs: a shipped model whose decoder rows are shuffled compresses to the same model.
+
+Which characters the char LM decoder's dense rows hold (part 1): tests/test_vocab_order.py.
 """
 from __future__ import annotations
 
@@ -259,29 +260,6 @@ def test_compress_does_not_depend_on_the_order_of_the_outputs(with_x, c):
     ta = hl.compress(model, "hmf", compression=c, heuristic="top", layers=["decoder"]).decoder.rows
     tb = hl.compress(shuffled.model, "hmf", compression=c, heuristic="top", layers=["decoder"]).decoder.rows
     assert sorted(perm[tb].tolist()) != ta.tolist()
-
-
-# --------------------------------------------------------------------------- rows that mean something (part 1)
-
-
-def _dense_chars(model, vocab, heuristic, c):
-    rows = hl.compress(model, "hmf", compression=c, heuristic=heuristic, layers=["decoder"]).decoder.rows
-    return "".join(vocab[i] for i in rows.tolist())
-
-
-def test_which_characters_the_char_decoder_keeps_dense():
-    model, payload = hl.models.load_pretrained("char_lm", with_payload=True)
-    vocab = payload["vocab"]  # the characters in id order: sorted by character, not by frequency
-    assert vocab == "".join(sorted(vocab))
-    top4, top8 = _dense_chars(model, vocab, "top", 4), _dense_chars(model, vocab, "top", 8)
-    # the old default: the first characters of the sorted vocabulary (newline, space, punctuation)
-    assert top4 == "\n !$&',-." and top8 == "\n !$&"
-    new4, new8 = _dense_chars(model, vocab, None, 4), _dense_chars(model, vocab, None, 8)
-    print(f"\ndense decoder rows at 4x: top {top4!r} -> default (greedy) {new4!r}; "
-          f"8x: {top8!r} -> {new8!r}")
-    assert len(new4) == 9 and len(new8) == 5 and new4 != top4 and new8 != top8
-    assert _dense_chars(model, vocab, "greedy", 4) == new4  # the default is the named rule
-    # permuting the vocabulary does not change which characters the default keeps (see the shuffle test)
 
 
 def test_scratch_init_rescales_the_column_split_like_the_row_split():

@@ -94,7 +94,8 @@ def pretrained_inputs(name: str = "char_lm", length: int = 4096, *, gates: bool 
     """Real calibration inputs for a shipped model's matrices: ``"model/param" -> X`` (N, n), recorded by
     :func:`hmf_lab.nn.compress.capture_inputs`.
 
-    Runs the model on held-out task data (``hl.models.get_task(name).sample_input``) and records the input
+    Runs the model on held-out task data (``sample_input`` of the task with the checkpoint's vocabulary,
+    ``task_class(name).pretrained()``, so the ids match the model whatever its vocabulary order) and records the input
     of every ``nn.Linear`` (for its ``.weight``) and, for single-layer ``nn.LSTM``, the layer input
     (for ``weight_ih_l0``) and the previous hidden state ``h_{t-1}`` (for ``weight_hh_l0``). Returns ``{}``
     when the checkpoint or the data set is missing. ``gates=True`` keys the LSTM inputs by gate block too,
@@ -105,9 +106,8 @@ def pretrained_inputs(name: str = "char_lm", length: int = 4096, *, gates: bool 
     from torch import nn
 
     try:
-        from hmf_lab import nlp as models
-        model = models.load_pretrained(name)
-        task = models.get_task(name)
+        from hmf_lab.nlp.tasks import task_class
+        task, model = task_class(name).pretrained()  # the checkpoint's vocabulary, never one rebuilt from data
         try:
             inputs = task.sample_input(length)
         except TypeError:

@@ -9,7 +9,8 @@ registry and the shipped checkpoints. ``hl.models`` is this package.
 - :mod:`~hmf_lab.nlp.tasks`: the :class:`~hmf_lab.nlp.tasks.Task` base class and the registry ``TASKS``
   (each task carries its experiment settings);
 - :mod:`~hmf_lab.nlp.checkpoints`: ``load_pretrained(name)`` rebuilds a shipped model (float16 state dict,
-  SHA-256 checked, ``torch.load(weights_only=True)``); ``pretrained_weights(name)`` gives its 2-D weights.
+  SHA-256 checked, ``torch.load(weights_only=True)``); ``pretrained_weights(name)`` gives its 2-D weights;
+  ``reorder_checkpoint`` re-orders a checkpoint's vocabulary (and its rows) exactly.
 
 >>> import torch, hmf_lab as hl
 >>> m = hl.models.CharLM(vocab_size=10, embed=8, hidden=16)
@@ -17,15 +18,15 @@ registry and the shipped checkpoints. ``hl.models`` is this package.
 torch.Size([2, 5, 10])
 """
 from hmf_lab.nlp.checkpoints import (PRETRAINED, checkpoint_path, load_checkpoint, load_pretrained,
-                                     pretrained_weights, save_checkpoint)
+                                     pretrained_weights, reorder_checkpoint, save_checkpoint)
 from hmf_lab.nlp.networks import CharLM, IntentClassifier, Translator
 from hmf_lab.nlp.tasks import TASKS, IntentTask, LMTask, Task, TranslationTask, get_task, register_task
 from hmf_lab.nlp.training import (TrainConfig, evaluate_intent, evaluate_lm, evaluate_translation, lm_batches,
                                   train, train_intent, train_lm, train_translation)
-from hmf_lab.nlp.vocab import BOS, EOS, PAD, UNK, CharVocab, WordVocab, tokenize
+from hmf_lab.nlp.vocab import BOS, EOS, PAD, UNK, CharVocab, WordVocab, frequency_order, tokenize
 
-__all__ = ["CharLM", "IntentClassifier", "Translator", "CharVocab", "WordVocab", "tokenize", "PAD", "UNK", "BOS",
+__all__ = ["CharLM", "IntentClassifier", "Translator", "CharVocab", "WordVocab", "tokenize", "frequency_order", "PAD", "UNK", "BOS",
            "EOS", "PRETRAINED", "checkpoint_path", "load_pretrained", "pretrained_weights", "save_checkpoint",
-           "load_checkpoint", "TASKS", "Task", "LMTask", "IntentTask", "TranslationTask", "get_task",
+           "load_checkpoint", "reorder_checkpoint", "TASKS", "Task", "LMTask", "IntentTask", "TranslationTask", "get_task",
            "register_task", "TrainConfig", "train", "lm_batches", "train_lm", "evaluate_lm", "train_intent",
            "evaluate_intent", "train_translation", "evaluate_translation"]

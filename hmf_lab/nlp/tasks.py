@@ -18,7 +18,14 @@ training script and the notebooks use only this interface:
 ``Task.settings(quick=False)``             the experiments' work on this task (:class:`Settings`:
                                            steps, evaluation size, pruning schedule, timing);
                                            set ``full_settings`` / ``quick_settings``
+``Task.reindex(model, old, new)``          the same model for another order of its vocabulary
+                                           (rows named by ``vocab_rows`` permuted; exact)
 =========================================  =====================================================
+
+Vocabularies built from data are ordered by frequency (most frequent first: :mod:`hmf_lab.nlp.vocab`);
+a model always comes with the vocabulary of its checkpoint (``Task.pretrained``), never one rebuilt from
+the data, so a checkpoint saved with another order (the shipped ones before they were re-ordered by
+``scripts/reorder_vocab.py`` had a sorted character vocabulary) stays consistent.
 
 ``TASKS`` maps the registry name to the class; ``get_task`` also takes the short command-line names
 (``cli_name``: ``"lm"``, ``"intent"``, ``"translation"``). Add a task: subclass :class:`Task`, fill the
@@ -32,6 +39,7 @@ experiments) and the five methods, decorate it with :func:`register_task`: the g
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -40,7 +48,7 @@ from torch import nn
 from hmf_lab.nlp.networks import CharLM, IntentClassifier, Translator
 from hmf_lab.nlp.training import (TrainConfig, evaluate_intent, evaluate_lm, evaluate_translation, intent_loss, lm_loss,
                        train, translation_loss)
-from hmf_lab.nlp.vocab import BOS, EOS, PAD, UNK, CharVocab, WordVocab, _pad, tokenize
+from hmf_lab.nlp.vocab import _SPECIALS, BOS, EOS, PAD, UNK, CharVocab, WordVocab, _pad, frequency_order, tokenize
 
 __all__ = ["Task", "LMTask", "IntentTask", "TranslationTask", "TASKS", "get_task", "task_class", "register_task",
            "Settings"]
@@ -107,6 +115,9 @@ class Task:
     full_settings: Settings = Settings()   # the experiments' work on this task (see :class:`Settings`)
     quick_settings: Settings | None = None  # the same for CI / trying things (None: full with a few steps)
     eval_size_kw: str = "eval_n"      # the constructor keyword that sets the evaluation size
+    # the parameters whose rows (dim 0) are indexed by a vocabulary: key of vocab_payload() (None: the
+    # payload itself is the vocabulary) -> state-dict names; Task.reindex permutes them
+    vocab_rows: dict = {}
 
     # -- implemented by each task -------------------------------------------------------------
 
@@ -143,6 +154,71 @@ class Task:
         raise NotImplementedError
 
     # -- shared by every task -----------------------------------------------------------------
+
+    @classmethod
+    def vocab_permutation(cls, old, new) -> dict:
+        """Per vocabulary (key of :attr:`vocab_rows`) the ids ``perm`` with ``new[i] == old[perm[i]]``.
+
+        ``old`` and ``new`` are :meth:`vocab_payload` values holding the same symbols; the special word
+        symbols (``<pad> <unk> <s> </s>``, ids 0-3) must stay where they are.
+
+        >>> LMTask.vocab_permutation("abc", "cab")[None].tolist()
+        [2, 0, 1]
+        """
+        out = {}
+        for key in cls.vocab_rows:
+            a, b = (old, new) if key is None else (_vocab_part(old, key), _vocab_part(new, key))
+            a, b = list(a), list(b)
+            where = "the vocabulary" if key is None else f"vocabulary {key!r}"
+            if len(set(a)) != len(a) or len(set(b)) != len(b):
+                raise ValueError(f"{where} holds a symbol twice; expected distinct symbols (a vocab_payload())")
+            if set(a) != set(b):
+                extra, gone = sorted(set(b) - set(a))[:5], sorted(set(a) - set(b))[:5]
+                raise ValueError(f"{where}: the new order must hold the same {len(a)} symbols as the old one, "
+                                 f"got {len(b)} (new ones {extra}, missing {gone}); reindex only re-orders")
+            if a[:len(_SPECIALS)] == _SPECIALS and b[:len(_SPECIALS)] != _SPECIALS:
+                raise ValueError(f"{where}: the special symbols {_SPECIALS} must keep ids 0-3 (the code uses "
+                                 f"them), got {b[:len(_SPECIALS)]}")
+            idx = {s: i for i, s in enumerate(a)}
+            out[key] = torch.tensor([idx[s] for s in b], dtype=torch.long)
+        return out
+
+    @classmethod
+    def reindex_state(cls, state_dict: dict, old, new) -> dict:
+        """A copy of a dense model's ``state_dict`` for vocabulary ``new`` instead of ``old``: the rows of
+        the parameters of :attr:`vocab_rows` permuted (any dtype; exact), the rest as it is.
+
+        >>> sd = {"embedding.weight": torch.eye(3), "decoder.weight": torch.eye(3), "decoder.bias": torch.arange(3.)}
+        >>> LMTask.reindex_state(sd, "abc", "cab")["decoder.bias"].tolist()
+        [2.0, 0.0, 1.0]
+        """
+        out = dict(state_dict)
+        for key, perm in cls.vocab_permutation(old, new).items():
+            for name in cls.vocab_rows[key]:
+                if name not in state_dict:
+                    raise ValueError(f"the state dict has no {name!r} (found {sorted(state_dict)[:6]}); "
+                                     f"{cls.__name__}.reindex works on the task's dense model")
+                t = state_dict[name]
+                if t.shape[0] != len(perm):
+                    raise ValueError(f"{name} has {t.shape[0]} rows but the vocabulary has {len(perm)} symbols; "
+                                     f"pass the vocabulary this model was trained with")
+                out[name] = t[perm].clone()
+        return out
+
+    @classmethod
+    def reindex(cls, model: nn.Module, old, new) -> nn.Module:
+        """The same model (a copy) for vocabulary order ``new``: it computes the same function, its outputs
+        (and input ids) re-ordered, ``model_new(x_new)[..., i] == model(x_old)[..., perm[i]]``.
+
+        >>> m = CharLM(3, embed=4, hidden=8)
+        >>> r = LMTask.reindex(m, "abc", "cab")
+        >>> x_old, x_new = CharVocab("abc").encode("ab")[None], CharVocab("cab").encode("ab")[None]
+        >>> torch.allclose(r(x_new), m(x_old)[..., [2, 0, 1]])
+        True
+        """
+        out = copy.deepcopy(model)
+        out.load_state_dict(cls.reindex_state(model.state_dict(), old, new))
+        return out
 
     @classmethod
     def settings(cls, quick: bool = False) -> Settings:
@@ -233,6 +309,7 @@ class LMTask(Task):
     quick_eval = {"eval_chars": 3_000}
     train_desc = "train LM"
     eval_size_kw = "eval_chars"
+    vocab_rows = {None: ("embedding.weight", "decoder.weight", "decoder.bias")}
     # the grid's full run (hmf_lab/assets/results/README.md): scratch 400 steps, ~1.5 epochs of Tiny
     # Shakespeare (the shipped model had 2600), post fine-tuning 100
     full_settings = Settings(post_steps=100, scratch_steps=400, eval_kw={"eval_chars": 10_000}, prune_every=10,
@@ -280,12 +357,20 @@ class LMTask(Task):
 
     @classmethod
     def from_vocab(cls, vocab, **kwargs) -> "LMTask":
+        if not isinstance(vocab, str):
+            raise TypeError(f"a character vocabulary is a str of distinct characters in id order (a checkpoint's "
+                            f"'vocab'), got {type(vocab).__name__}; pass the checkpoint's vocabulary as saved")
+        if len(set(vocab)) != len(vocab):
+            raise ValueError(f"a character vocabulary is a str of distinct characters in id order, got {len(vocab)} "
+                             f"characters of which {len(set(vocab))} distinct; pass the checkpoint's vocabulary as saved")
         return cls(vocab=CharVocab(vocab), **kwargs)
 
 
 @register_task
 class IntentTask(Task):
     """SNIPS intent detection: word vocabulary (train words seen twice or more), padded ids, accuracy.
+
+    Words and intent labels are ordered by their frequency in the training data (most frequent first).
 
     ``pairs`` replaces the data: ``(train_pairs, test_pairs)`` of ``(intent, text)``.
 
@@ -306,6 +391,7 @@ class IntentTask(Task):
     quick_settings = Settings(post_steps=4, scratch_steps=6, eval_kw={"eval_n": 60}, prune_every=1,
                               min_run_time=0.04, timing_rounds=2, step_cost=0.02)
     max_len = 40
+    vocab_rows = {"words": ("embedding.weight",), "labels": ("classifier.weight", "classifier.bias")}
 
     def __init__(self, pairs=None, vocab=None, labels=None, eval_n: int | None = None):
         if pairs is None:
@@ -314,7 +400,7 @@ class IntentTask(Task):
         train, test = pairs
         tok_train = [tokenize(t) for _, t in train]
         self.vocab = vocab or WordVocab(tok_train, max_size=20_000, min_count=2)
-        self.labels = list(labels) if labels is not None else sorted({i for i, _ in train})
+        self.labels = list(labels) if labels is not None else frequency_order(i for i, _ in train)
         lab = {l: i for i, l in enumerate(self.labels)}
         self.x_train = _pad([self.vocab.encode(t) or [UNK] for t in tok_train], None)[:, :self.max_len]
         self.y_train = torch.tensor([lab[i] for i, _ in train])
@@ -380,6 +466,7 @@ class TranslationTask(Task):
                               min_run_time=0.04, timing_rounds=2, step_cost=0.23)
     max_len = 40
     vocab_size = 3000
+    vocab_rows = {"src": ("src_embedding.weight",), "tgt": ("tgt_embedding.weight", "out.weight", "out.bias")}
 
     def __init__(self, pairs=None, vocabs=None, eval_n: int | None = None, test_fraction: float = 0.05):
         if pairs is None:
@@ -433,6 +520,14 @@ class TranslationTask(Task):
     @classmethod
     def from_vocab(cls, vocab, **kwargs) -> "TranslationTask":
         return cls(vocabs=(WordVocab(None, words=vocab["src"]), WordVocab(None, words=vocab["tgt"])), **kwargs)
+
+
+def _vocab_part(vocab, key):
+    """``vocab[key]`` of a vocab payload, or a ValueError naming the keys it has."""
+    if not isinstance(vocab, dict) or key not in vocab:
+        have = sorted(vocab) if isinstance(vocab, dict) else type(vocab).__name__
+        raise ValueError(f"the vocabulary payload has no {key!r} (got {have}); pass vocab_payload() of this task")
+    return vocab[key]
 
 
 def task_class(name: str) -> type[Task]:
