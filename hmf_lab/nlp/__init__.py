@@ -18,9 +18,10 @@ registry and the shipped checkpoints. ``hl.models`` is this package.
 torch.Size([2, 5, 10])
 """
 from hmf_lab.nlp.checkpoints import (PRETRAINED, checkpoint_path, load_checkpoint, load_pretrained,
-                                     pretrained_weights, reorder_checkpoint, save_checkpoint)
+                                     pretrained_weights, save_checkpoint)
 from hmf_lab.nlp.networks import CharLM, IntentClassifier, Translator
-from hmf_lab.nlp.tasks import TASKS, IntentTask, LMTask, Task, TranslationTask, get_task, register_task
+from hmf_lab.nlp.tasks import (TASKS, IntentTask, LMTask, Task, TranslationTask, get_task, register_task,
+                               reorder_checkpoint)
 from hmf_lab.nlp.training import (TrainConfig, evaluate_intent, evaluate_lm, evaluate_translation, lm_batches,
                                   train, train_intent, train_lm, train_translation)
 from hmf_lab.nlp.vocab import BOS, EOS, PAD, UNK, CharVocab, WordVocab, frequency_order, tokenize

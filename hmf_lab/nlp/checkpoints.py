@@ -13,7 +13,7 @@ trusted checkpoint" and is never loaded.
 Each checkpoint carries its vocabulary (``payload["vocab"]``), and the model's embedding and output rows
 follow it, so a checkpoint is consistent in whatever order it was saved. The shipped ones have
 frequency-ordered vocabularies (most frequent first); until they were re-ordered by
-:func:`reorder_checkpoint` (``scripts/reorder_vocab.py``) the character LM's was sorted by character.
+:func:`hmf_lab.nlp.tasks.reorder_checkpoint` (``scripts/reorder_vocab.py``) the character LM's was sorted by character.
 A copy of an older file next to a newer ``checkpoints.json`` fails the SHA-256 check (the files are
 package data; nothing is cached elsewhere).
 
@@ -38,7 +38,7 @@ import torch.nn as nn
 from hmf_lab.nlp.networks import CharLM, IntentClassifier, Translator
 
 __all__ = ["PRETRAINED", "assets_dir", "checkpoint_path", "registry", "save_checkpoint", "load_checkpoint",
-           "load_pretrained", "pretrained_weights", "reorder_checkpoint"]
+           "load_pretrained", "pretrained_weights"]
 
 #: shipped checkpoints: name -> (file in hmf_lab/assets/, model class)
 PRETRAINED = {
@@ -192,32 +192,3 @@ def pretrained_weights(name: str = "char_lm") -> dict[str, torch.Tensor]:
     emb = {n for n, mod in model.named_modules() if isinstance(mod, nn.Embedding)}
     return {k: v.detach().clone() for k, v in model.state_dict().items()
             if v.ndim == 2 and k.rsplit(".", 1)[0] not in emb}
-
-
-def reorder_checkpoint(name: str, src, dst, vocab) -> str:
-    """Write checkpoint ``src`` of the task ``name`` to ``dst`` with its vocabulary in the order ``vocab``;
-    returns the SHA-256 of ``dst``.
-
-    The rows of the embeddings and output layers (the task's ``vocab_rows``) are permuted with it, in the
-    stored float16: an exact re-indexing, the model computes the same function with its ids re-ordered.
-    Config, info and every other entry are kept as they are. ``vocab`` is a ``vocab_payload()`` of the task
-    (for ``"char_lm"`` a str of the same characters).
-
-    >>> import tempfile, os, hmf_lab as hl
-    >>> d = tempfile.mkdtemp()
-    >>> _ = save_checkpoint(hl.models.CharLM(3, embed=4, hidden=8), os.path.join(d, "a.pt"), extra={"vocab": "abc"})
-    >>> sha = reorder_checkpoint("char_lm", os.path.join(d, "a.pt"), os.path.join(d, "b.pt"), "cab")
-    >>> load_checkpoint(os.path.join(d, "b.pt"), CharLM, sha256=sha)[1]["vocab"]
-    'cab'
-    """
-    from hmf_lab.nlp.tasks import TASKS  # tasks load checkpoints lazily too: no import cycle
-
-    if name not in PRETRAINED or name not in TASKS:
-        raise ValueError(f"unknown pretrained model {name!r}; expected one of {sorted(PRETRAINED)}")
-    _, payload = load_checkpoint(src, PRETRAINED[name][1])
-    if "vocab" not in payload:
-        raise ValueError(f"checkpoint {src} holds no 'vocab'; expected a checkpoint written by "
-                         f"scripts/train_models.py (save_checkpoint(..., extra={{'vocab': ...}}))")
-    state = TASKS[name].reindex_state(payload["state_dict"], payload["vocab"], vocab)
-    torch.save({**payload, "state_dict": state, "vocab": vocab}, dst)
-    return hashlib.sha256(Path(dst).read_bytes()).hexdigest()
