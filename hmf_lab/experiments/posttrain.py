@@ -107,7 +107,7 @@ def post_training_tables(df: pd.DataFrame, against=("lmf", "oats")) -> str:
                     row[f"vs {a}"] = "–"
                     continue
                 v = hmf_vs_lmf(d, r.label, a)
-                v = v[v.compression == r.compression]
+                v = v[v.compression == r.compression] if len(v) else v
                 row[f"vs {a}"] = "–" if v.empty else (f"{v.pct.iloc[0]:+.2f}%"
                                                       + (" (noise)" if bool(v.inside_noise.iloc[0]) else ""))
             rows.append(row)
