@@ -7,9 +7,65 @@ from the training data (:meth:`hmf_lab.nlp.tasks.Task.calibration_input`, seed 0
 ``||(W C^(1/2))[:, j]||^2`` (max / median, and the largest channel's share of the total, "top share"; ``1/n``
 when all are equal). The numbers come from :func:`hmf_lab.experiments.report.outlier_profile`. One torch thread.
 
-Recorded output (full mode: 64 windows of 128 characters = 8,192 rows; 1,024 utterances), 2026-12-07:
+Reading: the SNIPS encoder has no outlier channels (raw and whitened max/median below 5 everywhere, no channel
+above 2.6% of a layer's whitened energy). The char transformer has mild raw outliers (max/median at most 19x,
+in the last MLP's input), but after whitening two kinds of layers stand out: the **key** projections of blocks
+1-3, where one input channel holds 17-26% of the whitened energy (max/median 37-76x; the query and value
+projections read the same LayerNorm output and stay below 5x), and the last block's ``fc2`` (90x, 6.1%) and
+attention output (11x, 5.9%). Those
+are the layers where keeping a few columns dense (column HMF) can pay; elsewhere the whitened energy is
+spread out and activation-aware low rank already catches the loud directions.
 
-(filled in below after the run)
+Recorded output (full mode: 64 windows of 128 characters = 8,192 rows; 1,024 utterances), 2026-12-07,
+13 s wall on the shared 2-core machine::
+
+    ### char_tf (64 calibration examples, seed 0)
+
+    | layer | block | shape | n | raw max/median | whitened max/median | whitened top share |
+    |---|---|---|---|---|---|---|
+    | blocks.0.attn.q |  | 128x128 | 128 | 1.4 | 2.57 | 0.0188 |
+    | blocks.0.attn.k |  | 128x128 | 128 | 1.4 | 2.28 | 0.0169 |
+    | blocks.0.attn.v |  | 128x128 | 128 | 1.4 | 2.23 | 0.0166 |
+    | blocks.0.attn.out |  | 128x128 | 128 | 7.57 | 5.97 | 0.0264 |
+    | blocks.0.fc1 |  | 512x128 | 128 | 3.39 | 3.34 | 0.0237 |
+    | blocks.0.fc2 |  | 128x512 | 512 | 6.45 | 7.79 | 0.0119 |
+    | blocks.1.attn.q |  | 128x128 | 128 | 7.53 | 4.81 | 0.0266 |
+    | blocks.1.attn.k |  | 128x128 | 128 | 7.53 | 75.7 | 0.227 |
+    | blocks.1.attn.v |  | 128x128 | 128 | 7.53 | 2.42 | 0.0173 |
+    | blocks.1.attn.out |  | 128x128 | 128 | 2.24 | 2.48 | 0.0187 |
+    | blocks.1.fc1 |  | 512x128 | 128 | 3.17 | 4.92 | 0.03 |
+    | blocks.1.fc2 |  | 128x512 | 512 | 6.28 | 9.14 | 0.014 |
+    | blocks.2.attn.q |  | 128x128 | 128 | 7.52 | 3.67 | 0.0231 |
+    | blocks.2.attn.k |  | 128x128 | 128 | 7.52 | 75.9 | 0.261 |
+    | blocks.2.attn.v |  | 128x128 | 128 | 7.52 | 2.2 | 0.0161 |
+    | blocks.2.attn.out |  | 128x128 | 128 | 2.29 | 3.13 | 0.0219 |
+    | blocks.2.fc1 |  | 512x128 | 128 | 2.4 | 3.34 | 0.0225 |
+    | blocks.2.fc2 |  | 128x512 | 512 | 5.8 | 15 | 0.0202 |
+    | blocks.3.attn.q |  | 128x128 | 128 | 4.46 | 2.18 | 0.0161 |
+    | blocks.3.attn.k |  | 128x128 | 128 | 4.46 | 36.6 | 0.172 |
+    | blocks.3.attn.v |  | 128x128 | 128 | 4.46 | 3.7 | 0.0268 |
+    | blocks.3.attn.out |  | 128x128 | 128 | 5.48 | 10.8 | 0.0586 |
+    | blocks.3.fc1 |  | 512x128 | 128 | 1.8 | 2.73 | 0.0195 |
+    | blocks.3.fc2 |  | 128x512 | 512 | 18.8 | 90.4 | 0.0614 |
+    | head |  | 65x128 | 128 | 2.55 | 2.58 | 0.0191 |
+
+    ### intent_tf (1024 calibration examples, seed 0)
+
+    | layer | block | shape | n | raw max/median | whitened max/median | whitened top share |
+    |---|---|---|---|---|---|---|
+    | encoder.layers.0.self_attn | q | 96x96 | 96 | 1.64 | 2.12 | 0.0206 |
+    | encoder.layers.0.self_attn | k | 96x96 | 96 | 1.64 | 2.08 | 0.0218 |
+    | encoder.layers.0.self_attn | v | 96x96 | 96 | 1.64 | 1.84 | 0.0188 |
+    | encoder.layers.0.self_attn | out | 96x96 | 96 | 2.1 | 2.1 | 0.0201 |
+    | encoder.layers.0.linear1 |  | 384x96 | 96 | 1.59 | 1.57 | 0.0163 |
+    | encoder.layers.0.linear2 |  | 96x384 | 384 | 3.09 | 3.12 | 0.00734 |
+    | encoder.layers.1.self_attn | q | 96x96 | 96 | 1.76 | 2.34 | 0.0232 |
+    | encoder.layers.1.self_attn | k | 96x96 | 96 | 1.76 | 2.61 | 0.0256 |
+    | encoder.layers.1.self_attn | v | 96x96 | 96 | 1.76 | 2.36 | 0.023 |
+    | encoder.layers.1.self_attn | out | 96x96 | 96 | 2.24 | 2.68 | 0.0255 |
+    | encoder.layers.1.linear1 |  | 384x96 | 96 | 1.72 | 2.03 | 0.0208 |
+    | encoder.layers.1.linear2 |  | 96x384 | 384 | 4.41 | 4.45 | 0.00963 |
+    | classifier |  | 7x96 | 96 | 1.87 | 2.27 | 0.0223 |
 """
 from __future__ import annotations
 
