@@ -16,7 +16,8 @@ attention output (11x, 5.9%). Those
 are the layers where keeping a few columns dense (column HMF) can pay; elsewhere the whitened energy is
 spread out and activation-aware low rank already catches the loud directions.
 
-Recorded output (full mode: 64 windows of 128 characters = 8,192 rows; 1,024 utterances), 2026-12-07,
+Recorded output (full mode: 64 windows of 128 characters = 8,192 rows; 1,024 utterances, grouped by length so that no
+padding enters the statistics), 2026-12-07,
 13 s wall on the shared 2-core machine::
 
     ### char_tf (64 calibration examples, seed 0)
@@ -53,18 +54,18 @@ Recorded output (full mode: 64 windows of 128 characters = 8,192 rows; 1,024 utt
 
     | layer | block | shape | n | raw max/median | whitened max/median | whitened top share |
     |---|---|---|---|---|---|---|
-    | encoder.layers.0.self_attn | q | 96x96 | 96 | 1.64 | 2.12 | 0.0206 |
-    | encoder.layers.0.self_attn | k | 96x96 | 96 | 1.64 | 2.08 | 0.0218 |
-    | encoder.layers.0.self_attn | v | 96x96 | 96 | 1.64 | 1.84 | 0.0188 |
-    | encoder.layers.0.self_attn | out | 96x96 | 96 | 2.1 | 2.1 | 0.0201 |
-    | encoder.layers.0.linear1 |  | 384x96 | 96 | 1.59 | 1.57 | 0.0163 |
-    | encoder.layers.0.linear2 |  | 96x384 | 384 | 3.09 | 3.12 | 0.00734 |
-    | encoder.layers.1.self_attn | q | 96x96 | 96 | 1.76 | 2.34 | 0.0232 |
-    | encoder.layers.1.self_attn | k | 96x96 | 96 | 1.76 | 2.61 | 0.0256 |
-    | encoder.layers.1.self_attn | v | 96x96 | 96 | 1.76 | 2.36 | 0.023 |
-    | encoder.layers.1.self_attn | out | 96x96 | 96 | 2.24 | 2.68 | 0.0255 |
-    | encoder.layers.1.linear1 |  | 384x96 | 96 | 1.72 | 2.03 | 0.0208 |
-    | encoder.layers.1.linear2 |  | 96x384 | 384 | 4.41 | 4.45 | 0.00963 |
+    | encoder.layers.0.self_attn | q | 96x96 | 96 | 1.93 | 2.07 | 0.0197 |
+    | encoder.layers.0.self_attn | k | 96x96 | 96 | 1.93 | 1.94 | 0.0198 |
+    | encoder.layers.0.self_attn | v | 96x96 | 96 | 1.93 | 1.82 | 0.018 |
+    | encoder.layers.0.self_attn | out | 96x96 | 96 | 2.31 | 2.18 | 0.0212 |
+    | encoder.layers.0.linear1 |  | 384x96 | 96 | 1.76 | 1.66 | 0.0166 |
+    | encoder.layers.0.linear2 |  | 96x384 | 384 | 2.73 | 3.47 | 0.00794 |
+    | encoder.layers.1.self_attn | q | 96x96 | 96 | 1.61 | 2.37 | 0.0234 |
+    | encoder.layers.1.self_attn | k | 96x96 | 96 | 1.61 | 2.26 | 0.022 |
+    | encoder.layers.1.self_attn | v | 96x96 | 96 | 1.61 | 1.85 | 0.0195 |
+    | encoder.layers.1.self_attn | out | 96x96 | 96 | 2.19 | 2.6 | 0.0247 |
+    | encoder.layers.1.linear1 |  | 384x96 | 96 | 1.87 | 2.14 | 0.0217 |
+    | encoder.layers.1.linear2 |  | 96x384 | 384 | 4.41 | 4.04 | 0.00876 |
     | classifier |  | 7x96 | 96 | 1.87 | 2.27 | 0.0223 |
 """
 from __future__ import annotations

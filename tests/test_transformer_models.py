@@ -99,7 +99,9 @@ def test_tiny_transformer_tasks_train_on_toy_data():
     clf = it.build(d_model=16, heads=2, layers=1, ff=32)
     it.fine_tune(clf, steps=40, lr=1e-2, progress=False)
     assert it.evaluate(clf)["accuracy"] == 1.0
-    assert clf(*it.sample_input()).shape == (1, 2) and it.calibration_input(8, seed=1)[0].shape[0] == 8
+    assert clf(*it.sample_input()).shape == (1, 2)
+    calib = it.calibration_input(8, seed=1)            # one batch per length, no padding
+    assert sum(b[0].shape[0] for b in calib) == 8 and all(bool((b[0] != hl.models.PAD).all()) for b in calib)
 
 
 # ------------------------------------------------------------------------------------ the checkpoints
@@ -141,11 +143,20 @@ def test_intent_checkpoint_reproduces_its_recorded_accuracy():
 # ------------------------------------------------------------------------------------ hl.compress
 
 
+def _batch(task):
+    """A model input tuple: 4 training windows (char_tf), or 8 test utterances padded to the longest (intent_tf:
+    the padding mask is in play)."""
+    if isinstance(task, T.TransformerIntentTask):
+        x = task.x_test[:8]
+        return (x[:, :int((x != hl.models.PAD).sum(1).max())],)
+    return task.calibration_input(4, seed=3)
+
+
 @pytest.mark.parametrize("method", sorted(EXACT))
 @pytest.mark.parametrize("name", TF)
 def test_compression_one_equals_dense_on_the_shipped_transformer(shipped, name, method):
     task, model = shipped[name]
-    x = task.calibration_input(4, seed=3)
+    x = _batch(task)
     kw = EXACT[method]
     if kw is None:
         d = model.config["d_model"]

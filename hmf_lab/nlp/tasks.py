@@ -14,7 +14,8 @@ training script and the notebooks use only this interface:
 ``task.evaluate(model) -> dict``           metrics; ``metric`` names the headline one,
                                            ``higher_is_better`` its direction
 ``task.sample_input()``                    one input tuple for timing
-``task.calibration_input(n, seed)``        training inputs for post-training calibration (``hl.compress(X=)``)
+``task.calibration_input(n, seed)``        training inputs for post-training calibration (``hl.compress(X=)``:
+                                           an input tuple or a list of them)
 ``quick_eval``                             constructor keywords of the quick variant (``HMF_LAB_QUICK``)
 ``Task.settings(quick=False)``             the experiments' work on this task (:class:`Settings`:
                                            steps, evaluation size, pruning schedule, timing);
@@ -136,9 +137,10 @@ class Task:
         """The task with the vocabulary of :meth:`vocab_payload` (the one a checkpoint was trained with)."""
         raise NotImplementedError
 
-    def calibration_input(self, n: int = 16, seed: int = 0) -> tuple:
-        """Calibration inputs for post-training compression (``hl.compress(..., X=...)``): ``n`` training
-        examples drawn with ``seed`` (a new seed: a new calibration draw). Default: :meth:`sample_input`."""
+    def calibration_input(self, n: int = 16, seed: int = 0):
+        """Calibration inputs for post-training compression (``hl.compress(..., X=...)``: one input tuple or a
+        list of them): ``n`` training examples drawn with ``seed`` (a new seed: a new calibration draw).
+        Default: :meth:`sample_input`."""
         return self.sample_input()
 
     # -- shared by every task -----------------------------------------------------------------
@@ -347,15 +349,21 @@ class IntentTask(Task):
         return (x[:, :max(1, int((x != PAD).sum()))],)
 
     def calibration_input(self, n: int = 256, seed: int = 0):
-        """``n`` random training utterances drawn with ``seed``, padded to the longest: ``(n, T)`` word ids.
+        """``n`` random training utterances drawn with ``seed``, as a list of batches ``[(x,), ...]``, one per
+        length, **without padding** (hl.compress's ``X`` takes a list of batches).
+
+        Padded positions run through every linear layer but their outputs are masked away: as calibration
+        rows they would make up most of the data (utterances are short, a batch is padded to its longest)
+        and pull the activation-aware fits towards inputs that never matter.
 
         >>> t = IntentTask(pairs=([("a", "play music"), ("b", "book a table")] * 5, [("a", "play it")]))
-        >>> t.calibration_input(4, seed=1)[0].shape
-        torch.Size([4, 3])
+        >>> sorted(tuple(b[0].shape) for b in t.calibration_input(6, seed=1))
+        [(2, 2), (4, 3)]
         """
         g = torch.Generator().manual_seed(int(seed))
         x = self.x_train[torch.randint(0, self.x_train.shape[0], (int(n),), generator=g)]
-        return (x[:, :max(1, int((x != PAD).sum(1).max()))],)
+        lengths = (x != PAD).sum(1).clamp(min=1)
+        return [(x[lengths == L, :L],) for L in sorted(set(lengths.tolist()))]
 
     def vocab_payload(self):
         return {"words": self.vocab.words, "labels": self.labels}
