@@ -233,3 +233,10 @@ def test_outlier_profile_script_quick(shipped, capsys):
     _script("outlier_profile").main(["--quick"])
     out = capsys.readouterr().out
     assert "### char_tf" in out and "### intent_tf" in out and "blocks.3.fc2" in out and "encoder.layers.1.self_attn" in out
+
+
+@pytest.mark.parametrize("task", ["lm_tf", "intent_tf"])
+def test_the_experiment_pipeline_runs_a_post_cell_on_each_transformer(shipped, task):
+    from hmf_lab.experiments import pipeline as P
+    row = P.run_cell(P.Cell(task, "post", "lmf", 2.0, 0, quick=True))
+    assert row["task"] == task and math.isfinite(row["value"]) and row["actual_compression"] >= 2.0 - 1e-9
