@@ -3,7 +3,8 @@
 Dense, HMF (rows), HMF (columns), LMF, activation-aware LMF, Wanda and OATS at 1.5x, 2x, 3x and 4x on
 ``char_tf`` (validation bits/char) and ``intent_tf`` (test accuracy), 3 calibration draws (seeds), no
 fine-tuning (:mod:`hmf_lab.experiments.posttrain`). Writes ``cells.csv`` and ``results.md`` (mean ± sd, paired
-difference vs LMF and vs OATS) to ``--out``. One torch thread. ``--quick`` (or ``HMF_LAB_QUICK=1``): tiny
+difference vs LMF and vs OATS) to ``--out`` (default ``hmf_lab/assets/results/transformers/``, where the
+shipped run is, with its README). One torch thread. ``--quick`` (or ``HMF_LAB_QUICK=1``): tiny
 evaluation sets, one seed, 2x only.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 import torch
 
 from hmf_lab.experiments.posttrain import POST_METHODS, post_training_cells, post_training_tables
+from hmf_lab.nlp.checkpoints import assets_dir
 
 
 def main(argv=None):
@@ -26,7 +28,7 @@ def main(argv=None):
     p.add_argument("--compression", nargs="+", type=float, default=None)
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--quick", action="store_true", default=os.environ.get("HMF_LAB_QUICK") == "1")
-    p.add_argument("--out", type=Path, default=Path("results_transformers"))
+    p.add_argument("--out", type=Path, default=assets_dir() / "results" / "transformers")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     cs = args.compression or ([2.0] if args.quick else [1.5, 2.0, 3.0, 4.0])
