@@ -240,3 +240,13 @@ def test_the_experiment_pipeline_runs_a_post_cell_on_each_transformer(shipped, t
     from hmf_lab.experiments import pipeline as P
     row = P.run_cell(P.Cell(task, "post", "lmf", 2.0, 0, quick=True))
     assert row["task"] == task and math.isfinite(row["value"]) and row["actual_compression"] >= 2.0 - 1e-9
+
+
+def test_shipped_post_training_results_are_the_tables_of_their_cells():
+    import pandas as pd
+    from hmf_lab.experiments.posttrain import POST_METHODS, post_training_tables
+    folder = C.assets_dir() / "results" / "transformers"
+    df = pd.read_csv(folder / "cells.csv")
+    assert (folder / "results.md").read_text() == post_training_tables(df)
+    assert set(df.label) == {"dense", *POST_METHODS} and set(df.task) == set(TF)
+    assert set(df[df.label != "dense"].seed) == {0, 1, 2} and set(df.compression) == {1.0, 1.5, 2.0, 3.0, 4.0}
