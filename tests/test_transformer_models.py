@@ -250,3 +250,18 @@ def test_shipped_post_training_results_are_the_tables_of_their_cells():
     assert (folder / "results.md").read_text() == post_training_tables(df)
     assert set(df.label) == {"dense", *POST_METHODS} and set(df.task) == set(TF)
     assert set(df[df.label != "dense"].seed) == {0, 1, 2} and set(df.compression) == {1.0, 1.5, 2.0, 3.0, 4.0}
+
+
+def test_outlier_profile_names_a_layer_the_inputs_never_reach():
+    from hmf_lab.experiments.report import outlier_profile
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.used(x)
+
+    with pytest.raises(ValueError, match="layer 'unused' never ran on the calibration inputs X"):
+        outlier_profile(TwoHeads(), torch.randn(8, 4))
