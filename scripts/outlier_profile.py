@@ -86,7 +86,7 @@ MODELS = (("char_tf", 64, 4), ("intent_tf", 1024, 64))
 def profile(name: str, n: int, seed: int = 0):
     """The outlier table of the shipped model ``name`` on ``n`` calibration examples drawn with ``seed``."""
     task, model = task_class(name).pretrained(quick=True)
-    return outlier_profile(model, task.calibration_input(n, seed=seed))
+    return outlier_profile(model, task.calibration_input(seed=seed, n=n))
 
 
 def main(argv=None):

@@ -100,7 +100,7 @@ def test_tiny_transformer_tasks_train_on_toy_data():
     it.fine_tune(clf, steps=40, lr=1e-2, progress=False)
     assert it.evaluate(clf)["accuracy"] == 1.0
     assert clf(*it.sample_input()).shape == (1, 2)
-    calib = it.calibration_input(8, seed=1)            # one batch per length, no padding
+    calib = it.calibration_input(seed=1, n=8)            # one batch per length, no padding
     assert sum(b[0].shape[0] for b in calib) == 8 and all(bool((b[0] != hl.models.PAD).all()) for b in calib)
 
 
@@ -149,7 +149,7 @@ def _batch(task):
     if isinstance(task, T.TransformerIntentTask):
         x = task.x_test[:8]
         return (x[:, :int((x != hl.models.PAD).sum(1).max())],)
-    return task.calibration_input(4, seed=3)
+    return task.calibration_input(seed=3, n=4)
 
 
 @pytest.mark.parametrize("method", sorted(EXACT))
@@ -175,7 +175,7 @@ def test_compression_one_equals_dense_on_the_shipped_transformer(shipped, name, 
 def test_compress_2x_runs_through_the_task(shipped, name, method):
     task, model = shipped[name]
     dense = hl.count_params(model)
-    kw = {"X": task.calibration_input(4, seed=0)} if "X" in hl.get_method(method).options else {}
+    kw = {"X": task.calibration_input(seed=0, n=4)} if "X" in hl.get_method(method).options else {}
     small = hl.compress(model, method, compression=2, **kw)
     r = task.evaluate(small)
     assert math.isfinite(r[task.metric])
@@ -186,10 +186,10 @@ def test_outlier_profile_of_the_shipped_transformers(shipped):
     from hmf_lab.experiments.report import outlier_profile
     for name, blocks in (("char_tf", {"", }), ("intent_tf", {"", "q", "k", "v", "out"})):
         task, model = shipped[name]
-        df = outlier_profile(model, task.calibration_input(4, seed=0))
+        df = outlier_profile(model, task.calibration_input(seed=0, n=4))
         assert set(df["block"]) == blocks and (df["raw_max_median"] >= 1).all()
         assert ((df["whitened_top_share"] > 0) & (df["whitened_top_share"] <= 1)).all()
-    assert len(outlier_profile(shipped["char_tf"][1], shipped["char_tf"][0].calibration_input(2))) == 4 * 6 + 1
+    assert len(outlier_profile(shipped["char_tf"][1], shipped["char_tf"][0].calibration_input(seed=0, n=2))) == 4 * 6 + 1
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         outlier_profile("model", torch.zeros(1, 2))
 

@@ -61,7 +61,7 @@ def post_training_cells(task: str, methods=POST_METHODS, compressions=(1.5, 2, 3
     rows = [dict(base, compression=1.0, label="dense", seed=0, value=t.evaluate(model)[t.metric], params=dense,
                  actual_compression=1.0, layers=0, seconds=0.0)]
     for seed in range(int(seeds)):
-        X = t.calibration_input(seed=seed) if calibration is None else t.calibration_input(int(calibration), seed=seed)
+        X = t.calibration_input(seed=seed) if calibration is None else t.calibration_input(seed=seed, n=int(calibration))
         for c in cs:
             for m, rec in recs.items():
                 kw = {"X": X} if "X" in rec.options else {}

@@ -14,7 +14,7 @@ training script and the notebooks use only this interface:
 ``task.evaluate(model) -> dict``           metrics; ``metric`` names the headline one,
                                            ``higher_is_better`` its direction
 ``task.sample_input()``                    one input tuple for timing
-``task.calibration_input(n, seed)``        training inputs for post-training calibration (``hl.compress(X=)``:
+``task.calibration_input(seed)``           training inputs for post-training calibration (``hl.compress(X=)``:
                                            an input tuple or a list of them)
 ``quick_eval``                             constructor keywords of the quick variant (``HMF_LAB_QUICK``)
 ``Task.settings(quick=False)``             the experiments' work on this task (:class:`Settings`:
@@ -137,9 +137,9 @@ class Task:
         """The task with the vocabulary of :meth:`vocab_payload` (the one a checkpoint was trained with)."""
         raise NotImplementedError
 
-    def calibration_input(self, n: int = 16, seed: int = 0):
-        """Calibration inputs for post-training compression (``hl.compress(..., X=...)``: one input tuple or a
-        list of them): ``n`` training examples drawn with ``seed`` (a new seed: a new calibration draw).
+    def calibration_input(self, seed: int = 0):
+        """Calibration inputs drawn from the training data for post-training compression
+        (``hl.compress(..., X=...)``: one input tuple or a list of them), the draw fixed by ``seed``.
         Default: :meth:`sample_input`."""
         return self.sample_input()
 
@@ -274,15 +274,6 @@ class LMTask(Task):
         """One sequence for timing: ``(1, length)`` character ids."""
         return (self.val_ids[:length][None],)
 
-    def calibration_input(self, n: int = 16, seed: int = 0):
-        """``n`` random training windows of ``base_cfg.seq_len`` characters drawn with ``seed``: ``(n, T)`` ids.
-
-        >>> LMTask(text="to be or not to be " * 50).calibration_input(4, seed=1)[0].shape
-        torch.Size([4, 128])
-        """
-        g = torch.Generator().manual_seed(int(seed))
-        return (lm_batches(self.train_ids, int(n), self.base_cfg.seq_len, g)[0],)
-
     def vocab_payload(self):
         return self.vocab.chars
 
@@ -347,23 +338,6 @@ class IntentTask(Task):
         """One utterance for timing: ``(1, T)`` word ids (the first test utterance)."""
         x = self.x_test[:1]
         return (x[:, :max(1, int((x != PAD).sum()))],)
-
-    def calibration_input(self, n: int = 256, seed: int = 0):
-        """``n`` random training utterances drawn with ``seed``, as a list of batches ``[(x,), ...]``, one per
-        length, **without padding** (hl.compress's ``X`` takes a list of batches).
-
-        Padded positions run through every linear layer but their outputs are masked away: as calibration
-        rows they would make up most of the data (utterances are short, a batch is padded to its longest)
-        and pull the activation-aware fits towards inputs that never matter.
-
-        >>> t = IntentTask(pairs=([("a", "play music"), ("b", "book a table")] * 5, [("a", "play it")]))
-        >>> sorted(tuple(b[0].shape) for b in t.calibration_input(6, seed=1))
-        [(2, 2), (4, 3)]
-        """
-        g = torch.Generator().manual_seed(int(seed))
-        x = self.x_train[torch.randint(0, self.x_train.shape[0], (int(n),), generator=g)]
-        lengths = (x != PAD).sum(1).clamp(min=1)
-        return [(x[lengths == L, :L],) for L in sorted(set(lengths.tolist()))]
 
     def vocab_payload(self):
         return {"words": self.vocab.words, "labels": self.labels}
@@ -473,6 +447,15 @@ class TransformerLMTask(LMTask):
     def build(self, **arch) -> CharTransformer:
         return CharTransformer(len(self.vocab), **{**self.arch, **arch})
 
+    def calibration_input(self, seed: int = 0, n: int = 16):
+        """``n`` random training windows of ``arch["context"]`` characters drawn with ``seed``: ``((n, T),)``.
+
+        >>> TransformerLMTask(text="to be or not to be " * 50).calibration_input(seed=1, n=4)[0].shape
+        torch.Size([4, 128])
+        """
+        g = torch.Generator().manual_seed(int(seed))
+        return (lm_batches(self.train_ids, int(n), int(self.arch["context"]), g)[0],)
+
     def batch_loss(self, model, generator, cfg):
         """Windows of ``cfg.seq_len`` characters, cut to the model's context."""
         return lm_loss(model, self.train_ids, cfg.batch_size, min(cfg.seq_len, model.context), generator)
@@ -505,6 +488,23 @@ class TransformerIntentTask(IntentTask):
                              live_scratch_steps=150, step_cost=0.05)
     quick_settings = Settings(post_steps=4, scratch_steps=6, eval_kw={"eval_n": 60}, prune_every=1,
                               min_run_time=0.04, timing_rounds=2, step_cost=0.05)
+
+    def calibration_input(self, seed: int = 0, n: int = 256):
+        """``n`` random training utterances drawn with ``seed``, as a list of batches ``[(x,), ...]``, one per
+        length, **without padding** (hl.compress's ``X`` takes a list of batches).
+
+        Padded positions run through every linear layer but their outputs are masked away: as calibration
+        rows they would be more than half of the data (utterances are short, a batch is padded to its
+        longest) and pull the activation-aware fits towards inputs that never matter.
+
+        >>> t = TransformerIntentTask(pairs=([("a", "play music"), ("b", "book a table")] * 5, [("a", "play it")]))
+        >>> sorted(tuple(b[0].shape) for b in t.calibration_input(seed=1, n=6))
+        [(2, 2), (4, 3)]
+        """
+        g = torch.Generator().manual_seed(int(seed))
+        x = self.x_train[torch.randint(0, self.x_train.shape[0], (int(n),), generator=g)]
+        lengths = (x != PAD).sum(1).clamp(min=1)
+        return [(x[lengths == L, :L],) for L in sorted(set(lengths.tolist()))]
 
     def build(self, **arch) -> TransformerIntentClassifier:
         return TransformerIntentClassifier(len(self.vocab), self.n_classes, max_len=self.max_len,
