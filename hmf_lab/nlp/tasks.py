@@ -439,6 +439,8 @@ class TransformerLMTask(LMTask):
     arch = dict(d_model=128, heads=4, layers=4, context=128)
     quick_eval = {"eval_chars": 3_000}
     train_desc = "train char transformer"
+    # rows indexed by the vocabulary (main's Task.reindex reads this; the LSTM's head is "decoder", this one's "head")
+    vocab_rows = {None: ("embedding.weight", "head.weight", "head.bias")}
     full_settings = Settings(post_steps=100, scratch_steps=400, eval_kw={"eval_chars": 10_000}, prune_every=10,
                              live_post_steps=10, live_scratch_steps=30, step_cost=0.5)
     quick_settings = Settings(post_steps=3, scratch_steps=4, eval_kw={"eval_chars": 1_000}, prune_every=1,
@@ -482,6 +484,7 @@ class TransformerIntentTask(IntentTask):
 
     name = "intent_tf"
     train_desc = "train intent transformer"
+    vocab_rows = {"words": ("embedding.weight",), "labels": ("classifier.weight", "classifier.bias")}
     base_cfg = TrainConfig(steps=2000, batch_size=64, lr=1e-3, seed=0)
     arch = dict(d_model=96, heads=4, layers=2, ff=384)
     full_settings = Settings(post_steps=200, scratch_steps=800, prune_every=20, live_post_steps=50,
