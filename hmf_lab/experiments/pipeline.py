@@ -121,7 +121,7 @@ def task_names() -> list[str]:
     """The command-line names of the registered tasks (``hmf-lab reproduce --task`` choices), sorted.
 
     >>> task_names()[:3]
-    ['intent', 'lm', 'translation']
+    ['intent', 'intent_tf', 'lm']
     """
     return sorted(t.cli_name for t in TASKS.values())
 
@@ -134,7 +134,7 @@ def task_settings(task: str, quick: bool = False) -> Settings:
     >>> task_settings("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown task 'nope'; expected one of ['char_lm', 'intent', 'lm', 'translation']
+    ValueError: unknown task 'nope'; expected one of ['char_lm', 'char_tf', 'intent', 'intent_tf', 'lm', 'lm_tf', 'translation']
     """
     return task_class(task).settings(bool(quick))
 

@@ -1,6 +1,7 @@
 """The shipped checkpoints: save, load safely, verify, and rebuild the trained models.
 
-The checkpoints (``char_lm.pt``, ``intent.pt``, ``translation.pt``) are package data in
+The checkpoints (``char_lm.pt``, ``intent.pt``, ``translation.pt``; the transformers ``char_tf.pt`` and
+``intent_tf.pt``) are package data in
 ``hmf_lab/assets/``, found with :mod:`importlib.resources`, so they travel inside a wheel. Their
 SHA-256 is recorded in ``hmf_lab/assets/checkpoints.json`` (with the training settings and the
 metrics measured at the end of training) and checked on every load.
@@ -19,7 +20,7 @@ package data; nothing is cached elsewhere).
 
 >>> import hmf_lab as hl
 >>> sorted(hl.nlp.checkpoints.PRETRAINED)
-['char_lm', 'intent', 'translation']
+['char_lm', 'char_tf', 'intent', 'intent_tf', 'translation']
 >>> len(hl.nlp.checkpoints.registry()["char_lm"]["sha256"])
 64
 """
@@ -35,7 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from hmf_lab.nlp.networks import CharLM, IntentClassifier, Translator
+from hmf_lab.nlp.networks import CharLM, CharTransformer, IntentClassifier, TransformerIntentClassifier, Translator
 
 __all__ = ["PRETRAINED", "assets_dir", "checkpoint_path", "registry", "save_checkpoint", "load_checkpoint",
            "load_pretrained", "pretrained_weights"]
@@ -45,6 +46,8 @@ PRETRAINED = {
     "char_lm": ("char_lm.pt", CharLM),
     "intent": ("intent.pt", IntentClassifier),
     "translation": ("translation.pt", Translator),
+    "char_tf": ("char_tf.pt", CharTransformer),
+    "intent_tf": ("intent_tf.pt", TransformerIntentClassifier),
 }
 
 
