@@ -698,8 +698,7 @@ def check_my_channel_energy(my_channel_energy, *, seed: int = 0) -> bool:
                      "define it with def my_channel_energy(W, X): ...")
     for i, (W, X) in enumerate(_energy_cases(seed)):
         got = my_channel_energy(W.clone(), X.clone())
-        if got is None:
-            print(NOT_ANSWERED)
+        if pending(got):  # the template still returns None
             return None
         got = torch.as_tensor(got).double().reshape(-1)
         raw, want = channel_energy(W, X)
