@@ -265,3 +265,15 @@ def test_outlier_profile_names_a_layer_the_inputs_never_reach():
 
     with pytest.raises(ValueError, match="layer 'unused' never ran on the calibration inputs X"):
         outlier_profile(TwoHeads(), torch.randn(8, 4))
+
+
+@pytest.mark.data("snips")
+@pytest.mark.parametrize("method", ["lmf", "hmf"])
+def test_a_scratch_cell_runs_on_the_multihead_attention_model(method):
+    """factorized_init pairs nn.MultiheadAttention's q/k/v blocks and out_proj with the compressed projections
+    (it read ``src.weight`` and raised AttributeError before)."""
+    from hmf_lab.experiments.pipeline import Cell, run_cell
+
+    r = run_cell(Cell("intent_tf", "scratch", method, 2.0, quick=True))
+    assert r["steps"] > 0 and 0.0 <= r["value"] <= 1.0
+    assert 0 < r["init_energy_kept"] <= 1.0
