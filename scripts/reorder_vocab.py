@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-from hmf_lab.nlp.checkpoints import (PRETRAINED, assets_dir, checkpoint_path, load_checkpoint,
-                                     reorder_checkpoint)
-from hmf_lab.nlp.tasks import get_task, task_class
+from hmf_lab.nlp.checkpoints import PRETRAINED, assets_dir, checkpoint_path, load_checkpoint
+from hmf_lab.nlp.tasks import get_task, reorder_checkpoint, task_class
 
 EVAL = {"char_lm": {"eval_chars": 10_000}, "intent": {}, "translation": {"eval_n": 50}}
 

@@ -509,3 +509,49 @@ def test_effective_bandwidth(capsys):
     _fails(capsys, ex.check_effective_bandwidth, nb, t, 3.0, hint="bytes read / seconds")
     _pending(capsys, ex.check_effective_bandwidth, nb, t, None)
     _never_raises(capsys, ex.check_effective_bandwidth, nb, t, key="effective_bandwidth")
+
+
+# ------------------------------------------------------------------------------------ notebook 08
+def test_col_params(capsys):
+    truth = hl.factor.budget.col_params(128, 512, 16, 40)
+    assert truth == 128 * 16 + 128 * 40 + 40 * 496
+    _passes(capsys, ex.check_col_params, 128, 512, 16, 40, truth)
+    _fails(capsys, ex.check_col_params, 128, 512, 16, 40, 16 * 512 + 40 * 112 + 40 * 512, hint="ROW split")
+    _fails(capsys, ex.check_col_params, 128, 512, 16, 40, truth + 1, hint="k whole columns")
+    _fails(capsys, ex.check_col_params, 128, 512, 16, 40, "27008", hint="should be a finite number")
+    _pending(capsys, ex.check_col_params, 128, 512, 16, 40, None)
+
+
+def _whitened(W, X):
+    W, X = W.double(), X.double()
+    lam, Q = torch.linalg.eigh(X.T @ X / X.shape[0])
+    return ((W @ ((Q * lam.clamp(min=0).sqrt()) @ Q.T)) ** 2).sum(0)
+
+
+def test_my_channel_energy(capsys):
+    _passes(capsys, ex.check_my_channel_energy, _whitened)
+    _passes(capsys, ex.check_my_channel_energy, lambda W, X: _whitened(W, X).float().numpy())
+    _fails(capsys, ex.check_my_channel_energy, lambda W, X: (X.double() ** 2).mean(0), hint="RAW channel energies")
+    _fails(capsys, ex.check_my_channel_energy, lambda W, X: (W.double() ** 2).sum(0), hint="symmetric square root")
+    _fails(capsys, ex.check_my_channel_energy, lambda W, X: _whitened(W, X)[:-1], hint="one entry per column")
+    _fails(capsys, ex.check_my_channel_energy, 3.0, hint="def my_channel_energy")
+    _pending(capsys, ex.check_my_channel_energy, None)
+    _pending(capsys, ex.check_my_channel_energy, lambda W, X: None)  # the notebook's template
+
+
+def test_best_col_split(capsys):
+    from hmf_lab.experiments import layerfit
+
+    g = torch.Generator().manual_seed(0)
+    lin = torch.nn.Linear(256, 64)
+    X = torch.randn(600, 256, generator=g) @ torch.randn(256, 256, generator=g) / 16
+    loud = layerfit.plant_channels(X, range(24), 30.0)  # 24 loud channels: dense columns pay
+    errs = {f: float(layerfit.layer_methods(lin, loud, 2, methods=("hmf_col",), split_frac=f).table.output_error[0])
+            for f in ex.SPLIT_FRACS}
+    best, worst = min(errs, key=errs.get), max(errs, key=errs.get)
+    assert errs[best] < errs[worst] * 0.99, errs
+    _passes(capsys, ex.check_best_col_split, lin, loud, 2, best)
+    _fails(capsys, ex.check_best_col_split, lin, loud, 2, worst, hint="move the split slider")
+    _fails(capsys, ex.check_best_col_split, lin, loud, 2, 0.3, hint="pick one of 0, 0.125")
+    _fails(capsys, ex.check_best_col_split, lin, loud, 2, "0.125", hint="should be a finite number")
+    _pending(capsys, ex.check_best_col_split, lin, loud, 2, None)

@@ -11,19 +11,40 @@ TEXT = "to be or not to be, that is the question. " * 40
 
 
 def test_registry_names_and_the_derived_views():
-    assert list(T.TASKS) == ["char_lm", "intent", "translation"]
+    assert list(T.TASKS) == ["char_lm", "intent", "translation", "char_tf", "intent_tf"]
     assert {n: t.cli_name for n, t in T.TASKS.items()} == {"char_lm": "lm", "intent": "intent",
-                                                           "translation": "translation"}
+                                                           "translation": "translation", "char_tf": "lm_tf",
+                                                           "intent_tf": "intent_tf"}
     from hmf_lab.experiments.pipeline import task_names
-    assert task_names() == ["intent", "lm", "translation"]   # the CLI's --task choices follow the registry
+    # the CLI's --task choices follow the registry
+    assert task_names() == ["intent", "intent_tf", "lm", "lm_tf", "translation"]
     assert hl.models.TASKS is T.TASKS and hl.models.LMTask is T.LMTask
 
 
 def test_get_task_by_registry_and_cli_name():
     assert type(T.get_task("lm", text=TEXT)) is T.LMTask
     assert type(T.get_task("char_lm", text=TEXT)) is T.LMTask
-    with pytest.raises(ValueError, match=r"unknown task 'nope'; expected one of \['char_lm', 'intent', 'lm'"):
+    with pytest.raises(ValueError, match=r"unknown task 'nope'; expected one of \['char_lm', 'char_tf', 'intent'"):
         T.get_task("nope")
+
+
+def test_a_registered_subclass_does_not_inherit_the_command_line_name():
+    """TransformerIntentTask subclasses IntentTask: it gets its own name on the command line, not "intent"."""
+    assert T.TransformerIntentTask.cli_name == "intent_tf" and T.IntentTask.cli_name == "intent"
+    assert T.TransformerIntentTask.train_desc != T.IntentTask.train_desc
+
+    class Clash(T.Task):
+        name, cli_name = "clash_toy", "lm"
+
+    with pytest.raises(ValueError, match="command-line name 'lm' is taken by task 'char_lm'"):
+        T.register_task(Clash)
+
+    class Unnamed(T.LMTask):   # would have replaced char_lm under the inherited name
+        pass
+
+    with pytest.raises(ValueError, match="must set the class attribute `name` in its own body"):
+        T.register_task(Unnamed)
+    assert "clash_toy" not in T.TASKS and T.TASKS["char_lm"] is T.LMTask
 
 
 def test_task_train_is_the_one_loop():
@@ -88,7 +109,7 @@ def test_pretrained_quick_variant_uses_the_checkpoint_vocabulary():
 
 def test_every_task_carries_its_experiment_settings():
     """One settings table, with each task: full and quick, live slider budgets below the full ones."""
-    for cls in T.TASKS.values():
+    for cls in T.TASKS.values():   # the transformers' too
         full, quick = cls.settings(), cls.settings(quick=True)
         assert isinstance(full, T.Settings) and isinstance(quick, T.Settings)
         assert quick.post_steps < full.post_steps and quick.scratch_steps < full.scratch_steps

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 import hmf_lab as hl
 from hmf_lab.nlp import checkpoints as C
-from hmf_lab.nlp.tasks import IntentTask, LMTask, Task, TranslationTask
+from hmf_lab.nlp.tasks import IntentTask, LMTask, Task, TranslationTask, reorder_checkpoint
 from hmf_lab.nlp.vocab import CharVocab, WordVocab, frequency_order
 
 # --------------------------------------------------------------------------- (a) the order of a vocabulary
@@ -168,14 +168,14 @@ def test_an_old_format_checkpoint_loads_and_fails_the_sha_check_in_place_of_the_
     _, payload = C.load_pretrained("char_lm", with_payload=True)
     old = _sorted_payload(payload["vocab"])
     (tmp_path / "old").mkdir()
-    sha_old = C.reorder_checkpoint("char_lm", C.checkpoint_path("char_lm"), tmp_path / "old" / "char_lm.pt", old)
+    sha_old = reorder_checkpoint("char_lm", C.checkpoint_path("char_lm"), tmp_path / "old" / "char_lm.pt", old)
     model, p = C.load_checkpoint(tmp_path / "old" / "char_lm.pt", hl.models.CharLM, sha256=sha_old)
     assert p["vocab"] == old and p["info"] == payload["info"]
     task = LMTask.from_vocab(p["vocab"], text=old * 2)  # the checkpoint's vocabulary, as saved
     assert task.vocab.chars == old
     # converting it back reproduces the shipped file byte for byte (scripts/reorder_vocab.py is deterministic)
     (tmp_path / "new").mkdir()
-    sha = C.reorder_checkpoint("char_lm", tmp_path / "old" / "char_lm.pt", tmp_path / "new" / "char_lm.pt",
+    sha = reorder_checkpoint("char_lm", tmp_path / "old" / "char_lm.pt", tmp_path / "new" / "char_lm.pt",
                                payload["vocab"])
     assert sha == C.registry()["char_lm"]["sha256"] == hashlib.sha256(C.checkpoint_path("char_lm").read_bytes()).hexdigest()
     # an older file left in place of the shipped one is refused by the SHA-256 check
@@ -186,11 +186,11 @@ def test_an_old_format_checkpoint_loads_and_fails_the_sha_check_in_place_of_the_
 
 def test_reorder_checkpoint_refusals(tmp_path):
     with pytest.raises(ValueError, match="unknown pretrained model 'nope'"):
-        C.reorder_checkpoint("nope", C.checkpoint_path("char_lm"), tmp_path / "x.pt", "abc")
+        reorder_checkpoint("nope", C.checkpoint_path("char_lm"), tmp_path / "x.pt", "abc")
     f = tmp_path / "novocab.pt"
     C.save_checkpoint(hl.models.CharLM(3, embed=4, hidden=8), f)
     with pytest.raises(ValueError, match="holds no 'vocab'"):
-        C.reorder_checkpoint("char_lm", f, tmp_path / "y.pt", "abc")
+        reorder_checkpoint("char_lm", f, tmp_path / "y.pt", "abc")
 
 
 @pytest.mark.slow
@@ -198,7 +198,7 @@ def test_reorder_checkpoint_refusals(tmp_path):
 def test_bits_per_char_unchanged_by_the_reordering(tmp_path):
     model, payload = C.load_pretrained("char_lm", with_payload=True)
     old = _sorted_payload(payload["vocab"])
-    sha = C.reorder_checkpoint("char_lm", C.checkpoint_path("char_lm"), tmp_path / "char_lm.pt", old)
+    sha = reorder_checkpoint("char_lm", C.checkpoint_path("char_lm"), tmp_path / "char_lm.pt", old)
     old_model, p = C.load_checkpoint(tmp_path / "char_lm.pt", hl.models.CharLM, sha256=sha)
     new_bpc = LMTask.from_vocab(payload["vocab"], eval_chars=10_000).evaluate(model)["bits_per_char"]
     old_bpc = LMTask.from_vocab(p["vocab"], eval_chars=10_000).evaluate(old_model)["bits_per_char"]

@@ -995,3 +995,131 @@ def __getattr__(name):
                       "(the same function; also hl.exercises.with_spectrum)", DeprecationWarning, stacklevel=2)
         return with_spectrum
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------- notebook 08: HMF meets the transformer
+
+EXERCISES.update({
+    "col_params": Exercise("08", "count column HMF's values", ("answer",)),
+    "my_channel_energy": Exercise("08", "the whitened channel energy", ("my_channel_energy",)),
+    "best_col_split": Exercise("08", "the best column split of a layer", ("best_frac",)),
+})
+
+#: the split fractions of notebook 08's slider (0 = no dense columns, 1 = the largest split that fits)
+SPLIT_FRACS = tuple(i / 8 for i in range(9))
+
+
+@_check
+def check_col_params(m: int, n: int, split: int, rank: int, answer) -> bool:
+    """Check the number of values column HMF stores for an (m, n) weight with ``split`` dense input columns
+    and rank ``rank`` (``hl.factor.budget.col_params``).
+
+    >>> check_col_params(128, 512, 16, 40, 128 * 16 + 128 * 40 + 40 * 496)  # doctest: +ELLIPSIS
+    PASS — Correct: column HMF stores m*k + m*r + r*(n-k) = 27,008 values...
+    True
+    >>> check_col_params(128, 512, 16, 40, 16 * 512 + 40 * 112 + 40 * 512)  # doctest: +ELLIPSIS
+    FAIL — 33152 is not the number of values column HMF stores.
+    ...
+    False
+    """
+    from hmf_lab.factor.budget import col_params
+
+    if pending(answer):
+        return None
+    a = _number(answer, "the number of stored values")
+    truth = col_params(m, n, split, rank)
+    if a != truth:
+        hint = ("that is the ROW split's count (k dense rows of W); here k input COLUMNS stay dense"
+                if a == split * n + rank * (m - split) + rank * n else
+                "the dense part is m x k (k whole columns of W), the factorized rest U (m x r) times V (r x (n-k)).")
+        raise _Wrong(f"{answer!r} is not the number of values column HMF stores.", hint)
+    return (f"column HMF stores m*k + m*r + r*(n-k) = {truth:,} values ({m * n / truth:.2f}x); a dense column "
+            f"costs m = {m} values, a rank costs m + n - k = {m + n - split}.")
+
+
+def _energy_cases(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    W1, X1 = torch.randn(12, 20, generator=g), torch.randn(300, 20, generator=g)
+    X1[:, 4] *= 15                                                     # one loud, independent channel
+    base = torch.randn(400, 6, generator=g)
+    X2 = base @ torch.randn(6, 24, generator=g) + 0.1 * torch.randn(400, 24, generator=g)  # correlated
+    X2[:, 0] *= 8
+    W2 = torch.randn(30, 24, generator=g)
+    return [(W1, X1), (W2, X2), (torch.eye(5), torch.randn(50, 5, generator=g))]
+
+
+@_check
+def check_my_channel_energy(my_channel_energy, *, seed: int = 0) -> bool:
+    """Check a function ``my_channel_energy(W, X)`` that returns the whitened energy of each input channel
+    j of ``W`` (m, n) on inputs ``X`` (N, n): ``||(W C^(1/2))[:, j]||^2`` with ``C = X^T X / N`` (a vector
+    of n numbers), against :func:`hmf_lab.factor.heuristics.channel_energy` on a few cases (a loud channel,
+    correlated channels).
+
+    >>> from hmf_lab.factor.heuristics import channel_energy
+    >>> check_my_channel_energy(lambda W, X: channel_energy(W, X)[1])  # doctest: +ELLIPSIS
+    PASS — Correct: ...
+    True
+    >>> check_my_channel_energy(lambda W, X: channel_energy(W, X)[0])  # doctest: +ELLIPSIS
+    FAIL — ...
+    False
+    """
+    from hmf_lab.factor.heuristics import channel_energy
+
+    if pending(my_channel_energy):
+        return None
+    if not callable(my_channel_energy):
+        raise _Wrong(f"my_channel_energy should be a function (W, X) -> energies, got {type(my_channel_energy).__name__}.",
+                     "define it with def my_channel_energy(W, X): ...")
+    for i, (W, X) in enumerate(_energy_cases(seed)):
+        got = my_channel_energy(W.clone(), X.clone())
+        if pending(got):  # the template still returns None
+            return None
+        got = torch.as_tensor(got).double().reshape(-1)
+        raw, want = channel_energy(W, X)
+        if got.numel() != want.numel():
+            raise _Wrong(f"case {i}: expected {want.numel()} numbers (one per input channel), got {got.numel()}.",
+                         "sum over the OUTPUT rows: ((W @ root) ** 2).sum(0) has one entry per column.")
+        if not torch.allclose(got, want, rtol=1e-3, atol=1e-6 * float(want.abs().max())):
+            hint = ("these are the RAW channel energies mean x_j^2; multiply W by the square root of C first"
+                    if torch.allclose(got, raw, rtol=1e-3) else
+                    "C = X.T @ X / N; its symmetric square root from torch.linalg.eigh: Q diag(sqrt(lam)) Q^T; "
+                    "then the squared column norms of W @ root.")
+            raise _Wrong(f"case {i} ({tuple(W.shape)}, N = {X.shape[0]}): your energies differ from the whitened ones "
+                         f"(largest {float(got.max()):.4g} vs {float(want.max()):.4g}).", hint)
+    return ("your whitened energies match. They sum to E||W x||^2: the channels' split of the output energy "
+            "once correlated inputs are accounted for.")
+
+
+def _col_split_errors(linear, X, compression, seed: int = 0) -> dict:
+    from hmf_lab.experiments.layerfit import layer_methods
+
+    return {f: float(layer_methods(linear, X, compression, methods=("hmf_col",), split_frac=f,
+                                   seed=seed).table.output_error.iloc[0]) for f in SPLIT_FRACS}
+
+
+@_check
+def check_best_col_split(linear, X, compression, answer, *, tol: float = 0.01, seed: int = 0) -> bool:
+    """Check the split fraction (one of :data:`SPLIT_FRACS`, the slider's values) at which column HMF has the
+    lowest held-out output error on ``linear`` with inputs ``X`` at ``compression``
+    (:func:`hmf_lab.experiments.layerfit.layer_methods`); an answer within ``tol`` (1%) of the lowest passes.
+
+    >>> lin = torch.nn.Linear(64, 32); X = torch.randn(400, 64)
+    >>> check_best_col_split(lin, X, 2, 0.3)  # doctest: +ELLIPSIS
+    FAIL — 0.3 is not one of the slider's split fractions...
+    False
+    """
+    if pending(answer):
+        return None
+    a = _number(answer, "the split fraction")
+    if not any(math.isclose(a, f) for f in SPLIT_FRACS):
+        raise _Wrong(f"{answer!r} is not one of the slider's split fractions {list(SPLIT_FRACS)}.",
+                     "pick one of 0, 0.125, 0.25, ..., 1 (the split slider's positions).")
+    errs = _col_split_errors(linear, X, compression, seed)
+    best = min(errs, key=errs.get)
+    mine = next(e for f, e in errs.items() if math.isclose(a, f))
+    if mine > errs[best] * (1 + tol):
+        raise _Wrong(f"at split {a:g} column HMF's output error is {mine:.4f}; another split does better.",
+                     "untick 'balanced split' in the explorer and move the split slider over every position at "
+                     f"{compression:g}x (or loop over hl.exercises.SPLIT_FRACS with layer_methods).")
+    return (f"split {a:g}: output error {mine:.4f} (the lowest over the slider's splits: {errs[best]:.4f} at "
+            f"{best:g}; no dense columns at all: {errs[0.0]:.4f}).")

@@ -811,6 +811,7 @@ def plot_split_sweep(cells: pd.DataFrame, ax=None):
     return ax
 
 
+<<<<<<< HEAD
 def split_axes(m: int, n: int, compression: float, ax=None, *, split_frac: float = 0.5):
     """To scale, at one budget: HMF by rows (k rows of W dense, the other m - k rows U V) beside HMF by columns
     (k input columns dense, the other n - k columns U V), each at ``split_frac`` of its largest feasible split,
@@ -901,3 +902,42 @@ def plot_fair_test(cells: pd.DataFrame, ax=None):
     ax.set_ylabel("bits per character (lower is better)")
     ax.legend(fontsize=8)
     return ax
+=======
+def plot_channel_energy(W, X, axes=None, *, title: str = ""):
+    """Per input channel of a layer ``W`` (m, n) on its calibration inputs ``X`` (N, n): the raw energy
+    ``mean x_j^2`` (left) and the channel's share of the whitened output energy (right,
+    :func:`hmf_lab.factor.heuristics.channel_energy`), each with its median as a dashed line and its
+    max/median in the title. Returns the two Axes (notebook 08's outlier picture).
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> X = torch.randn(200, 16); X[:, 3] *= 20
+    >>> axes = plot_channel_energy(torch.eye(16), X)
+    >>> len(axes), "max/median" in axes[0].get_title()
+    (2, True)
+    """
+    import matplotlib.pyplot as plt
+
+    from hmf_lab.factor.heuristics import channel_energy
+
+    raw, wh = channel_energy(W, X)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    share = wh / wh.sum().clamp(min=1e-300)
+    for ax, e, what, color in ((axes[0], raw, "raw input energy mean x_j²", PALETTE[0]),
+                               (axes[1], share, "share of the whitened energy", PALETTE[3])):
+        e = e.numpy()
+        med = float(np.median(e))
+        ax.bar(np.arange(e.size), e, width=1.0, color=color)
+        ax.axhline(med, color="black", ls="--", lw=0.8, label="median")
+        ax.set_yscale("log")
+        ax.set_xlabel("input channel j")
+        ax.set_ylabel(what)
+        ax.set_title(f"{title}{': ' if title else ''}{what.split(' mean')[0]}, max/median {e.max() / max(med, 1e-300):.1f}",
+                     fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0].figure.tight_layout()
+    return axes
+
+
+__all__.append("plot_channel_energy")
+>>>>>>> main

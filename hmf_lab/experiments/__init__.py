@@ -9,5 +9,8 @@ Return data (tables, results); the course layer plots them. Builds on every laye
 - :mod:`~hmf_lab.experiments.runs`: a long run's results folder (keyed cells, resume, no silent overwrite);
 - :mod:`~hmf_lab.experiments.reproduce`: ``hmf-lab reproduce`` and the timed single post-training run;
 - :mod:`~hmf_lab.experiments.tables`: the one markdown table writer;
-- ``bench``, ``report``, ``leaderboard``, ``tradeoff``; ``_args``: the CLI's argument types.
+- :mod:`~hmf_lab.experiments.posttrain`: post-training compression of a shipped model (calibration draws as
+  seeds, no fine-tuning), every method side by side, paired against LMF and OATS;
+- ``bench``, ``report`` (with :func:`~hmf_lab.experiments.report.outlier_profile`), ``leaderboard``, ``tradeoff``;
+  ``_args``: the CLI's argument types.
 """

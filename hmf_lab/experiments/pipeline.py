@@ -121,7 +121,7 @@ def task_names() -> list[str]:
     """The command-line names of the registered tasks (``hmf-lab reproduce --task`` choices), sorted.
 
     >>> task_names()[:3]
-    ['intent', 'lm', 'translation']
+    ['intent', 'intent_tf', 'lm']
     """
     return sorted(t.cli_name for t in TASKS.values())
 
@@ -134,7 +134,7 @@ def task_settings(task: str, quick: bool = False) -> Settings:
     >>> task_settings("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown task 'nope'; expected one of ['char_lm', 'intent', 'lm', 'translation']
+    ValueError: unknown task 'nope'; expected one of ['char_lm', 'char_tf', 'intent', 'intent_tf', 'lm', 'lm_tf', 'translation']
     """
     return task_class(task).settings(bool(quick))
 
@@ -381,6 +381,13 @@ def factorized_init(dense: nn.Module, compressed: nn.Module, layers) -> dict:
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
                 pairs += [(f"{name}.ih{sfx}", getattr(src, "weight_ih" + sfx), ih),
                           (f"{name}.hh{sfx}", getattr(src, "weight_hh" + sfx), hh)]
+        elif isinstance(src, nn.MultiheadAttention):   # the q, k, v blocks and out_proj, one compressed module each
+            if src._qkv_same_embed_dim:
+                qkv = src.in_proj_weight.chunk(3)
+            else:
+                qkv = (src.q_proj_weight, src.k_proj_weight, src.v_proj_weight)
+            pairs = [(f"{name}.{b}", W, getattr(dst, b)) for b, W in zip(("q_proj", "k_proj", "v_proj"), qkv)]
+            pairs.append((f"{name}.out_proj", src.out_proj.weight, dst.out_proj))
         else:
             pairs = [(name, src.weight, dst)]
         for key, W, mod in pairs:

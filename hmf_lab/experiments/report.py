@@ -60,7 +60,7 @@ from hmf_lab.factor.budget import csr_bytes, csr_index_bytes
 from hmf_lab.nn.compress import capture_inputs, compress, count_params, select_modules
 from hmf_lab.nn.methods import DENSE, METHODS as REGISTRY, get_method
 
-__all__ = ["report", "Report", "apply_plan", "RULE"]
+__all__ = ["report", "Report", "apply_plan", "RULE", "outlier_profile"]
 
 #: the plan's rule in one sentence (also in the plan dict)
 RULE = ("greedy on marginal cost: start dense, repeatedly take the layer option with the lowest extra error per "
@@ -745,3 +745,62 @@ def run(args) -> int:
         if plan is not None:
             (out / "plan.json").write_text(json.dumps(plan, indent=2, default=str))
     return 0
+
+
+# --------------------------------------------------------------------------- outlier profile
+
+
+def outlier_profile(model: nn.Module, X, *, layers=None) -> pd.DataFrame:
+    """The outlier-channel profile of every ``nn.Linear`` and attention block of ``model`` on calibration inputs ``X``.
+
+    One row per matrix: an ``nn.Linear`` (``block`` empty) or a block of an ``nn.MultiheadAttention``
+    (``q``, ``k``, ``v`` of the packed ``in_proj_weight``, ``out``: as ``hl.compress`` compresses it). Columns
+    ``layer``, ``block``, ``shape``, then :func:`hmf_lab.factor.heuristics.outlier_stats` of the inputs that
+    matrix sees while ``model`` runs on ``X`` (eval mode): ``raw_max_median`` (input-channel energy
+    ``mean x_j^2``, max / median), ``whitened_max_median`` (the channels' shares of the whitened output
+    energy, :func:`~hmf_lab.factor.heuristics.channel_energy`), ``whitened_top_share``. ``X`` as in
+    ``hl.compress`` (a batch, a tuple of inputs, or a list of those); ``layers``: module names (default all;
+    ``nn.LSTM`` modules are left out).
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    >>> df = outlier_profile(net, torch.randn(64, 8))
+    >>> list(df["layer"]), list(df.columns)[3:]
+    (['0', '2'], ['n', 'raw_max_median', 'whitened_max_median', 'whitened_top_share'])
+    """
+    from hmf_lab.factor.heuristics import outlier_stats
+    from hmf_lab.nn.attention import attention_calibration
+    from hmf_lab.nn.compress import _batches
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    batches = _batches(X)
+    names = [n for n in select_modules(model, layers, purpose="profile") if type(model.get_submodule(n)) is not nn.LSTM]
+    mha = [n for n in names if isinstance(model.get_submodule(n), nn.MultiheadAttention)]
+    lin = [(n, model.get_submodule(n)) for n in names if n not in mha]
+    was = model.training
+    model.eval()
+    try:
+        calls = capture_inputs(model, lin, batches) if lin else {}
+    finally:
+        model.train(was)
+    seen = attention_calibration(model, mha, batches) if mha else {}
+    rows = []
+    for name in names:
+        mod = model.get_submodule(name)
+        if name in seen:
+            if mod._qkv_same_embed_dim:
+                qkv = mod.in_proj_weight.chunk(3, dim=0)
+            else:
+                qkv = (mod.q_proj_weight, mod.k_proj_weight, mod.v_proj_weight)
+            mats = [("q", qkv[0], seen[name]["q_proj"]), ("k", qkv[1], seen[name]["k_proj"]),
+                    ("v", qkv[2], seen[name]["v_proj"]), ("out", mod.out_proj.weight, seen[name]["out_proj"])]
+        else:
+            if not calls.get(name):
+                raise ValueError(f"layer {name!r} never ran on the calibration inputs X; check that X reaches it")
+            got = torch.cat([args[0].detach().reshape(-1, mod.in_features) for args in calls[name]])
+            mats = [("", mod.weight, got)]
+        for block, W, Xb in mats:
+            rows.append({"layer": name, "block": block, "shape": tuple(W.shape),
+                         **outlier_stats(W.detach(), Xb)})
+    return pd.DataFrame(rows)

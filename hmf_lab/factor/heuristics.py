@@ -55,7 +55,7 @@ __all__ = ["default_heuristic",
     "HEURISTICS", "register_heuristic", "select_rows", "resolve_fit", "whitened_fit", "whitening",
     "clear_cache", "fisher_from",
     "top", "random_rows", "row_norm", "residual", "leverage", "greedy", "activation", "fisher",
-    "COL_HEURISTICS", "register_col_heuristic", "select_cols",
+    "COL_HEURISTICS", "register_col_heuristic", "select_cols", "channel_energy", "outlier_stats",
 ]
 
 Heuristic = Callable[..., torch.Tensor]
@@ -814,6 +814,52 @@ def greedy_cols(W, split, *, rank, X=None):
 
 
 top_cols.rank_free = col_norm.rank_free = activation_cols.rank_free = True
+
+
+# --------------------------------------------------------------------------- outlier channels
+
+
+def channel_energy(W, X) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per input channel j of a layer ``W`` (m, n) on calibration inputs ``X`` (N, n): ``(raw, whitened)``, float64.
+
+    - ``raw[j] = mean_N x_j^2``: the channel's input energy (an *outlier channel* has a huge one);
+    - ``whitened[j] = ||(W C^(1/2))[:, j]||^2`` with ``C = X^T X / N`` and ``C^(1/2)`` its symmetric square
+      root: channel j's share of the output energy ``E ||W x||^2 = sum_j whitened[j]`` after whitening the
+      inputs (channel j's own part, correlations with the others shared out symmetrically).
+
+    A loud but correlated channel has a large ``raw`` and an ordinary ``whitened`` energy: the leading
+    singular directions of the whitened weight ``W C^(1/2)`` (what activation-aware LMF keeps) already
+    carry it. Keeping columns dense (column HMF) pays where a few channels hold a large share of the
+    *whitened* energy.
+
+    >>> W = torch.eye(3); X = torch.randn(500, 3); X[:, 2] *= 10
+    >>> raw, wh = channel_energy(W, X)
+    >>> int(raw.argmax()), int(wh.argmax()), bool(torch.isclose(wh.sum(), (X.double() ** 2).sum(1).mean()))
+    (2, 2, True)
+    """
+    from hmf_lab.factor._validation import as_calibration, as_matrix
+
+    W = as_matrix(W, "W").double()
+    X = as_calibration(X, W.shape[1], like=W)
+    C = X.T @ X / max(X.shape[0], 1)
+    lam, Q = torch.linalg.eigh((C + C.T) / 2)
+    root = (Q * lam.clamp(min=0).sqrt()) @ Q.T                   # symmetric C^(1/2)
+    return torch.diagonal(C).clone(), ((W @ root) ** 2).sum(0)
+
+
+def outlier_stats(W, X) -> dict:
+    """Outlier summary of one layer (:func:`channel_energy`): max / median of the raw and the whitened
+    channel energies, and the largest channel's share of the whitened energy (``1/n`` when all are equal).
+
+    >>> W = torch.randn(8, 16); X = torch.randn(400, 16); X[:, 3] *= 30
+    >>> s = outlier_stats(W, X)
+    >>> sorted(s), s["raw_max_median"] > 100, s["whitened_top_share"] > 0.3
+    (['n', 'raw_max_median', 'whitened_max_median', 'whitened_top_share'], True, True)
+    """
+    raw, wh = channel_energy(W, X)
+    ratio = lambda e: float(e.max() / e.median().clamp(min=1e-300))  # noqa: E731
+    return {"n": int(raw.numel()), "raw_max_median": ratio(raw), "whitened_max_median": ratio(wh),
+            "whitened_top_share": float(wh.max() / wh.sum().clamp(min=1e-300))}
 
 
 # --------------------------------------------------------------------------- the default choice

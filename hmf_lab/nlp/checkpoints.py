@@ -1,6 +1,7 @@
 """The shipped checkpoints: save, load safely, verify, and rebuild the trained models.
 
-The checkpoints (``char_lm.pt``, ``intent.pt``, ``translation.pt``) are package data in
+The checkpoints (``char_lm.pt``, ``intent.pt``, ``translation.pt``; the transformers ``char_tf.pt`` and
+``intent_tf.pt``) are package data in
 ``hmf_lab/assets/``, found with :mod:`importlib.resources`, so they travel inside a wheel. Their
 SHA-256 is recorded in ``hmf_lab/assets/checkpoints.json`` (with the training settings and the
 metrics measured at the end of training) and checked on every load.
@@ -13,13 +14,13 @@ trusted checkpoint" and is never loaded.
 Each checkpoint carries its vocabulary (``payload["vocab"]``), and the model's embedding and output rows
 follow it, so a checkpoint is consistent in whatever order it was saved. The shipped ones have
 frequency-ordered vocabularies (most frequent first); until they were re-ordered by
-:func:`reorder_checkpoint` (``scripts/reorder_vocab.py``) the character LM's was sorted by character.
+:func:`hmf_lab.nlp.tasks.reorder_checkpoint` (``scripts/reorder_vocab.py``) the character LM's was sorted by character.
 A copy of an older file next to a newer ``checkpoints.json`` fails the SHA-256 check (the files are
 package data; nothing is cached elsewhere).
 
 >>> import hmf_lab as hl
 >>> sorted(hl.nlp.checkpoints.PRETRAINED)
-['char_lm', 'intent', 'translation']
+['char_lm', 'char_tf', 'intent', 'intent_tf', 'translation']
 >>> len(hl.nlp.checkpoints.registry()["char_lm"]["sha256"])
 64
 """
@@ -35,16 +36,18 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from hmf_lab.nlp.networks import CharLM, IntentClassifier, Translator
+from hmf_lab.nlp.networks import CharLM, CharTransformer, IntentClassifier, TransformerIntentClassifier, Translator
 
 __all__ = ["PRETRAINED", "assets_dir", "checkpoint_path", "registry", "save_checkpoint", "load_checkpoint",
-           "load_pretrained", "pretrained_weights", "reorder_checkpoint"]
+           "load_pretrained", "pretrained_weights"]
 
 #: shipped checkpoints: name -> (file in hmf_lab/assets/, model class)
 PRETRAINED = {
     "char_lm": ("char_lm.pt", CharLM),
     "intent": ("intent.pt", IntentClassifier),
     "translation": ("translation.pt", Translator),
+    "char_tf": ("char_tf.pt", CharTransformer),
+    "intent_tf": ("intent_tf.pt", TransformerIntentClassifier),
 }
 
 
@@ -192,32 +195,3 @@ def pretrained_weights(name: str = "char_lm") -> dict[str, torch.Tensor]:
     emb = {n for n, mod in model.named_modules() if isinstance(mod, nn.Embedding)}
     return {k: v.detach().clone() for k, v in model.state_dict().items()
             if v.ndim == 2 and k.rsplit(".", 1)[0] not in emb}
-
-
-def reorder_checkpoint(name: str, src, dst, vocab) -> str:
-    """Write checkpoint ``src`` of the task ``name`` to ``dst`` with its vocabulary in the order ``vocab``;
-    returns the SHA-256 of ``dst``.
-
-    The rows of the embeddings and output layers (the task's ``vocab_rows``) are permuted with it, in the
-    stored float16: an exact re-indexing, the model computes the same function with its ids re-ordered.
-    Config, info and every other entry are kept as they are. ``vocab`` is a ``vocab_payload()`` of the task
-    (for ``"char_lm"`` a str of the same characters).
-
-    >>> import tempfile, os, hmf_lab as hl
-    >>> d = tempfile.mkdtemp()
-    >>> _ = save_checkpoint(hl.models.CharLM(3, embed=4, hidden=8), os.path.join(d, "a.pt"), extra={"vocab": "abc"})
-    >>> sha = reorder_checkpoint("char_lm", os.path.join(d, "a.pt"), os.path.join(d, "b.pt"), "cab")
-    >>> load_checkpoint(os.path.join(d, "b.pt"), CharLM, sha256=sha)[1]["vocab"]
-    'cab'
-    """
-    from hmf_lab.nlp.tasks import TASKS  # tasks load checkpoints lazily too: no import cycle
-
-    if name not in PRETRAINED or name not in TASKS:
-        raise ValueError(f"unknown pretrained model {name!r}; expected one of {sorted(PRETRAINED)}")
-    _, payload = load_checkpoint(src, PRETRAINED[name][1])
-    if "vocab" not in payload:
-        raise ValueError(f"checkpoint {src} holds no 'vocab'; expected a checkpoint written by "
-                         f"scripts/train_models.py (save_checkpoint(..., extra={{'vocab': ...}}))")
-    state = TASKS[name].reindex_state(payload["state_dict"], payload["vocab"], vocab)
-    torch.save({**payload, "state_dict": state, "vocab": vocab}, dst)
-    return hashlib.sha256(Path(dst).read_bytes()).hexdigest()

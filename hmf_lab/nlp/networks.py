@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from hmf_lab.nlp.vocab import BOS, EOS, PAD, CharVocab
 
-__all__ = ["CharLM", "IntentClassifier", "Translator"]
+__all__ = ["CharLM", "IntentClassifier", "Translator", "CharTransformer", "TransformerIntentClassifier",
+           "CausalSelfAttention", "Block"]
 
 
 class CharLM(nn.Module):
@@ -135,3 +136,147 @@ class Translator(nn.Module):
         for row in outs.tolist():
             res.append(row[:row.index(EOS)] if EOS in row else row)
         return res
+
+
+# ------------------------------------------------------------------------------------ transformers
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with its own ``q``, ``k``, ``v`` and ``out`` ``nn.Linear`` layers.
+
+    Separate projections (not one packed matrix): each is a plain ``nn.Linear``, so ``hl.compress`` and the
+    calibration capture treat q, k and v as three layers, block by block (as the LSTM's gates), and a
+    key/value cache can hold ``k`` and ``v`` per layer. Attention is ``F.scaled_dot_product_attention``
+    with ``is_causal=True``.
+
+    >>> a = CausalSelfAttention(16, 4)
+    >>> a(torch.randn(2, 5, 16)).shape
+    torch.Size([2, 5, 16])
+    """
+
+    def __init__(self, d_model: int, heads: int):
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"d_model must be a multiple of heads, got d_model={d_model}, heads={heads}")
+        self.heads = heads
+        self.q = nn.Linear(d_model, d_model)
+        self.k = nn.Linear(d_model, d_model)
+        self.v = nn.Linear(d_model, d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x):
+        B, T, E = x.shape
+        q, k, v = (p(x).view(B, T, self.heads, E // self.heads).transpose(1, 2) for p in (self.q, self.k, self.v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)      # (B, h, T, E/h)
+        return self.out(y.transpose(1, 2).reshape(B, T, E))
+
+
+class Block(nn.Module):
+    """One pre-LayerNorm decoder block: ``x + attn(ln1(x))``, then ``x + fc2(gelu(fc1(ln2(x))))``.
+
+    >>> Block(16, 4)(torch.randn(1, 3, 16)).shape
+    torch.Size([1, 3, 16])
+    """
+
+    def __init__(self, d_model: int, heads: int, mlp: int = 4):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, heads)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, mlp * d_model)
+        self.fc2 = nn.Linear(mlp * d_model, d_model)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class CharTransformer(nn.Module):
+    """Character-level decoder-only transformer (GPT style): token + learned position embeddings, pre-LN
+    blocks of causal self-attention and a GELU MLP, a final LayerNorm and a linear head to next-char logits.
+
+    Input ``(B, T)`` character ids with ``T <= context``; output ``(B, T, vocab_size)`` logits.
+
+    >>> m = CharTransformer(vocab_size=7, d_model=16, heads=2, layers=2, context=8)
+    >>> m(torch.zeros(2, 5, dtype=torch.long)).shape
+    torch.Size([2, 5, 7])
+    """
+
+    def __init__(self, vocab_size: int, d_model: int = 128, heads: int = 4, layers: int = 4, context: int = 128,
+                 mlp: int = 4):
+        super().__init__()
+        self.config = dict(vocab_size=vocab_size, d_model=d_model, heads=heads, layers=layers, context=context,
+                           mlp=mlp)
+        self.context = context
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.position = nn.Embedding(context, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, heads, mlp) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def forward(self, x):
+        T = x.shape[1]
+        if T > self.context:
+            raise ValueError(f"input has {T} positions, the model's context is {self.context}; feed windows of "
+                             f"at most {self.context} characters")
+        h = self.embedding(x) + self.position(torch.arange(T, device=x.device))
+        for blk in self.blocks:
+            h = blk(h)
+        return self.head(self.ln_f(h))
+
+    @torch.no_grad()
+    def generate(self, vocab: CharVocab, prompt: str = "\n", length: int = 200, temperature: float = 0.8,
+                 seed: int = 0) -> str:
+        """Sample ``length`` characters after ``prompt`` (seeded; the last ``context`` characters condition).
+
+        >>> v = CharVocab("abc")
+        >>> len(CharTransformer(len(v), d_model=8, heads=2, layers=1, context=4).generate(v, "ab", 6))
+        8
+        """
+        g = torch.Generator().manual_seed(seed)
+        self.eval()
+        ids = vocab.encode(prompt)[None]
+        for _ in range(length):
+            logits = self(ids[:, -self.context:])
+            p = F.softmax(logits[0, -1] / temperature, dim=-1)
+            ids = torch.cat([ids, torch.multinomial(p, 1, generator=g)[None]], 1)
+        return prompt + vocab.decode(ids[0, -length:].tolist()) if length else prompt
+
+
+class TransformerIntentClassifier(nn.Module):
+    """SNIPS intent classifier on PyTorch's own ``nn.TransformerEncoder`` / ``nn.TransformerEncoderLayer``.
+
+    Word + learned position embeddings -> encoder (``batch_first``, GELU, post-LN as PyTorch's default) with
+    ``src_key_padding_mask = (x == PAD)`` -> mean over the real tokens -> linear to intents. Input: ``(B, T)``
+    word ids padded with 0 on the right, ``T <= max_len``. ``enable_nested_tensor=False``: PyTorch's nested-tensor
+    path (a prototype that warns on every call) is not used; the layers' fused eval fast path still is.
+
+    >>> m = TransformerIntentClassifier(vocab_size=20, n_classes=7, d_model=16, heads=2, layers=1, ff=32)
+    >>> m(torch.tensor([[5, 6, 0], [7, 0, 0]])).shape
+    torch.Size([2, 7])
+    """
+
+    def __init__(self, vocab_size: int, n_classes: int, d_model: int = 64, heads: int = 4, layers: int = 2,
+                 ff: int = 128, max_len: int = 40, dropout: float = 0.1):
+        super().__init__()
+        self.config = dict(vocab_size=vocab_size, n_classes=n_classes, d_model=d_model, heads=heads, layers=layers,
+                           ff=ff, max_len=max_len, dropout=dropout)
+        self.max_len = max_len
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD)
+        self.position = nn.Embedding(max_len, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ff, dropout=dropout, activation="gelu",
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.classifier = nn.Linear(d_model, n_classes)
+
+    def forward(self, x):
+        T = x.shape[1]
+        if T > self.max_len:
+            raise ValueError(f"input has {T} positions, the model's max_len is {self.max_len}; cut the "
+                             f"utterances to {self.max_len} words")
+        pad = x == PAD                                                      # (B, T), True where padding
+        h = self.embedding(x) + self.position(torch.arange(T, device=x.device))
+        h = self.encoder(h, src_key_padding_mask=pad)                       # (B, T, E)
+        keep = (~pad).unsqueeze(-1).to(h.dtype)
+        pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)            # (B, E)
+        return self.classifier(pooled)                                      # (B, C)

@@ -14,6 +14,8 @@ training script and the notebooks use only this interface:
 ``task.evaluate(model) -> dict``           metrics; ``metric`` names the headline one,
                                            ``higher_is_better`` its direction
 ``task.sample_input()``                    one input tuple for timing
+``task.calibration_input(seed)``           training inputs for post-training calibration (``hl.compress(X=)``:
+                                           an input tuple or a list of them)
 ``quick_eval``                             constructor keywords of the quick variant (``HMF_LAB_QUICK``)
 ``Task.settings(quick=False)``             the experiments' work on this task (:class:`Settings`:
                                            steps, evaluation size, pruning schedule, timing);
@@ -28,14 +30,14 @@ the data, so a checkpoint saved with another order (the shipped ones before they
 ``scripts/reorder_vocab.py`` had a sorted character vocabulary) stays consistent.
 
 ``TASKS`` maps the registry name to the class; ``get_task`` also takes the short command-line names
-(``cli_name``: ``"lm"``, ``"intent"``, ``"translation"``). Add a task: subclass :class:`Task`, fill the
+(``cli_name``: ``"lm"``, ``"intent"``, ``"translation"``; the transformers ``"lm_tf"``, ``"intent_tf"``). Add a task: subclass :class:`Task`, fill the
 class attributes (``cli_name`` defaults to ``name``; ``full_settings`` / ``quick_settings`` size its
 experiments) and the five methods, decorate it with :func:`register_task`: the grid, ``hmf-lab reproduce
 --task`` and notebooks 06/07 then take it as it is.
 
 >>> import hmf_lab as hl
 >>> sorted(hl.tasks.TASKS), [t.cli_name for t in hl.tasks.TASKS.values()]
-(['char_lm', 'intent', 'translation'], ['lm', 'intent', 'translation'])
+(['char_lm', 'char_tf', 'intent', 'intent_tf', 'translation'], ['lm', 'intent', 'translation', 'lm_tf', 'intent_tf'])
 """
 from __future__ import annotations
 
@@ -45,12 +47,13 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from hmf_lab.nlp.networks import CharLM, IntentClassifier, Translator
-from hmf_lab.nlp.training import (TrainConfig, evaluate_intent, evaluate_lm, evaluate_translation, intent_loss, lm_loss,
-                       train, translation_loss)
+from hmf_lab.nlp.networks import CharLM, CharTransformer, IntentClassifier, TransformerIntentClassifier, Translator
+from hmf_lab.nlp.training import (TrainConfig, evaluate_causal_lm, evaluate_intent, evaluate_lm, evaluate_translation,
+                                  intent_loss, lm_batches, lm_loss, train, translation_loss)
 from hmf_lab.nlp.vocab import _SPECIALS, BOS, EOS, PAD, UNK, CharVocab, WordVocab, _pad, frequency_order, tokenize
 
-__all__ = ["Task", "LMTask", "IntentTask", "TranslationTask", "TASKS", "get_task", "task_class", "register_task",
+__all__ = ["Task", "LMTask", "IntentTask", "TranslationTask", "TransformerLMTask", "TransformerIntentTask", "TASKS",
+           "get_task", "task_class", "register_task", "reorder_checkpoint",
            "Settings"]
 
 
@@ -275,14 +278,24 @@ TASKS: dict[str, type[Task]] = {}
 
 
 def register_task(cls: type[Task]) -> type[Task]:
-    """Class decorator: add a :class:`Task` subclass to :data:`TASKS` under ``cls.name``."""
+    """Class decorator: add a :class:`Task` subclass to :data:`TASKS` under ``cls.name``.
+
+    ``cli_name`` and ``train_desc`` default to the class's **own** (set in its body), else ``name`` and
+    ``"train <cli_name>"``: a subclass of a registered task (``TransformerIntentTask(IntentTask)``) does not
+    inherit its parent's command-line name. Two tasks with one command-line name are refused.
+    """
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise TypeError(f"register_task expects a subclass of hmf_lab.nlp.tasks.Task, got {cls!r}")
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} must set the class attribute `name` (and may set `cli_name`), "
-                         f"got name={cls.name!r}")
-    cls.cli_name = cls.cli_name or cls.name
-    cls.train_desc = cls.train_desc or f"train {cls.cli_name}"
+    if "name" not in cls.__dict__ or not cls.name:
+        raise ValueError(f"{cls.__name__} must set the class attribute `name` in its own body (and may set "
+                         f"`cli_name`), got name={cls.__dict__.get('name')!r}")
+    cli = cls.__dict__.get("cli_name") or cls.name
+    clash = [key for key, t in TASKS.items() if key != cls.name and (t.cli_name == cli or key == cli)]
+    if clash:
+        raise ValueError(f"{cls.__name__}: command-line name {cli!r} is taken by task {clash[0]!r}; set a "
+                         f"distinct `cli_name` in the class body")
+    cls.cli_name = cli
+    cls.train_desc = cls.__dict__.get("train_desc") or f"train {cli}"
     TASKS[cls.name] = cls
     return cls
 
@@ -530,6 +543,101 @@ def _vocab_part(vocab, key):
     return vocab[key]
 
 
+@register_task
+class TransformerLMTask(LMTask):
+    """Character LM on Tiny Shakespeare with a decoder-only transformer (:class:`~hmf_lab.nlp.networks.CharTransformer`).
+
+    The data, split and vocabulary are :class:`LMTask`'s; the model sees windows of ``arch["context"]``
+    characters, so evaluation uses sliding windows (:func:`~hmf_lab.nlp.training.evaluate_causal_lm`) and
+    reports nats per character too.
+
+    >>> t = TransformerLMTask(text="to be or not to be " * 100)
+    >>> m = t.build(d_model=16, heads=2, layers=1, context=32)
+    >>> t.name, t.cli_name, t.sample_input()[0].shape
+    ('char_tf', 'lm_tf', torch.Size([1, 128]))
+    """
+
+    name = "char_tf"
+    cli_name = "lm_tf"
+    base_cfg = TrainConfig(steps=1500, batch_size=32, seq_len=128, lr=2e-3, seed=0)
+    arch = dict(d_model=128, heads=4, layers=4, context=128)
+    quick_eval = {"eval_chars": 3_000}
+    train_desc = "train char transformer"
+    # rows indexed by the vocabulary (main's Task.reindex reads this; the LSTM's head is "decoder", this one's "head")
+    vocab_rows = {None: ("embedding.weight", "head.weight", "head.bias")}
+    full_settings = Settings(post_steps=100, scratch_steps=400, eval_kw={"eval_chars": 10_000}, prune_every=10,
+                             live_post_steps=10, live_scratch_steps=30, step_cost=0.5)
+    quick_settings = Settings(post_steps=3, scratch_steps=4, eval_kw={"eval_chars": 1_000}, prune_every=1,
+                              min_run_time=0.04, timing_rounds=2, step_cost=0.5)
+
+    def build(self, **arch) -> CharTransformer:
+        return CharTransformer(len(self.vocab), **{**self.arch, **arch})
+
+    def calibration_input(self, seed: int = 0, n: int = 16):
+        """``n`` random training windows of ``arch["context"]`` characters drawn with ``seed``: ``((n, T),)``.
+
+        >>> TransformerLMTask(text="to be or not to be " * 50).calibration_input(seed=1, n=4)[0].shape
+        torch.Size([4, 128])
+        """
+        g = torch.Generator().manual_seed(int(seed))
+        return (lm_batches(self.train_ids, int(n), int(self.arch["context"]), g)[0],)
+
+    def batch_loss(self, model, generator, cfg):
+        """Windows of ``cfg.seq_len`` characters, cut to the model's context."""
+        return lm_loss(model, self.train_ids, cfg.batch_size, min(cfg.seq_len, model.context), generator)
+
+    def evaluate(self, model) -> dict:
+        return evaluate_causal_lm(model, self.val_ids, context=model.context, max_chars=self.eval_chars)
+
+    def sample_input(self, length: int = 128):
+        """One window for timing: ``(1, min(length, context))`` character ids."""
+        return (self.val_ids[:min(int(length), self.arch["context"])][None],)
+
+
+@register_task
+class TransformerIntentTask(IntentTask):
+    """SNIPS intent detection with PyTorch's ``nn.TransformerEncoder`` (:class:`~hmf_lab.nlp.networks.TransformerIntentClassifier`).
+
+    The data, vocabulary and metric are :class:`IntentTask`'s; the model masks the padding
+    (``src_key_padding_mask``) and averages the real tokens.
+
+    >>> t = TransformerIntentTask(pairs=([("a", "play music"), ("b", "book a table")] * 5, [("a", "play it")]))
+    >>> t.build(d_model=8, heads=2, layers=1, ff=16)(t.x_test).shape
+    torch.Size([1, 2])
+    """
+
+    name = "intent_tf"
+    train_desc = "train intent transformer"
+    vocab_rows = {"words": ("embedding.weight",), "labels": ("classifier.weight", "classifier.bias")}
+    base_cfg = TrainConfig(steps=2000, batch_size=64, lr=1e-3, seed=0)
+    arch = dict(d_model=96, heads=4, layers=2, ff=384)
+    full_settings = Settings(post_steps=200, scratch_steps=800, prune_every=20, live_post_steps=50,
+                             live_scratch_steps=150, step_cost=0.05)
+    quick_settings = Settings(post_steps=4, scratch_steps=6, eval_kw={"eval_n": 60}, prune_every=1,
+                              min_run_time=0.04, timing_rounds=2, step_cost=0.05)
+
+    def calibration_input(self, seed: int = 0, n: int = 256):
+        """``n`` random training utterances drawn with ``seed``, as a list of batches ``[(x,), ...]``, one per
+        length, **without padding** (hl.compress's ``X`` takes a list of batches).
+
+        Padded positions run through every linear layer but their outputs are masked away: as calibration
+        rows they would be more than half of the data (utterances are short, a batch is padded to its
+        longest) and pull the activation-aware fits towards inputs that never matter.
+
+        >>> t = TransformerIntentTask(pairs=([("a", "play music"), ("b", "book a table")] * 5, [("a", "play it")]))
+        >>> sorted(tuple(b[0].shape) for b in t.calibration_input(seed=1, n=6))
+        [(2, 2), (4, 3)]
+        """
+        g = torch.Generator().manual_seed(int(seed))
+        x = self.x_train[torch.randint(0, self.x_train.shape[0], (int(n),), generator=g)]
+        lengths = (x != PAD).sum(1).clamp(min=1)
+        return [(x[lengths == L, :L],) for L in sorted(set(lengths.tolist()))]
+
+    def build(self, **arch) -> TransformerIntentClassifier:
+        return TransformerIntentClassifier(len(self.vocab), self.n_classes, max_len=self.max_len,
+                                           **{**self.arch, **arch})
+
+
 def task_class(name: str) -> type[Task]:
     """The registered :class:`Task` subclass of a registry name or a command-line name (``"lm"``).
 
@@ -549,6 +657,39 @@ def get_task(name: str, **kwargs) -> Task:
     >>> get_task("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown task 'nope'; expected one of ['char_lm', 'intent', 'lm', 'translation']
+    ValueError: unknown task 'nope'; expected one of ['char_lm', 'char_tf', 'intent', 'intent_tf', 'lm', 'lm_tf', 'translation']
     """
     return task_class(name)(**kwargs)
+
+
+def reorder_checkpoint(name: str, src, dst, vocab) -> str:
+    """Write checkpoint ``src`` of the task ``name`` to ``dst`` with its vocabulary in the order ``vocab``;
+    returns the SHA-256 of ``dst``.
+
+    The rows of the embeddings and output layers (the task's ``vocab_rows``) are permuted with it, in the
+    stored float16: an exact re-indexing, the model computes the same function with its ids re-ordered.
+    Config, info and every other entry are kept as they are. ``vocab`` is a ``vocab_payload()`` of the task
+    (for ``"char_lm"`` a str of the same characters).
+
+    >>> import tempfile, os, hmf_lab as hl
+    >>> from hmf_lab.nlp.checkpoints import CharLM, load_checkpoint, save_checkpoint
+    >>> d = tempfile.mkdtemp()
+    >>> _ = save_checkpoint(hl.models.CharLM(3, embed=4, hidden=8), os.path.join(d, "a.pt"), extra={"vocab": "abc"})
+    >>> sha = reorder_checkpoint("char_lm", os.path.join(d, "a.pt"), os.path.join(d, "b.pt"), "cab")
+    >>> load_checkpoint(os.path.join(d, "b.pt"), CharLM, sha256=sha)[1]["vocab"]
+    'cab'
+    """
+    import hashlib
+    from pathlib import Path
+
+    from hmf_lab.nlp.checkpoints import PRETRAINED, load_checkpoint
+
+    if name not in PRETRAINED or name not in TASKS:
+        raise ValueError(f"unknown pretrained model {name!r}; expected one of {sorted(PRETRAINED)}")
+    _, payload = load_checkpoint(src, PRETRAINED[name][1])
+    if "vocab" not in payload:
+        raise ValueError(f"checkpoint {src} holds no 'vocab'; expected a checkpoint written by "
+                         f"scripts/train_models.py (save_checkpoint(..., extra={{'vocab': ...}}))")
+    state = TASKS[name].reindex_state(payload["state_dict"], payload["vocab"], vocab)
+    torch.save({**payload, "state_dict": state, "vocab": vocab}, dst)
+    return hashlib.sha256(Path(dst).read_bytes()).hexdigest()

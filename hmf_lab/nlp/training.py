@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from hmf_lab.nlp.vocab import _SPECIALS, PAD, WordVocab
 
 __all__ = ["TrainConfig", "train", "lm_batches", "lm_loss", "intent_loss", "translation_loss",
-           "train_lm", "evaluate_lm", "train_intent", "evaluate_intent", "train_translation",
+           "train_lm", "evaluate_lm", "evaluate_causal_lm", "train_intent", "evaluate_intent", "train_translation",
            "evaluate_translation"]
 
 
@@ -143,6 +143,46 @@ def evaluate_lm(model, ids: torch.Tensor, seq_len: int = 256, max_chars: int | N
         total += float(F.cross_entropy(logits.flatten(0, 1), y[:, s:s + seq_len].flatten(), reduction="sum"))
     nats = total / n
     return {"bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
+
+
+@torch.no_grad()
+def evaluate_causal_lm(model, ids: torch.Tensor, context: int, stride: int | None = None,
+                       max_chars: int | None = None, batch_size: int = 64) -> dict:
+    """Bits and nats per character and perplexity of a fixed-context model (a transformer) on ``ids``.
+
+    Sliding windows of ``context`` characters, ``stride`` apart (default ``context // 2``): the first window
+    scores all its positions, every later one only its last ``stride``: each character is scored once, with at
+    least ``context - stride`` characters before it (all of them near the start); fewer than ``stride`` at
+    the very end are left out.
+
+    >>> from hmf_lab.nlp.networks import CharTransformer
+    >>> m = CharTransformer(vocab_size=4, d_model=8, heads=2, layers=1, context=16)
+    >>> r = evaluate_causal_lm(m, torch.randint(0, 4, (100,)), context=16)
+    >>> sorted(r), round(r["bits_per_char"] * math.log(2) / r["nats_per_char"], 6)
+    (['bits_per_char', 'nats_per_char', 'perplexity'], 1.0)
+    """
+    context = int(context)
+    stride = context // 2 if stride is None else int(stride)
+    if not 0 < stride <= context:
+        raise ValueError(f"stride must be in 1..context={context}, got {stride}")
+    model.eval()
+    if max_chars is not None:
+        ids = ids[:max_chars + 1]
+    if ids.numel() < context + 1:
+        raise ValueError(f"need more than context={context} ids to evaluate, got {ids.numel()}")
+    starts = list(range(0, ids.numel() - context, stride))   # window s: inputs ids[s:s+T], targets ids[s+1:s+T+1]
+    total, count = 0.0, 0
+    for b in range(0, len(starts), batch_size):
+        st = torch.tensor(starts[b:b + batch_size])
+        idx = st[:, None] + torch.arange(context + 1)
+        win = ids[idx]
+        nll = F.cross_entropy(model(win[:, :-1]).transpose(1, 2), win[:, 1:], reduction="none")  # (B, T)
+        keep = torch.ones_like(nll, dtype=torch.bool)
+        keep[st > 0, :context - stride] = False              # already scored by the previous window
+        total += float(nll[keep].sum())
+        count += int(keep.sum())
+    nats = total / count
+    return {"bits_per_char": nats / math.log(2), "nats_per_char": nats, "perplexity": math.exp(nats)}
 
 
 # ---------------------------------------------------------------------------------------- intent

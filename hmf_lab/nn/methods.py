@@ -189,9 +189,8 @@ class Method:
         one): comparisons that give every method the same inputs name it, so that ``X`` given for one purpose
         (e.g. the allocation's error) does not also switch one method to a data-aware fit.
 
-        >>> get_method("hmf").data_free_heuristic(), get_method("hmf_col").data_free_heuristic(), \
-        ...     get_method("lmf").data_free_heuristic()
-        ('greedy', 'col_norm', None)
+        >>> [get_method(m).data_free_heuristic() for m in ("hmf", "hmf_col", "lmf")]
+        ['greedy', 'col_norm', None]
         """
         return default_heuristic(None, None, axis=self.split_axis) if "heuristic" in self.options else None
 
