@@ -811,7 +811,6 @@ def plot_split_sweep(cells: pd.DataFrame, ax=None):
     return ax
 
 
-<<<<<<< HEAD
 def split_axes(m: int, n: int, compression: float, ax=None, *, split_frac: float = 0.5):
     """To scale, at one budget: HMF by rows (k rows of W dense, the other m - k rows U V) beside HMF by columns
     (k input columns dense, the other n - k columns U V), each at ``split_frac`` of its largest feasible split,
@@ -902,7 +901,8 @@ def plot_fair_test(cells: pd.DataFrame, ax=None):
     ax.set_ylabel("bits per character (lower is better)")
     ax.legend(fontsize=8)
     return ax
-=======
+
+
 def plot_channel_energy(W, X, axes=None, *, title: str = ""):
     """Per input channel of a layer ``W`` (m, n) on its calibration inputs ``X`` (N, n): the raw energy
     ``mean x_j^2`` (left) and the channel's share of the whitened output energy (right,
@@ -940,4 +940,3 @@ def plot_channel_energy(W, X, axes=None, *, title: str = ""):
 
 
 __all__.append("plot_channel_energy")
->>>>>>> main
