@@ -940,3 +940,4 @@ def plot_channel_energy(W, X, axes=None, *, title: str = ""):
 
 
 __all__.append("plot_channel_energy")
+__all__ += ["split_axes", "plot_fair_test"]
