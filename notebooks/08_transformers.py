@@ -43,7 +43,7 @@ QUICK = hl.exercises.quick()  # HMF_LAB_QUICK=1 (CI) shrinks the work; a student
 HAVE_DATA = hl.data.available("tinyshakespeare")
 if HAVE_DATA:
     task, model = shipped_task("char_tf", QUICK)
-    X = task.calibration_input(4 if QUICK else 16, seed=0)  # windows of 128 characters from the training text
+    X = task.calibration_input(seed=0, n=4 if QUICK else 16)  # windows of 128 characters from the training text
     print(f"char_tf: {hl.count_params(model):,} weights; calibration: {X[0].shape[0]} windows x {X[0].shape[1]} "
           "characters")
 else:
