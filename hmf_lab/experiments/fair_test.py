@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from hmf_lab.experiments import grid as G
-from hmf_lab.experiments.pipeline import Cell, greedy_table
+from hmf_lab.experiments.pipeline import Cell, greedy_table, recipe
 
 __all__ = ["METHODS", "COMPRESSIONS", "SWEEP_C", "SWEEP_FRACS", "STEPS", "RESULTS", "plan", "same_structure",
            "with_relabelled", "converged_table", "against_lmf", "sweep_summary", "report", "load", "dense_outputs"]
@@ -64,7 +64,7 @@ def plan(seeds: int, quick: bool = False, steps: int = STEPS, relabel: dict | No
         cells.append(Cell("lm", "scratch", "dense", 1.0, seed, quick=quick, steps=steps))
         for m in METHODS:
             for c in COMPRESSIONS:
-                if m == "hmf" and relabel[c]:
+                if recipe(m).takes_heuristic and relabel[c]:   # HMF by rows, where its allocation is LMF's
                     continue
                 cells.append(Cell("lm", "scratch", m, c, seed, **kw))
     for seed in range(seeds):

@@ -29,7 +29,19 @@ __all__ = ["LAYER_METHODS", "LayerFit", "layer_inputs", "layer_methods", "layer_
 
 #: the methods compared on one layer (those of :data:`hmf_lab.experiments.posttrain.POST_METHODS`)
 LAYER_METHODS = ("hmf", "hmf_col", "lmf", "aa_lmf", "wanda", "oats")
-_SPLIT = {"hmf": max_split, "hmf_col": max_col_split}  # the methods with a dense split, and its largest value
+#: the largest dense split of a method with one, by the axis of its split (``Method.split_axis``)
+_SPLIT_BY_AXIS = {"rows": max_split, "cols": max_col_split}
+
+
+def _split_rule(method: str):
+    """The largest-split rule of ``method`` (None for a method without a dense split), from the registry."""
+    from hmf_lab.nn.methods import get_method
+    rec = get_method(method)
+    return _SPLIT_BY_AXIS[rec.split_axis] if "split" in rec.options else None
+
+
+#: the pair notebook 08 reads as "column HMF against activation-aware LMF" (``col_vs_aa``)
+_COL, _AA = LAYER_METHODS[1], LAYER_METHODS[3]
 
 
 class LayerFit(NamedTuple):
@@ -69,10 +81,11 @@ def layer_inputs(model: nn.Module, name: str, X) -> torch.Tensor:
 
 
 def _split_at(method: str, shape, compression: float, split_frac):
-    if split_frac is None or method not in _SPLIT:
+    rule = None if split_frac is None else _split_rule(method)
+    if rule is None:
         return None
     try:
-        top = _SPLIT[method](shape, compression)
+        top = rule(shape, compression)
     except ValueError:
         return 0
     return int(round(float(split_frac) * top))
@@ -183,8 +196,8 @@ def layer_sweep(model: nn.Module, X, layers, compressions=(2, 4), *, methods=LAY
             row = dict(layer=name, shape=tuple(lin.weight.shape), **{k: st[k] for k in
                        ("raw_max_median", "whitened_max_median", "whitened_top_share")}, compression=float(c),
                        **t.to_dict(), best=t.idxmin())
-            if "hmf_col" in t and "aa_lmf" in t:
-                row["col_vs_aa"] = t["hmf_col"] / t["aa_lmf"]
+            if _COL in t and _AA in t:
+                row["col_vs_aa"] = t[_COL] / t[_AA]
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -217,7 +230,7 @@ def planted_sweep(linear: nn.Linear, X, channels, strengths, compression: float 
                           seed=seed).table.set_index("method").output_error
         row = dict(strength=float(s), whitened_top_share=outlier_stats(W, Xp)["whitened_top_share"],
                    planted_share=float(wh[list(channels)].sum() / wh.sum()), **t.to_dict())
-        if "hmf_col" in t and "aa_lmf" in t:
-            row["col_vs_aa"] = t["hmf_col"] / t["aa_lmf"]
+        if _COL in t and _AA in t:
+            row["col_vs_aa"] = t[_COL] / t[_AA]
         rows.append(row)
     return pd.DataFrame(rows)
