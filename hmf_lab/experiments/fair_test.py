@@ -139,7 +139,10 @@ def load(folder=None) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"no {path}; run `python scripts/converged_lm.py --out {folder}` (about 100 min on "
                                 f"2 cores) or use the committed results folder")
-    return pd.read_csv(path)
+    df = pd.read_csv(path)
+    if "shipped_bits_per_char" not in df:   # written by the script since; the committed run predates the column
+        df["shipped_bits_per_char"] = float("nan")
+    return df
 
 
 def dense_outputs(model, vocab, compression: float, heuristic=None, ids=None, layer: str = "decoder",
