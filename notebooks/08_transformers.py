@@ -173,9 +173,22 @@ if HAVE_DATA:
 results_dir = RESULTS_DIR / "transformers"
 if (results_dir / "cells.csv").is_file():
     post = pd.read_csv(results_dir / "cells.csv")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, (name, g) in zip(axes, post.groupby("task")):
+        ylabel = {"bits_per_char": "bits per character (lower is better)",
+                  "accuracy": "accuracy (higher is better)"}.get(g.metric.iloc[0], g.metric.iloc[0])
+        hl.plots.compression_lines(g, ax, ylabel=ylabel, xlabel="compression (every attention and MLP matrix)")
+        ax.set_title(f"{name}: post-training, 3 calibration seeds")
+    fig.tight_layout()
     display(Markdown(post_training_tables(post)))
 else:
     print(f"no committed results in {results_dir}: run scripts/transformer_post_training.py --quick for a small one")
+
+# %% [markdown]
+# *Figure: two panels, one per shipped transformer. x: compression of every attention and MLP matrix
+# (1.5x–4x, log scale); y: validation bits per character (left, lower is better) and intent accuracy (right,
+# higher is better). One line per method (mean over 3 calibration seeds, error bars ± sd); the grey band is
+# the dense model.*
 
 # %% [markdown]
 # ### An honest reading
@@ -277,6 +290,8 @@ if HAVE_DATA:
               for f in hl.exercises.SPLIT_FRACS}
     best_frac = min(errors, key=errors.get)
     hl.exercises.check_best_col_split(lin, loud, 2, best_frac)
+else:
+    print(hl.data.skip_note("tinyshakespeare"))
 
 # %% [markdown]
 # ## Summary

@@ -183,3 +183,19 @@ def test_blocks_captions_do_not_overlap(shape):
     boxes.sort(key=lambda b: b.x0)
     assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
     plt.close(fig)
+
+
+def test_compression_lines_draw_mean_and_sd_per_label_and_reject_missing_columns():
+    df = pd.DataFrame(dict(label=["dense", "dense", "lmf", "lmf", "lmf", "lmf", "hmf@0.5"],
+                           compression=[1.0, 1.0, 2.0, 2.0, 4.0, 4.0, 2.0],
+                           value=[1.0, 1.2, 2.0, 4.0, 3.0, 3.0, 9.0], seed=[0, 1, 0, 1, 0, 1, 0]))
+    ax = plots.compression_lines(df, ylabel="bits")
+    assert ax.get_legend_handles_labels()[1] == ["lmf"]          # the sweep point (label with @) is left out
+    xs, ys = ax.containers[0].lines[0].get_data()
+    assert list(xs) == [2.0, 4.0] and list(ys) == [3.0, 3.0]      # means over seeds
+    band, sd = ax.patches[0], np.std([1.0, 1.2], ddof=1)
+    assert band.get_y() == pytest.approx(1.1 - sd) and band.get_height() == pytest.approx(2 * sd)   # dense: mean ± sd
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2x", "4x"]
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"needs the columns.*\['value'\] missing"):
+        plots.compression_lines(df.drop(columns="value"))

@@ -870,16 +870,23 @@ def split_axes(m: int, n: int, compression: float, ax=None, *, split_frac: float
     return ax
 
 
-def plot_fair_test(cells: pd.DataFrame, ax=None):
-    """The converged run (:mod:`hmf_lab.experiments.fair_test`): bits per character against compression, one line
-    per row (mean over seeds, error bars ± sd), dense as a band. Returns the Axes.
+def compression_lines(cells: pd.DataFrame, ax=None, *, ylabel: str = "metric",
+                      xlabel: str = "compression (whole model)"):
+    """A model-level metric against compression: one line per ``label`` (mean over ``seed``, error bars ± sd),
+    ``dense`` as a grey band (mean ± sd); rows whose label holds ``@`` (sweep points) are left out. ``cells``
+    needs the columns ``label``, ``compression``, ``value``. Returns the Axes.
 
     >>> import matplotlib; matplotlib.use("Agg")
-    >>> df = pd.DataFrame(dict(label=["dense", "lmf+greedy", "lmf+greedy"], compression=[1.0, 8.0, 16.0],
-    ...                        value=[2.0, 2.4, 2.6], seed=0))
-    >>> plot_fair_test(df).get_legend_handles_labels()[1]
-    ['lmf+greedy']
+    >>> df = pd.DataFrame(dict(label=["dense", "lmf", "lmf", "hmf"], compression=[1.0, 2.0, 4.0, 2.0],
+    ...                        value=[0.9, 0.8, 0.7, 0.85], seed=0))
+    >>> ax = compression_lines(df, ylabel="accuracy")
+    >>> ax.get_legend_handles_labels()[1], ax.get_ylabel()
+    (['hmf', 'lmf'], 'accuracy')
     """
+    need = {"label", "compression", "value"} - set(cells.columns)
+    if need:
+        raise ValueError(f"compression_lines needs the columns label, compression and value; {sorted(need)} "
+                         f"missing from {list(cells.columns)}")
     ax = _axes(ax, figsize=(6, 4))
     main = cells[~cells.label.astype(str).str.contains("@")]
     dense = main[main.label == "dense"]["value"]
@@ -888,19 +895,36 @@ def plot_fair_test(cells: pd.DataFrame, ax=None):
         ax.axhspan(m - s, m + s, color="#BBBBBB", alpha=0.5, lw=0)
         ax.axhline(m, color="#777777", lw=1, ls="--")
         ax.text(1.0, m, " dense", va="bottom", ha="left", fontsize=8, transform=ax.get_yaxis_transform())
-    for lab, g in main[main.label != "dense"].groupby("label", sort=True):
+    rest = main[main.label != "dense"]
+    for lab, g in rest.groupby("label", sort=True):
         s = g.groupby("compression")["value"].agg(["mean", "std"]).fillna(0.0)
         method = str(lab).split("+")[0]
         ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, label=str(lab),
                     color=method_color(method))
     ax.set_xscale("log")
-    comps = sorted(main[main.label != "dense"].compression.unique())
+    comps = sorted(rest.compression.unique())
     ax.set_xticks(comps)
     ax.set_xticklabels([f"{c:g}x" for c in comps])
-    ax.set_xlabel("compression (whole model, greedy allocation)")
-    ax.set_ylabel("bits per character (lower is better)")
-    ax.legend(fontsize=8)
+    ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(rest):
+        ax.legend(fontsize=8)
     return ax
+
+
+def plot_fair_test(cells: pd.DataFrame, ax=None):
+    """The converged run (:mod:`hmf_lab.experiments.fair_test`): bits per character against compression, one line
+    per row (mean over seeds, error bars ± sd), dense as a band (:func:`compression_lines`). Returns the Axes.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> df = pd.DataFrame(dict(label=["dense", "lmf+greedy", "lmf+greedy"], compression=[1.0, 8.0, 16.0],
+    ...                        value=[2.0, 2.4, 2.6], seed=0))
+    >>> plot_fair_test(df).get_legend_handles_labels()[1]
+    ['lmf+greedy']
+    """
+    return compression_lines(cells, ax, ylabel="bits per character (lower is better)",
+                             xlabel="compression (whole model, greedy allocation)")
 
 
 def plot_channel_energy(W, X, axes=None, *, title: str = ""):
@@ -940,4 +964,4 @@ def plot_channel_energy(W, X, axes=None, *, title: str = ""):
 
 
 __all__.append("plot_channel_energy")
-__all__ += ["split_axes", "plot_fair_test"]
+__all__ += ["split_axes", "plot_fair_test", "compression_lines"]
