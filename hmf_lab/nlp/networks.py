@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from hmf_lab.nlp.vocab import BOS, EOS, PAD, CharVocab
 
 __all__ = ["CharLM", "IntentClassifier", "Translator", "CharTransformer", "TransformerIntentClassifier",
-           "CausalSelfAttention", "Block"]
+           "CausalSelfAttention", "Block", "KVCache"]
 
 
 class CharLM(nn.Module):
@@ -141,13 +141,47 @@ class Translator(nn.Module):
 # ------------------------------------------------------------------------------------ transformers
 
 
+class KVCache:
+    """The keys and values a :class:`CharTransformer` has computed so far, one ``(k, v)`` pair per block, each
+    ``(B, heads, length, d_model / heads)``: generation feeds one new character per step instead of the whole
+    window (batch-1 decoding then reads every weight once per token, the regime where compression can pay).
+
+    Pass it to ``model(ids, cache=cache)``: the new positions continue at ``cache.length`` and their keys and
+    values are appended in place. A cache belongs to one model and one batch.
+
+    >>> m = CharTransformer(vocab_size=7, d_model=16, heads=2, layers=2, context=8).eval()
+    >>> ids = torch.tensor([[1, 2, 3, 4]])
+    >>> cache = KVCache(2)
+    >>> a = m(ids[:, :3], cache=cache); b = m(ids[:, 3:], cache=cache)
+    >>> cache.length, torch.allclose(b[0, -1], m(ids)[0, -1], atol=1e-5)
+    (4, True)
+    """
+
+    def __init__(self, layers: int):
+        if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
+            raise ValueError(f"KVCache needs the model's number of blocks (an int >= 1), got {layers!r}")
+        self.kv: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * layers
+
+    @property
+    def length(self) -> int:
+        """Positions cached so far (0 for a new cache)."""
+        return 0 if self.kv[0] is None else int(self.kv[0][0].shape[2])
+
+    def nbytes(self) -> int:
+        """Bytes the cached keys and values hold now (what one more decoding step reads besides the weights)."""
+        return sum(t.numel() * t.element_size() for pair in self.kv if pair is not None for t in pair)
+
+    def __repr__(self) -> str:
+        return f"KVCache(layers={len(self.kv)}, length={self.length})"
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with its own ``q``, ``k``, ``v`` and ``out`` ``nn.Linear`` layers.
 
     Separate projections (not one packed matrix): each is a plain ``nn.Linear``, so ``hl.compress`` and the
     calibration capture treat q, k and v as three layers, block by block (as the LSTM's gates), and a
-    key/value cache can hold ``k`` and ``v`` per layer. Attention is ``F.scaled_dot_product_attention``
-    with ``is_causal=True``.
+    key/value cache holds ``k`` and ``v`` per layer (``forward(x, cache=(kv, i))``, see :class:`KVCache`).
+    Attention is ``F.scaled_dot_product_attention``, causal over the cached and the new positions.
 
     >>> a = CausalSelfAttention(16, 4)
     >>> a(torch.randn(2, 5, 16)).shape
@@ -164,10 +198,22 @@ class CausalSelfAttention(nn.Module):
         self.v = nn.Linear(d_model, d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x):
+    def forward(self, x, cache: tuple[KVCache, int] | None = None):
         B, T, E = x.shape
         q, k, v = (p(x).view(B, T, self.heads, E // self.heads).transpose(1, 2) for p in (self.q, self.k, self.v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)      # (B, h, T, E/h)
+        if cache is not None:
+            kv, i = cache
+            if kv.kv[i] is not None:
+                k, v = torch.cat([kv.kv[i][0], k], 2), torch.cat([kv.kv[i][1], v], 2)
+            kv.kv[i] = (k, v)
+        past = k.shape[2] - T
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)      # (B, h, T, E/h)
+        elif T == 1:                                                          # one new position sees everything
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:                                                                 # new position t sees past + t + 1
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(B, T, E))
 
 
@@ -186,8 +232,8 @@ class Block(nn.Module):
         self.fc1 = nn.Linear(d_model, mlp * d_model)
         self.fc2 = nn.Linear(mlp * d_model, d_model)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x, cache: tuple[KVCache, int] | None = None):
+        x = x + self.attn(self.ln1(x), cache)
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
 
 
@@ -214,20 +260,67 @@ class CharTransformer(nn.Module):
         self.ln_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)
 
-    def forward(self, x):
+    def forward(self, x, cache: KVCache | None = None):
+        """Logits ``(B, T, vocab_size)``. With ``cache`` (a :class:`KVCache`), ``x`` holds the *new* positions
+        only: they continue at ``cache.length`` and their keys and values are appended to the cache."""
         T = x.shape[1]
-        if T > self.context:
-            raise ValueError(f"input has {T} positions, the model's context is {self.context}; feed windows of "
-                             f"at most {self.context} characters")
-        h = self.embedding(x) + self.position(torch.arange(T, device=x.device))
-        for blk in self.blocks:
-            h = blk(h)
+        start = 0
+        if cache is not None:
+            if not isinstance(cache, KVCache) or len(cache.kv) != len(self.blocks):
+                raise TypeError(f"cache must be a KVCache({len(self.blocks)}) for this {len(self.blocks)}-block "
+                                f"model, got {cache!r}; make one with KVCache(len(model.blocks))")
+            start = cache.length
+        if start + T > self.context:
+            raise ValueError(f"input reaches position {start + T}, the model's context is {self.context}; feed windows "
+                             f"of at most {self.context} characters (with a cache: start a new one)")
+        h = self.embedding(x) + self.position(torch.arange(start, start + T, device=x.device))
+        for i, blk in enumerate(self.blocks):
+            h = blk(h, None if cache is None else (cache, i))
         return self.head(self.ln_f(h))
 
     @torch.no_grad()
+    def decode(self, ids: torch.Tensor, length: int, *, use_cache: bool = True, temperature: float = 0.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Append ``length`` characters to ``ids`` (``(1, T)``), one at a time: the argmax at ``temperature=0``,
+        else sampled from ``softmax(logits / temperature)``. With ``use_cache`` the prompt's window is encoded
+        once and every step feeds one character through a :class:`KVCache`; once the sequence outgrows the
+        context, every step re-encodes the last ``context`` characters (the same windows as ``use_cache=False``,
+        so both give the same characters). Returns ``(1, T + length)``.
+
+        >>> m = CharTransformer(vocab_size=7, d_model=16, heads=2, layers=2, context=8).eval()
+        >>> ids = torch.tensor([[1, 2, 3]])
+        >>> torch.equal(m.decode(ids, 10), m.decode(ids, 10, use_cache=False))
+        True
+        """
+        if ids.dim() != 2 or ids.shape[0] != 1 or ids.shape[1] < 1:
+            raise ValueError(f"decode takes one prompt of shape (1, T) with T >= 1, got {tuple(ids.shape)}")
+        if not isinstance(length, int) or length < 0:
+            raise ValueError(f"length must be an int >= 0 (characters to append), got {length!r}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
+        cache = KVCache(len(self.blocks)) if use_cache else None
+        logits = self(ids[:, -self.context:], cache=cache)
+        out = [ids]
+        for step in range(length):
+            last = logits[0, -1]
+            nxt = (last.argmax() if temperature == 0 else
+                   torch.multinomial(F.softmax(last / temperature, dim=-1), 1, generator=generator)[0])
+            out.append(nxt.view(1, 1))
+            if step == length - 1:
+                break
+            if cache is not None and cache.length < self.context:
+                logits = self(out[-1], cache=cache)
+            else:
+                cache = None     # the window slides: absolute positions change, so the cache no longer applies
+                window = torch.cat(out, 1)[:, -self.context:]
+                logits = self(window)
+        return torch.cat(out, 1)
+
+    @torch.no_grad()
     def generate(self, vocab: CharVocab, prompt: str = "\n", length: int = 200, temperature: float = 0.8,
-                 seed: int = 0) -> str:
-        """Sample ``length`` characters after ``prompt`` (seeded; the last ``context`` characters condition).
+                 seed: int = 0, use_cache: bool = True) -> str:
+        """Sample ``length`` characters after ``prompt`` (seeded; the last ``context`` characters condition;
+        :meth:`decode` with a key/value cache by default).
 
         >>> v = CharVocab("abc")
         >>> len(CharTransformer(len(v), d_model=8, heads=2, layers=1, context=4).generate(v, "ab", 6))
@@ -235,11 +328,8 @@ class CharTransformer(nn.Module):
         """
         g = torch.Generator().manual_seed(seed)
         self.eval()
-        ids = vocab.encode(prompt)[None]
-        for _ in range(length):
-            logits = self(ids[:, -self.context:])
-            p = F.softmax(logits[0, -1] / temperature, dim=-1)
-            ids = torch.cat([ids, torch.multinomial(p, 1, generator=g)[None]], 1)
+        ids = self.decode(vocab.encode(prompt)[None], length, use_cache=use_cache, temperature=temperature,
+                          generator=g)
         return prompt + vocab.decode(ids[0, -length:].tolist()) if length else prompt
 
 

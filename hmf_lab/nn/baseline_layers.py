@@ -70,6 +70,13 @@ class SparseLowRankLinear(_Modes, _InferenceCache, _CSRBuffers, nn.Module):
         return (self.U.numel() + self.V.numel()) * e + csr_bytes(self.out_features, self.nnz, e,
                                                                  csr_index_bytes(self.nnz))
 
+    def weight_bytes(self) -> int:
+        """Bytes one forward streams (:func:`hmf_lab.perf.timing.weight_bytes`): W_hat in ``reconstructed``
+        mode, else the factors plus the CSR part with its indices (:attr:`n_bytes`)."""
+        if self.mode == "reconstructed":
+            return self.in_features * self.out_features * self.V.element_size()
+        return self.n_bytes
+
     @classmethod
     def from_result(cls, f, bias: torch.Tensor | None = None) -> "SparseLowRankLinear":
         """From a :class:`~hmf_lab.factor.baselines.SparseLowRankResult` (``hl.factor.baselines.oats``)."""

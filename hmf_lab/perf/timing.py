@@ -56,7 +56,7 @@ import torch
 from hmf_lab.factor.budget import csr_bytes, csr_index_bytes  # the one CSR byte count lives with the other size rules
 
 __all__ = ["Timing", "measure", "compare", "race", "Race", "Reliability", "reliability", "machine_load",
-           "weight_bytes", "csr_bytes", "raw_kernels"]
+           "weight_bytes", "model_weight_bytes", "csr_bytes", "raw_kernels"]
 
 #: scheduler ticks (seconds) of common Linux kernels (HZ = 1000, 250, 100)
 TICKS = (1e-3, 4e-3, 1e-2)
@@ -597,6 +597,36 @@ def weight_bytes(module) -> int:
         return int(module.n_params) * _element_size(module)
     raise TypeError(f"weight_bytes() knows nn.Linear, nn.LSTM and the kit's layers (or a module with a "
                     f"weight_bytes() method), got {type(module).__name__}")
+
+
+def model_weight_bytes(model) -> int:
+    """Bytes of weights one forward of a whole ``model`` streams at batch 1: :func:`weight_bytes` of every
+    layer it knows, outermost first (a compressed layer counts once, not again through its parts), plus
+    ``nn.MultiheadAttention``'s packed ``in_proj_weight``. Embedding tables are left out (a lookup reads one
+    row per token), as are biases and norms.
+
+    >>> import torch, hmf_lab as hl
+    >>> net = torch.nn.Sequential(torch.nn.Embedding(100, 8), torch.nn.Linear(8, 16), torch.nn.ReLU(),
+    ...                           hl.LMFLinear(16, 4, rank=2))
+    >>> hl.timing.model_weight_bytes(net) == (8 * 16 + 2 * (16 + 4)) * 4
+    True
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model_weight_bytes() takes an nn.Module, got {type(model).__name__}")
+    total, counted = 0, []
+    for name, mod in model.named_modules():
+        if any(name == c or name.startswith(c + ".") or c == "" for c in counted):
+            continue
+        if isinstance(mod, torch.nn.MultiheadAttention) and getattr(mod, "in_proj_weight", None) is not None:
+            total += mod.in_proj_weight.numel() * mod.in_proj_weight.element_size()   # its out_proj: a Linear
+            continue
+        try:
+            b = weight_bytes(mod)
+        except TypeError:
+            continue
+        total += b
+        counted.append(name)
+    return total
 
 
 def _element_size(module) -> int:
