@@ -70,3 +70,37 @@ def test_same_structure_and_load_errors(tmp_path):
         F.load(tmp_path)
     _cells().to_csv(tmp_path / "cells.csv", index=False)
     assert len(F.load(tmp_path)) == len(_cells())
+
+
+def test_grid_comparison_pairs_each_row_with_lmf_under_its_allocation_and_the_script_writes_it(tmp_path):
+    import importlib.util
+
+    from conftest import REPO
+
+    rows = []
+    for seed in range(3):
+        for label, v in (("lmf", 2.0), ("hmf", 2.2), ("hmf_col", 1.9), ("lmf+greedy", 2.0), ("hmf_col+greedy", 2.0)):
+            rows.append(dict(task="lm", regime="post", metric="bits_per_char", compression=4.0, seed=seed,
+                             label=label, value=v + 0.01 * seed * (label == "hmf_col+greedy"),
+                             allocate="greedy" if "greedy" in label else "uniform", actual_compression=4.0,
+                             allocation="decoder 4.0x k0/r3" if "greedy" in label else None))
+    new = pd.DataFrame(rows)
+    old = new[new.label.isin(["lmf", "hmf"])].assign(value=lambda d: d.value + (d.label == "hmf") * 0.5)
+    cmp = F.grid_comparison(new, old).set_index("column")
+    assert cmp.loc["HMF rows − LMF", "pct"] == pytest.approx(-10.0)          # lower bits/char is better
+    assert cmp.loc["HMF cols − LMF", "pct"] == pytest.approx(5.0) and not cmp.loc["HMF cols − LMF", "inside_noise"]
+    assert cmp.loc["old default: HMF rows (sorted vocab) − LMF", "pct"] == pytest.approx(-35.0)
+    assert bool(cmp.loc["HMF cols − LMF (greedy)", "inside_noise"])            # +0, +0.5%, +1%: the noise
+    assert "prune − LMF" not in cmp.index                                      # no prune cells: no pair
+    md = F.grid_comparison_markdown(cmp.reset_index())
+    assert "| lm | post | 4x | -35.00% | -10.00% | +5.00% |" in md and "(noise)" in md
+    assert F.grid_comparison_markdown(F.grid_comparison(new.iloc[:0])) == "(no comparisons)\n"
+    new.to_csv(tmp_path / "cells.csv", index=False)
+    old.to_csv(tmp_path / "old.csv", index=False)
+    spec = importlib.util.spec_from_file_location("fair_grid", REPO / "scripts" / "fair_grid.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(tmp_path), "--old", str(tmp_path / "old.csv")]) == 0
+    text = (tmp_path / "comparison.md").read_text()
+    assert "| lm | post | 4x | -35.00% |" in text and "decoder 4.0x k0/r3" in text
+    assert len(pd.read_csv(tmp_path / "comparison.csv")) == 4     # old, rows, cols, cols (greedy)

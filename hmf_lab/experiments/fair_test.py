@@ -24,9 +24,11 @@ import pandas as pd
 
 from hmf_lab.experiments import grid as G
 from hmf_lab.experiments.pipeline import Cell, greedy_table, recipe
+from hmf_lab.experiments.tables import markdown_table
 
 __all__ = ["METHODS", "COMPRESSIONS", "SWEEP_C", "SWEEP_FRACS", "STEPS", "RESULTS", "plan", "same_structure",
-           "with_relabelled", "converged_table", "against_lmf", "sweep_summary", "report", "load", "dense_outputs"]
+           "with_relabelled", "converged_table", "against_lmf", "sweep_summary", "report", "load", "dense_outputs",
+           "GRID_PAIRS", "grid_comparison", "grid_comparison_markdown"]
 
 METHODS = ("lmf", "hmf_col", "prune", "hmf")
 COMPRESSIONS = (8.0, 16.0, 25.0)
@@ -130,6 +132,56 @@ def report(df: pd.DataFrame, shipped: float) -> str:
         lines += ["", f"split sweep at {SWEEP_C:g}x (each matrix at its greedy budget, split = fraction of the "
                       f"largest that fits; lmf+greedy = fraction 0):", "", sw.to_markdown(index=False, floatfmt=".3f")]
     return "\n".join(lines) + "\n"
+
+
+#: the rerun grid's comparisons (issue 19, part 5): (column, row, against), every row against LMF under the same
+#: allocation; "old default" is the shipped grid's HMF against its own LMF (sorted vocabulary, uniform)
+GRID_PAIRS = (("old default: HMF rows (sorted vocab) − LMF", "hmf", "lmf"),
+              ("HMF rows − LMF", "hmf", "lmf"), ("HMF cols − LMF", "hmf_col", "lmf"),
+              ("prune − LMF", "prune", "lmf"),
+              ("HMF rows − LMF (greedy)", "hmf+greedy", "lmf+greedy"),
+              ("HMF cols − LMF (greedy)", "hmf_col+greedy", "lmf+greedy"),
+              ("prune − LMF (greedy)", "prune+greedy", "lmf+greedy"))
+
+
+def grid_comparison(new: pd.DataFrame, old: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Long table of the rerun grid: for every (task, regime, compression) and every pair of
+    :data:`GRID_PAIRS`, the difference in % of the second row's mean (positive = the first is better), the
+    per-seed differences' mean and sd, ``n`` and the paired t-test at 5% (``inside_noise``). ``old``: the cells
+    of the grid before the fair-test fixes (its HMF against its LMF: the old default's line).
+
+    >>> cells = pd.DataFrame(dict(task="t", regime="post", metric="accuracy", compression=4.0, seed=[0, 1] * 2,
+    ...                           label=["hmf_col"] * 2 + ["lmf"] * 2, value=[0.9, 0.92, 0.8, 0.81]))
+    >>> r = grid_comparison(cells).iloc[0]
+    >>> r.column, round(float(r.pct), 1), bool(r.inside_noise)
+    ('HMF cols − LMF', 13.0, False)
+    """
+    out = []
+    for column, row, against in GRID_PAIRS:
+        src = old if column.startswith("old default") else new
+        if src is None:
+            continue
+        cmp = G.hmf_vs_lmf(src, row, against)
+        if len(cmp):
+            out.append(cmp.assign(column=column))
+    if not out:
+        return pd.DataFrame(columns=["task", "regime", "compression", "column", "pct", "diff_mean", "diff_sd", "n",
+                                     "inside_noise"])
+    return pd.concat(out, ignore_index=True)[["task", "regime", "compression", "column", "pct", "diff_mean",
+                                              "diff_sd", "n", "inside_noise"]]
+
+
+def grid_comparison_markdown(cmp: pd.DataFrame) -> str:
+    """:func:`grid_comparison` as one Markdown table: rows (task, regime, compression), one column per pair,
+    ``+x.xx%`` (positive = better than LMF), ``(noise)`` where the paired t-test cannot tell it from 0."""
+    if not len(cmp):
+        return "(no comparisons)\n"
+    cols = [c for c, _, _ in GRID_PAIRS if c in set(cmp.column)]
+    body = []
+    for (task, regime, c), g in cmp.groupby(["task", "regime", "compression"], sort=False):
+        by = {r.column: f"{r.pct:+.2f}%" + (" (noise)" if r.inside_noise else "") for r in g.itertuples()}
+        body.append([task, regime, f"{c:g}x"] + [by.get(col, "–") for col in cols])
+    return markdown_table(pd.DataFrame(body, columns=["task", "regime", "compression"] + cols))
 
 
 def load(folder=None) -> pd.DataFrame:
