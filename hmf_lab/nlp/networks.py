@@ -141,6 +141,15 @@ class Translator(nn.Module):
 # ------------------------------------------------------------------------------------ transformers
 
 
+def _embed(tokens: nn.Embedding, positions: nn.Embedding, x: torch.Tensor, start: int, limit: str, fix: str):
+    """Token plus learned position embeddings of ``x`` (B, T) at positions ``start .. start + T - 1``; a
+    ValueError naming the model's ``limit`` (its position table's size) and the ``fix`` when they do not fit."""
+    T, n = x.shape[1], positions.num_embeddings
+    if start + T > n:
+        raise ValueError(f"input reaches position {start + T}, the model's {limit} is {n}; {fix.format(n=n)}")
+    return tokens(x) + positions(torch.arange(start, start + T, device=x.device))
+
+
 class KVCache:
     """The keys and values a :class:`CharTransformer` has computed so far, one ``(k, v)`` pair per block, each
     ``(B, heads, length, d_model / heads)``: generation feeds one new character per step instead of the whole
@@ -263,17 +272,14 @@ class CharTransformer(nn.Module):
     def forward(self, x, cache: KVCache | None = None):
         """Logits ``(B, T, vocab_size)``. With ``cache`` (a :class:`KVCache`), ``x`` holds the *new* positions
         only: they continue at ``cache.length`` and their keys and values are appended to the cache."""
-        T = x.shape[1]
         start = 0
         if cache is not None:
             if not isinstance(cache, KVCache) or len(cache.kv) != len(self.blocks):
                 raise TypeError(f"cache must be a KVCache({len(self.blocks)}) for this {len(self.blocks)}-block "
                                 f"model, got {cache!r}; make one with KVCache(len(model.blocks))")
             start = cache.length
-        if start + T > self.context:
-            raise ValueError(f"input reaches position {start + T}, the model's context is {self.context}; feed windows "
-                             f"of at most {self.context} characters (with a cache: start a new one)")
-        h = self.embedding(x) + self.position(torch.arange(start, start + T, device=x.device))
+        h = _embed(self.embedding, self.position, x, start, "context", "feed windows of at most {n} characters "
+                   "(with a cache: start a new one)")
         for i, blk in enumerate(self.blocks):
             h = blk(h, None if cache is None else (cache, i))
         return self.head(self.ln_f(h))
@@ -360,12 +366,8 @@ class TransformerIntentClassifier(nn.Module):
         self.classifier = nn.Linear(d_model, n_classes)
 
     def forward(self, x):
-        T = x.shape[1]
-        if T > self.max_len:
-            raise ValueError(f"input has {T} positions, the model's max_len is {self.max_len}; cut the "
-                             f"utterances to {self.max_len} words")
         pad = x == PAD                                                      # (B, T), True where padding
-        h = self.embedding(x) + self.position(torch.arange(T, device=x.device))
+        h = _embed(self.embedding, self.position, x, 0, "max_len", "cut the utterances to {n} words")
         h = self.encoder(h, src_key_padding_mask=pad)                       # (B, T, E)
         keep = (~pad).unsqueeze(-1).to(h.dtype)
         pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)            # (B, E)
