@@ -221,6 +221,48 @@ else:
 # are a different regime, and this kit cannot train one on 2 CPU cores.
 
 # %% [markdown]
+# ## 6. Generating text: the key/value cache, and where compression pays in time
+#
+# A decoder generates one character at a time. Re-encoding the whole window for every new character repeats
+# work; a **key/value cache** (`hl.nlp.networks.KVCache`) keeps every block's keys and values, so each step
+# feeds only the new character: a batch-1 step is then a chain of matrix-*vector* products, which read every
+# weight once per token. That is the regime where fewer stored values can mean fewer bytes moved, and so more
+# tokens per second. Below, live: the shipped `char_tf` generating 64 characters with and without the cache
+# (the same characters: the test suite checks it), timed side by side.
+
+# %%
+prompt = torch.tensor([[0]])
+gen = hl.models.load_pretrained("char_tf").eval()
+fns = {"no cache": lambda ids: gen.decode(ids, 64, use_cache=False), "KV cache": lambda ids: gen.decode(ids, 64)}
+r = hl.timing.race(fns, prompt, rounds=1 if QUICK else 3, min_run_time=0.05 if QUICK else 0.5, threads=1,
+                   clock="thread", inference=True)
+print(f"64 characters: no cache {64 / r.median('no cache'):.0f} tokens/s, KV cache {64 / r.median('KV cache'):.0f} "
+      f"tokens/s ({r.ratios['KV cache']:.2f}x)")
+
+# %% [markdown]
+# The committed benchmark (`benchmarks/generation_speed.py`, its command and the machine's load at the top of
+# `hmf_lab/assets/results/speed/generation.md`) generates with the cache from the shipped model (3 MB of weights:
+# inside the caches) and from the same architecture at d_model 1024 (201 MB: far outside them), dense against
+# every method at 4x, each on the engines `hl.engines.choose` picked. The **ideal** is dense's bytes per token
+# over the method's (weights streamed plus the keys and values read).
+
+# %%
+gen_csv = RESULTS_DIR / "speed" / "generation.csv"
+if gen_csv.is_file():
+    gen_df = pd.read_csv(gen_csv)
+    hl.plots.plot_generation(gen_df)
+    display(gen_df[["size", "model", "weights_mb", "tok_s", "speedup", "ideal", "of_ideal", "engines"]].round(2))
+else:
+    print(f"no committed benchmark in {gen_csv}: run python benchmarks/generation_speed.py --out "
+          f"{gen_csv.parent}")
+
+# %% [markdown]
+# *Figure: one bar per compressed model (tokens per second over dense, the number on top), a black tick at its
+# ideal from bytes, grouped by model size; the grey band is the dense-vs-dense control (the noise).*
+#
+# GENERATION_READING
+
+# %% [markdown]
 # ## Exercise 1 · count column HMF's values
 #
 # Column HMF keeps `k` input **columns** of `W` (m x n) dense and factorizes the other `n − k` columns at rank

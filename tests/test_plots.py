@@ -199,3 +199,19 @@ def test_compression_lines_draw_mean_and_sd_per_label_and_reject_missing_columns
     plt.close("all")
     with pytest.raises(ValueError, match=r"needs the columns.*\['value'\] missing"):
         plots.compression_lines(df.drop(columns="value"))
+
+
+def test_plot_generation_draws_one_bar_per_compressed_model_with_its_ideal():
+    d = pd.DataFrame({"size": ["small"] * 3 + ["large"] * 4,
+                      "model": ["dense", "dense copy", "hmf 4x", "dense", "dense copy", "hmf 4x", "lmf 4x"],
+                      "speedup": [1.0, 0.97, 0.9, 1.0, 1.02, 2.8, 3.1], "ideal": [1, 1, 3.9, 1, 1, 3.9, 3.95]})
+    ax = plots.plot_generation(d)
+    assert [round(p.get_height(), 2) for p in ax.patches] == [0.9, 2.8, 3.1]
+    ticks = [line.get_ydata()[0] for line in ax.lines if len(line.get_xdata()) == 2 and line.get_color() == "black"]
+    assert ticks == [3.9, 3.9, 3.95]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["hmf 4x\nsmall", "hmf 4x\nlarge", "lmf 4x\nlarge"]
+    plt.close("all")
+    with pytest.raises(TypeError, match=r"expects generation.csv's table.*got DataFrame \['model'\]"):
+        plots.plot_generation(d[["model"]])
+    with pytest.raises(TypeError, match="got list"):
+        plots.plot_generation([1, 2])

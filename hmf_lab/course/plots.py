@@ -620,6 +620,45 @@ def never_slower(df: pd.DataFrame, ax=None, *, target: float = 0.95):
     return ax
 
 
+def plot_generation(df: pd.DataFrame, ax=None):
+    """Batch-1 generation with a key/value cache (``benchmarks/generation_speed.py``'s ``generation.csv``):
+    one bar per compressed model, its speed-up over dense in tokens per second, with the ideal from bytes as a
+    black tick above it; one group per model size, the ``dense copy`` control range as a grey band. Returns the
+    Axes.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> d = pd.DataFrame({"size": ["s"] * 3, "model": ["dense", "dense copy", "lmf 4x"],
+    ...                   "speedup": [1.0, 0.98, 2.5], "ideal": [1.0, 1.0, 3.9]})
+    >>> len(plot_generation(d).patches)
+    1
+    """
+    need = {"size", "model", "speedup", "ideal"}
+    if not isinstance(df, pd.DataFrame) or not need <= set(df.columns):
+        raise TypeError(f"plot_generation() expects generation.csv's table with the columns {sorted(need)}, got "
+                        f"{type(df).__name__}{' ' + str(sorted(df.columns)) if isinstance(df, pd.DataFrame) else ''}")
+    ax = _axes(ax, (8, 3.8))
+    x0, ticks, names = 0, [], []
+    for size, g in df.groupby("size", sort=False):
+        ctl = g[g.model.isin(["dense", "dense copy"])]["speedup"]
+        rest = g[~g.model.isin(["dense", "dense copy"])]
+        if not len(rest):
+            continue
+        xs = np.arange(x0, x0 + len(rest))
+        ax.fill_between([xs[0] - 0.5, xs[-1] + 0.5], ctl.min(), ctl.max(), color="0.85", lw=0)
+        for x, r in zip(xs, rest.itertuples()):
+            ax.bar(x, r.speedup, color=method_color(str(r.model).split()[0]), width=0.7)
+            ax.plot([x - 0.35, x + 0.35], [r.ideal, r.ideal], color="black", lw=1.5)
+            ax.text(x, r.speedup, f"{r.speedup:.2f}", ha="center", va="bottom", fontsize=7)
+        ticks += list(xs)
+        names += [f"{m}\n{size}" for m in rest.model]
+        x0 += len(rest) + 1
+    ax.axhline(1.0, color="grey", lw=0.6)
+    ax.set_xticks(ticks, names, fontsize=7)
+    ax.set_ylabel("tokens/s over dense (>1 = faster)")
+    ax.set_title("bars: measured; black ticks: the ideal from bytes; band: dense-vs-dense noise", fontsize=9)
+    return ax
+
+
 # ------------------------------------------------------------------ split-heuristics lab
 
 
@@ -964,4 +1003,4 @@ def plot_channel_energy(W, X, axes=None, *, title: str = ""):
 
 
 __all__.append("plot_channel_energy")
-__all__ += ["split_axes", "plot_fair_test", "compression_lines"]
+__all__ += ["split_axes", "plot_fair_test", "compression_lines", "plot_generation"]
