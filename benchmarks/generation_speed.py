@@ -131,7 +131,9 @@ def run(sizes, methods, compressions, tokens: int, rounds: int, min_run_time: fl
         calib = torch.randint(0, vocab, (4, context), generator=g)
         step = torch.randint(0, vocab, (1, 1), generator=g)
         kv = kv_bytes_per_token(dense, 1, tokens)
-        models = {"dense": dense, "dense copy": copy.deepcopy(dense).eval()}
+        # both dense entries are fresh copies, allocated like the compressed models: timing the model as
+        # initialised against its copy once gave the copy 1.24x (the weights' allocation history matters)
+        models = {"dense": copy.deepcopy(dense).eval(), "dense copy": copy.deepcopy(dense).eval()}
         info = {"dense": ("", "")}
         for method in methods:
             for c in compressions:

@@ -75,3 +75,10 @@ def test_model_weight_bytes_counts_each_layer_once():
     assert hl.timing.model_weight_bytes(mha) == (3 * 16 * 16 + 16 * 16) * 4      # packed in_proj + out_proj
     with pytest.raises(TypeError, match="takes an nn.Module, got Tensor"):
         hl.timing.model_weight_bytes(torch.zeros(3))
+
+
+def test_weight_bytes_follow_the_engine_of_a_sparse_layer():
+    fast = hl.sparsify(hl.compress(torch.nn.Sequential(torch.nn.Linear(32, 16)), "prune", compression=4))[0]
+    assert hl.timing.weight_bytes(fast) == hl.timing.csr_bytes(16, fast.nnz, 4, 4)      # CSR: values + indices
+    hl.engines.set_engine(fast, "reconstructed")
+    assert hl.timing.weight_bytes(fast) == 16 * 32 * 4                                   # the masked dense weight

@@ -589,7 +589,7 @@ def weight_bytes(module) -> int:
         if module.mode == "reconstructed":
             return sum(m.in_features * m.out_features * _element_size(m) for m in mats)
         return sum(weight_bytes(m) for m in mats)
-    if isinstance(module, SparseLinear):
+    if isinstance(module, SparseLinear) and module.mode != "reconstructed":
         return csr_bytes(module.out_features, module.nnz, module.values.element_size(), csr_index_bytes(module.nnz))
     if getattr(module, "mode", "factorized") == "reconstructed" and hasattr(module, "in_features"):
         return module.in_features * module.out_features * _element_size(module)
