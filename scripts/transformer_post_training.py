@@ -5,7 +5,9 @@ Dense, HMF (rows), HMF (columns), LMF, activation-aware LMF, Wanda and OATS at 1
 fine-tuning (:mod:`hmf_lab.experiments.posttrain`). Writes ``cells.csv`` and ``results.md`` (mean ± sd, paired
 difference vs LMF and vs OATS) to ``--out`` (default ``hmf_lab/assets/results/transformers/``, where the
 shipped run is, with its README). One torch thread. ``--quick`` (or ``HMF_LAB_QUICK=1``): tiny
-evaluation sets, one seed, 2x only.
+evaluation sets, one seed, 2x only. ``--fine-tune-steps N`` (default 0): the short fine-tuning variant,
+every compressed model and the dense control fine-tuned N steps before evaluation (regime ``post+ft``,
+tables apart from the no-fine-tuning ones).
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=list(POST_METHODS))
     p.add_argument("--compression", nargs="+", type=float, default=None)
     p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--fine-tune-steps", type=int, default=0,
+                   help="fine-tuning steps after compression, dense too (default 0: none)")
     p.add_argument("--quick", action="store_true", default=os.environ.get("HMF_LAB_QUICK") == "1")
     p.add_argument("--out", type=Path, default=assets_dir() / "results" / "transformers")
     args = p.parse_args(argv)
@@ -34,7 +38,8 @@ def main(argv=None):
     cs = args.compression or ([2.0] if args.quick else [1.5, 2.0, 3.0, 4.0])
     seeds = args.seeds or (1 if args.quick else 3)
     t0 = time.time()
-    df = pd.concat([post_training_cells(t, args.methods, cs, seeds, quick=args.quick, progress=True)
+    df = pd.concat([post_training_cells(t, args.methods, cs, seeds, quick=args.quick, progress=True,
+                                        fine_tune_steps=args.fine_tune_steps)
                     for t in args.task], ignore_index=True)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "cells.csv", index=False)

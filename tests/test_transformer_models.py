@@ -229,6 +229,92 @@ def test_post_training_script_quick(shipped, tmp_path):
     assert set(df.label) == {"dense", "lmf", "oats"}
 
 
+_OLD_COLUMNS = ["task", "regime", "metric", "compression", "label", "seed", "value", "params", "actual_compression",
+                "layers", "seconds"]
+
+
+def test_post_training_cells_without_fine_tuning_are_the_evaluated_compressed_models(shipped):
+    from hmf_lab.experiments.pipeline import compressed_layers, shipped_task
+    from hmf_lab.experiments.posttrain import post_training_cells
+    df = post_training_cells("intent_tf", ["lmf", "wanda"], [2], seeds=1, quick=True, eval_size=40,
+                             fine_tune_steps=0)
+    assert list(df.columns) == _OLD_COLUMNS + ["steps", "ft_seconds"] and len(df) == 3
+    assert (df.regime == "post").all() and (df.steps == 0).all() and (df.ft_seconds == 0).all()
+    t, model = shipped_task("intent_tf", True, 40)
+    layers = compressed_layers(model)
+    with torch.no_grad():
+        expect = {"dense": t.evaluate(model)[t.metric],
+                  "lmf": t.evaluate(hl.compress(model, "lmf", compression=2, layers=layers))[t.metric],
+                  "wanda": t.evaluate(hl.compress(model, "wanda", compression=2, layers=layers,
+                                                  X=t.calibration_input(seed=0)))[t.metric]}
+    assert dict(zip(df.label, df.value)) == expect
+
+
+def _sparse_parts(model):
+    """(mask, nonzeros of the masked weight) of each pruned module, (pattern, values, U) of each OATS module."""
+    from hmf_lab.nn.baseline_layers import SparseLowRankLinear
+    out = {}
+    for name, mod in model.named_modules():
+        if hasattr(mod, "weight_mask"):
+            out[name] = ("mask", mod.weight_mask.clone(), int((mod.weight_orig * mod.weight_mask).count_nonzero()),
+                         mod.weight_orig.detach().clone())
+        elif isinstance(mod, SparseLowRankLinear):
+            out[name] = ("oats", torch.cat([mod.crow_indices, mod.col_indices]).clone(), mod.values.clone(),
+                         mod.U.detach().clone())
+    return out
+
+
+@pytest.mark.parametrize("method", ["wanda", "oats"])
+def test_fine_tuning_keeps_the_sparse_parts_sparse(shipped, method):
+    from hmf_lab.experiments import posttrain as PT
+    from hmf_lab.experiments.pipeline import compressed_layers, shipped_task
+    t, model = shipped_task("intent_tf", True, 40)
+    small = hl.compress(model, method, compression=2, layers=compressed_layers(model),
+                        X=t.calibration_input(seed=0, n=64))
+    before = _sparse_parts(small)
+    assert before and all(v[0] == ("mask" if method == "wanda" else "oats") for v in before.values())
+    assert PT._fine_tune(t, small, 3, 2e-3, 0) > 0
+    after = _sparse_parts(small)
+    assert before.keys() == after.keys()
+    for name, (kind, pattern, nnz_or_values, trained) in before.items():
+        assert torch.equal(after[name][1], pattern)                  # same mask / CSR pattern
+        if kind == "mask":
+            assert after[name][2] == nnz_or_values                   # as many nonzeros: pruned weights stay 0
+        else:
+            assert torch.equal(after[name][2], nnz_or_values)        # OATS' sparse values: frozen buffers
+        assert not torch.equal(after[name][3], trained)              # Wanda's kept weights / OATS' U train
+    with torch.no_grad():
+        assert math.isfinite(t.evaluate(small)[t.metric])
+
+
+def test_post_training_cells_fine_tuned(shipped):
+    import pandas as pd
+    from hmf_lab.experiments.posttrain import post_training_cells, post_training_tables
+    kw = dict(quick=True, eval_size=40, calibration=32)
+    df = post_training_cells("intent_tf", ["lmf", "wanda"], [2], seeds=2, fine_tune_steps=2, **kw)
+    assert (df.regime == "post+ft").all() and (df.steps == 2).all() and (df.ft_seconds > 0).all()
+    assert sorted(df[df.label == "dense"].seed) == [0, 1] and (df[df.label == "dense"].compression == 1.0).all()
+    again = post_training_cells("intent_tf", ["lmf", "wanda"], [2], seeds=1, fine_tune_steps=2, **kw)
+    pd.testing.assert_series_equal(again.value, df[df.seed == 0].value.reset_index(drop=True))  # seeded
+    post = post_training_cells("intent_tf", ["lmf", "wanda"], [2], seeds=2, **kw)
+    ft_params = df[df.label != "dense"].set_index(["label", "seed"]).params
+    assert ft_params.equals(post[post.label != "dense"].set_index(["label", "seed"]).params)   # same structures
+    md = post_training_tables(pd.concat([post, df], ignore_index=True))
+    alone = post_training_tables(post)
+    assert md.startswith(alone) and md.count("### intent_tf") == 2 and "fine-tuned 2 steps after compression" in md
+    assert "| 2 | wanda |" in md[len(alone):] and "no fine-tuning" not in md[len(alone):]
+    for bad in (-1, 1.5, "3", True):
+        with pytest.raises(ValueError, match="fine_tune_steps must be an int >= 0"):
+            post_training_cells("intent_tf", ["lmf"], [2], fine_tune_steps=bad, **kw)
+
+
+def test_post_training_script_fine_tunes_quick(shipped, tmp_path):
+    df = _script("transformer_post_training").main(["--quick", "--task", "intent_tf", "--methods", "lmf",
+                                                     "--fine-tune-steps", "1", "--out", str(tmp_path)])
+    assert set(df.regime) == {"post+ft"} and set(df.steps) == {1}
+    assert "fine-tuned 1 steps" in (tmp_path / "results.md").read_text()
+
+
 def test_outlier_profile_script_quick(shipped, capsys):
     _script("outlier_profile").main(["--quick"])
     out = capsys.readouterr().out
