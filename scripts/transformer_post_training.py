@@ -31,6 +31,8 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--fine-tune-steps", type=int, default=0,
                    help="fine-tuning steps after compression, dense too (default 0: none)")
+    p.add_argument("--fine-tune-lr", type=float, default=None,
+                   help="learning rate of the fine-tuning (default: the task's post_lr, 0.002)")
     p.add_argument("--quick", action="store_true", default=os.environ.get("HMF_LAB_QUICK") == "1")
     p.add_argument("--out", type=Path, default=assets_dir() / "results" / "transformers")
     args = p.parse_args(argv)
@@ -39,7 +41,7 @@ def main(argv=None):
     seeds = args.seeds or (1 if args.quick else 3)
     t0 = time.time()
     df = pd.concat([post_training_cells(t, args.methods, cs, seeds, quick=args.quick, progress=True,
-                                        fine_tune_steps=args.fine_tune_steps)
+                                        fine_tune_steps=args.fine_tune_steps, fine_tune_lr=args.fine_tune_lr)
                     for t in args.task], ignore_index=True)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "cells.csv", index=False)

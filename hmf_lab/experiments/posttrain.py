@@ -62,7 +62,8 @@ def _fine_tune(t, model, steps: int, lr: float, seed: int) -> float:
 
 def post_training_cells(task: str, methods=POST_METHODS, compressions=(1.5, 2, 3, 4), seeds: int = 3, *,
                         quick: bool = False, calibration: int | None = None, eval_size: int | None = None,
-                        progress: bool = False, fine_tune_steps: int = 0) -> pd.DataFrame:
+                        progress: bool = False, fine_tune_steps: int = 0,
+                        fine_tune_lr: float | None = None) -> pd.DataFrame:
     """One row per (method, compression, calibration seed) of the shipped ``task`` model, plus the dense one.
 
     Columns (those of the grid's cells, so :func:`~hmf_lab.experiments.grid.summarize` reads them): ``task``,
@@ -75,7 +76,7 @@ def post_training_cells(task: str, methods=POST_METHODS, compressions=(1.5, 2, 3
     ``fine_tune_steps`` (default 0: none, one dense row): after compressing, each model (one per calibration
     seed) is fine-tuned for that many steps with the task's own training loop
     (:meth:`~hmf_lab.nlp.tasks.Task.fine_tune`: the base run's batches, Adam at the settings' ``post_lr``,
-    cosine-decayed; seed ``1000 + seed``, as the pipeline's post cells), then evaluated. The dense model is
+    cosine-decayed, or ``fine_tune_lr``; seed ``1000 + seed``, as the pipeline's post cells), then evaluated. The dense model is
     fine-tuned the same way once per seed (label ``dense``): the control. What trains is every parameter
     that requires a gradient: HMF/LMF/AA-LMF factors, Wanda's ``weight_orig`` under its fixed
     ``torch.nn.utils.prune`` mask (pruned weights stay zero), OATS' low-rank ``U``, ``V`` (its sparse part is
@@ -87,8 +88,15 @@ def post_training_cells(task: str, methods=POST_METHODS, compressions=(1.5, 2, 3
     Traceback (most recent call last):
     ...
     ValueError: fine_tune_steps must be an int >= 0 (0: no fine-tuning), got -1
+    >>> post_training_cells("intent_tf", ["lmf"], [2], fine_tune_steps=5, fine_tune_lr=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: fine_tune_lr must be a number > 0 (e.g. 2e-4), got 0
     """
     steps = _check_steps(fine_tune_steps)
+    if fine_tune_lr is not None and (not isinstance(fine_tune_lr, (int, float)) or isinstance(fine_tune_lr, bool)
+                                     or not fine_tune_lr > 0):
+        raise ValueError(f"fine_tune_lr must be a number > 0 (e.g. 2e-4), got {fine_tune_lr!r}")
     if int(seeds) < 1:
         raise ValueError(f"seeds must be an int >= 1 (calibration draws), got {seeds!r}")
     cs = [float(c) for c in compressions]
@@ -98,7 +106,7 @@ def post_training_cells(task: str, methods=POST_METHODS, compressions=(1.5, 2, 3
     t, model = shipped_task(task, quick, eval_size)
     layers = compressed_layers(model)
     dense = _stored(model, layers)
-    lr = task_settings(task, quick).post_lr
+    lr = task_settings(task, quick).post_lr if fine_tune_lr is None else fine_tune_lr
     base = dict(task=task, regime="post+ft" if steps else "post", metric=t.metric)
     tail = dict(steps=steps)
     rows = [] if steps else [dict(base, compression=1.0, label="dense", seed=0, value=t.evaluate(model)[t.metric],
