@@ -215,3 +215,18 @@ def test_plot_generation_draws_one_bar_per_compressed_model_with_its_ideal():
         plots.plot_generation(d[["model"]])
     with pytest.raises(TypeError, match="got list"):
         plots.plot_generation([1, 2])
+
+
+def test_grid_comparison_map_colours_clip_but_numbers_do_not():
+    cmp = pd.DataFrame(dict(task="lm", regime=["post", "post", "scratch"], compression=[4.0, 4.0, 8.0],
+                            column=["rows", "cols", "rows"], pct=[-55.0, 2.0, 0.3], inside_noise=[False, False, True]))
+    ax = plots.grid_comparison_map(cmp, clip=20)
+    assert [t.get_text() for t in ax.texts] == ["-55.0", "+2.0", "~+0.3"]     # the missing cell: no text
+    mesh = ax.collections[0]
+    assert mesh.get_array().min() == -20 and mesh.norm.vmin == -20
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["lm · post · 4x", "lm · scratch · 8x"]
+    plt.close("all")
+    with pytest.raises(TypeError, match="grid_comparison"):
+        plots.grid_comparison_map(cmp.drop(columns="pct"))
+    with pytest.raises(ValueError, match="clip must be a number > 0"):
+        plots.grid_comparison_map(cmp, clip=0)

@@ -659,6 +659,45 @@ def plot_generation(df: pd.DataFrame, ax=None):
     return ax
 
 
+def grid_comparison_map(cmp: pd.DataFrame, ax=None, *, clip: float = 20.0):
+    """The rerun grid against LMF (:func:`hmf_lab.experiments.fair_test.grid_comparison`) as a heat map: rows
+    (task, regime, compression), columns the comparisons, colour the difference in % of LMF's mean (blue:
+    better than LMF, red: worse; the colour scale stops at ±``clip``, the numbers do not), each cell annotated,
+    ``~`` marking a difference inside the noise (paired t-test at 5%). Returns the Axes.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> cmp = pd.DataFrame(dict(task="lm", regime="post", compression=4.0, column=["a", "b"], pct=[2.0, -30.0],
+    ...                         inside_noise=[False, True]))
+    >>> [t.get_text() for t in grid_comparison_map(cmp).texts]
+    ['+2.0', '~-30.0']
+    """
+    import seaborn as sns
+
+    need = {"task", "regime", "compression", "column", "pct", "inside_noise"}
+    if not isinstance(cmp, pd.DataFrame) or not need <= set(cmp.columns):
+        raise TypeError(f"grid_comparison_map() expects fair_test.grid_comparison()'s table with the columns "
+                        f"{sorted(need)}, got {type(cmp).__name__}")
+    if not isinstance(clip, (int, float)) or not clip > 0:
+        raise ValueError(f"clip must be a number > 0 (the colour scale's end, in %), got {clip!r}")
+    d = cmp.assign(row=[f"{t} · {r} · {c:g}x" for t, r, c in zip(cmp.task, cmp.regime, cmp.compression)])
+    rows, cols = list(dict.fromkeys(d.row)), list(dict.fromkeys(d.column))
+    val = d.pivot_table(index="row", columns="column", values="pct", aggfunc="first").reindex(index=rows, columns=cols)
+    txt = d.assign(t=[("~" if n else "") + f"{p:+.1f}" for p, n in zip(d.pct, d.inside_noise)]) \
+        .pivot_table(index="row", columns="column", values="t", aggfunc="first").reindex(index=rows, columns=cols)
+    ax = _axes(ax, (1.3 * len(cols) + 3, 0.32 * len(rows) + 1.5))
+    sns.heatmap(val.clip(-clip, clip), ax=ax, cmap="RdBu", center=0, vmin=-clip, vmax=clip, annot=txt.fillna(""),
+                fmt="", annot_kws={"fontsize": 7}, cbar_kws={"label": "% of LMF's mean (+ = better than LMF)"},
+                linewidths=0.5, linecolor="white")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    import textwrap
+
+    ax.set_xticklabels([textwrap.fill(t.get_text(), 16) for t in ax.get_xticklabels()], fontsize=7, rotation=0)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title("every row against LMF under the same allocation (~: inside the noise)", fontsize=9)
+    return ax
+
+
 # ------------------------------------------------------------------ split-heuristics lab
 
 
@@ -1003,4 +1042,5 @@ def plot_channel_energy(W, X, axes=None, *, title: str = ""):
 
 
 __all__.append("plot_channel_energy")
-__all__ += ["split_axes", "plot_fair_test", "compression_lines", "plot_generation"]
+__all__ += ["split_axes", "plot_fair_test", "compression_lines", "plot_generation",
+            "grid_comparison_map"]
