@@ -27,6 +27,17 @@ settings.register_profile("thorough", max_examples=400, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hmf"))
 
 
+def load_script(relpath: str):
+    """Import a script of the repository (``benchmarks/x.py``, ``scripts/y.py``) as a module, by its path."""
+    import importlib.util
+
+    path = REPO / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def require_data(*names: str) -> None:
     """Skip the calling test unless every named data set (default: all) is available."""
     from hmf_lab.nlp import data

@@ -73,9 +73,7 @@ def test_same_structure_and_load_errors(tmp_path):
 
 
 def test_grid_comparison_pairs_each_row_with_lmf_under_its_allocation_and_the_script_writes_it(tmp_path):
-    import importlib.util
-
-    from conftest import REPO
+    from conftest import load_script
 
     rows = []
     for seed in range(3):
@@ -97,9 +95,7 @@ def test_grid_comparison_pairs_each_row_with_lmf_under_its_allocation_and_the_sc
     assert F.grid_comparison_markdown(F.grid_comparison(new.iloc[:0])) == "(no comparisons)\n"
     new.to_csv(tmp_path / "cells.csv", index=False)
     old.to_csv(tmp_path / "old.csv", index=False)
-    spec = importlib.util.spec_from_file_location("fair_grid", REPO / "scripts" / "fair_grid.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/fair_grid.py")
     assert mod.main([str(tmp_path), "--old", str(tmp_path / "old.csv")]) == 0
     text = (tmp_path / "comparison.md").read_text()
     assert "| lm | post | 4x | -35.00% |" in text and "decoder 4.0x k0/r3" in text

@@ -3,22 +3,17 @@ from bytes (no timed asserts: a quick run's numbers mean nothing); the byte coun
 are checked exactly."""
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
 import hmf_lab as hl
-from conftest import REPO
+from conftest import load_script
 from hmf_lab.nlp.networks import CharTransformer, KVCache
 
 
 @pytest.fixture(scope="module")
 def gs():
-    spec = importlib.util.spec_from_file_location("generation_speed", REPO / "benchmarks" / "generation_speed.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/generation_speed.py")
 
 
 def test_quick_run_prints_every_model_with_its_ideal(gs, monkeypatch, capsys, tmp_path):

@@ -2,7 +2,6 @@
 table with every row (no timed asserts: the numbers themselves are in benchmarks/results/)."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sysconfig
 from pathlib import Path
@@ -12,15 +11,12 @@ import torch
 
 import hmf_lab as hl
 
-from conftest import REPO
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def lo():
-    spec = importlib.util.spec_from_file_location("layer_overhead", REPO / "benchmarks" / "layer_overhead.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/layer_overhead.py")
 
 
 @pytest.mark.parametrize("n, c", [(32, 4.0), (48, 8.0)])

@@ -2,19 +2,14 @@
 the shipped char LM (no timed asserts: the numbers of a quick run mean nothing)."""
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def nsm():
-    spec = importlib.util.spec_from_file_location("never_slower_model", REPO / "benchmarks" / "never_slower_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/never_slower_model.py")
 
 
 def test_quick_run_prints_every_configuration(nsm, monkeypatch, capsys):

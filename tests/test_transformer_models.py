@@ -198,13 +198,9 @@ def test_outlier_profile_of_the_shipped_transformers(shipped):
 
 
 def _script(name):
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from conftest import load_script
+
+    return load_script(f"scripts/{name}.py")
 
 
 def test_post_training_cells_quick(shipped):
