@@ -191,6 +191,18 @@ else:
 # the dense model.*
 
 # %% [markdown]
+# **And after a short fine-tuning?** The same comparison at 2x and 4x with every model, dense included, fine-tuned
+# for 50 steps at learning rate 3e-4 after compression (`hmf_lab/assets/results/transformers_ft/`, its README has
+# the command and why that rate). Fine-tuning closes much of every method's gap; the order barely moves.
+
+# %%
+ft_dir = RESULTS_DIR / "transformers_ft"
+if (ft_dir / "cells.csv").is_file():
+    display(Markdown(post_training_tables(pd.read_csv(ft_dir / "cells.csv"))))
+else:
+    print(f"no committed results in {ft_dir}")
+
+# %% [markdown]
 # ### An honest reading
 #
 # The first probe (a char transformer outside the kit) found activation-aware LMF best per layer on
@@ -210,8 +222,8 @@ else:
 #   (strength 3: 0.96x AA-LMF's error), and is 21% ahead at 73% (strength 10). So the boundary is not one
 #   loud channel but **many channels that together hold a large whitened share**, on a matrix wide enough
 #   that a dense column is much cheaper than a rank.
-# - **Whole models** (section 5, the committed run): on `char_tf` OATS is the best method at every
-#   compression. AA-LMF beats row HMF, which beats plain LMF at 1.5x and 2x. Column HMF is never better than
+# - **Whole models** (section 5, the committed runs): on `char_tf` OATS is the best method at every
+#   compression, with and without the 50 fine-tuning steps. AA-LMF beats row HMF, which beats plain LMF at 1.5x and 2x. Column HMF is never better than
 #   AA-LMF and falls behind plain LMF from 3x on. On `intent_tf` (no outlier channels: whitened max/median
 #   below 5 everywhere) every method stays within a few points of dense, and plain LMF is best or tied.
 #
