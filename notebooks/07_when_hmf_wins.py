@@ -533,8 +533,13 @@ if fair_cells is not None:
 # - **Where HMF beats LMF beyond the noise at this scale:** by rows, nowhere; by columns, at 25x only, and for a
 #   reason that is the allocation's rather than the column structure's.
 #
-# Not settled yet: the split sweep at 16x (dense rows forced in; not run when this was written), and a protocol
-# giving every method the *same* per-matrix budgets so that only the structure differs.
+# - **The trained split sweep at 16x** (the third table above: HMF with dense rows forced into each matrix's greedy
+#   budget, trained from scratch): every forced split is worse than none, beyond the noise, and the more rows the
+#   worse (fraction 0.25: −7.6%, 0.5: −16.2%, 1: −38.7% against LMF). The forced splits leave 2–11% of the budget
+#   unused (coarse rank steps), which costs far less than those gaps. Training agrees with the solver.
+#
+# Not settled yet: a protocol giving every method the *same* per-matrix budgets, so that only the structure
+# differs.
 
 # %% [markdown]
 # ### 6.6 The whole grid on the fixed protocol
