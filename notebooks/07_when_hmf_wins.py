@@ -523,15 +523,16 @@ if fair_cells is not None:
 #   (`hmf_lab/assets/results/decoder_rows/`, 3 seeds), HMF − LMF was −13.1% (4x) and −17.9% (8x) with the
 #   alphabet's rows, −6.2% and −14.6% with order-invariant rows: still beyond the noise.
 # - **Given one budget for the whole model, the solver keeps no dense row at all.** At 8x, 16x and 25x the greedy
-#   allocation picks split 0 for every matrix of HMF by rows: HMF *is* LMF there (2.624, 2.753, 3.235).
-# - **HMF by columns against LMF follows where its allocation puts the decoder's budget**: +2.7% at 8x (noise),
-#   −15.7% at 16x (its decoder at 25.9x against LMF's 13.0x), +13.8% at 25x (its decoder at 8.6x against LMF's
-#   25.9x), the last two beyond the noise. The solver judges matrices by their output error right after a cut
+#   allocation picks split 0 for every matrix of HMF by rows: HMF *is* LMF there (2.619, 2.753, 3.235).
+# - **HMF by columns against LMF follows where its allocation puts the decoder's budget**: +2.4% at 8x (5 seeds;
+#   its decoder at 10.5x against LMF's 13.0x), −15.7% at 16x (its decoder at 25.9x against LMF's 13.0x), +13.8%
+#   at 25x (its decoder at 8.6x against LMF's 25.9x), all three beyond the noise. The solver judges matrices by their output error right after a cut
 #   of the trained model; for a model trained from scratch the decoder matters more than that error says.
-# - **Gradual pruning is the best of the four at every compression** (+14.5%, +10.9%, +18.5% against LMF), with
+# - **Gradual pruning is the best of the four at every compression** (+14.4%, +10.9%, +18.5% against LMF), with
 #   its decoder kept at 2.4x–7.4x: the same lesson from the other side.
-# - **Where HMF beats LMF beyond the noise at this scale:** by rows, nowhere; by columns, at 25x only, and for a
-#   reason that is the allocation's rather than the column structure's.
+# - **Where HMF beats LMF beyond the noise at this scale:** by rows, nowhere; by columns, at 8x (+2.4%) and 25x
+#   (+13.8%), each with an allocation unlike LMF's, while it loses at 16x (−15.7%): not shown to be the column
+#   structure's doing rather than the budget's place.
 #
 # - **The trained split sweep at 16x** (the third table above: HMF with dense rows forced into each matrix's greedy
 #   budget, trained from scratch): every forced split is worse than none, beyond the noise, and the more rows the
