@@ -15,7 +15,7 @@ from hmf_lab.experiments import speed as S  # noqa: E402
 def test_load_speed_leaves_out_overloaded_runs(tmp_path):
     """A run recorded at a load average above its cores (report_char_lm: 21 on 2) is dropped, with the reason."""
     tables = S.load_speed()
-    assert set(tables) == {"crossover", "regime", "never_slower"}
+    assert set(tables) == {"crossover", "regime", "never_slower", "generation"}
     assert "load average 21.21" in tables.attrs["dropped"]["report_char_lm"]
     head = "Command: x. Before: load average {} / 1.0 / 1.0 (1/5/15 min) on 2 cores.\n"
     for name, load in (("quiet", 0.5), ("busy", 3.5)):

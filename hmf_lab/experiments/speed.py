@@ -2,14 +2,14 @@
 
 The benchmarks write one CSV (and a Markdown copy with the command, the clock and the machine load in its
 header) per question: ``crossover`` (speed-up over dense against hidden size), ``regime`` (a hidden-1024
-character LM end to end) and ``never_slower`` (every shipped model with the engines ``hl.engines.choose``
-picks). :func:`load_speed` reads them and leaves out any file recorded on an overloaded machine (load
+character LM end to end), ``never_slower`` (every shipped model with the engines ``hl.engines.choose``
+picks) and ``generation`` (batch-1 generation with a key/value cache, ``benchmarks/generation_speed.py``). :func:`load_speed` reads them and leaves out any file recorded on an overloaded machine (load
 average at the start above the number of cores, read from its Markdown header), saying so in
 ``.attrs["dropped"]``. The ``*_table`` functions turn each into the table that answers its question.
 
 >>> tables = load_speed()
 >>> sorted(tables)
-['crossover', 'never_slower', 'regime']
+['crossover', 'generation', 'never_slower', 'regime']
 >>> tables.attrs["dropped"]  # doctest: +ELLIPSIS
 {'report_char_lm': 'load average 21.21 at the start on 2 cores...'}
 """
