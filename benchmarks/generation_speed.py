@@ -44,6 +44,7 @@ import torch
 import hmf_lab as hl
 from hmf_lab.factor._validation import quick_mode
 from hmf_lab.nlp.networks import CharTransformer
+from hmf_lab.nn.compress import select_modules
 from hmf_lab.perf.engines import compressed_modules, load_note
 from hmf_lab.perf.timing import model_weight_bytes, race
 
@@ -106,8 +107,7 @@ def compressed(dense: CharTransformer, method: str, c: float, calib: torch.Tenso
     (the default ``"greedy"`` row search takes minutes per matrix there, and time does not depend on which
     rows) and OATS as :func:`oats_twin`."""
     if size == "large" and method == "oats":
-        layers = [n for n, _ in compressed_modules(hl.compress(dense, "lmf", compression=c))]
-        return oats_twin(dense, c, layers)
+        return oats_twin(dense, c, select_modules(dense))   # the layers hl.compress would touch
     kw = dict(X=[calib]) if method in ("oats", "aa_lmf", "wanda") else {}
     if size == "large" and method in ("hmf", "hmf_col"):
         kw["heuristic"] = "top"

@@ -56,6 +56,12 @@ class _Wrong(Exception):
         self.msg, self.hint = msg, hint
 
 
+def _require_function(f, name: str, hint: str, kind: str = "") -> None:
+    """Internal: a check's answer must be a function; else a FAIL saying what came and ``hint``."""
+    if not callable(f):
+        raise _Wrong(f"{name} should be a function{kind}, got {type(f).__name__}.", hint)
+
+
 @dataclass(frozen=True)
 class Exercise:
     """One notebook exercise: where it is, and the answer variables :func:`reset` sets back to ``None``."""
@@ -361,9 +367,7 @@ def check_my_hmf(my_hmf, *, seed: int = 0) -> bool:
 
     if pending(my_hmf):
         return None
-    if not callable(my_hmf):
-        raise _Wrong(f"my_hmf should be a function, got {type(my_hmf).__name__}.",
-                     "define `def my_hmf(W, split, rank): ... return D, U, V`.")
+    _require_function(my_hmf, "my_hmf", "define `def my_hmf(W, split, rank): ... return D, U, V`.")
     g = torch.Generator().manual_seed(seed)
     cases = [((24, 16), 4, 3), ((16, 24), 5, 2), ((20, 20), 0, 4), ((12, 10), 3, 1)]
     for (m, n), k, r in cases:
@@ -824,9 +828,7 @@ def check_my_heuristic(rule, *, tol: float = 0.05) -> bool:
 
     if pending(rule):
         return None
-    if not callable(rule):
-        raise _Wrong(f"my_rule should be a function, got {type(rule).__name__}.",
-                     "def my_rule(W, split, *, rank, X=None): return torch.topk(..., split).indices")
+    _require_function(rule, "my_rule", "def my_rule(W, split, *, rank, X=None): return torch.topk(..., split).indices")
     lines = []
     for W, k, r in _heuristic_cases():
         rows = rule(W.clone(), k, rank=r)
@@ -1067,9 +1069,8 @@ def check_my_channel_energy(my_channel_energy, *, seed: int = 0) -> bool:
 
     if pending(my_channel_energy):
         return None
-    if not callable(my_channel_energy):
-        raise _Wrong(f"my_channel_energy should be a function (W, X) -> energies, got {type(my_channel_energy).__name__}.",
-                     "define it with def my_channel_energy(W, X): ...")
+    _require_function(my_channel_energy, "my_channel_energy", "define it with def my_channel_energy(W, X): ...",
+                      kind=" (W, X) -> energies")
     for i, (W, X) in enumerate(_energy_cases(seed)):
         got = my_channel_energy(W.clone(), X.clone())
         if pending(got):  # the template still returns None
